@@ -1,0 +1,22 @@
+"""figs_tf: Fine-Grained Stochastic Architecture Search (FiGS) for Keras 3.
+
+    search = figs_tf.wrap(model, cost="params", strength=1.2e-6)
+    search.fit(data, callbacks=[figs_tf.CostCallback(workdir)])
+    arch = figs_tf.export_architecture(search)
+
+The core (gates, channel groups, cost, export) uses `keras.ops` only and runs on
+any Keras backend; training binaries and data pipelines import TensorFlow.
+"""
+
+from figs_tf import handlers
+from figs_tf.callbacks import CostCallback, plot_widths
+from figs_tf.channel_groups import analyze
+from figs_tf.cost import CostLayer, count
+from figs_tf.export import (ExportedNetwork, expected_cost, export_architecture, exported_network,
+                            load_architecture, save_architecture, supernet_cost)
+from figs_tf.handlers import LayerHandler, UnsupportedLayerError, register_handler
+from figs_tf.keras_graph import GraphError
+from figs_tf.mask_layer import ApplyMask, MaskLayer
+from figs_tf.wrap import get_strength, set_strength, wrap
+
+__version__ = "0.1.0"

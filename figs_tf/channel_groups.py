@@ -1,0 +1,292 @@
+"""Channel-group analysis: which channels of a Keras model live or die together.
+
+`analyze(model)` walks the model's graph once (nested models inlined) and asks
+each layer's handler (figs_tf.handlers) how channels flow through it. Channels
+tied by an elementwise merge become one group; a concatenation on the channel
+axis makes a composite; the model's inputs and outputs are never pruned. The
+result, a `ChannelGraph`, is what wrapping, cost, export and slimming share.
+
+    graph = analyze(keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3)))
+    print(graph.num_groups, [g.size for g in graph.groups][:5])
+    print(graph.notes)     # which channels were kept out of search, and why
+"""
+
+import dataclasses
+import functools
+
+from figs_tf import handlers as handlers_lib
+from figs_tf import keras_graph
+from figs_tf.channel_sets import Segment, groups_in, has_fixed_channels, num_channels
+
+
+@dataclasses.dataclass
+class ChannelGroup:
+    size: int
+    producers: list  # names of the layers whose output channels form this group
+
+    @property
+    def key(self):
+        """A name for the group that does not depend on graph traversal order."""
+        return min(self.producers)
+
+
+class _GroupBuilder:
+    """Union-find over provisional groups, with a 'never pruned' flag."""
+
+    def __init__(self):
+        self.parent = []
+        self.sizes = []
+        self.fixed = []
+        self.producers = []
+        self.notes = []
+
+    def new_group(self, size, producer):
+        self.parent.append(len(self.parent))
+        self.sizes.append(size)
+        self.fixed.append(False)
+        self.producers.append([producer])
+        return len(self.parent) - 1
+
+    def find(self, group):
+        while self.parent[group] != group:
+            self.parent[group] = self.parent[self.parent[group]]
+            group = self.parent[group]
+        return group
+
+    def _union(self, a, b):
+        a, b = self.find(a), self.find(b)
+        if a == b:
+            return
+        if self.sizes[a] != self.sizes[b]:
+            raise handlers_lib.UnsupportedLayerError(
+                f"Channel groups of {self.producers[a]} ({self.sizes[a]} channels) "
+                f"and {self.producers[b]} ({self.sizes[b]}) are merged elementwise "
+                "but differ in size.")
+        low, high = min(a, b), max(a, b)
+        self.parent[high] = low
+        self.fixed[low] = self.fixed[low] or self.fixed[high]
+        self.producers[low] = self.producers[low] + self.producers[high]
+
+    def fix(self, channel_set, reason):
+        newly_fixed = [g for g in groups_in(channel_set) if not self.fixed[self.find(g)]]
+        for group in newly_fixed:
+            self.fixed[self.find(group)] = True
+        if newly_fixed:
+            self.notes.append(f"kept out of search: channels of "
+                              f"{sorted({p for g in newly_fixed for p in self.producers[self.find(g)]})}"
+                              f" because {reason}")
+
+    def tie(self, set_a, set_b, where):
+        """Channel i of set_a and channel i of set_b live or die together."""
+        aligned = len(set_a) == len(set_b) and all(
+            a.size == b.size and a.repeat == b.repeat for a, b in zip(set_a, set_b))
+        if not aligned:
+            if num_channels(set_a) != num_channels(set_b):
+                raise handlers_lib.UnsupportedLayerError(
+                    f"Layer '{where}' merges tensors with {num_channels(set_a)} and "
+                    f"{num_channels(set_b)} channels.")
+            reason = f"'{where}' merges tensors whose channel groups do not line up"
+            self.fix(set_a, reason)
+            self.fix(set_b, reason)
+            return
+        for a, b in zip(set_a, set_b):
+            if a.group is None and b.group is None:
+                continue
+            if a.group is None or b.group is None:
+                group = b.group if a.group is None else a.group
+                self.fix((Segment(group, b.size),), f"'{where}' adds them to channels that are never pruned")
+                continue
+            self._union(a.group, b.group)
+
+
+@dataclasses.dataclass
+class ChannelGraph:
+    """The channel structure of one model, in terms of prunable groups 0..G-1."""
+
+    calls: list  # keras_graph.LayerCall in topological order (nested models inlined)
+    input_keys: list
+    output_keys: list
+    tensor_sets: dict  # TensorKey -> channel set (tuple of Segment)
+    groups: list  # ChannelGroup, the prunable ones, indexed by group id
+    masked_keys: list  # tensors whose pruned channels must be zeroed right after they are made
+    keep_one_sets: list  # group-id lists: input groups of each channel-mixing layer
+    notes: list  # why some channels are kept out of search
+
+    @property
+    def num_groups(self):
+        return len(self.groups)
+
+    @property
+    def group_sizes(self):
+        return [g.size for g in self.groups]
+
+    def in_sets(self, call):
+        return [self.tensor_sets[k] for k in call.input_keys]
+
+    def out_sets(self, call):
+        return [self.tensor_sets[k] for k in call.output_keys]
+
+    def handler(self, call):
+        return handlers_lib.handler_for(call.layer)
+
+    @functools.cached_property
+    def _terms(self):
+        return {}
+
+    def terms(self, call, metric):
+        """Cost terms of one call for metric 'params' or 'flops' (cached)."""
+        cache_key = (id(call), metric)
+        if cache_key not in self._terms:
+            handler = self.handler(call)
+            method = {"params": handler.param_terms, "flops": handler.flop_terms}[metric]
+            self._terms[cache_key] = method(call, self.in_sets(call), self.out_sets(call))
+        return self._terms[cache_key]
+
+    def producer_calls(self):
+        """Calls that make new channels (conv, dense, ...), with their output set."""
+        return [c for c in self.calls if self.handler(c).mixes_channels]
+
+
+# Layers figs_tf inserts itself; analysis sees through them to the user's graph.
+_FIGS_LAYER_TYPES = {}
+
+
+def register_figs_layer(layer_class, role):
+    """role: 'source' (produces gate tensors, ignored) or 'passthrough' (input 0)."""
+    _FIGS_LAYER_TYPES[layer_class] = role
+
+
+def _see_through_figs_layers(calls, output_keys):
+    aliases = {}
+    kept = []
+    for call in calls:
+        call.input_keys = [aliases.get(k, k) for k in call.input_keys]
+        role = _FIGS_LAYER_TYPES.get(type(call.layer))
+        if role == "source":
+            continue
+        if role == "passthrough":
+            aliases[call.output_keys[0]] = call.input_keys[0]
+            continue
+        kept.append(call)
+    return kept, [aliases.get(k, k) for k in output_keys]
+
+
+def analyze(model, exclude=()):
+    """Returns the ChannelGraph of a functional or Sequential Keras model.
+
+    Args:
+      model: a functional or Sequential model (nested models are inlined).
+      exclude: names of layers whose output channels are kept out of search.
+    """
+    calls, input_keys, output_keys = keras_graph.flatten_model(model)
+    calls, output_keys = _see_through_figs_layers(calls, output_keys)
+    keras_graph.unique_layer_names(calls)
+    exclude = set(exclude)
+    unknown = exclude - {c.name for c in calls}
+    if unknown:
+        raise ValueError(f"exclude names layers that are not in the model: {sorted(unknown)}. "
+                         f"Layer names look like {[c.name for c in calls[:5]]}.")
+
+    builder = _GroupBuilder()
+    sets = {}
+    for key, tensor in zip(input_keys, _input_tensors(model)):
+        sets[key] = (Segment(None, tensor.shape[-1] or 0),)
+    for call in calls:
+        handler = handlers_lib.handler_for(call.layer)
+        missing = [k for k in call.input_keys if k not in sets]
+        if missing:
+            raise keras_graph.GraphError(f"Layer '{call.name}' reads a tensor that is not "
+                                         "computed from the model's inputs.")
+        out_sets = handler.output_sets(call, [sets[k] for k in call.input_keys], builder)
+        if call.name in exclude:
+            for out_set in out_sets:
+                builder.fix(out_set, f"'{call.name}' is excluded from search")
+        for key, out_set in zip(call.output_keys, out_sets):
+            sets[key] = tuple(out_set)
+    for key in output_keys:
+        builder.fix(sets[key], "they are model outputs")
+
+    canonical = _canonical_groups(builder)
+    sets = {key: _canonical_set(s, builder, canonical) for key, s in sets.items()}
+    groups = [None] * len(canonical)
+    for root, group_id in canonical.items():
+        groups[group_id] = ChannelGroup(size=builder.sizes[root], producers=sorted(builder.producers[root]))
+
+    graph = ChannelGraph(calls=calls, input_keys=input_keys, output_keys=output_keys,
+                         tensor_sets=sets, groups=groups, masked_keys=[],
+                         keep_one_sets=[], notes=builder.notes)
+    graph.masked_keys = _place_masks(graph)
+    graph.keep_one_sets = _keep_one_sets(graph)
+    return graph
+
+
+def _input_tensors(model):
+    return keras_graph._functional_of(model).inputs  # pylint: disable=protected-access
+
+
+def _canonical_groups(builder):
+    """Prunable roots -> 0..G-1, ordered by group key (the least producer name).
+
+    The order depends on names only, not on graph traversal, so a search model
+    and the model it was made from number their groups alike.
+    """
+    roots = {builder.find(g) for g in range(len(builder.parent))}
+    prunable = [r for r in roots if not builder.fixed[r]]
+    prunable.sort(key=lambda r: min(builder.producers[r]))
+    return {root: i for i, root in enumerate(prunable)}
+
+
+def _canonical_set(channel_set, builder, canonical):
+    out = []
+    for segment in channel_set:
+        group = None if segment.group is None else canonical.get(builder.find(segment.group))
+        out.append(Segment(group, segment.size, segment.repeat))
+    return tuple(out)
+
+
+def _place_masks(graph):
+    """Tensors after which the group mask is applied, so every reader that needs
+    it sees pruned channels as exactly zero.
+
+    Masks go where a pruned channel could be non-zero (after a conv and its
+    BatchNorm, after a sigmoid, ...) and a reader mixes channels or merges
+    tensors. They are never put between a conv and the BatchNorm that follows
+    it: BatchNorm does not need clean inputs, so the mask lands after it.
+    """
+    masked = set()
+    while True:
+        changed = False
+        dirty = {key: False for key in graph.input_keys}
+        for call in graph.calls:
+            handler = graph.handler(call)
+            in_dirty = [dirty[k] and k not in masked for k in call.input_keys]
+            has_pruned = [bool(groups_in(graph.tensor_sets[k])) for k in call.input_keys]
+            if isinstance(handler, handlers_lib.Merge):
+                to_clean = handler.inputs_to_clean(call, in_dirty, has_pruned)
+            elif handler.requires_clean_inputs(call):
+                to_clean = [i for i, d in enumerate(in_dirty) if d and has_pruned[i]]
+            else:
+                to_clean = []
+            for i in to_clean:
+                masked.add(call.input_keys[i])
+                in_dirty[i] = False
+                changed = True
+            out_dirty = handler.output_dirty(call, in_dirty)
+            for key in call.output_keys:
+                dirty[key] = out_dirty
+        if not changed:
+            break
+    # Keep graph order so that wrapping is deterministic.
+    order = {key: i for i, key in enumerate(k for c in graph.calls for k in c.output_keys)}
+    return sorted(masked, key=lambda k: order.get(k, -1))
+
+
+def _keep_one_sets(graph):
+    """Input groups of each channel-mixing layer that could lose every input."""
+    keep_one = []
+    for call in graph.producer_calls():
+        in_set = graph.in_sets(call)[0]
+        groups = groups_in(in_set)
+        if groups and not has_fixed_channels(in_set) and groups not in keep_one:
+            keep_one.append(groups)
+    return keep_one

@@ -1,0 +1,146 @@
+"""The exported architecture: one rule for the mask, the widths, the cost and slimming.
+
+Group g keeps `⌊Σπ⌋` channels, those of largest logit; a layer that mixes
+channels keeps at least one input channel (figs_tf.mask_layer.hard_widths).
+A layer whose output has no channel left, or whose output only feeds removed
+layers, is removed with its branch (how FiGS deselects an operator); the
+exported cost counts the layers that remain.
+
+    arch = figs_tf.export_architecture(search)    # {layer name: width}
+    figs_tf.save_architecture(arch, "arch.json")
+    arch == figs_tf.load_architecture("arch.json")
+"""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from figs_tf import cost as cost_lib
+from figs_tf import wrap as wrap_lib
+from figs_tf.channel_sets import count as channels_alive
+
+ARCHITECTURE_FORMAT = "figs_tf.architecture"
+ARCHITECTURE_VERSION = 1
+
+
+@dataclasses.dataclass
+class ExportedNetwork:
+    """The network the gates select, described over the supernet's graph."""
+
+    graph: object  # channel_groups.ChannelGraph
+    widths: list  # exported width per group
+    kept_channels: list  # per group: sorted indices of the channels kept
+    live_calls: list  # calls the exported network keeps, in graph order
+
+    def alive(self, key):
+        return channels_alive(self.graph.tensor_sets[key], self.widths)
+
+    def cost(self, metric):
+        cost_lib.check_metric(metric)
+        return int(sum(cost_lib.layer_costs(self.graph, metric, self.widths, self.live_calls).values()))
+
+    def is_live(self, call):
+        return id(call) in {id(c) for c in self.live_calls}
+
+    def architecture(self):
+        """{name: width} of every layer that makes channels; 0 = removed."""
+        live = {id(c) for c in self.live_calls}
+        return {call.name: int(channels_alive(self.graph.out_sets(call)[0], self.widths)) if id(call) in live else 0
+                for call in self.graph.producer_calls()}
+
+
+def live_calls(graph, widths):
+    """Calls whose output reaches a model output through alive channels."""
+    needed = set(graph.output_keys)
+    live = []
+    for call in reversed(graph.calls):
+        if not any(k in needed for k in call.output_keys):
+            continue
+        if not any(channels_alive(graph.tensor_sets[k], widths) > 0 for k in call.output_keys):
+            continue
+        live.append(call)
+        for key in call.input_keys:
+            if channels_alive(graph.tensor_sets[key], widths) > 0:
+                needed.add(key)
+    live.reverse()
+    return live
+
+
+def exported_network(search):
+    """The ExportedNetwork of a search model at its current gate logits."""
+    graph = wrap_lib.channel_graph_of(search)
+    gates = wrap_lib.gates_of(search)
+    mask = gates.exported_mask()
+    widths = gates.exported_widths()
+    kept = [np.flatnonzero(mask[gates.group_slice(g)]) for g in range(graph.num_groups)]
+    return ExportedNetwork(graph=graph, widths=widths, kept_channels=kept,
+                           live_calls=live_calls(graph, widths))
+
+
+def export_architecture(search):
+    """`{layer name: width}` of the architecture the search model's gates select."""
+    return exported_network(search).architecture()
+
+
+def expected_cost(search, metric):
+    """λ-free expected cost (eq. 6) at the current logits, in raw counts."""
+    graph = wrap_lib.channel_graph_of(search)
+    gates = wrap_lib.gates_of(search)
+    probabilities = gates.probabilities().astype(np.float64)
+    widths = [float(probabilities[gates.group_slice(g)].sum()) for g in range(graph.num_groups)]
+    return float(sum(cost_lib.layer_costs(graph, metric, widths).values()))
+
+
+def supernet_cost(search, metric):
+    graph = wrap_lib.channel_graph_of(search)
+    return int(sum(cost_lib.layer_costs(graph, metric, cost_lib.full_widths(graph)).values()))
+
+
+def save_architecture(architecture, path, **metadata):
+    """Writes the architecture JSON atomically (a crash never leaves half a file)."""
+    _check_widths_dict(architecture, path)
+    document = {"format": ARCHITECTURE_FORMAT, "version": ARCHITECTURE_VERSION,
+                "widths": {name: int(w) for name, w in architecture.items()}}
+    if metadata:
+        document["metadata"] = metadata
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as f:
+        json.dump(document, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(temporary, path)
+    return path
+
+
+def load_architecture(path):
+    """Reads an architecture JSON written by save_architecture: `{name: width}`."""
+    with open(path, encoding="utf-8") as f:
+        try:
+            document = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON ({error}).") from None
+    if not isinstance(document, dict) or document.get("format") != ARCHITECTURE_FORMAT:
+        raise ValueError(f"{path} is not a figs_tf architecture (expected \"format\": "
+                         f"\"{ARCHITECTURE_FORMAT}\"); write it with figs_tf.save_architecture.")
+    if document.get("version") != ARCHITECTURE_VERSION:
+        raise ValueError(f"{path} has architecture version {document.get('version')}; "
+                         f"this figs_tf reads version {ARCHITECTURE_VERSION}.")
+    widths = document.get("widths")
+    _check_widths_dict(widths, path)
+    return dict(widths)
+
+
+def load_architecture_metadata(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f).get("metadata", {})
+
+
+def _check_widths_dict(widths, where):
+    if not isinstance(widths, dict):
+        raise ValueError(f"Architecture {where}: widths must be a {{layer name: width}} dict.")
+    for name, width in widths.items():
+        if not isinstance(name, str) or isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 0:
+            raise ValueError(f"Architecture {where}: width of '{name}' must be an integer >= 0, got {width!r}.")

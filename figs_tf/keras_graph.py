@@ -1,0 +1,154 @@
+"""Flattens a Keras functional model into one topologically ordered list of calls.
+
+This is the only module of figs_tf that reads private Keras graph internals
+(`_keras_history`, `_nodes_by_depth`, `Node.arguments`); everything else sees
+`LayerCall`s. Nested functional and Sequential models are inlined, so a
+backbone inside a classifier is analysed, wrapped and slimmed like any other
+part of the graph.
+
+Example:
+
+        calls, inputs, outputs = flatten_model(model)
+        for call in calls:
+                print(call.layer.name, call.input_keys, call.output_keys)
+"""
+
+import dataclasses
+
+import keras
+from keras.src.models.functional import Functional
+from keras.src.models.sequential import Sequential
+
+TensorKey = tuple  # (scope, id(KerasTensor)): unique even inside nested models
+
+
+@dataclasses.dataclass
+class LayerCall:
+    """One application of a layer (or Keras op) inside the flattened graph."""
+
+    layer: object  # a keras.layers.Layer or a keras.Operation
+    node: object  # the Keras Node recording the call
+    input_keys: list  # keys of node.arguments.keras_tensors, in that order
+    output_keys: list  # keys of node.outputs, in that order
+    input_tensors: list  # the symbolic KerasTensors (shapes for cost formulas)
+    output_tensors: list
+
+    @property
+    def name(self):
+        return self.layer.name
+
+    def call_arguments(self, values):
+        """Returns (args, kwargs) of the original call with tensors replaced.
+
+        `values` maps TensorKey to the new tensor.
+        """
+        by_id = {
+                id(kt): values[key]
+                for kt, key in zip(self.node.arguments.keras_tensors, self.input_keys)
+        }
+        return self.node.arguments.fill_in(by_id)
+
+
+class GraphError(ValueError):
+    """The model's graph has a shape figs_tf cannot analyse."""
+
+
+def _functional_of(model):
+    if isinstance(model, Sequential):
+        functional = model._functional  # pylint: disable=protected-access
+        if functional is None:
+            raise GraphError(
+                    f"Sequential model '{model.name}' has no known input shape. Build it "
+                    "with an explicit keras.Input (e.g. Sequential([keras.Input((32, 32, 3)),"
+                    " ...])) so that its graph exists.")
+        return functional
+    if isinstance(model, Functional):
+        return model
+    raise GraphError(
+            f"Model '{model.name}' of type {type(model).__name__} is a subclassed "
+            "model: figs_tf needs a graph it can read. Supported: functional models "
+            "(keras.Model(inputs, outputs)) and Sequential models with a known input "
+            "shape, nested in each other as deep as you like.")
+
+
+def is_nested_model(layer):
+    return isinstance(layer, (Functional, Sequential))
+
+
+def flatten_model(model):
+    """Returns (calls, input_keys, output_keys) of `model`, nested models inlined."""
+    functional = _functional_of(model)
+    calls = []
+    input_keys = [((), id(t)) for t in functional.inputs]
+    output_keys = _inline(functional, (), {}, calls)
+    seen = {}
+    for call in calls:
+        if id(call.layer) in seen:
+            raise GraphError(
+                    f"Layer '{call.name}' ({type(call.layer).__name__}) is applied more "
+                    "than once (a shared layer). figs_tf prunes each layer's channels "
+                    "once, so a shared layer would have to keep the same channels at every "
+                    "use; this is not supported. Give each use its own layer, or build "
+                    "the model without sharing.")
+        seen[id(call.layer)] = call
+    return calls, input_keys, output_keys
+
+
+def _key(scope, tensor, aliases):
+    key = (scope, id(tensor))
+    return aliases.get(key, key)
+
+
+def _inline(functional, scope, aliases, calls):
+    """Appends the calls of `functional` to `calls`; returns its output keys."""
+    depths = sorted(functional._nodes_by_depth.keys(), reverse=True)  # pylint: disable=protected-access
+    for depth in depths:
+        for node in functional._nodes_by_depth[depth]:  # pylint: disable=protected-access
+            if node.operation is None or node.is_input:
+                continue
+            input_keys = [_key(scope, t, aliases) for t in node.arguments.keras_tensors]
+            op = node.operation
+            if is_nested_model(op):
+                inner = _functional_of(op)
+                inner_scope = scope + (len(calls), op.name)
+                inner_aliases = dict(aliases)
+                inner_inputs = inner.inputs
+                if len(inner_inputs) != len(input_keys):
+                    raise GraphError(
+                            f"Nested model '{op.name}' is called with {len(input_keys)} "
+                            f"tensors but has {len(inner_inputs)} inputs.")
+                for inner_input, outer_key in zip(inner_inputs, input_keys):
+                    inner_aliases[(inner_scope, id(inner_input))] = outer_key
+                inner_outputs = _inline(inner, inner_scope, inner_aliases, calls)
+                for outer_output, inner_key in zip(node.outputs, inner_outputs):
+                    aliases[(scope, id(outer_output))] = inner_key
+                continue
+            calls.append(
+                    LayerCall(
+                            layer=op,
+                            node=node,
+                            input_keys=input_keys,
+                            output_keys=[_key(scope, t, aliases) for t in node.outputs],
+                            input_tensors=list(node.arguments.keras_tensors),
+                            output_tensors=list(node.outputs),
+                    ))
+    return [_key(scope, t, aliases) for t in functional.outputs]
+
+
+def unique_layer_names(calls):
+    """Raises if two different layers in the flattened graph share a name."""
+    names = {}
+    for call in calls:
+        other = names.setdefault(call.name, call.layer)
+        if other is not call.layer:
+            raise GraphError(
+                    f"Two layers are both named '{call.name}' (one inside a nested model). "
+                    "Exported architectures refer to layers by name: rename one of them.")
+
+
+def keras_tensor_shape(tensor):
+    return tuple(tensor.shape)
+
+
+__all__ = ["LayerCall", "GraphError", "flatten_model", "unique_layer_names",
+                      "is_nested_model", "keras"]

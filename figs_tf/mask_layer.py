@@ -1,0 +1,238 @@
+"""The FiGS gate: per-channel Bernoulli gates with a Logistic-Sigmoid relaxation.
+
+`MaskLayer` holds the logits ν of every channel of every channel group in one
+float32 weight named `logits` (initial value 2.5, π = sigmoid(ν) ≈ 0.92), so a
+training step draws one noise vector and runs one sigmoid for the whole model
+instead of one per layer. Called on any tensor of the model (only to place it in
+the graph), it returns
+
+- the gate vector: in training `m̂ = sigmoid((ν + log u − log(1 − u)) / τ)`,
+  u ~ Uniform(0, 1), one sample per channel per step shared across the batch
+  and positions, used in forward and backward pass (no straight-through); in
+  inference the hard 0/1 mask of the exported architecture (`hard_mask`), so
+  that the search model computes exactly what the slimmed network computes;
+  a trailing 1 serves channels that are never pruned;
+- the per-group widths the cost is computed from: Σπ (expected cost, eq. 6),
+  or Σm̂ in training when `sampled_widths=True` (sampled cost, eq. 5).
+
+`ApplyMask` multiplies a tensor by the gates of its channels. `figs_tf.wrap`
+places both; by hand it looks like this:
+
+    gates = MaskLayer(group_sizes=[16])
+    gate_vector, widths = gates(inputs)
+    x = keras.layers.Conv2D(16, 3)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = ApplyMask(list(range(16)))([x, gate_vector])   # channel c reads gate c
+
+Gate arithmetic is float32 even under a `mixed_bfloat16` policy; the mask is
+cast to the activation dtype right before the multiply.
+"""
+
+import keras
+from keras import ops
+
+from figs_tf import channel_groups
+
+DEFAULT_TEMPERATURE = 1e-3
+DEFAULT_INITIAL_LOGIT = 2.5
+_UNIFORM_EPS = 1e-6  # keeps log(u) and log(1 - u) finite
+
+
+def _check_positive(name, value):
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}. The Logistic-Sigmoid "
+                         f"relaxation divides by it (the paper uses τ = {DEFAULT_TEMPERATURE}).")
+
+
+def group_ids(group_sizes):
+    ids = []
+    for group, size in enumerate(group_sizes):
+        ids.extend([group] * size)
+    return ids
+
+
+def expected_widths(logits, group_ids_tensor, num_groups):
+    """Σπ per group: the differentiable expected width."""
+    return ops.segment_sum(ops.sigmoid(logits), group_ids_tensor, num_segments=num_groups)
+
+
+def relaxed_gates(logits, temperature, seed_generator):
+    """One Logistic-Sigmoid sample per channel: sigmoid((ν + ℓ) / τ)."""
+    u = keras.random.uniform(ops.shape(logits), minval=_UNIFORM_EPS, maxval=1.0 - _UNIFORM_EPS,
+                             dtype="float32", seed=seed_generator)
+    noise = ops.log(u) - ops.log1p(-u)
+    return ops.sigmoid((logits + noise) / temperature)
+
+
+def hard_widths(logits, group_sizes, keep_one_sets):
+    """The exported width of every group: ⌊Σπ⌋, then the keep-one rule.
+
+    Keep-one: every layer that mixes channels (conv, dense) keeps at least one
+    input channel, so the exported network never has a layer without inputs;
+    for such a layer whose input groups would all be empty, the group holding
+    the input channel with the largest logit keeps one channel. The sets are
+    visited in graph order, so the rule is deterministic.
+    """
+    num_groups = len(group_sizes)
+    ids = ops.convert_to_tensor(group_ids(group_sizes), dtype="int32")
+    widths = ops.floor(expected_widths(logits, ids, num_groups))
+    if keep_one_sets:
+        group_max = ops.segment_max(logits, ids, num_segments=num_groups)
+        for groups in keep_one_sets:
+            members = ops.convert_to_tensor(groups, dtype="int32")
+            empty = ops.cast(ops.sum(ops.take(widths, members)) == 0, "float32")
+            best = ops.take(members, ops.argmax(ops.take(group_max, members)))
+            widths = widths + empty * ops.one_hot(best, num_groups, dtype="float32")
+    return widths
+
+
+def hard_mask(logits, group_sizes, keep_one_sets):
+    """0/1 per channel: group g keeps its `hard_widths[g]` channels of largest ν.
+
+    Ties keep the lower channel index (top_k is stable), so the choice is
+    deterministic. This one function decides the inference mask, the exported
+    architecture, the exported cost and the slimmed model.
+    """
+    widths = hard_widths(logits, group_sizes, keep_one_sets)
+    pieces = []
+    offset = 0
+    for group, size in enumerate(group_sizes):
+        group_logits = logits[offset:offset + size]
+        order = ops.top_k(group_logits, k=size, sorted=True)[1]
+        rank = ops.argsort(order)  # order is a permutation: argsort inverts it
+        pieces.append(ops.cast(rank < ops.cast(widths[group], "int32"), "float32"))
+        offset += size
+    if not pieces:
+        return ops.zeros((0,), dtype="float32")
+    return ops.concatenate(pieces, axis=0)
+
+
+@keras.saving.register_keras_serializable(package="figs_tf")
+class MaskLayer(keras.layers.Layer):
+    """Gates for every channel group of a model, in one `logits` weight.
+
+    Args:
+      group_sizes: channels per group; the logits are their concatenation.
+      temperature: τ of the Logistic-Sigmoid relaxation (> 0; paper: 1e-3).
+      initial_logit: initial ν of every channel (paper: 2.5).
+      keep_one_sets: group-id lists for the keep-one rule (see `hard_widths`).
+      sampled_widths: return Σm̂ instead of Σπ in training (sampled cost, eq. 5).
+      group_keys: names of the groups (their first producer layer), used to
+        match a saved search model with its channel analysis.
+      exclude: layer names kept out of search when the model was wrapped.
+      seed: seed of the gate noise (None: Keras's global seed state).
+    """
+
+    def __init__(self, group_sizes, temperature=DEFAULT_TEMPERATURE,
+                 initial_logit=DEFAULT_INITIAL_LOGIT, keep_one_sets=(),
+                 sampled_widths=False, group_keys=None, exclude=(), seed=None, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # gate math stays float32 under mixed precision
+        super().__init__(**kwargs)
+        _check_positive("temperature", temperature)
+        self.group_sizes = [int(s) for s in group_sizes]
+        if any(s <= 0 for s in self.group_sizes):
+            raise ValueError(f"group_sizes must be positive, got {self.group_sizes}")
+        self.temperature = float(temperature)
+        self.initial_logit = float(initial_logit)
+        self.keep_one_sets = [[int(g) for g in groups] for groups in keep_one_sets]
+        self.sampled_widths = bool(sampled_widths)
+        self.group_keys = list(group_keys) if group_keys is not None else None
+        self.exclude = list(exclude)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.num_channels = sum(self.group_sizes)
+        self._group_ids = group_ids(self.group_sizes)
+        self.logits = self.add_weight(
+            name="logits", shape=(self.num_channels,),
+            initializer=keras.initializers.Constant(self.initial_logit),
+            dtype="float32", trainable=True)
+
+    def call(self, anchor, training=None):
+        del anchor  # only places the layer in the functional graph
+        logits = ops.convert_to_tensor(self.logits, dtype="float32")
+        ids = ops.convert_to_tensor(self._group_ids, dtype="int32")
+        num_groups = len(self.group_sizes)
+        if training:
+            gates = relaxed_gates(logits, self.temperature, self.seed_generator)
+            if self.sampled_widths:
+                widths = ops.segment_sum(gates, ids, num_segments=num_groups)
+            else:
+                widths = expected_widths(logits, ids, num_groups)
+        else:
+            gates = hard_mask(logits, self.group_sizes, self.keep_one_sets)
+            widths = expected_widths(logits, ids, num_groups)
+        gate_vector = ops.concatenate([gates, ops.ones((1,), dtype="float32")], axis=0)
+        return gate_vector, widths
+
+    def compute_output_spec(self, anchor, training=None):
+        return (keras.KerasTensor((self.num_channels + 1,), dtype="float32"),
+                keras.KerasTensor((len(self.group_sizes),), dtype="float32"))
+
+    def probabilities(self):
+        """π = sigmoid(ν) of every channel, as a NumPy array."""
+        return ops.convert_to_numpy(ops.sigmoid(ops.convert_to_tensor(self.logits)))
+
+    def exported_mask(self):
+        """The hard 0/1 mask of the exported architecture, as a NumPy array."""
+        logits = ops.convert_to_tensor(self.logits, dtype="float32")
+        return ops.convert_to_numpy(hard_mask(logits, self.group_sizes, self.keep_one_sets))
+
+    def exported_widths(self):
+        logits = ops.convert_to_tensor(self.logits, dtype="float32")
+        widths = hard_widths(logits, self.group_sizes, self.keep_one_sets)
+        return [int(w) for w in ops.convert_to_numpy(widths)]
+
+    def group_slice(self, group):
+        start = sum(self.group_sizes[:group])
+        return slice(start, start + self.group_sizes[group])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "group_sizes": self.group_sizes,
+            "temperature": self.temperature,
+            "initial_logit": self.initial_logit,
+            "keep_one_sets": self.keep_one_sets,
+            "sampled_widths": self.sampled_widths,
+            "group_keys": self.group_keys,
+            "exclude": self.exclude,
+            "seed": self.seed,
+        })
+        return config
+
+
+@keras.saving.register_keras_serializable(package="figs_tf")
+class ApplyMask(keras.layers.Layer):
+    """Multiplies channel c of a tensor by `gate_vector[gate_indices[c]]`.
+
+    Called on `[x, gate_vector]` where `gate_vector` is MaskLayer's first output.
+    """
+
+    def __init__(self, gate_indices, **kwargs):
+        super().__init__(**kwargs)
+        self.gate_indices = [int(i) for i in gate_indices]
+        # A tensor that is one whole group in order reads a contiguous slice.
+        first = self.gate_indices[0] if self.gate_indices else 0
+        contiguous = self.gate_indices == list(range(first, first + len(self.gate_indices)))
+        self._slice = (first, first + len(self.gate_indices)) if contiguous else None
+
+    def call(self, inputs):
+        x, gate_vector = inputs
+        if self._slice is not None:
+            gates = gate_vector[self._slice[0]:self._slice[1]]
+        else:
+            gates = ops.take(gate_vector, ops.convert_to_tensor(self.gate_indices, dtype="int32"))
+        return x * ops.cast(gates, x.dtype)
+
+    def compute_output_spec(self, inputs):
+        x = inputs[0]
+        return keras.KerasTensor(x.shape, dtype=x.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config["gate_indices"] = self.gate_indices
+        return config
+
+
+channel_groups.register_figs_layer(MaskLayer, "source")
+channel_groups.register_figs_layer(ApplyMask, "passthrough")

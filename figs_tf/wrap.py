@@ -1,0 +1,142 @@
+"""`figs_tf.wrap`: a search model with gates on every channel group and λ·E[cost].
+
+    search = figs_tf.wrap(model, cost="flops", strength=2e-9)
+    search.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    search.fit(train_ds, epochs=40, callbacks=[figs_tf.CostCallback(workdir)])
+
+The returned model calls the original layers (weights are shared, not copied:
+training the search model trains `model`'s layers), plus
+
+- one `MaskLayer` ("figs_gates") holding every gate logit, called on the first
+  input;
+- `ApplyMask` layers where a pruned channel could otherwise be read as
+  non-zero (after a conv's BatchNorm, before merges and kernels);
+- one `CostLayer` ("figs_cost") on the first input's path that adds
+  `strength × cost` as a loss in training (outputs keep their names, so
+  per-output losses and metrics compile as before).
+"""
+
+from keras import ops
+import keras
+
+from figs_tf import channel_groups
+from figs_tf import cost as cost_lib
+from figs_tf.channel_sets import gate_indices
+from figs_tf.mask_layer import ApplyMask, MaskLayer, DEFAULT_INITIAL_LOGIT, DEFAULT_TEMPERATURE
+
+GATES_NAME = "figs_gates"
+COST_NAME = "figs_cost"
+ESTIMATORS = ("expected", "sampled")
+
+
+def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
+         temperature=DEFAULT_TEMPERATURE, initial_logit=DEFAULT_INITIAL_LOGIT, seed=None):
+    """Returns a search model: `model` with FiGS gates and a cost loss.
+
+    Args:
+      model: a functional or Sequential Keras model (nested models allowed).
+      cost: "params" or "flops" (multiply-adds per example).
+      strength: λ >= 0, the weight of the cost in the loss. Change it during
+        training with `figs_tf.set_strength(search, value)`.
+      exclude: names of layers whose output channels are not searched.
+      estimator: "expected" (eq. 6, Σπ per group; the paper's choice) or
+        "sampled" (eq. 5, the sampled gates' sum).
+      temperature: τ of the relaxation (> 0).
+      initial_logit: initial gate logit ν (π = sigmoid(ν)).
+      seed: seed of the gate noise.
+    """
+    metric = cost_lib.check_metric(cost)
+    strength = cost_lib.check_strength(strength)
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"Unknown estimator '{estimator}'. Use 'expected' (eq. 6) or 'sampled' (eq. 5).")
+    if isinstance(exclude, str):
+        exclude = [exclude]
+    graph = channel_groups.analyze(model, exclude=exclude)
+    if graph.num_groups == 0:
+        raise ValueError(f"Model '{model.name}' has no prunable channels: every channel "
+                         f"is a model input or output, or kept out of search. Notes: {graph.notes}")
+    polynomial = cost_lib.CostPolynomial(graph, metric)  # also checks FLOPs can be counted
+    gates = MaskLayer(
+        group_sizes=graph.group_sizes, temperature=temperature, initial_logit=initial_logit,
+        keep_one_sets=graph.keep_one_sets, sampled_widths=(estimator == "sampled"),
+        group_keys=[g.key for g in graph.groups], exclude=list(exclude), seed=seed,
+        name=GATES_NAME)
+    cost_layer = cost_lib.CostLayer(metric, polynomial, strength=strength, name=COST_NAME)
+
+    original_inputs = channel_groups._input_tensors(model)  # pylint: disable=protected-access
+    inputs = [keras.Input(shape=t.shape[1:], batch_size=t.shape[0], dtype=t.dtype,
+                          name=_input_name(t, i)) for i, t in enumerate(original_inputs)]
+    gate_vector, widths = gates(inputs[0])
+    values = dict(zip(graph.input_keys, inputs))
+    values[graph.input_keys[0]] = cost_layer([inputs[0], widths])
+
+    offsets = _offsets(graph.group_sizes)
+    always_on = sum(graph.group_sizes)
+    masked = set(graph.masked_keys)
+    for call in graph.calls:
+        args, kwargs = call.call_arguments(values)
+        outputs = keras.tree.flatten(call.layer(*args, **kwargs))
+        for index, (key, tensor) in enumerate(zip(call.output_keys, outputs)):
+            if key in masked:
+                suffix = "" if len(outputs) == 1 else f"_{index}"
+                indices = gate_indices(graph.tensor_sets[key], offsets, always_on)
+                tensor = ApplyMask(indices, name=f"{call.name}{suffix}_figs_mask")([tensor, gate_vector])
+            values[key] = tensor
+    outputs = [values[key] for key in graph.output_keys]
+    structure = model.outputs if not isinstance(model.output, (list, tuple, dict)) else model.output
+    outputs = keras.tree.pack_sequence_as(structure, outputs) if len(outputs) > 1 else outputs[0]
+    search = keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name=f"{model.name}_figs")
+    search._figs_graph = graph  # pylint: disable=protected-access  # a cache; re-derived after loading
+    return search
+
+
+def _input_name(tensor, index):
+    name = getattr(tensor, "name", None)
+    return name if name else f"input_{index}"
+
+
+def _offsets(group_sizes):
+    offsets, total = [], 0
+    for size in group_sizes:
+        offsets.append(total)
+        total += size
+    return offsets
+
+
+def gates_of(search):
+    """The MaskLayer of a search model (raises if it has none)."""
+    for layer in search.layers:
+        if isinstance(layer, MaskLayer):
+            return layer
+    raise ValueError(f"Model '{search.name}' has no figs_tf gates: make it with figs_tf.wrap(model).")
+
+
+def cost_layer_of(search):
+    for layer in search.layers:
+        if isinstance(layer, cost_lib.CostLayer):
+            return layer
+    raise ValueError(f"Model '{search.name}' has no figs_tf cost: make it with figs_tf.wrap(model).")
+
+
+def channel_graph_of(search):
+    """The ChannelGraph of a search model's underlying network (cached)."""
+    graph = getattr(search, "_figs_graph", None)
+    if graph is None:
+        gates = gates_of(search)
+        graph = channel_groups.analyze(search, exclude=gates.exclude)
+        if gates.group_keys is not None and [g.key for g in graph.groups] != gates.group_keys:
+            raise ValueError(
+                f"The gates of '{search.name}' were made for channel groups "
+                f"{gates.group_keys[:5]}..., but its graph now has {[g.key for g in graph.groups][:5]}...: "
+                "the model was changed after figs_tf.wrap. Wrap the changed model again.")
+        search._figs_graph = graph  # pylint: disable=protected-access
+    return graph
+
+
+def set_strength(search, value):
+    """Sets λ of a search model; takes effect at the next training step."""
+    cost_layer_of(search).set_strength(value)
+
+
+def get_strength(search):
+    return float(ops.convert_to_numpy(cost_layer_of(search).strength))
