@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs figs_tf with its test extras into the active Python and runs the tests:
+# the whole suite on the TensorFlow backend, then the backend-agnostic core
+# (gate, channel groups, cost) on JAX, the backend GPU timings are taken on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+echo "[run_tests] installing figs_tf[test,jax] into $($PYTHON -c 'import sys; print(sys.prefix)')"
+$PYTHON -m pip install -q -e ".[test,jax]"
+export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
+echo "[run_tests] KERAS_BACKEND=tensorflow: all tests"
+KERAS_BACKEND=tensorflow $PYTHON -m pytest -q tests "$@"
+echo "[run_tests] KERAS_BACKEND=jax: gate, channel-group and cost tests"
+KERAS_BACKEND=jax $PYTHON -m pytest -q -m "not tensorflow_only" \
+  tests/test_mask_layer.py tests/test_channel_groups.py tests/test_cost.py "$@"

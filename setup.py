@@ -1,0 +1,28 @@
+"""figs_tf: Fine-Grained Stochastic Architecture Search (FiGS) for TensorFlow 2 / Keras 3."""
+
+import setuptools
+
+setuptools.setup(
+    name="figs_tf",
+    version="0.1.0",
+    description="FiGS: learn per-layer widths of any Keras model under a parameter or FLOP budget.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["figs_tf", "figs_tf.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.5",
+        "tensorflow-datasets>=4.9",
+        "importlib_resources",  # tfds 4.9 needs it to download and prepare datasets
+        "absl-py",
+        "ml-collections",
+        "numpy",
+        "tensorboard",
+        "matplotlib",
+    ],
+    extras_require={
+        "test": ["pytest", "hypothesis"],
+        "jax": ["jax"],
+    },
+)

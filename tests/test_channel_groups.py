@@ -1,0 +1,165 @@
+"""Channel-group analysis: ties, composites, fixed channels, nested models, clear errors."""
+
+import keras
+import numpy as np
+import pytest
+
+import figs_tf
+from figs_tf.channel_sets import Segment
+
+from helpers import residual_concat_depthwise_model
+
+
+def _groups_by_producer(graph):
+    return {tuple(g.producers): g.size for g in graph.groups}
+
+
+def test_residual_add_ties_groups_and_concat_makes_a_composite():
+    graph = figs_tf.analyze(residual_concat_depthwise_model())
+    # c1 and c2 meet in an Add: one group of 8; c3 its own group of 4; fc is the output.
+    assert _groups_by_producer(graph) == {("c1", "c2"): 8, ("c3",): 4}
+    by_name = {c.name: c for c in graph.calls}
+    cat_set = graph.out_sets(by_name["cat"])[0]
+    residual = next(i for i, g in enumerate(graph.groups) if "c1" in g.producers)
+    c3 = next(i for i, g in enumerate(graph.groups) if "c3" in g.producers)
+    # depthwise passes the residual group through; concat joins [dw | c3]
+    assert cat_set == (Segment(residual, 8), Segment(c3, 4))
+    assert graph.out_sets(by_name["fc"])[0] == (Segment(None, 10),)
+    assert graph.in_sets(by_name["c1"])[0] == (Segment(None, 3),)
+
+
+def test_masks_go_after_batchnorm_not_between_conv_and_batchnorm():
+    model = residual_concat_depthwise_model()
+    search = figs_tf.wrap(model)
+    mask_inputs = {layer.name: layer._inbound_nodes[0].input_tensors[0]._keras_history.operation.name
+                   for layer in search.layers if isinstance(layer, figs_tf.ApplyMask)}
+    producers = set(mask_inputs.values())
+    assert "c1" not in producers and "c2" not in producers
+    assert {"bn2", "relu1"} <= producers  # before the Add and before c2 / the Add
+    # c3 feeds the concat directly: masked right after it; dw output (bias) too.
+    assert {"c3", "dw"} <= producers
+
+
+def test_depthwise_multiplier_repeats_each_input_channel():
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(4, 1, name="c")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", name="dw")(x)
+    outputs = keras.layers.Conv2D(2, 1, name="out")(x)
+    graph = figs_tf.analyze(keras.Model(inputs, outputs))
+    dw = next(c for c in graph.calls if c.name == "dw")
+    assert graph.out_sets(dw)[0] == (Segment(0, 4, 2),)
+
+
+def test_squeeze_excite_product_ties_the_gate_with_the_features():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(16, 3, name="features")(inputs)
+    s = keras.layers.GlobalAveragePooling2D(keepdims=True, name="squeeze")(x)
+    s = keras.layers.Conv2D(4, 1, activation="relu", name="reduce")(s)
+    s = keras.layers.Conv2D(16, 1, activation="sigmoid", name="expand")(s)
+    x = keras.layers.Multiply(name="excite")([x, s])
+    outputs = keras.layers.Dense(5, name="head")(keras.layers.GlobalAveragePooling2D()(x))
+    graph = figs_tf.analyze(keras.Model(inputs, outputs))
+    assert _groups_by_producer(graph) == {("expand", "features"): 16, ("reduce",): 4}
+
+
+def test_nested_functional_and_sequential_models_are_inlined():
+    inner_in = keras.Input((8, 8, 3))
+    inner = keras.Model(inner_in, keras.layers.Conv2D(6, 3, name="inner_conv")(inner_in), name="backbone")
+    head = keras.Sequential([keras.Input((6, 6, 6)), keras.layers.Conv2D(5, 1, name="seq_conv"),
+                             keras.layers.GlobalAveragePooling2D(name="seq_gap")], name="head")
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Dense(3, name="fc")(head(inner(inputs)))
+    model = keras.Model(inputs, outputs)
+    graph = figs_tf.analyze(model)
+    assert [c.name for c in graph.calls] == ["inner_conv", "seq_conv", "seq_gap", "fc"]
+    assert _groups_by_producer(graph) == {("inner_conv",): 6, ("seq_conv",): 5}
+    assert figs_tf.count(model, "params") == model.count_params()
+
+
+def test_input_channels_and_outputs_are_never_pruned():
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="c")(inputs)
+    x = keras.layers.Add(name="add_input")([x, inputs])  # tied to the image channels
+    outputs = keras.layers.Conv2D(2, 1, name="out")(x)
+    graph = figs_tf.analyze(keras.Model(inputs, outputs))
+    assert graph.num_groups == 0
+    assert any("never pruned" in note for note in graph.notes)
+
+
+def test_layer_normalization_over_channels_is_kept_out_of_search():
+    inputs = keras.Input((10, 8))
+    x = keras.layers.Dense(16, name="up")(inputs)
+    x = keras.layers.LayerNormalization(name="ln")(x)
+    h = keras.layers.Dense(32, name="hidden")(x)
+    outputs = keras.layers.Dense(4, name="out")(h)
+    graph = figs_tf.analyze(keras.Model(inputs, outputs))
+    assert _groups_by_producer(graph) == {("hidden",): 32}
+    assert any("'ln'" in note and "mixes channels" in note for note in graph.notes)
+
+
+def test_exclude_keeps_a_layers_channels_out_of_search():
+    graph = figs_tf.analyze(residual_concat_depthwise_model(), exclude=["c3"])
+    assert _groups_by_producer(graph) == {("c1", "c2"): 8}
+    with pytest.raises(ValueError, match="not in the model.*'nope'"):
+        figs_tf.analyze(residual_concat_depthwise_model(), exclude=["nope"])
+
+
+def test_unknown_layer_type_names_the_layer_and_the_fix():
+    inputs = keras.Input((4, 4, 3))
+    x = keras.layers.Conv2D(4, 1)(inputs)
+    x = keras.layers.Lambda(lambda t: t * 2.0, name="doubler")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    with pytest.raises(figs_tf.UnsupportedLayerError) as error:
+        figs_tf.analyze(model)
+    message = str(error.value)
+    assert "'doubler'" in message and "Lambda" in message
+    assert "register_handler" in message
+
+
+def test_registering_a_handler_makes_an_unknown_layer_supported():
+    class Doubler(keras.layers.Layer):
+        def call(self, x):
+            return x * 2.0
+
+    inputs = keras.Input((4, 4, 3))
+    x = keras.layers.Conv2D(4, 1, name="c")(inputs)
+    x = Doubler(name="doubler")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    figs_tf.register_handler(Doubler, figs_tf.handlers.PerChannel(zero_preserving=True))
+    graph = figs_tf.analyze(model)
+    assert _groups_by_producer(graph) == {("c",): 4}
+
+
+def test_subclassed_model_gets_an_error_saying_what_is_supported():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.conv = keras.layers.Conv2D(4, 3)
+
+        def call(self, x):
+            return self.conv(x)
+
+    net = Net()
+    net(np.zeros((1, 8, 8, 3), np.float32))
+    with pytest.raises(figs_tf.GraphError, match="subclassed model.*functional"):
+        figs_tf.analyze(net)
+
+
+def test_shared_layer_is_refused_with_the_reason():
+    inputs = keras.Input((8, 8, 4))
+    shared = keras.layers.Conv2D(4, 3, padding="same", name="shared")
+    x = shared(shared(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    with pytest.raises(figs_tf.GraphError, match="'shared'.*more than once"):
+        figs_tf.analyze(model)
+
+
+def test_keras_ops_arithmetic_in_functional_graphs():
+    # MobileNetV3's hard-sigmoid: relu6(x + 3) * (1 / 6) written with keras ops.
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, name="c")(inputs)
+    gate = keras.layers.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)
+    x = x * gate
+    model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(x))
+    graph = figs_tf.analyze(model)
+    assert _groups_by_producer(graph) == {("c",): 8}
