@@ -17,6 +17,6 @@ from figs_tf.export import (ExportedNetwork, expected_cost, export_architecture,
 from figs_tf.handlers import LayerHandler, UnsupportedLayerError, register_handler
 from figs_tf.keras_graph import GraphError
 from figs_tf.mask_layer import ApplyMask, MaskLayer
-from figs_tf.wrap import get_strength, set_strength, wrap
+from figs_tf.wrapping import channel_graph_of, gates_of, get_strength, set_strength, wrap
 
 __version__ = "0.1.0"

@@ -22,7 +22,7 @@ import keras
 from figs_tf import cost as cost_lib
 from figs_tf import export as export_lib
 from figs_tf import handlers as handlers_lib
-from figs_tf import wrap as wrap_lib
+from figs_tf import wrapping as wrap_lib
 
 ARCHITECTURE_FILE = "architecture.json"
 WIDTHS_PLOT_FILE = "widths.png"

@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from figs_tf import cost as cost_lib
-from figs_tf import wrap as wrap_lib
+from figs_tf import wrapping as wrap_lib
 from figs_tf.channel_sets import count as channels_alive
 
 ARCHITECTURE_FORMAT = "figs_tf.architecture"

@@ -87,7 +87,7 @@ def _per_channel_weight_terms(layer, channel_set):
     per_channel, constant = 0, 0
     for weight in layer.weights:
         size = math.prod(weight.shape)
-        if len(weight.shape) and weight.shape[-1] == channels and channels > 1:
+        if len(weight.shape) and weight.shape[-1] == channels:
             per_channel += size // channels
         else:
             constant += size

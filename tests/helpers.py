@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from figs_tf.wrap import gates_of, channel_graph_of
+from figs_tf.wrapping import gates_of, channel_graph_of
 
 
 def set_all_logits(search, value):

@@ -8,16 +8,12 @@ multiply-adds per example of conv and dense kernels only (no bias, BN,
 activation or pooling).
 """
 
-import math
-
 import keras
 import numpy as np
 import pytest
 
 import figs_tf
-# `figs_tf.wrap` is the wrap *function* (the package re-exports it over the
-# submodule's name), so the submodule's helpers are imported from it directly.
-from figs_tf.wrap import channel_graph_of, gates_of
+from figs_tf.wrapping import channel_graph_of, gates_of
 
 L = keras.layers
 
@@ -58,19 +54,22 @@ _APPLICATIONS = {
 
 
 _PROFILED_APPLICATIONS = ("MobileNetV2", "MobileNetV3Small")
+# How many tests use each application; it is built once and dropped after its
+# last use (holding every model alive slows the garbage collection that
+# conftest's clear_session runs after each test).
+_USES = {name: 1 for name in _APPLICATIONS}
+_USES.update(MobileNetV2=2, MobileNetV3Small=3)
 _built = {}
 
 
 def _application(name):
-    """Each application is built once per session. Only the two that a second
-    test reuses are kept: holding every model alive would slow the garbage
-    collection that conftest's clear_session runs after each test."""
-    if name in _built:
-        return _built.pop(name) if name in _PROFILED_APPLICATIONS else _built[name]
-    model = _APPLICATIONS[name]()
-    if name in _PROFILED_APPLICATIONS:
-        _built[name] = model
-    return model
+    if name not in _built:
+        _built[name] = [_APPLICATIONS[name](), _USES[name]]
+    entry = _built[name]
+    entry[1] -= 1
+    if entry[1] <= 0:
+        del _built[name]
+    return entry[0]
 
 
 def _nested_model():
@@ -555,6 +554,68 @@ def test_expected_and_exported_cost_zoo():
     assert figs_tf.export_architecture(search) == {"z_c1": 3, "z_sep": 2, "z_t": 1, "z_fc": 10}
 
 
+def _squeeze_excite(a=6, s=3, c=4):
+    """x = relu(bn(c1)); x * sigmoid(ex(relu(sq(gap(x))))) -> c2 -> gap -> fc: ex is tied to c1."""
+    inputs = keras.Input((H, W, 3))
+    x = L.Conv2D(a, 3, padding="same", name="se_c1")(inputs)
+    x = L.BatchNormalization(name="se_bn")(x)
+    x = L.ReLU()(x)
+    e = L.GlobalAveragePooling2D(keepdims=True)(x)
+    e = L.Conv2D(s, 1, name="se_sq")(e)
+    e = L.ReLU()(e)
+    e = L.Conv2D(a, 1, name="se_ex")(e)
+    e = L.Activation("sigmoid")(e)
+    x = L.Multiply()([x, e])
+    x = L.Conv2D(c, 1, name="se_c2")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    outputs = L.Dense(10, name="se_fc")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _se_params(a, s, c):
+    return (27 * a + a) + 4 * a + (a * s + s) + (s * a + a) + (a * c + c) + (10 * c + 10)
+
+
+def _se_flops(a, s, c):
+    return POS * 27 * a + a * s + s * a + POS * a * c + 10 * c
+
+
+def test_expected_and_exported_cost_squeeze_excite():
+    model = _squeeze_excite()
+    assert model.count_params() == _se_params(6, 3, 4)
+    search = figs_tf.wrap(model, cost="params")
+    graph = channel_graph_of(search)
+    group_of = {tuple(g.producers): i for i, g in enumerate(graph.groups)}
+    assert sorted(group_of) == [("se_c1", "se_ex"), ("se_c2",), ("se_sq",)]
+    ga, gs, gc = group_of[("se_c1", "se_ex")], group_of[("se_sq",)], group_of[("se_c2",)]
+    gates = gates_of(search)
+
+    rng = np.random.default_rng(5)
+    logits = _set_logits(search, {ga: rng.uniform(-3, 3, 6), gs: rng.uniform(-3, 3, 3),
+                                  gc: rng.uniform(-3, 3, 4)})
+    pi = _sigmoid(logits)
+    a, s_, c = (pi[gates.group_slice(g)].sum() for g in (ga, gs, gc))
+    np.testing.assert_allclose(figs_tf.expected_cost(search, "params"), _se_params(a, s_, c), rtol=1e-6)
+    np.testing.assert_allclose(figs_tf.expected_cost(search, "flops"), _se_flops(a, s_, c), rtol=1e-6)
+
+    _set_logits(search, {ga: np.array([30, -30, 30, 30, -30, 30.0]), gs: np.full(3, -30.0),
+                         gc: np.array([-30, 30, -30, 30.0])})
+    exported = figs_tf.exported_network(search)
+    # sq's gates are all off, but se_ex must keep one input channel: sq keeps 1.
+    assert exported.cost("params") == _se_params(4, 1, 2) == _squeeze_excite(4, 1, 2).count_params()
+    assert exported.cost("flops") == _se_flops(4, 1, 2)
+
+
+def test_exported_cost_all_gates_on_equals_keras_count():
+    model = _application("MobileNetV3Small")
+    search = figs_tf.wrap(model, cost="flops")
+    gates = gates_of(search)
+    gates.logits.assign(np.full(gates.logits.shape, 30.0, np.float32))
+    exported = figs_tf.exported_network(search)
+    assert exported.cost("params") == model.count_params()
+    np.testing.assert_allclose(figs_tf.expected_cost(search, "params"), model.count_params(), rtol=1e-6)
+
+
 def test_gate_layers_are_not_counted():
     model = _small_graph()
     search = figs_tf.wrap(model, cost="flops")
@@ -581,7 +642,7 @@ def _one_channel_params(pa, pb):
 
 
 def test_one_channel_group_counts():
-    """Plain and exported counts are right for a one-channel group (contrast with the xfail below)."""
+    """Plain and exported counts are right for a one-channel group."""
     model = _one_channel_group_model()
     assert model.count_params() == _one_channel_params(1, 3) == figs_tf.count(model, "params")
     search = figs_tf.wrap(model, cost="params")
@@ -590,11 +651,6 @@ def test_one_channel_group_counts():
     assert figs_tf.exported_network(search).cost("params") == _one_channel_params(0, 3)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "figs_tf/handlers.py:90 _per_channel_weight_terms requires `channels > 1` to treat a "
-    "weight as per-channel, so BatchNorm (and any PerChannel layer) on a one-channel "
-    "prunable group is a constant 4 in eq. 6 instead of 4*pi: expected cost 39 vs 37 here, "
-    "and the cost gradient of that gate misses the BatchNorm's share."))
 def test_expected_cost_of_batchnorm_on_one_channel_group():
     search = figs_tf.wrap(_one_channel_group_model(), cost="params")
     group_of = {g.producers[0]: i for i, g in enumerate(channel_graph_of(search).groups)}

@@ -9,7 +9,7 @@ from keras import ops
 
 import figs_tf
 from figs_tf.mask_layer import ApplyMask, MaskLayer, hard_mask, hard_widths
-from figs_tf.wrap import gates_of
+from figs_tf.wrapping import gates_of
 
 from helpers import residual_concat_depthwise_model, set_all_logits, to_numpy
 

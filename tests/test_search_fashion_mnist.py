@@ -10,7 +10,7 @@ import pytest
 
 import figs_tf
 from figs_tf import datasets, demo
-from figs_tf.wrap import gates_of
+from figs_tf.wrapping import gates_of
 
 SMALL = (16, 32, 64)  # a quarter of the demo's supernet: the test stays fast on 2 cores
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import figs_tf
-from figs_tf.wrap import channel_graph_of, gates_of
+from figs_tf.wrapping import channel_graph_of, gates_of
 
 from helpers import residual_concat_depthwise_model, set_all_logits, small_cnn, to_numpy
 

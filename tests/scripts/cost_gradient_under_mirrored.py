@@ -14,7 +14,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import figs_tf  # noqa: E402
-from figs_tf.wrap import gates_of  # noqa: E402
+from figs_tf.wrapping import gates_of  # noqa: E402
 
 
 def model():
