@@ -13,10 +13,11 @@ from figs_tf.callbacks import CostCallback, plot_widths
 from figs_tf.channel_groups import analyze
 from figs_tf.cost import CostLayer, count
 from figs_tf.export import (ExportedNetwork, expected_cost, export_architecture, exported_network,
-                            load_architecture, save_architecture, supernet_cost)
+                            load_architecture, load_channels, save_architecture, supernet_cost)
 from figs_tf.handlers import LayerHandler, UnsupportedLayerError, register_handler
 from figs_tf.keras_graph import GraphError
 from figs_tf.mask_layer import ApplyMask, MaskLayer
+from figs_tf.slim import slim
 from figs_tf.wrapping import channel_graph_of, gates_of, get_strength, set_strength, wrap
 
 __version__ = "0.1.0"

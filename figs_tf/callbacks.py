@@ -89,10 +89,11 @@ class CostCallback(keras.callbacks.Callback):
         path = os.path.join(self.workdir, ARCHITECTURE_FILE)
         if str(self.workdir).startswith("gs://"):
             import tensorflow as tf  # pylint: disable=g-import-not-at-top
-            local = export_lib.save_architecture(network.architecture(), f"/tmp/figs_{os.getpid()}.json", **metadata)
+            local = export_lib.save_architecture(network.architecture(), f"/tmp/figs_{os.getpid()}.json",
+                                                 channels=network.channels(), **metadata)
             tf.io.gfile.copy(local, path, overwrite=True)
         else:
-            export_lib.save_architecture(network.architecture(), path, **metadata)
+            export_lib.save_architecture(network.architecture(), path, channels=network.channels(), **metadata)
 
     def on_train_end(self, logs=None):
         if self.plot and self.workdir is not None and not str(self.workdir).startswith("gs://"):

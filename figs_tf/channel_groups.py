@@ -105,6 +105,8 @@ class ChannelGraph:
 
     calls: list  # keras_graph.LayerCall in topological order (nested models inlined)
     input_keys: list
+    input_tensors: list  # the model's symbolic inputs (shapes, dtypes, names)
+    output_structure: object  # the model's outputs as built (tensor, list or dict)
     output_keys: list
     tensor_sets: dict  # TensorKey -> channel set (tuple of Segment)
     groups: list  # ChannelGroup, the prunable ones, indexed by group id
@@ -189,7 +191,7 @@ def analyze(model, exclude=()):
 
     builder = _GroupBuilder()
     sets = {}
-    for key, tensor in zip(input_keys, _input_tensors(model)):
+    for key, tensor in zip(input_keys, keras_graph.input_tensors(model)):
         sets[key] = (Segment(None, tensor.shape[-1] or 0),)
     for call in calls:
         handler = handlers_lib.handler_for(call.layer)
@@ -212,16 +214,15 @@ def analyze(model, exclude=()):
     for root, group_id in canonical.items():
         groups[group_id] = ChannelGroup(size=builder.sizes[root], producers=sorted(builder.producers[root]))
 
-    graph = ChannelGraph(calls=calls, input_keys=input_keys, output_keys=output_keys,
+    graph = ChannelGraph(calls=calls, input_keys=input_keys,
+                         input_tensors=keras_graph.input_tensors(model),
+                         output_structure=keras_graph.output_structure(model),
+                         output_keys=output_keys,
                          tensor_sets=sets, groups=groups, masked_keys=[],
                          keep_one_sets=[], notes=builder.notes)
     graph.masked_keys = _place_masks(graph)
     graph.keep_one_sets = _keep_one_sets(graph)
     return graph
-
-
-def _input_tensors(model):
-    return keras_graph._functional_of(model).inputs  # pylint: disable=protected-access
 
 
 def _canonical_groups(builder):

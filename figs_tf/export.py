@@ -19,7 +19,7 @@ import numpy as np
 
 from figs_tf import cost as cost_lib
 from figs_tf import wrapping as wrap_lib
-from figs_tf.channel_sets import count as channels_alive
+from figs_tf.channel_sets import alive_positions, count as channels_alive
 
 ARCHITECTURE_FORMAT = "figs_tf.architecture"
 ARCHITECTURE_VERSION = 1
@@ -43,6 +43,12 @@ class ExportedNetwork:
 
     def is_live(self, call):
         return id(call) in {id(c) for c in self.live_calls}
+
+    def channels(self):
+        """{name: kept output channel indices} of every kept layer that makes channels."""
+        live = {id(c) for c in self.live_calls}
+        return {call.name: alive_positions(self.graph.out_sets(call)[0], self.kept_channels).tolist()
+                for call in self.graph.producer_calls() if id(call) in live}
 
     def architecture(self):
         """{name: width} of every layer that makes channels; 0 = removed."""
@@ -98,11 +104,17 @@ def supernet_cost(search, metric):
     return int(sum(cost_lib.layer_costs(graph, metric, cost_lib.full_widths(graph)).values()))
 
 
-def save_architecture(architecture, path, **metadata):
-    """Writes the architecture JSON atomically (a crash never leaves half a file)."""
+def save_architecture(architecture, path, channels=None, **metadata):
+    """Writes the architecture JSON atomically (a crash never leaves half a file).
+
+    `channels` ({layer name: kept channel indices}, e.g. ExportedNetwork.channels())
+    lets `figs_tf.slim(plain_model, path)` keep exactly the channels the gates chose.
+    """
     _check_widths_dict(architecture, path)
     document = {"format": ARCHITECTURE_FORMAT, "version": ARCHITECTURE_VERSION,
                 "widths": {name: int(w) for name, w in architecture.items()}}
+    if channels is not None:
+        document["channels"] = {name: [int(c) for c in kept] for name, kept in channels.items()}
     if metadata:
         document["metadata"] = metadata
     directory = os.path.dirname(os.path.abspath(path))
@@ -136,6 +148,13 @@ def load_architecture(path):
 def load_architecture_metadata(path):
     with open(path, encoding="utf-8") as f:
         return json.load(f).get("metadata", {})
+
+
+def load_channels(path):
+    """The kept channel indices saved with an architecture, or None."""
+    load_architecture(path)  # validates the document
+    with open(path, encoding="utf-8") as f:
+        return json.load(f).get("channels")
 
 
 def _check_widths_dict(widths, where):

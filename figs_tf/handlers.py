@@ -20,6 +20,7 @@ import dataclasses
 import math
 
 import keras
+import numpy as np
 
 from figs_tf.channel_sets import Segment, num_channels
 
@@ -60,6 +61,26 @@ class LayerHandler:
 
     def flop_terms(self, call, in_sets, out_sets):
         return []
+
+    def slim(self, call, kept_in, kept_out):
+        """(new layer, its weights) keeping channel positions kept_in / kept_out.
+
+        `kept_in[i]` and `kept_out[j]` are index arrays along the last axis of
+        input i and output j. The default fits layers whose weights and config
+        do not depend on the channel count.
+        """
+        return clone_layer(call.layer), call.layer.get_weights()
+
+
+def clone_layer(layer, **config_changes):
+    """A fresh layer of the same type and name, with some config entries changed."""
+    config = layer.get_config()
+    config.update(config_changes)
+    return type(layer).from_config(config)
+
+
+def _numpy(variable):
+    return keras.ops.convert_to_numpy(variable)
 
 
 def _check_channels_last(layer):
@@ -191,6 +212,38 @@ class Producer(LayerHandler):
             return [Term(k * (in_channels // conv_groups) * positions, (out_set,))]
         return [Term(k * positions, (in_set, out_set))]
 
+    def slim(self, call, kept_in, kept_out):
+        layer = call.layer
+        kept_in, kept_out = kept_in[0], kept_out[0]
+        width = len(kept_out)
+        changes = {"units": width} if self.kind == "dense" else {"filters": width}
+        new_layer = clone_layer(layer, **changes)
+        if self.kind == "separable":
+            multiplier = layer.depth_multiplier
+            depthwise = _numpy(layer.depthwise_kernel)[..., kept_in, :]
+            rows = (kept_in[:, None] * multiplier + np.arange(multiplier)[None, :]).reshape(-1)
+            pointwise = _numpy(layer.pointwise_kernel)[..., rows, :][..., kept_out]
+            weights = [depthwise, pointwise]
+        elif self.kind == "transpose":  # kernel (..., out, in)
+            weights = [_numpy(layer.kernel)[..., kept_out, :][..., kept_in]]
+        elif (getattr(layer, "groups", 1) or 1) > 1:
+            weights = [_numpy(layer.kernel)[..., kept_out]]  # channels kept out of search
+        else:  # kernel (..., in, out)
+            weights = [_numpy(layer.kernel)[..., kept_in, :][..., kept_out]]
+        if layer.use_bias:
+            weights.append(_numpy(layer.bias)[kept_out])
+        return new_layer, weights
+
+    def output_channel_l1(self, layer):
+        """L1 norm of each output channel's kernel slice (channel selection without gates)."""
+        if self.kind == "separable":
+            kernel = np.abs(_numpy(layer.pointwise_kernel))
+        else:
+            kernel = np.abs(_numpy(layer.kernel))
+        if self.kind == "transpose":
+            kernel = np.moveaxis(kernel, -2, -1)
+        return kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
+
 
 class Depthwise(LayerHandler):
     """DepthwiseConv1D/2D: each input channel owns `depth_multiplier` outputs."""
@@ -221,6 +274,13 @@ class Depthwise(LayerHandler):
         positions = _spatial_positions(call.output_tensors[0].shape, layer.name)
         k = math.prod(layer.kernel_size) * layer.depth_multiplier
         return [Term(k * positions, (in_sets[0],))]
+
+    def slim(self, call, kept_in, kept_out):
+        layer = call.layer
+        weights = [_numpy(layer.kernel)[..., kept_in[0], :]]
+        if layer.use_bias:
+            weights.append(_numpy(layer.bias)[kept_out[0]])
+        return clone_layer(layer), weights
 
 
 class PerChannel(LayerHandler):
@@ -257,6 +317,16 @@ class PerChannel(LayerHandler):
 
     def param_terms(self, call, in_sets, out_sets):
         return _per_channel_weight_terms(call.layer, in_sets[0])
+
+    def slim(self, call, kept_in, kept_out):
+        layer = call.layer
+        channels = call.input_tensors[0].shape[-1]
+        weights = []
+        for weight in layer.get_weights():
+            if weight.ndim and weight.shape[-1] == channels:
+                weight = weight[..., kept_in[0]]
+            weights.append(weight)
+        return clone_layer(layer), weights
 
 
 class ChannelMixing(PerChannel):
@@ -381,6 +451,16 @@ class Reshape(LayerHandler):
     def output_dirty(self, call, in_dirty):
         return False
 
+    def slim(self, call, kept_in, kept_out):
+        layer = call.layer
+        if isinstance(layer, keras.layers.Reshape):
+            # The last target dim is the channel count (kept axis) or the flattened
+            # feature count; either way it is the number of output positions kept.
+            target = list(layer.target_shape)
+            target[-1] = len(kept_out[0])
+            return clone_layer(layer, target_shape=tuple(target)), []
+        return clone_layer(layer), []
+
 
 def _activation_zero_preserving(layer):
     return activation_name(layer.activation) in _ZERO_PRESERVING_ACTIVATIONS
@@ -461,6 +541,9 @@ class ElementwiseOp(Merge):
         if self._is_unary(call):
             return []
         return super().inputs_to_clean(call, in_dirty, in_has_pruned)
+
+    def slim(self, call, kept_in, kept_out):
+        return call.layer, []  # a keras.ops operation holds no state
 
 
 _REGISTRY = {}

@@ -146,8 +146,20 @@ def unique_layer_names(calls):
                     "Exported architectures refer to layers by name: rename one of them.")
 
 
-def keras_tensor_shape(tensor):
-    return tuple(tensor.shape)
+def input_tensors(model):
+    """The model's symbolic inputs, flat."""
+    return list(_functional_of(model).inputs)
+
+
+def output_structure(model):
+    """The model's outputs as the user built them (a tensor, list or dict)."""
+    return _functional_of(model)._outputs_struct  # pylint: disable=protected-access
+
+
+def rebuild_outputs(model, flat_outputs):
+    """`flat_outputs` packed like `model`'s outputs (a single tensor stays single)."""
+    structure = output_structure(model)
+    return keras.tree.pack_sequence_as(structure, flat_outputs)
 
 
 __all__ = ["LayerCall", "GraphError", "flatten_model", "unique_layer_names",

@@ -63,9 +63,7 @@ def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
         name=GATES_NAME)
     cost_layer = cost_lib.CostLayer(metric, polynomial, strength=strength, name=COST_NAME)
 
-    original_inputs = channel_groups._input_tensors(model)  # pylint: disable=protected-access
-    inputs = [keras.Input(shape=t.shape[1:], batch_size=t.shape[0], dtype=t.dtype,
-                          name=_input_name(t, i)) for i, t in enumerate(original_inputs)]
+    inputs = fresh_inputs(graph)
     gate_vector, widths = gates(inputs[0])
     values = dict(zip(graph.input_keys, inputs))
     values[graph.input_keys[0]] = cost_layer([inputs[0], widths])
@@ -82,17 +80,17 @@ def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
                 indices = gate_indices(graph.tensor_sets[key], offsets, always_on)
                 tensor = ApplyMask(indices, name=f"{call.name}{suffix}_figs_mask")([tensor, gate_vector])
             values[key] = tensor
-    outputs = [values[key] for key in graph.output_keys]
-    structure = model.outputs if not isinstance(model.output, (list, tuple, dict)) else model.output
-    outputs = keras.tree.pack_sequence_as(structure, outputs) if len(outputs) > 1 else outputs[0]
+    outputs = keras.tree.pack_sequence_as(graph.output_structure, [values[k] for k in graph.output_keys])
     search = keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name=f"{model.name}_figs")
     search._figs_graph = graph  # pylint: disable=protected-access  # a cache; re-derived after loading
     return search
 
 
-def _input_name(tensor, index):
-    name = getattr(tensor, "name", None)
-    return name if name else f"input_{index}"
+def fresh_inputs(graph):
+    """New keras.Input tensors like the analysed model's inputs."""
+    return [keras.Input(shape=t.shape[1:], batch_size=t.shape[0], dtype=t.dtype,
+                        name=getattr(t, "name", None) or f"input_{i}")
+            for i, t in enumerate(graph.input_tensors)]
 
 
 def _offsets(group_sizes):

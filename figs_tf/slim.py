@@ -1,0 +1,148 @@
+"""`figs_tf.slim`: the exported network as a plain Keras model, channels physically gone.
+
+    slim = figs_tf.slim(search)                # from a search model's gates
+    slim(x) == search(x, training=False)       # to float32 tolerance
+    slim.count_params() == figs_tf.exported_network(search).cost("params")
+
+Every layer is rebuilt with its exported width and the surviving slices of its
+weights (kernels, biases, BatchNorm parameters and statistics, depthwise and
+separable kernels, per-channel scales, the Dense rows read after a Flatten).
+Removed layers are left out: a concatenation input with no channel left is
+dropped from the concat, and a concat left with one input is that input.
+
+A plain model (the supernet with trained weights, no gates) can be slimmed to a
+saved architecture too:
+
+    slim = figs_tf.slim(supernet, architecture="runs/a/architecture.json")
+
+The channels each layer keeps come from the architecture file when it lists
+them (files written by CostCallback do); otherwise the channels whose kernels
+have the largest L1 norm are kept.
+"""
+
+import numpy as np
+
+import keras
+
+from figs_tf import channel_groups
+from figs_tf import export as export_lib
+from figs_tf import handlers as handlers_lib
+from figs_tf import wrapping
+from figs_tf.channel_sets import alive_positions, count as channels_alive, groups_in, num_channels
+
+
+def slim(model, architecture=None, channels=None, name=None):
+    """A plain Keras model with exactly the exported widths and inherited weights.
+
+    Args:
+      model: a search model from figs_tf.wrap (its gates decide), or a plain
+        model together with `architecture`.
+      architecture: {layer name: width}, or the path of an architecture JSON.
+      channels: {layer name: kept output channel indices}; read from the JSON
+        when `architecture` is a path that has them.
+      name: name of the new model (default: "<model>_slim").
+    """
+    if architecture is None:
+        network = export_lib.exported_network(model)
+    else:
+        if isinstance(architecture, str):
+            path = architecture
+            architecture = export_lib.load_architecture(path)
+            if channels is None:
+                channels = export_lib.load_channels(path)
+        network = network_from_architecture(model, architecture, channels)
+    return build(network, name=name or f"{model.name}_slim")
+
+
+def build(network, name):
+    """Builds the Keras model of an ExportedNetwork."""
+    graph = network.graph
+    inputs = wrapping.fresh_inputs(graph)
+    values = dict(zip(graph.input_keys, inputs))
+    positions = {}
+
+    def kept(key):
+        if key not in positions:
+            positions[key] = alive_positions(graph.tensor_sets[key], network.kept_channels)
+        return positions[key]
+
+    for call in network.live_calls:
+        handler = graph.handler(call)
+        kept_in = [kept(k) for k in call.input_keys]
+        kept_out = [kept(k) for k in call.output_keys]
+        if isinstance(handler, handlers_lib.Concatenate):
+            present = [values[k] for k in call.input_keys if len(kept(k))]
+            if len(present) == 1:
+                outputs = present
+            else:
+                layer, _ = handler.slim(call, kept_in, kept_out)
+                outputs = [layer(present)]
+        else:
+            layer, weights = handler.slim(call, kept_in, kept_out)
+            args, kwargs = call.call_arguments(values)
+            outputs = keras.tree.flatten(layer(*args, **kwargs))
+            if weights:
+                layer.set_weights(weights)
+        for key, tensor in zip(call.output_keys, outputs):
+            values[key] = tensor
+    outputs = keras.tree.pack_sequence_as(graph.output_structure, [values[k] for k in graph.output_keys])
+    return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name=name)
+
+
+def network_from_architecture(model, architecture, channels=None):
+    """The ExportedNetwork a {layer name: width} architecture selects in a plain model."""
+    graph = channel_groups.analyze(model)
+    producers = {call.name: call for call in graph.producer_calls()}
+    unknown = sorted(set(architecture) - set(producers))
+    if unknown:
+        raise ValueError(f"The architecture names layers that {model.name!r} does not have or that "
+                         f"do not make channels: {unknown[:10]}. Layers that make channels: "
+                         f"{sorted(producers)[:10]}...")
+    missing = sorted(set(producers) - set(architecture))
+    if missing:
+        raise ValueError(f"The architecture gives no width for {missing[:10]} of {model.name!r}: "
+                         "it was exported from a different model.")
+    widths = [None] * graph.num_groups
+    for name, call in producers.items():
+        width = architecture[name]
+        out_set = graph.out_sets(call)[0]
+        full = num_channels(out_set)
+        groups = groups_in(out_set)
+        if not groups:
+            if width != full:
+                raise ValueError(f"The architecture gives '{name}' width {width}, but its {full} "
+                                 "channels are never pruned (model output or kept out of search).")
+            continue
+        group = groups[0]
+        if not 0 <= width <= full:
+            raise ValueError(f"The architecture gives '{name}' width {width}; it has {full} channels "
+                             f"(widths must be in 0..{full}).")
+        if widths[group] is not None and widths[group] != width:
+            tied = graph.groups[group].producers
+            raise ValueError(f"The architecture gives different widths to layers whose channels are "
+                             f"tied by a merge: {tied} must share one width (got {width} for '{name}').")
+        widths[group] = width
+    kept = [_kept_channels(graph, g, widths[g], channels, producers) for g in range(graph.num_groups)]
+    live = export_lib.live_calls(graph, widths)
+    for call in live:
+        if graph.handler(call).mixes_channels and channels_alive(graph.in_sets(call)[0], widths) == 0:
+            raise ValueError(f"The architecture leaves layer '{call.name}' without input channels "
+                             "while its output is used; give its input layers at least one channel.")
+    return export_lib.ExportedNetwork(graph=graph, widths=widths, kept_channels=kept, live_calls=live)
+
+
+def _kept_channels(graph, group, width, channels, producers):
+    names = graph.groups[group].producers
+    listed = [n for n in names if channels and n in channels]
+    if listed:
+        chosen = np.sort(np.asarray(channels[listed[0]], dtype=np.int64))
+        for name in listed[1:]:
+            if not np.array_equal(np.sort(np.asarray(channels[name])), chosen):
+                raise ValueError(f"The architecture keeps different channels of tied layers {names}.")
+        if len(chosen) != width or len(set(chosen.tolist())) != width or (
+                width and not 0 <= chosen.min() <= chosen.max() < graph.groups[group].size):
+            raise ValueError(f"The channels listed for '{listed[0]}' ({chosen.tolist()[:8]}...) do not "
+                             f"match its width {width} and size {graph.groups[group].size}.")
+        return chosen
+    score = sum(graph.handler(producers[n]).output_channel_l1(producers[n].layer) for n in names)
+    return np.sort(np.argsort(-score, kind="stable")[:width])
