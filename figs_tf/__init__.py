@@ -17,6 +17,7 @@ from figs_tf.export import (ExportedNetwork, expected_cost, export_architecture,
 from figs_tf.handlers import LayerHandler, UnsupportedLayerError, register_handler
 from figs_tf.keras_graph import GraphError
 from figs_tf.mask_layer import ApplyMask, MaskLayer
+from figs_tf.recalibrate import recalibrate_batchnorm
 from figs_tf.slim import slim
 from figs_tf.wrapping import channel_graph_of, gates_of, get_strength, set_strength, wrap
 

@@ -114,3 +114,19 @@ def test_architecture_that_does_not_fit_the_model_is_refused(change, message):
     change(architecture)
     with pytest.raises(ValueError, match=message):
         figs_tf.slim(model, architecture=architecture)
+
+
+def test_recalibrated_batchnorm_statistics_are_the_data_statistics():
+    inputs = keras.Input((4, 4, 2))
+    x = keras.layers.Conv2D(3, 1, name="c")(inputs)
+    outputs = keras.layers.BatchNormalization(momentum=0.99, name="bn")(x)
+    model = keras.Model(inputs, outputs)
+    images = np.random.default_rng(0).normal(2.0, 3.0, (96, 4, 4, 2)).astype(np.float32)
+    conv_out = to_numpy(keras.Model(inputs, x)(images))
+    assert figs_tf.recalibrate_batchnorm(model, images, batch_size=32) == 1
+    batches = conv_out.reshape(3, 32, 4, 4, 3)
+    np.testing.assert_allclose(to_numpy(model.get_layer("bn").moving_mean), conv_out.mean(axis=(0, 1, 2)),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(model.get_layer("bn").moving_variance),
+                               batches.var(axis=(1, 2, 3)).mean(axis=0), rtol=1e-4)
+    assert model.get_layer("bn").momentum == 0.99
