@@ -12,7 +12,6 @@ result, a `ChannelGraph`, is what wrapping, cost, export and slimming share.
 """
 
 import dataclasses
-import functools
 
 from figs_tf import handlers as handlers_lib
 from figs_tf import keras_graph
@@ -113,6 +112,7 @@ class ChannelGraph:
     masked_keys: list  # tensors whose pruned channels must be zeroed right after they are made
     keep_one_sets: list  # group-id lists: input groups of each channel-mixing layer
     notes: list  # why some channels are kept out of search
+    _term_cache: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def num_groups(self):
@@ -131,18 +131,14 @@ class ChannelGraph:
     def handler(self, call):
         return handlers_lib.handler_for(call.layer)
 
-    @functools.cached_property
-    def _terms(self):
-        return {}
-
     def terms(self, call, metric):
         """Cost terms of one call for metric 'params' or 'flops' (cached)."""
         cache_key = (id(call), metric)
-        if cache_key not in self._terms:
+        if cache_key not in self._term_cache:
             handler = self.handler(call)
             method = {"params": handler.param_terms, "flops": handler.flop_terms}[metric]
-            self._terms[cache_key] = method(call, self.in_sets(call), self.out_sets(call))
-        return self._terms[cache_key]
+            self._term_cache[cache_key] = method(call, self.in_sets(call), self.out_sets(call))
+        return self._term_cache[cache_key]
 
     def producer_calls(self):
         """Calls that make new channels (conv, dense, ...), with their output set."""

@@ -41,9 +41,6 @@ class ExportedNetwork:
         cost_lib.check_metric(metric)
         return int(sum(cost_lib.layer_costs(self.graph, metric, self.widths, self.live_calls).values()))
 
-    def is_live(self, call):
-        return id(call) in {id(c) for c in self.live_calls}
-
     def channels(self):
         """{name: kept output channel indices} of every kept layer that makes channels."""
         live = {id(c) for c in self.live_calls}
