@@ -18,7 +18,7 @@ from figs_tf.handlers import LayerHandler, UnsupportedLayerError, register_handl
 from figs_tf.keras_graph import GraphError
 from figs_tf.mask_layer import ApplyMask, MaskLayer
 from figs_tf.recalibrate import recalibrate_batchnorm
-from figs_tf.slim import slim
+from figs_tf.slim import build_from_architecture, slim
 from figs_tf.wrapping import channel_graph_of, gates_of, get_strength, set_strength, wrap
 
 __version__ = "0.1.0"

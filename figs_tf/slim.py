@@ -54,8 +54,21 @@ def slim(model, architecture=None, channels=None, name=None):
     return build(network, name=name or f"{model.name}_slim")
 
 
-def build(network, name):
-    """Builds the Keras model of an ExportedNetwork."""
+def build_from_architecture(supernet, architecture, name=None):
+    """A freshly initialised network with the architecture's widths (for retraining).
+
+    `supernet` supplies only the structure; weights come from each layer's own
+    initializers, so the result is what retraining from scratch starts from.
+    Its parameter count equals that of `figs_tf.slim` to the same architecture.
+    """
+    if isinstance(architecture, str):
+        architecture = export_lib.load_architecture(architecture)
+    network = network_from_architecture(supernet, architecture, channels=None, choose_channels=False)
+    return build(network, name=name or f"{supernet.name}_arch", fresh_weights=True)
+
+
+def build(network, name, fresh_weights=False):
+    """Builds the Keras model of an ExportedNetwork (inherited or fresh weights)."""
     graph = network.graph
     inputs = wrapping.fresh_inputs(graph)
     values = dict(zip(graph.input_keys, inputs))
@@ -81,7 +94,7 @@ def build(network, name):
             layer, weights = handler.slim(call, kept_in, kept_out)
             args, kwargs = call.call_arguments(values)
             outputs = keras.tree.flatten(layer(*args, **kwargs))
-            if weights:
+            if weights and not fresh_weights:
                 layer.set_weights(weights)
         for key, tensor in zip(call.output_keys, outputs):
             values[key] = tensor
@@ -89,8 +102,12 @@ def build(network, name):
     return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name=name)
 
 
-def network_from_architecture(model, architecture, channels=None):
-    """The ExportedNetwork a {layer name: width} architecture selects in a plain model."""
+def network_from_architecture(model, architecture, channels=None, choose_channels=True):
+    """The ExportedNetwork a {layer name: width} architecture selects in a plain model.
+
+    `choose_channels=False` keeps the first channels of each group (the weights
+    will be replaced anyway) instead of ranking them by kernel norm.
+    """
     graph = channel_groups.analyze(model)
     producers = {call.name: call for call in graph.producer_calls()}
     unknown = sorted(set(architecture) - set(producers))
@@ -122,7 +139,10 @@ def network_from_architecture(model, architecture, channels=None):
             raise ValueError(f"The architecture gives different widths to layers whose channels are "
                              f"tied by a merge: {tied} must share one width (got {width} for '{name}').")
         widths[group] = width
-    kept = [_kept_channels(graph, g, widths[g], channels, producers) for g in range(graph.num_groups)]
+    if choose_channels:
+        kept = [_kept_channels(graph, g, widths[g], channels, producers) for g in range(graph.num_groups)]
+    else:
+        kept = [np.arange(widths[g]) for g in range(graph.num_groups)]
     live = export_lib.live_calls(graph, widths)
     for call in live:
         if graph.handler(call).mixes_channels and channels_alive(graph.in_sets(call)[0], widths) == 0:

@@ -130,3 +130,18 @@ def test_recalibrated_batchnorm_statistics_are_the_data_statistics():
     np.testing.assert_allclose(to_numpy(model.get_layer("bn").moving_variance),
                                batches.var(axis=(1, 2, 3)).mean(axis=0), rtol=1e-4)
     assert model.get_layer("bn").momentum == 0.99
+
+
+def test_build_from_architecture_gives_fresh_weights_and_the_slim_size():
+    model = residual_concat_depthwise_model()
+    search = figs_tf.wrap(model)
+    rng = np.random.default_rng(4)
+    gates = gates_of(search)
+    gates.logits.assign(rng.normal(0.5, 2.0, gates.logits.shape).astype(np.float32))
+    model.get_layer("c1").kernel.assign(np.full(model.get_layer("c1").kernel.shape, 7.0, np.float32))
+    architecture = figs_tf.export_architecture(search)
+    fresh = figs_tf.build_from_architecture(model, architecture)
+    assert fresh.count_params() == figs_tf.slim(search).count_params()
+    assert not np.any(to_numpy(fresh.get_layer("c1").kernel) == 7.0)  # initialised anew
+    widths = {layer.name: layer.filters for layer in fresh.layers if isinstance(layer, keras.layers.Conv2D)}
+    assert widths == {k: v for k, v in architecture.items() if k in widths}
