@@ -37,12 +37,14 @@ def supernet(widths=(32, 64, 128), classes=10):
 
 
 def run_search(workdir=None, strength=3e-6, epochs=4, train_examples=12000, batch_size=128,
-               learning_rate=0.01, widths=(32, 64, 128), seed=0, verbose=2, callbacks=()):
+               learning_rate=0.01, widths=(32, 64, 128), seed=0, verbose=2, callbacks=(),
+               evaluate=True):
     """Runs AL; returns (search model, CostCallback, test accuracy of the slimmed model).
 
     The accuracy is that of the exported network with inherited weights
     (figs_tf.slim), after its BatchNorm statistics are recomputed for the
-    exported channels (figs_tf.recalibrate_batchnorm); no retraining.
+    exported channels (figs_tf.recalibrate_batchnorm); no retraining. With
+    `evaluate=False` that step is skipped and the accuracy is None.
     """
     keras.utils.set_random_seed(seed)
     images, labels = datasets.load_fashion_mnist("train")
@@ -56,6 +58,8 @@ def run_search(workdir=None, strength=3e-6, epochs=4, train_examples=12000, batc
     callback = figs_tf.CostCallback(workdir)
     search.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=[callback, *callbacks],
                verbose=verbose)
+    if not evaluate:
+        return search, callback, None
     slim = figs_tf.slim(search)
     figs_tf.recalibrate_batchnorm(slim, x[:4096])
     logits = slim.predict(test_images.astype("float32") / 255.0, batch_size=512, verbose=0)

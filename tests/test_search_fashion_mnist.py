@@ -27,7 +27,8 @@ def test_large_strength_shrinks_the_exported_cost_and_callback_reports_it(tmp_pa
     _real_data_or_skip()
     csv_path = os.path.join(tmp_path, "history.csv")
     search, callback, _ = demo.run_search(
-        workdir=str(tmp_path), strength=5e-5, epochs=4, train_examples=4096, learning_rate=0.02, widths=SMALL, verbose=0,
+        workdir=str(tmp_path), strength=5e-5, epochs=4, train_examples=4096, learning_rate=0.02,
+        widths=SMALL, verbose=0, evaluate=False,
         callbacks=[keras.callbacks.CSVLogger(csv_path)])
     supernet = figs_tf.supernet_cost(search, "params")
     exported = [row["figs_exported_params"] for row in callback.history]
@@ -59,7 +60,8 @@ def test_zero_strength_prunes_nothing_beyond_the_starting_point():
     """
     _real_data_or_skip()
     initial = figs_tf.export_architecture(figs_tf.wrap(demo.supernet(SMALL)))
-    search, callback, _ = demo.run_search(strength=0.0, epochs=2, train_examples=4096, widths=SMALL, verbose=0)
+    search, callback, _ = demo.run_search(strength=0.0, epochs=2, train_examples=4096, widths=SMALL,
+                                          verbose=0, evaluate=False)
     final = figs_tf.export_architecture(search)
     assert all(final[name] >= initial[name] for name in initial), (initial, final)
     logits = keras.ops.convert_to_numpy(gates_of(search).logits)
