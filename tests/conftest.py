@@ -12,10 +12,16 @@ import pytest  # noqa: E402
 def pytest_collection_modifyitems(config, items):
     if keras.backend.backend() == "tensorflow":
         return
-    skip = pytest.mark.skip(reason=f"needs the TensorFlow backend, running {keras.backend.backend()}")
+    backend = keras.backend.backend()
+    skip_tf = pytest.mark.skip(reason=f"needs the TensorFlow backend, running {backend}")
+    # Counting is plain Python on the graph, identical on every backend; building
+    # ImageNet-family models is what costs time under JAX on a CPU (~20 s each).
+    skip_heavy = pytest.mark.skip(reason=f"builds large models: run on the TensorFlow backend only")
     for item in items:
         if "tensorflow_only" in item.keywords:
-            item.add_marker(skip)
+            item.add_marker(skip_tf)
+        elif "heavy" in item.keywords:
+            item.add_marker(skip_heavy)
 
 
 @pytest.fixture(autouse=True)

@@ -95,6 +95,7 @@ def _nested_model():
     return keras.Model(outer_in, outputs, name="outer")
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", list(_APPLICATIONS))
 def test_params_equal_keras_count_params_applications(name):
     model = _application(name)
