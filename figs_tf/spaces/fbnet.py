@@ -1,0 +1,405 @@
+"""FBNet search space (Wu et al. 2019) as FiGS supernets, and the published FBNet-A/B/C.
+
+FiGS (Chaudhuri et al. 2020, Sec. 3.3 and appendix) searches FBNet with its
+additive aggregator: every searchable layer holds all candidate operators in
+parallel and sums their outputs; a gate on each operator's inner channels can
+remove the operator, so FiGS picks any subset of operators per layer (Fig. 1c)
+and their widths. FiGS drops FBNet's group convolutions and its redundant
+operators: the reduced set is {k3_e6, k5_e6, skip} per layer (a pruned k3_e6
+subsumes k3_e1 and k3_e3). This module builds that supernet, the original
+9-operator one (and the 7 operators without the grouped ones), and fixed
+single-path networks such as FBNet-A/B/C. The FiGS-FBNet supernet at
+224x224x3 has 1,040.9M MAdds and 8,849,880 parameters (Keras count):
+
+    from figs_tf.spaces import fbnet
+    supernet = fbnet.fbnet_supernet()                      # FiGS-FBNet, 224x224x3
+    search = figs_tf.wrap(supernet, cost="flops", strength=2e-9)   # FiGS-FBNet-B λ
+    ...
+    retrain = figs_tf.build_from_architecture(supernet, figs_tf.export_architecture(search))
+
+    model_b = fbnet.published_fbnet("b")                   # FBNet-B, 291.0M MAdds
+    tiny = fbnet.fashion_mnist_supernet()                  # 28x28x1, 10 classes
+
+Macro-architecture. The FBNet paper gives it as its Table 1; we could not
+retrieve that table's text with our search tool, so the layout below is read
+off the authors' released definitions (facebookresearch/mobile-vision,
+mobile_cv/arch/fbnet_v2/fbnet_modeldef_cls_fbnet.py: stem, stage widths,
+layer counts and strides, head), and it agrees with what the FiGS paper
+states (stages 16-24-32-64-112-184-352, head 1x1 to 1984, 22 layers):
+
+    stem   3x3 conv, 16, stride 2, BN, ReLU
+    stage  1: 1 layer,  16 channels, stride 1
+    stage  2: 4 layers, 24 channels, first layer stride 2
+    stage  3: 4 layers, 32 channels, first layer stride 2
+    stage  4: 4 layers, 64 channels, first layer stride 2
+    stage  5: 4 layers, 112 channels, stride 1
+    stage  6: 4 layers, 184 channels, first layer stride 2
+    stage  7: 1 layer,  352 channels, stride 1
+    head   1x1 conv, 1984 (1504 for FBNet-A), BN, ReLU; global average pool; classifier
+
+22 searchable layers. Operator `kK_eE` (FBNet's inverted residual block): 1x1
+expansion to E x (input channels) + BN + ReLU (left out when E = 1, as in the
+authors' block: no expansion conv when the inner width equals the input
+width), KxK depthwise (carrying the layer's stride) + BN + ReLU, 1x1 linear
+projection to the layer's width + BN. `kK_e1_g2`: the same with the 1x1
+projection a grouped convolution with 2 groups (the released FBNet-A uses
+`pwl_groups=2`, no channel shuffle since there is no expansion conv to shuffle
+after). `skip`: the identity.
+
+Residuals and the additive aggregator. A layer whose stride is 1 and whose
+input and output widths agree has the residual identity x. In FBNet every
+inverted-residual operator adds x itself and `skip` *is* x, so in the
+supernet the layer computes
+
+    y = x + Σ_op f_op(x)        (f_op: an operator without its own residual)
+
+with the shared identity standing for both the operators' residuals and the
+`skip` operator. Keeping one operator gives exactly FBNet's block (with its
+residual); keeping none gives `skip`. The `Add` ties x and every operator's
+projection into one channel group: the residual stream of the stage, one
+searched width (the orange edges of FiGS Fig. 1b). Each operator's expansion
+conv starts its own group (the depthwise conv passes it on), so FiGS searches
+each operator's inner width and deletes the operator by pruning it to 0.
+
+Where the shape changes (the first layer of stages 2, 3, 4, 6 and the
+channel change into stages 5 and 7), there is no residual and the layer is
+Σ_op f_op(x). Choice: `skip` there is a strided 1x1 conv + BN + ReLU to the
+new width, as the authors' released `Identity` op does when shapes differ
+(`skip_projection=True`, the default); `skip_projection=False` leaves `skip`
+out of those six layers instead. The projection joins the stage's stream
+group through the `Add`.
+
+Grouped convolutions (op_set="original"): built as `Conv2D(groups=2)` as in
+FBNet, but figs_tf keeps a grouped convolution's input and output channels
+out of search. The input of `kK_e1_g2` is the layer input itself (no
+expansion conv) and its output joins the layer's sum, so in the original
+supernet every residual stream is fixed (checked in the test): FiGS there
+searches only the operators' inner widths, i.e. selects operators, as FBNet
+does. The FiGS paper leaves group convolutions out; use op_set="no_group"
+(the 7 non-grouped operators, every stream searched) or the default
+"reduced" set for fine-grained search.
+
+Published networks. FBNET_A, FBNET_B, FBNET_C are the per-layer operators of
+the authors' released model definitions (mobile-vision, file above; the paper
+shows them only as a figure). FBNet-A contains three g2 operators and a 1504-
+wide head (B and C: 1984), so `published_fbnet("a")` builds those. Measured
+in tests/test_space_fbnet.py, next to the numbers the authors publish:
+
+    MAdds     here (count)  paper     here/paper   release*
+    FBNet-A   244.45M       249M      -1.8 %       249.92M
+    FBNet-B   291.00M       295M      -1.4 %       295.56M
+    FBNet-C   378.14M       375M      +0.8 %       382.98M
+
+    params    trainable   Keras count_params   paper   release*    trainable/release
+    FBNet-A   4,319,712   4,353,008            4.3M    4,286,480   +0.8 %
+    FBNet-B   4,816,216   4,849,912            4.5M    4,777,296   +0.8 %
+    FBNet-C   5,590,784   5,635,024            5.5M    5,520,784   +1.3 %
+
+    * mobile_cv/model_zoo/models/model_info/fbnet/model_info.json in
+      facebookresearch/mobile-vision (flops_m, params_m of the released
+      ImageNet checkpoints).
+
+"here (count)" is `figs_tf.count(model, "flops")`: multiply-adds of conv and
+Dense kernels only (it also equals a hand count from the table above and the
+operator list, in the test). "trainable" counts what PyTorch counts as
+parameters; Keras's `count_params()` (= `figs_tf.count(model, "params")`)
+also counts BatchNorm's moving mean and variance, 2 per BN channel more.
+Differences, as far as we could pin them down:
+
+* MAdds: all three are within 2 % of the paper. The release's counter gives
+  4.6-5.5M more, which is not the bias or BatchNorm work (those sums do not
+  match the gaps); we did not find the exact cause. The FiGS paper (Table 2)
+  lists FBNet-C at 385M, close to the release's 383M.
+* Parameters: ours are 0.8-1.3 % above the release's with the release's
+  conventions as we read them (bias on every conv inside an operator, the
+  release's `use_bias`; no bias on the stem, head and skip projection;
+  classifier with bias); without the operator biases the gap is 0.4-0.9 %,
+  so the biases do not explain it and we did not find what does. The
+  paper's 4.5M for FBNet-B is ~6 % below both the release's 4.78M and
+  ours; the paper does not say how it counts parameters. The test checks
+  2 % against the release, 2 % against the paper for A and C, 8 % for B.
+
+Other choices where the papers leave details open:
+
+* `use_bias`: `fbnet()` defaults to the release's biases inside operators
+  (True) so counts follow it; the supernets default to False (every conv is
+  followed by BN, a bias is redundant and FiGS's gate sits after the BN).
+* Expansion widths are E x input width, without FBNet's rounding to a
+  multiple of 8 (all FBNet widths times 1, 3 or 6 are multiples of 8 anyway;
+  with `width_multiplier` != 1 FiGS picks the widths itself). The multiplier
+  scales stem, stage and head widths as max(1, round(width x multiplier)).
+* `small_input=True` (28x28 / 32x32 inputs): the stem has stride 1; stage
+  strides are kept (28 -> 28, 28, 14, 7, 4, 4, 2, 2).
+* `layers_per_stage`: seven positive ints overriding (1, 4, 4, 4, 4, 4, 1)
+  (tiny test models); the first layer of each stage keeps the stage's stride.
+* Classifier: global average pooling + Dense with bias (the release applies
+  a 1x1 conv with bias to the pooled features, the same thing); logits, no
+  softmax, no dropout (FiGS uses none). BatchNormalization with Keras's
+  defaults. "same" padding: the release's k//2 padding gives the same
+  output sizes (at stride 2 Keras pads asymmetrically; counts are equal).
+
+The module uses `keras.layers` only and imports without TensorFlow.
+"""
+
+import keras
+
+STEM_WIDTH = 16
+STAGE_WIDTHS = (16, 24, 32, 64, 112, 184, 352)
+STAGE_LAYERS = (1, 4, 4, 4, 4, 4, 1)
+STAGE_STRIDES = (1, 2, 2, 2, 1, 2, 1)
+HEAD_WIDTH = 1984
+
+# name -> (kernel size, expansion ratio, groups of the 1x1 projection); None: the identity.
+OPERATORS = {
+    "k3_e1": (3, 1, 1), "k3_e1_g2": (3, 1, 2), "k3_e3": (3, 3, 1), "k3_e6": (3, 6, 1),
+    "k5_e1": (5, 1, 1), "k5_e1_g2": (5, 1, 2), "k5_e3": (5, 3, 1), "k5_e6": (5, 6, 1),
+    "skip": None,
+}
+OP_SETS = {
+    "reduced": ("k3_e6", "k5_e6", "skip"),  # FiGS-FBNet (Chaudhuri et al. 2020, Sec. 3.3)
+    "no_group": ("k3_e1", "k3_e3", "k3_e6", "k5_e1", "k5_e3", "k5_e6", "skip"),
+    "original": ("k3_e1", "k3_e1_g2", "k3_e3", "k3_e6", "k5_e1", "k5_e1_g2", "k5_e3", "k5_e6",
+                 "skip"),  # FBNet (Wu et al. 2019, Sec. 4.1)
+}
+
+# Per-layer operators of the published models, stage by stage, from the authors'
+# released definitions: facebookresearch/mobile-vision,
+# mobile_cv/arch/fbnet_v2/fbnet_modeldef_cls_fbnet.py ("fbnet_a", "fbnet_b",
+# "fbnet_c"; their "ir_k5_g2" with pwl_groups=2 is our "k5_e1_g2").
+FBNET_A = ("skip",
+           "k3_e3", "k3_e1", "skip", "skip",
+           "k5_e6", "k3_e3", "k5_e1", "k3_e3",
+           "k5_e6", "k5_e3", "k5_e1_g2", "k5_e6",
+           "k3_e6", "k5_e1_g2", "k5_e3", "k3_e1_g2",
+           "k5_e6", "k5_e6", "k5_e3", "k5_e6",
+           "k5_e6")
+FBNET_B = ("k3_e1",
+           "k3_e6", "k5_e1", "k3_e1", "k3_e1",
+           "k5_e6", "k5_e3", "k3_e6", "k5_e6",
+           "k5_e6", "k5_e6", "skip", "k5_e3",
+           "k5_e6", "k3_e1", "k5_e1", "k5_e3",
+           "k5_e6", "k5_e1", "k5_e6", "k5_e6",
+           "k3_e6")
+FBNET_C = ("k3_e1",
+           "k3_e6", "skip", "k3_e1", "k3_e1",
+           "k5_e6", "k5_e3", "k5_e6", "k3_e6",
+           "k5_e6", "k5_e3", "k5_e6", "k5_e6",
+           "k5_e6", "k5_e6", "k5_e6", "k5_e3",
+           "k5_e6", "k5_e6", "k5_e6", "k5_e6",
+           "k3_e6")
+PUBLISHED = {"a": (FBNET_A, 1504), "b": (FBNET_B, 1984), "c": (FBNET_C, 1984)}  # (choices, head)
+
+
+def scaled(width, width_multiplier):
+    """`width` times the multiplier, rounded, at least 1.
+
+    >>> scaled(184, 0.25)
+    46
+    """
+    return max(1, int(round(width * width_multiplier)))
+
+
+def layer_plan(layers_per_stage=None, width_multiplier=1.0):
+    """[(stage, block, width, stride)] for the searchable layers, stage and block 1-based.
+
+    Example::
+
+        len(layer_plan())                       # 22
+        layer_plan()[1]                         # (2, 1, 24, 2)
+    """
+    counts = _check_layers(layers_per_stage)
+    plan = []
+    for stage, (n, width, stride) in enumerate(zip(counts, STAGE_WIDTHS, STAGE_STRIDES), start=1):
+        for block in range(1, n + 1):
+            plan.append((stage, block, scaled(width, width_multiplier), stride if block == 1 else 1))
+    return plan
+
+
+def _check_layers(layers_per_stage):
+    if layers_per_stage is None:
+        return STAGE_LAYERS
+    counts = tuple(layers_per_stage)
+    if len(counts) != len(STAGE_LAYERS) or not all(isinstance(n, int) and n >= 1 for n in counts):
+        raise ValueError(f"layers_per_stage must be {len(STAGE_LAYERS)} positive ints (stages 1..7), "
+                         f"got {layers_per_stage!r}.")
+    return counts
+
+
+def _bn_relu(x, name, relu=True):
+    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
+
+
+def operator_branch(x, op, width, stride, use_bias, name):
+    """One inverted-residual operator without its residual; returns its output tensor.
+
+    [1x1 expansion + BN + ReLU] -> KxK depthwise (stride) + BN + ReLU -> 1x1
+    projection (groups as the operator says) + BN. Layers are named
+    `{name}_expand`, `{name}_dw`, `{name}_project` (+ `_bn`, `_relu`).
+
+    Example::
+
+        y = operator_branch(x, "k5_e6", width=32, stride=2, use_bias=False, name="s3b1_k5_e6")
+    """
+    kernel, expansion, groups = OPERATORS[op]
+    in_width = x.shape[-1]
+    inner = in_width * expansion
+    y = x
+    if expansion != 1:
+        y = keras.layers.Conv2D(inner, 1, use_bias=use_bias, name=f"{name}_expand")(y)
+        y = _bn_relu(y, f"{name}_expand")
+    y = keras.layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=use_bias,
+                                     name=f"{name}_dw")(y)
+    y = _bn_relu(y, f"{name}_dw")
+    y = keras.layers.Conv2D(width, 1, groups=groups, use_bias=use_bias, name=f"{name}_project")(y)
+    return _bn_relu(y, f"{name}_project", relu=False)
+
+
+def searchable_layer(x, ops, width, stride, use_bias=False, skip_projection=True, name="layer"):
+    """One FBNet layer with the operators `ops` in parallel, outputs summed.
+
+    With stride 1 and unchanged width: x + Σ f_op(x) ('skip' is the identity x,
+    shared with the operators' residuals). Otherwise Σ f_op(x), plus a strided
+    1x1 conv + BN + ReLU projection for 'skip' if `skip_projection` (else 'skip'
+    is left out there). A single term is returned as is (no Add layer).
+
+    Example::
+
+        y = searchable_layer(x, ("k3_e6", "k5_e6", "skip"), 24, 2, name="s2b1")
+    """
+    for op in ops:
+        if op not in OPERATORS:
+            raise ValueError(f"Unknown FBNet operator {op!r}; known: {sorted(OPERATORS)}.")
+    residual = stride == 1 and x.shape[-1] == width
+    terms = [x] if residual and "skip" in ops else []
+    for op in ops:
+        if op != "skip":
+            terms.append(operator_branch(x, op, width, stride, use_bias, f"{name}_{op}"))
+    if not residual and "skip" in ops and skip_projection:
+        s = keras.layers.Conv2D(width, 1, strides=stride, use_bias=False, name=f"{name}_skip_conv")(x)
+        terms.append(_bn_relu(s, f"{name}_skip"))
+    if not terms:
+        raise ValueError(f"Layer '{name}' has no operator left (ops={tuple(ops)!r}, "
+                         f"shape-changing, skip_projection={skip_projection}).")
+    if len(terms) == 1:
+        return terms[0]
+    return keras.layers.Add(name=f"{name}_add")(terms)
+
+
+def _network(layer_ops, input_shape, classes, small_input, width_multiplier, layers_per_stage,
+             head_width, use_bias, skip_projection, name):
+    if not width_multiplier > 0:
+        raise ValueError(f"width_multiplier must be > 0, got {width_multiplier!r}.")
+    plan = layer_plan(layers_per_stage, width_multiplier)
+    if len(layer_ops) != len(plan):
+        raise ValueError(f"Need one operator choice per searchable layer: {len(plan)} layers "
+                         f"(layers_per_stage={_check_layers(layers_per_stage)}), got {len(layer_ops)}.")
+    inputs = keras.Input(tuple(input_shape), name="image")
+    x = keras.layers.Conv2D(scaled(STEM_WIDTH, width_multiplier), 3, strides=1 if small_input else 2,
+                            padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = _bn_relu(x, "stem")
+    for (stage, block, width, stride), ops in zip(plan, layer_ops):
+        x = searchable_layer(x, ops, width, stride, use_bias=use_bias, skip_projection=skip_projection,
+                             name=f"s{stage}b{block}")
+    x = keras.layers.Conv2D(scaled(head_width, width_multiplier), 1, use_bias=False, name="head_conv")(x)
+    x = _bn_relu(x, "head")
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = keras.layers.Dense(classes, name="classifier")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def fbnet_supernet(op_set="reduced", input_shape=(224, 224, 3), classes=1000, small_input=False,
+                   width_multiplier=1.0, layers_per_stage=None, name=None, head_width=HEAD_WIDTH,
+                   use_bias=False, skip_projection=True):
+    """The FBNet supernet: every searchable layer holds all operators of `op_set`, summed.
+
+    Args:
+      op_set: "reduced" ({k3_e6, k5_e6, skip}, FiGS-FBNet), "no_group" (the
+        original set without the two g2 operators) or "original" (all 9 FBNet
+        operators; the grouped convs fix every residual stream's width).
+      input_shape: (height, width, channels), channels last.
+      classes: outputs of the Dense classifier (logits).
+      small_input: stride-1 stem, for 28x28 / 32x32 inputs.
+      width_multiplier: scales stem, stage and head widths (1.0: the paper's).
+      layers_per_stage: seven ints overriding (1, 4, 4, 4, 4, 4, 1).
+      name: model name (default "fbnet_supernet_<op_set>", "_small" appended
+        for small_input).
+      head_width: width of the 1x1 head conv before pooling (1984).
+      use_bias: bias on the convolutions inside operators.
+      skip_projection: 'skip' on shape-changing layers is a 1x1 conv + BN +
+        ReLU (True) or absent (False).
+
+    Returns:
+      keras.Model from an image batch to (batch, classes) logits.
+
+    Example::
+
+        supernet = fbnet_supernet()                        # FiGS-FBNet at 224x224x3
+        search = figs_tf.wrap(supernet, cost="flops", strength=1.3e-9)
+        tiny = fbnet_supernet(input_shape=(28, 28, 1), classes=10, small_input=True,
+                              width_multiplier=0.25, layers_per_stage=(1,) * 7)
+    """
+    if op_set not in OP_SETS:
+        raise ValueError(f"op_set must be one of {sorted(OP_SETS)}, got {op_set!r}.")
+    if name is None:
+        name = f"fbnet_supernet_{op_set}" + ("_small" if small_input else "")
+    n = len(layer_plan(layers_per_stage))
+    return _network([OP_SETS[op_set]] * n, input_shape, classes, small_input, width_multiplier,
+                    layers_per_stage, head_width, use_bias, skip_projection, name)
+
+
+def fbnet(choices, input_shape=(224, 224, 3), classes=1000, name=None, head_width=HEAD_WIDTH,
+          small_input=False, width_multiplier=1.0, layers_per_stage=None, use_bias=True):
+    """A single-path FBNet: one operator name per searchable layer (22 by default).
+
+    Args:
+      choices: operator names, e.g. FBNET_B; see OPERATORS.
+      input_shape, classes, small_input, width_multiplier, layers_per_stage:
+        as in `fbnet_supernet`.
+      name: model name (default "fbnet").
+      head_width: 1x1 head width (1984; the released FBNet-A uses 1504).
+      use_bias: bias on the convolutions inside operators (True, as the
+        authors' released FBNet-A/B/C).
+
+    Example::
+
+        model = fbnet(FBNET_C, head_width=1984)            # FBNet-C, 378.1M MAdds
+        mine = fbnet(["k3_e6"] * 22, name="all_k3_e6")
+    """
+    choices = tuple(choices)
+    for op in choices:
+        if not isinstance(op, str) or op not in OPERATORS:
+            raise ValueError(f"Unknown FBNet operator {op!r}; known: {sorted(OPERATORS)}.")
+    return _network([(op,) for op in choices], input_shape, classes, small_input, width_multiplier,
+                    layers_per_stage, head_width, use_bias, True, name or "fbnet")
+
+
+def published_fbnet(variant, input_shape=(224, 224, 3), classes=1000, name=None):
+    """FBNet-A, -B or -C as released by the authors (operators and head width).
+
+    Example::
+
+        model_a = published_fbnet("a")                   # 244.5M MAdds, head 1504
+    """
+    key = str(variant).lower().replace("fbnet", "").strip("-_ ")
+    if key not in PUBLISHED:
+        raise ValueError(f"variant must be 'a', 'b' or 'c', got {variant!r}.")
+    choices, head = PUBLISHED[key]
+    return fbnet(choices, input_shape=input_shape, classes=classes, head_width=head,
+                 name=name or f"fbnet_{key}")
+
+
+def fashion_mnist_supernet(op_set="reduced", width_multiplier=0.25, layers_per_stage=(1,) * 7,
+                           classes=10, name=None):
+    """A tiny FBNet supernet for Fashion-MNIST (28x28x1): stride-1 stem, one layer a stage.
+
+    With the defaults: stem 4, stages 4/6/8/16/28/46/88, head 496, resolutions
+    28, 28, 14, 7, 4, 4, 2, 2.
+
+    Example::
+
+        search = figs_tf.wrap(fashion_mnist_supernet(), cost="flops", strength=1e-7)
+    """
+    return fbnet_supernet(op_set=op_set, input_shape=(28, 28, 1), classes=classes, small_input=True,
+                          width_multiplier=width_multiplier, layers_per_stage=layers_per_stage,
+                          name=name)
