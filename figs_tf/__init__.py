@@ -22,3 +22,11 @@ from figs_tf.slim import build_from_architecture, slim
 from figs_tf.wrapping import channel_graph_of, gates_of, get_strength, set_strength, wrap
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "ApplyMask", "CostCallback", "CostLayer", "ExportedNetwork", "GraphError", "LayerHandler",
+    "MaskLayer", "UnsupportedLayerError", "analyze", "build_from_architecture", "channel_graph_of",
+    "count", "expected_cost", "export_architecture", "exported_network", "gates_of", "get_strength",
+    "handlers", "load_architecture", "load_channels", "plot_widths", "recalibrate_batchnorm",
+    "register_handler", "save_architecture", "set_strength", "slim", "supernet_cost", "wrap",
+]

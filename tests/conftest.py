@@ -5,7 +5,6 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
@@ -16,7 +15,7 @@ def pytest_collection_modifyitems(config, items):
     skip_tf = pytest.mark.skip(reason=f"needs the TensorFlow backend, running {backend}")
     # Counting is plain Python on the graph, identical on every backend; building
     # ImageNet-family models is what costs time under JAX on a CPU (~20 s each).
-    skip_heavy = pytest.mark.skip(reason=f"builds large models: run on the TensorFlow backend only")
+    skip_heavy = pytest.mark.skip(reason="builds large models: run on the TensorFlow backend only")
     for item in items:
         if "tensorflow_only" in item.keywords:
             item.add_marker(skip_tf)

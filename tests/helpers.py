@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+import figs_tf
 from figs_tf.wrapping import gates_of, channel_graph_of
 
 
@@ -56,3 +57,40 @@ def small_cnn(input_shape=(28, 28, 1), classes=10, widths=(16, 32, 64), name="sm
 
 def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
+
+
+def randomize_batchnorm(model, rng):
+    """Non-trivial BatchNorm statistics (nested models too), so a pruned channel's β would show."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            randomize_batchnorm(layer, rng)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, variance = layer.get_weights()
+            layer.set_weights([rng.normal(1, 0.2, gamma.shape), rng.normal(0, 0.5, beta.shape),
+                               rng.normal(0, 0.5, mean.shape), rng.uniform(0.5, 2, variance.shape)])
+
+
+def check_all_gates_on_is_the_supernet(model, x, cost="params"):
+    """Wraps `model`, turns every gate fully on, and compares inference outputs."""
+    search = figs_tf.wrap(model, cost=cost)
+    set_all_logits(search, 30.0)
+    expected = to_numpy(model(x, training=False))
+    np.testing.assert_allclose(to_numpy(search(x, training=False)), expected,
+                               rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    return search
+
+
+def check_fresh_build_matches_slim(model, seed=1):
+    """Random gates -> export; the fresh build and the slim model have one size.
+
+    Returns (architecture, fresh model) for further checks by the caller.
+    """
+    search = figs_tf.wrap(model)
+    gates = gates_of(search)
+    gates.logits.assign(np.random.default_rng(seed).normal(0.5, 2.0, gates.logits.shape).astype(np.float32))
+    architecture = figs_tf.export_architecture(search)
+    fresh = figs_tf.build_from_architecture(model, architecture)
+    slim = figs_tf.slim(search)
+    assert fresh.count_params() == slim.count_params() < model.count_params()
+    assert figs_tf.count(fresh, "flops") == figs_tf.count(slim, "flops")
+    return architecture, fresh

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 import figs_tf
 from figs_tf.wrapping import gates_of
 
-from helpers import to_numpy
+from helpers import randomize_batchnorm, to_numpy
 
 EXAMPLES = int(os.environ.get("FIGS_FUZZ_EXAMPLES", "120"))
 SPATIAL = 6
@@ -144,21 +144,13 @@ def random_models(draw):
     return model, seed
 
 
-def _randomize_batchnorm(model, rng):
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, L.BatchNormalization):
-            gamma, beta, mean, variance = layer.get_weights()
-            layer.set_weights([rng.normal(1, 0.3, gamma.shape), rng.normal(0, 0.5, beta.shape),
-                               rng.normal(0, 0.5, mean.shape), rng.uniform(0.5, 2, variance.shape)])
-
-
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, print_blob=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(random_models())
 def test_random_graphs_wrap_export_and_slim_exactly(model_and_seed):
     model, seed = model_and_seed
     rng = np.random.default_rng(seed)
-    _randomize_batchnorm(model, rng)
+    randomize_batchnorm(model, rng)
     if figs_tf.analyze(model).num_groups == 0:  # e.g. only depthwise layers on the image
         with pytest.raises(ValueError, match="no prunable channels"):
             figs_tf.wrap(model)

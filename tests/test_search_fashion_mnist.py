@@ -5,7 +5,6 @@ import json
 import os
 
 import keras
-import numpy as np
 import pytest
 
 import figs_tf

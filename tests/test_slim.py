@@ -9,7 +9,9 @@ import pytest
 import figs_tf
 from figs_tf.wrapping import gates_of
 
-from helpers import residual_concat_depthwise_model, set_all_logits, set_group_logits, small_cnn, to_numpy
+from helpers import (
+    randomize_batchnorm, residual_concat_depthwise_model, set_all_logits, set_group_logits,
+    small_cnn, to_numpy)
 
 A = keras.applications
 LOGITS = dict(weights=None, classes=10, classifier_activation=None)  # compare logits, not softmax
@@ -26,20 +28,11 @@ APPLICATIONS = {
 }
 
 
-def _randomize_batchnorm(model, rng):
-    """Non-trivial BatchNorm statistics, so a pruned channel's β would show."""
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, variance = layer.get_weights()
-            layer.set_weights([rng.normal(1, 0.2, gamma.shape), rng.normal(0, 0.5, beta.shape),
-                               rng.normal(0, 0.5, mean.shape), rng.uniform(0.5, 2, variance.shape)])
-
-
 @pytest.mark.parametrize("name", list(APPLICATIONS))
 def test_slim_model_equals_search_model_at_random_gates(name):
     model = APPLICATIONS[name]()
     rng = np.random.default_rng(0)
-    _randomize_batchnorm(model, rng)
+    randomize_batchnorm(model, rng)
     search = figs_tf.wrap(model)
     gates = gates_of(search)
     # logits around 0: about half the channels of each group go, some groups entirely

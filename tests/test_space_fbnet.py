@@ -13,7 +13,9 @@ from figs_tf import datasets
 from figs_tf.spaces import fbnet
 from figs_tf.wrapping import channel_graph_of, gates_of
 
-from helpers import set_all_logits, to_numpy
+from helpers import (
+    check_all_gates_on_is_the_supernet, check_fresh_build_matches_slim, randomize_batchnorm,
+    to_numpy)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -160,37 +162,15 @@ def test_grouped_operators_fix_the_streams_and_no_group_searches_them():
     assert len(streams) == 7
 
 
-def _randomize_batchnorm(model, rng):
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, variance = layer.get_weights()
-            layer.set_weights([rng.normal(1, 0.2, gamma.shape), rng.normal(0, 0.5, beta.shape),
-                               rng.normal(0, 0.5, mean.shape), rng.uniform(0.5, 2, variance.shape)])
-
-
 def test_with_all_gates_on_the_search_model_is_the_supernet():
     model = _tiny()
     rng = np.random.default_rng(0)
-    _randomize_batchnorm(model, rng)
-    search = figs_tf.wrap(model, cost="flops")
-    set_all_logits(search, 30.0)
-    x = rng.random((3, 28, 28, 1)).astype(np.float32)
-    expected = to_numpy(model(x, training=False))
-    np.testing.assert_allclose(to_numpy(search(x, training=False)), expected,
-                               rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    randomize_batchnorm(model, rng)
+    check_all_gates_on_is_the_supernet(model, rng.random((3, 28, 28, 1)).astype(np.float32), cost="flops")
 
 
 def test_build_from_architecture_has_the_slim_parameter_count():
-    model = _tiny()
-    search = figs_tf.wrap(model)
-    rng = np.random.default_rng(1)
-    gates = gates_of(search)
-    gates.logits.assign(rng.normal(0.5, 2.0, gates.logits.shape).astype(np.float32))
-    architecture = figs_tf.export_architecture(search)
-    fresh = figs_tf.build_from_architecture(model, architecture)
-    slim = figs_tf.slim(search)
-    assert fresh.count_params() == slim.count_params() < model.count_params()
-    assert figs_tf.count(fresh, "flops") == figs_tf.count(slim, "flops")
+    architecture, fresh = check_fresh_build_matches_slim(_tiny())
     assert fresh.get_layer("s2b2_k5_e6_expand").filters == architecture["s2b2_k5_e6_expand"]
 
 

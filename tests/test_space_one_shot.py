@@ -11,7 +11,7 @@ from figs_tf import datasets
 from figs_tf.spaces import one_shot
 from figs_tf.wrapping import channel_graph_of, gates_of
 
-from helpers import set_all_logits, set_group_logits, to_numpy
+from helpers import randomize_batchnorm, set_all_logits, set_group_logits, to_numpy
 
 AGGREGATORS = ("concat", "add")
 SEPARABLE_KERNELS = (3, 5, 7)  # sep3, sep5, sep7 pairs
@@ -111,19 +111,11 @@ def tiny(aggregator):
                                            operators=TINY_OPERATORS)
 
 
-def _randomize_batchnorm(model, rng):
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, variance = layer.get_weights()
-            layer.set_weights([rng.normal(1, 0.2, gamma.shape), rng.normal(0, 0.5, beta.shape),
-                               rng.normal(0, 0.5, mean.shape), rng.uniform(0.5, 2, variance.shape)])
-
-
 @pytest.mark.parametrize("aggregator", AGGREGATORS)
 def test_all_gates_on_the_search_model_is_the_supernet(aggregator):
     model = tiny(aggregator)
     rng = np.random.default_rng(0)
-    _randomize_batchnorm(model, rng)
+    randomize_batchnorm(model, rng)
     search = figs_tf.wrap(model, cost="params")
     set_all_logits(search, 30.0)
     x = rng.random((3, 28, 28, 1)).astype(np.float32)
