@@ -258,13 +258,7 @@ def _place_masks(graph):
             handler = graph.handler(call)
             in_dirty = [dirty[k] and k not in masked for k in call.input_keys]
             has_pruned = [bool(groups_in(graph.tensor_sets[k])) for k in call.input_keys]
-            if isinstance(handler, handlers_lib.Merge):
-                to_clean = handler.inputs_to_clean(call, in_dirty, has_pruned)
-            elif handler.requires_clean_inputs(call):
-                to_clean = [i for i, d in enumerate(in_dirty) if d and has_pruned[i]]
-            else:
-                to_clean = []
-            for i in to_clean:
+            for i in handler.inputs_to_clean(call, in_dirty, has_pruned):
                 masked.add(call.input_keys[i])
                 in_dirty[i] = False
                 changed = True

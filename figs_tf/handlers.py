@@ -48,9 +48,19 @@ class LayerHandler:
         """Channel sets of the call's outputs, given those of its inputs."""
         raise NotImplementedError
 
+    # Slimming leaves out an input with no channel left (Concatenate) instead of
+    # requiring every input to be kept.
+    drops_empty_inputs = False
+
     def requires_clean_inputs(self, call):
         """True if pruned channels must read as exactly zero at this layer's input."""
         return False
+
+    def inputs_to_clean(self, call, in_dirty, in_has_pruned):
+        """Indices of inputs to mask so that this layer reads pruned channels as zero."""
+        if not self.requires_clean_inputs(call):
+            return []
+        return [i for i, dirty in enumerate(in_dirty) if dirty and in_has_pruned[i]]
 
     def output_dirty(self, call, in_dirty):
         """True if pruned channels of the output may be non-zero."""
@@ -414,6 +424,8 @@ class Merge(LayerHandler):
 
 
 class Concatenate(LayerHandler):
+    drops_empty_inputs = True
+
     def output_sets(self, call, in_sets, groups):
         rank = len(call.output_tensors[0].shape)
         axis = call.layer.axis

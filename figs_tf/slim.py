@@ -26,7 +26,6 @@ import keras
 
 from figs_tf import channel_groups
 from figs_tf import export as export_lib
-from figs_tf import handlers as handlers_lib
 from figs_tf import wrapping
 from figs_tf.channel_sets import alive_positions, count as channels_alive, groups_in, num_channels
 
@@ -83,7 +82,7 @@ def build(network, name, fresh_weights=False):
         handler = graph.handler(call)
         kept_in = [kept(k) for k in call.input_keys]
         kept_out = [kept(k) for k in call.output_keys]
-        if isinstance(handler, handlers_lib.Concatenate):
+        if handler.drops_empty_inputs:
             present = [values[k] for k in call.input_keys if len(kept(k))]
             if len(present) == 1:
                 outputs = present
