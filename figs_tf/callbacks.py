@@ -47,20 +47,20 @@ class CostCallback(keras.callbacks.Callback):
         if workdir is not None and not str(workdir).startswith("gs://"):
             os.makedirs(workdir, exist_ok=True)
 
-    def _countable_metrics(self):
-        countable = []
+    def _supernet_costs(self):
+        """{metric: supernet cost} for the metrics this model can be counted in."""
+        costs = {}
         for metric in self.metrics:
             try:
-                export_lib.supernet_cost(self.model, metric)
-                countable.append(metric)
+                costs[metric] = export_lib.supernet_cost(self.model, metric)
             except handlers_lib.UnsupportedLayerError as error:
                 print(f"figs_tf.CostCallback: not reporting {metric}: {error}")
-        return countable
+        return costs
 
     def on_train_begin(self, logs=None):
         wrap_lib.gates_of(self.model)  # fail early with a clear message
-        self._metrics = self._countable_metrics()
-        self.supernet = {m: export_lib.supernet_cost(self.model, m) for m in self._metrics}
+        self.supernet = self._supernet_costs()
+        self._metrics = list(self.supernet)
 
     def summary(self):
         """The figs_* numbers at the current logits."""

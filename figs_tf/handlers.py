@@ -531,10 +531,11 @@ class ElementwiseOp(Merge):
         if not self._is_unary(call):
             return super().output_sets(call, in_sets, groups)
         for scalar in self._scalars(call):
-            if getattr(scalar, "shape", ()) not in ((), (1,)) and hasattr(scalar, "shape"):
+            shape = tuple(getattr(scalar, "shape", ()))
+            if shape not in ((), (1,)):
                 raise UnsupportedLayerError(
                     f"'{call.name}' ({self.operation}) combines a tensor with a constant "
-                    f"of shape {scalar.shape}; figs_tf supports scalar constants only. "
+                    f"of shape {shape}; figs_tf supports scalar constants only. "
                     "Use a layer with a registered handler instead.")
         return [in_sets[0]]
 
