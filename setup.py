@@ -21,6 +21,12 @@ setuptools.setup(
         "tensorboard",
         "matplotlib",
     ],
+    entry_points={
+        "console_scripts": [
+            "figs-search=figs_tf.search:cli",
+            "figs-retrain=figs_tf.retrain:cli",
+        ],
+    },
     extras_require={
         "test": ["pytest", "hypothesis"],
         "jax": ["jax"],

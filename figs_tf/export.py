@@ -13,11 +13,11 @@ exported cost counts the layers that remain.
 
 import dataclasses
 import json
-import os
 
 import numpy as np
 
 from figs_tf import cost as cost_lib
+from figs_tf import files
 from figs_tf import wrapping as wrap_lib
 from figs_tf.channel_sets import alive_positions, count as channels_alive
 
@@ -114,19 +114,13 @@ def save_architecture(architecture, path, channels=None, **metadata):
         document["channels"] = {name: [int(c) for c in kept] for name, kept in channels.items()}
     if metadata:
         document["metadata"] = metadata
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as f:
-        json.dump(document, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(temporary, path)
+    files.write_atomically(str(path), json.dumps(document, indent=2, sort_keys=True) + "\n")
     return path
 
 
 def load_architecture(path):
     """Reads an architecture JSON written by save_architecture: `{name: width}`."""
-    with open(path, encoding="utf-8") as f:
+    with files.open_file(path) as f:
         try:
             document = json.load(f)
         except json.JSONDecodeError as error:
@@ -143,14 +137,14 @@ def load_architecture(path):
 
 
 def load_architecture_metadata(path):
-    with open(path, encoding="utf-8") as f:
+    with files.open_file(path) as f:
         return json.load(f).get("metadata", {})
 
 
 def load_channels(path):
     """The kept channel indices saved with an architecture, or None."""
     load_architecture(path)  # validates the document
-    with open(path, encoding="utf-8") as f:
+    with files.open_file(path) as f:
         return json.load(f).get("channels")
 
 

@@ -1,0 +1,44 @@
+"""A small CNN search space: conv-BN-ReLU blocks, max-pooling, a Dense classifier.
+
+The embedded default of the training binaries (Fashion-MNIST on a laptop CPU).
+Every conv width is searched; pooling halves the resolution after each block
+but the last.
+
+Example::
+
+    supernet = small_cnn(widths=(32, 64, 128), input_shape=(28, 28, 1), classes=10)
+    search = figs_tf.wrap(supernet, cost="params", strength=3e-6)
+"""
+
+import keras
+
+
+def small_cnn(widths=(32, 64, 128), input_shape=(28, 28, 1), classes=10, convs_per_block=1,
+              dense_width=None, name="small_cnn"):
+    """Returns the supernet: `len(widths)` blocks of `convs_per_block` 3x3 convs.
+
+    Args:
+      widths: output channels of the convs of each block.
+      input_shape: (height, width, channels).
+      classes: outputs of the classifier (logits, no softmax).
+      convs_per_block: 3x3 conv-BN-ReLU layers per block.
+      dense_width: a searched hidden Dense layer (with BN and ReLU) before the
+        classifier, or None for global pooling straight into the classifier.
+    """
+    inputs = keras.Input(input_shape, name="image")
+    x = inputs
+    for block, width in enumerate(widths):
+        for conv in range(convs_per_block):
+            suffix = f"{block}" if convs_per_block == 1 else f"{block}_{conv}"
+            x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{suffix}")(x)
+            x = keras.layers.BatchNormalization(name=f"bn{suffix}")(x)
+            x = keras.layers.ReLU(name=f"relu{suffix}")(x)
+        if block < len(widths) - 1:
+            x = keras.layers.MaxPooling2D(name=f"pool{block}")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    if dense_width:
+        x = keras.layers.Dense(dense_width, use_bias=False, name="hidden")(x)
+        x = keras.layers.BatchNormalization(name="hidden_bn")(x)
+        x = keras.layers.ReLU(name="hidden_relu")(x)
+    outputs = keras.layers.Dense(classes, name="classifier")(x)
+    return keras.Model(inputs, outputs, name=name)
