@@ -1,0 +1,85 @@
+r"""The embedded default: FiGS on Fashion-MNIST with a small CNN, minutes on a laptop CPU.
+
+    figs-search  --workdir=runs/demo     # AL: learn widths under a parameter cost
+    figs-retrain --workdir=runs/demo     # retrain the exported architecture from scratch
+
+Every training config starts from this one and changes what it needs; it sets
+every key the binaries read (they reject unknown keys). Override any key on
+the command line, e.g. `--config.strength=5e-6 --config.search.epochs=2`.
+"""
+
+import ml_collections
+
+
+def get_config(arg=None):
+    """Returns the default config. `arg` is unused (no variants)."""
+    del arg
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    # Data (figs_tf.input_pipeline): tfds name, tfds data_dir (local or gs://).
+    config.dataset = "fashion_mnist"
+    config.data_dir = ml_collections.config_dict.placeholder(str)
+    config.image_size = ml_collections.config_dict.placeholder(int)  # None: the dataset's own
+    config.augment = False
+    config.train_examples = ml_collections.config_dict.placeholder(int)  # None: the whole split
+    config.eval_examples = ml_collections.config_dict.placeholder(int)
+    config.eval_batch_size = 1000
+
+    # Search space (figs_tf.spaces.SPACES) and its builder's arguments.
+    config.space = "small_cnn"
+    config.space_kwargs = ml_collections.ConfigDict(dict(widths=(32, 64, 128), convs_per_block=1))
+    # The paper's 0.9997 needs ~10k steps to settle; a short run needs a faster average.
+    config.bn_momentum = 0.9
+
+    # Cost: λ · E[params] (paper eq. 6); `target` (a budget) adjusts λ during AL.
+    config.cost = "params"
+    config.strength = 3e-6
+    config.target = ml_collections.config_dict.placeholder(float)
+
+    # Where it runs.
+    config.strategy = "auto"
+    config.tpu = "local"
+    config.mixed_precision = ml_collections.config_dict.placeholder(str)
+    config.jit_compile = False
+    config.steps_per_execution = 1
+    config.progress = "bar"
+
+    # The paper's Adam: ε = 1.0; weight decay 1.7e-5; EMA off for short runs.
+    config.optimizer = ml_collections.ConfigDict(dict(
+        beta_1=0.9, beta_2=0.999, epsilon=1.0, weight_decay=1.7e-5,
+        ema_momentum=ml_collections.config_dict.placeholder(float)))
+
+    config.search = ml_collections.ConfigDict(dict(
+        epochs=4, batch_size=128, learning_rate=0.1, decay_epochs=35.0, decay_factor=0.5,
+        steps_per_checkpoint=ml_collections.config_dict.placeholder(int),
+        recalibrated_eval=True))
+    # Retraining from scratch: doubled batch and learning rate (paper).
+    config.retrain = ml_collections.ConfigDict(dict(
+        epochs=8, batch_size=256, learning_rate=0.2, decay_epochs=4.0, decay_factor=0.5,
+        steps_per_checkpoint=ml_collections.config_dict.placeholder(int),
+        architecture=ml_collections.config_dict.placeholder(str)))
+    return config
+
+
+def paper_imagenet(config):
+    """The paper's ImageNet recipe (appendix) applied to `config`; returns it.
+
+    AL: 100 epochs, batch 512, Adam (ε = 1) at 1.6 decayed ×0.5 every 35
+    epochs, weight decay 1.7e-5, moving averages 0.9997 for the evaluation
+    weights and BatchNorm statistics, ResNet augmentation. Retraining: 400
+    epochs, batch 1024, learning rate 3.2. bfloat16 on TPU.
+    """
+    config.dataset = "imagenet2012"
+    config.augment = True
+    config.eval_batch_size = 1024
+    config.bn_momentum = 0.9997
+    config.optimizer.ema_momentum = 0.9997
+    config.mixed_precision = "mixed_bfloat16"
+    config.jit_compile = True
+    config.progress = "epoch"
+    config.search.update(dict(epochs=100, batch_size=512, learning_rate=1.6, decay_epochs=35.0,
+                              decay_factor=0.5, recalibrated_eval=False))
+    config.retrain.update(dict(epochs=400, batch_size=1024, learning_rate=3.2, decay_epochs=35.0,
+                               decay_factor=0.5))
+    return config

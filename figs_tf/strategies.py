@@ -1,0 +1,107 @@
+"""tf.distribute strategies for the training binaries, chosen by name.
+
+    strategy = strategies.make_strategy("auto")           # TPU VM, GPUs or CPU
+    strategy = strategies.make_strategy("tpu", tpu="my-tpu-name")
+    with strategy.scope():
+        model = ...
+
+Names (`config.strategy` or `--strategy`):
+- "tpu": `TPUClusterResolver(tpu)` (`"local"` on a Cloud TPU VM, or a TPU name
+  / grpc address), `connect_to_cluster`, `initialize_tpu_system`, `TPUStrategy`.
+- "gpus": `MirroredStrategy` over all local GPUs (or the logical CPUs a test
+  configured, when there is no GPU).
+- "multi_worker": `MultiWorkerMirroredStrategy`, cluster from `TF_CONFIG`.
+- "one_device": `OneDeviceStrategy` on the first GPU, else the CPU.
+- "cpu": `OneDeviceStrategy("/cpu:0")`, even where accelerators exist.
+- "default": TensorFlow's default (no-op) strategy.
+- "auto": "tpu" on a TPU VM (a TPU device can be found locally), else "gpus"
+  with more than one GPU, else "one_device".
+"""
+
+import json
+import os
+
+import tensorflow as tf
+
+STRATEGIES = ("auto", "tpu", "gpus", "multi_worker", "one_device", "cpu", "default")
+
+
+def _tpu_is_local():
+    # A Cloud TPU VM exposes its chips as /dev/accel* (v2-v4) or /dev/vfio (v5+).
+    return os.path.exists("/dev/accel0") or (os.path.isdir("/dev/vfio") and bool(os.listdir("/dev/vfio")))
+
+
+_STRATEGIES_MADE = {}
+
+
+def make_strategy(name="auto", tpu="local"):
+    """Returns the `tf.distribute.Strategy` called `name` (see module docstring).
+
+    One strategy per (name, tpu) per process: a second MirroredStrategy would
+    reuse collective-op keys of the first (replicas then disagree on shapes),
+    and initialising a TPU system again would wipe it.
+    """
+    key = (name, tpu)
+    if key not in _STRATEGIES_MADE:
+        _STRATEGIES_MADE[key] = _make_strategy(name, tpu)
+    return _STRATEGIES_MADE[key]
+
+
+def _make_strategy(name, tpu):
+    if name not in STRATEGIES:
+        raise ValueError(f"Unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)} "
+                         f"(config key `strategy`).")
+    if name == "auto":
+        if _tpu_is_local() or tpu not in (None, "", "local"):
+            name = "tpu"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            name = "gpus"
+        else:
+            name = "one_device"
+    if name == "tpu":
+        return tpu_strategy(tpu)
+    if name == "gpus":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("strategy 'multi_worker' reads the cluster from the TF_CONFIG environment "
+                             "variable, which is not set; set it on every worker (see WORKSPACE.md) or "
+                             "use strategy 'gpus' on one machine.")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "one_device":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    if name == "cpu":
+        return tf.distribute.OneDeviceStrategy("/cpu:0")
+    return tf.distribute.get_strategy()
+
+
+def tpu_strategy(tpu="local"):
+    """Connects to the TPU `tpu` ("local" on a TPU VM) and returns a TPUStrategy."""
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+    if tpu not in (None, "", "local"):
+        # A remote TPU (TPU node): the host talks to it over grpc.
+        tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def is_tpu(strategy):
+    return isinstance(strategy, tf.distribute.TPUStrategy)
+
+
+def is_chief(strategy):
+    """True where summaries and exported files are written (one writer per run).
+
+    Under MultiWorkerMirroredStrategy every worker runs the same program; only
+    the chief (or worker 0 when no chief is named) writes the workdir.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type in (None, "chief"):
+        return True
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    return task_type == "worker" and task_id == 0 and "chief" not in cluster

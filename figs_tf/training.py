@@ -1,0 +1,389 @@
+"""What `figs_tf.search` (AL) and `figs_tf.retrain` share: plan, data, optimizer, fit.
+
+Both binaries read top to bottom as
+
+    strategy = strategies.make_strategy(config.strategy, config.tpu)
+    plan = make_plan(config, "search", strategy)          # steps, batches, decay
+    with strategy.scope():
+        model = ...                                        # search model or fresh network
+        compile_model(model, config, plan)                 # Adam, schedule, EMA, metrics
+    fit(model, config, plan, strategy, phase_dir, extra_callbacks)
+    accuracy = evaluate(model, config, plan, strategy)
+
+The paper's training setup (method.md, "Training setup") and where it lives:
+- Adam with β1 0.9, β2 0.999, ε = 1.0: `config.optimizer` -> `keras.optimizers.Adam`.
+- Learning rate decayed smoothly ×`decay_factor` every `decay_epochs` epochs:
+  `keras.optimizers.schedules.ExponentialDecay(staircase=False)`.
+- Weight decay 1.7e-5: Keras's decoupled weight decay (`lr · wd · w` per step).
+  With ε = 1 Adam's step is close to SGD's for small gradients, where this is
+  the same as an L2 term in the loss. Gate logits and BatchNorm γ/β are
+  excluded: decay would pull every gate towards π = 0.5.
+- Moving averages 0.9997 for evaluation: the optimizer's EMA of the weights
+  (`use_ema`, `ema_momentum`; copied into the model at the end with
+  `finalize_variable_values`) and BatchNorm's own moving statistics
+  (`config.bn_momentum`).
+- Preemption: `keras.callbacks.BackupAndRestore` in `<phase dir>/checkpoint`
+  after every (virtual) epoch of `steps_per_checkpoint` steps; a rerun of the
+  same command resumes there and finishes the configured number of steps.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from figs_tf import config_checks
+from figs_tf import files
+from figs_tf import input_pipeline
+from figs_tf import spaces
+from figs_tf import strategies
+from figs_tf import wrapping
+from figs_tf.channel_groups import analyze
+from figs_tf.mask_layer import MaskLayer
+
+PHASES = ("search", "retrain")
+CHECKPOINT_DIR = "checkpoint"
+SUMMARY_FILE = "summary.json"
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.csv"
+TENSORBOARD_DIR = "tensorboard"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the run stopped before saving it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How many steps of which batch size a phase trains, in Keras `fit` terms."""
+    phase: str
+    global_batch_size: int
+    num_replicas: int
+    train_examples: int
+    steps_per_data_epoch: int   # one pass over the training data
+    steps_per_epoch: int        # one Keras epoch = one checkpoint interval
+    epochs: int                 # Keras epochs
+    decay_steps: int
+
+    @property
+    def total_steps(self):
+        return self.steps_per_epoch * self.epochs
+
+
+def make_plan(config, phase, strategy):
+    """Turns the config's data epochs into Keras epochs of `steps_per_checkpoint` steps.
+
+    Training always runs a whole number of checkpoint intervals, rounded up, so
+    a preempted run that resumes at a checkpoint does exactly the steps left.
+    """
+    settings = config[phase]
+    replicas = strategy.num_replicas_in_sync
+    batch = settings.batch_size
+    if batch % replicas:
+        raise ValueError(f"config.{phase}.batch_size = {batch} is the global batch and must split evenly "
+                         f"over the {replicas} replicas of this strategy; use a multiple of {replicas}.")
+    examples = input_pipeline.num_examples(config.dataset, input_pipeline.dataset_info(config.dataset).train_split,
+                                           data_dir=config.data_dir, max_examples=config.train_examples)
+    per_data_epoch = max(1, examples // batch)
+    total = max(1, round(settings.epochs * per_data_epoch))
+    per_epoch = min(settings.steps_per_checkpoint or per_data_epoch, total)
+    return Plan(phase=phase, global_batch_size=batch, num_replicas=replicas, train_examples=examples,
+                steps_per_data_epoch=per_data_epoch, steps_per_epoch=per_epoch,
+                epochs=math.ceil(total / per_epoch),
+                decay_steps=max(1, round(settings.decay_epochs * per_data_epoch)))
+
+
+def phase_dir(workdir, phase):
+    return files.join(workdir, phase)
+
+
+def architecture_path(workdir):
+    """Where AL leaves the exported architecture and retraining looks for it."""
+    return files.join(phase_dir(workdir, "search"), "architecture.json")
+
+
+def prepare(config, directory):
+    """Before any work: check the config, prove the workdir is writable, record the config."""
+    config_checks.check(config)
+    files.check_writable(directory)
+    record_config(config, directory)
+    set_mixed_precision(config)
+    keras.utils.set_random_seed(config.seed)
+
+
+def default_strategy():
+    return tf.distribute.get_strategy()
+
+
+def training_images(config, count):
+    """The first `count` augmented training images as one array, read on the host."""
+    info = input_pipeline.dataset_info(config.dataset)
+    batch = min(count, 512)
+    data = input_pipeline.make_dataset(
+        config.dataset, info.train_split, global_batch_size=batch, training=True, data_dir=config.data_dir,
+        image_size=config.image_size, augment=config.augment, drop_remainder=False, seed=config.seed,
+        max_examples=config.train_examples)
+    images = [images.numpy() for images, _ in data.take(max(1, count // batch))]
+    return np.concatenate(images, axis=0)
+
+
+def set_mixed_precision(config):
+    keras.mixed_precision.set_global_policy(config.mixed_precision or "float32")
+
+
+def build_supernet(config):
+    """The search space's supernet for the config's dataset, BatchNorm momentum set."""
+    info = input_pipeline.dataset_info(config.dataset)
+    supernet = spaces.build_supernet(config.space, input_pipeline.input_shape(config.dataset, config.image_size),
+                                     info.num_classes, **config.space_kwargs.to_dict())
+    set_batchnorm_momentum(supernet, config.bn_momentum)
+    return supernet
+
+
+def producer_widths(model):
+    """{layer: output channels} of every layer that makes channels, in the supernet.
+
+    For a search model these are the supernet's widths (gates do not change shapes).
+    """
+    searching = any(isinstance(layer, MaskLayer) for layer in model.layers)
+    graph = wrapping.channel_graph_of(model) if searching else analyze(model)
+    return {call.name: sum(s.channels for s in graph.out_sets(call)[0]) for call in graph.producer_calls()}
+
+
+def set_batchnorm_momentum(model, momentum):
+    for layer in model._flatten_layers(include_self=False, recursive=True):  # pylint: disable=protected-access
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
+
+
+def make_optimizer(config, plan, no_decay=()):
+    """Adam (ε from the config), smooth exponential decay, decoupled weight decay, EMA."""
+    settings, options = config[plan.phase], config.optimizer
+    schedule = keras.optimizers.schedules.ExponentialDecay(
+        settings.learning_rate, decay_steps=plan.decay_steps, decay_rate=settings.decay_factor,
+        staircase=False)
+    optimizer = keras.optimizers.Adam(
+        schedule, beta_1=options.beta_1, beta_2=options.beta_2, epsilon=options.epsilon,
+        weight_decay=options.weight_decay or None, use_ema=bool(options.ema_momentum),
+        ema_momentum=options.ema_momentum or 0.99)
+    if options.weight_decay:
+        optimizer.exclude_from_weight_decay(var_list=list(no_decay))
+    return optimizer
+
+
+def variables_without_weight_decay(model):
+    """Gate logits and BatchNorm scale/offset: weight decay is for kernels only."""
+    excluded = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):  # pylint: disable=protected-access
+        if isinstance(layer, (keras.layers.BatchNormalization, MaskLayer)):
+            excluded.extend(layer.trainable_variables)
+    return excluded
+
+
+def compile_model(model, config, plan):
+    """Compiles `model` with the phase's optimizer, a from-logits loss and accuracy."""
+    model.compile(
+        optimizer=make_optimizer(config, plan, variables_without_weight_decay(model)),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
+
+
+def datasets(config, plan, strategy, seed):
+    """(training dataset, evaluation dataset), distributed one pipeline per worker."""
+    info = input_pipeline.dataset_info(config.dataset)
+    drop = drop_last_eval_batch(strategy)
+
+    def train_fn(context):
+        return input_pipeline.make_dataset(
+            config.dataset, info.train_split, global_batch_size=plan.global_batch_size, training=True,
+            input_context=context, data_dir=config.data_dir, image_size=config.image_size,
+            augment=config.augment, drop_remainder=True, seed=seed, max_examples=config.train_examples)
+
+    def eval_fn(context):
+        return input_pipeline.make_dataset(
+            config.dataset, info.eval_split, global_batch_size=config.eval_batch_size, training=False,
+            input_context=context, data_dir=config.data_dir, image_size=config.image_size,
+            drop_remainder=drop, max_examples=config.eval_examples)
+
+    if strategy.num_replicas_in_sync == 1 and not strategies.is_tpu(strategy):
+        return train_fn(None), eval_fn(None)
+    return (strategy.distribute_datasets_from_function(train_fn),
+            strategy.distribute_datasets_from_function(eval_fn))
+
+
+def drop_last_eval_batch(strategy):
+    # TPUs need static shapes (every batch full); with several hosts, full
+    # batches give every host the same number of evaluation steps.
+    return strategies.is_tpu(strategy) or isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def evaluation_steps(config, strategy):
+    """Batches in one pass over the evaluation split (distributed data has no length)."""
+    info = input_pipeline.dataset_info(config.dataset)
+    examples = input_pipeline.num_examples(config.dataset, info.eval_split, data_dir=config.data_dir,
+                                           max_examples=config.eval_examples)
+    full, rest = divmod(examples, config.eval_batch_size)
+    return full if drop_last_eval_batch(strategy) or not rest else full + 1
+
+
+def checkpoint_dir(directory, strategy):
+    """Every worker of a multi-worker run keeps its own copy (the weights are in sync)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and not strategies.is_chief(strategy):
+        return files.join(directory, CHECKPOINT_DIR, f"{resolver.task_type}_{resolver.task_id}")
+    return files.join(directory, CHECKPOINT_DIR)
+
+
+def resumed_epoch(backup_dir):
+    """The Keras epoch a rerun resumes at (0 for a fresh run)."""
+    path = files.join(backup_dir, "training_metadata.json")
+    if not files.exists(path):
+        return 0
+    with files.open_file(path) as f:
+        return int(json.load(f).get("epoch", 0))
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training at the first NaN/inf loss, before anything saves those weights.
+
+    Placed before BackupAndRestore: raising here ends `fit` before the checkpoint
+    of this epoch is written and before `on_train_end`, so the last good
+    checkpoint stays and a rerun resumes from it.
+    """
+
+    def __init__(self, backup_dir):
+        super().__init__()
+        self.backup_dir = backup_dir
+
+    def _check(self, logs, where):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            raise NonFiniteLossError(
+                f"The training loss became {float(loss)} at {where}; training stopped before this was "
+                f"checkpointed. The last good checkpoint (Keras epoch {resumed_epoch(self.backup_dir)}) is "
+                f"kept in {self.backup_dir}. Lower the learning rate (or λ, or use float32), then rerun "
+                f"the same command to resume from it.")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check(logs, f"step {batch} of the epoch")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(logs, f"the end of epoch {epoch}")
+
+
+def fit(model, config, plan, strategy, directory, callbacks=()):
+    """Trains `model` for the plan's steps with checkpoints, logs and TensorBoard.
+
+    `callbacks` come first (e.g. CostCallback, which writes figs_* numbers into
+    the logs that CSVLogger and TensorBoard then record). Returns the Keras
+    epoch this run started at (non-zero when it resumed after preemption).
+    """
+    backup_dir = checkpoint_dir(directory, strategy)
+    start_epoch = resumed_epoch(backup_dir)
+    if start_epoch:
+        print(f"Resuming {plan.phase} from its checkpoint in {backup_dir}: Keras epoch {start_epoch} of "
+              f"{plan.epochs} ({start_epoch * plan.steps_per_epoch} of {plan.total_steps} steps done).")
+    # A resumed run reads the data in a fresh order rather than replaying the
+    # first epochs' batches (tf.data iterator state is not checkpointed).
+    train_data, _ = datasets(config, plan, strategy, seed=config.seed + 1000 * start_epoch)
+    chief = strategies.is_chief(strategy)
+    all_callbacks = [StopOnNonFiniteLoss(backup_dir), *callbacks,
+                     keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", delete_checkpoint=False)]
+    if chief:
+        all_callbacks += [keras.callbacks.CSVLogger(_local_or_temp(files.join(directory, HISTORY_FILE)),
+                                                    append=True),
+                          keras.callbacks.TensorBoard(files.join(directory, TENSORBOARD_DIR), write_graph=False)]
+    model.fit(train_data, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
+              callbacks=all_callbacks, verbose={"bar": 1, "epoch": 2, "none": 0}[config.progress],
+              shuffle=False)  # the input pipeline shuffles
+    if model.optimizer.use_ema:
+        # Evaluation and export use the moving averages of the weights (paper).
+        model.optimizer.finalize_variable_values(model.trainable_variables)
+    return start_epoch
+
+
+def _local_or_temp(path):
+    # CSVLogger writes with Python's open(); on gs:// it writes through gfile in
+    # newer Keras, but appending is not supported by GCS, so keep a local copy.
+    if files.is_url(path):
+        return os.path.join("/tmp", path.replace("://", "_").replace("/", "_"))
+    return path
+
+
+def evaluate(model, config, plan, strategy):
+    """Top-1 accuracy on the evaluation split (inference mode)."""
+    _, eval_data = datasets(config, plan, strategy, seed=config.seed)
+    results = model.evaluate(eval_data, steps=evaluation_steps(config, strategy), verbose=0, return_dict=True)
+    return float(results["accuracy"])
+
+
+def write_json(path, document):
+    files.write_atomically(path, json.dumps(document, indent=2, default=_plain) + "\n")
+
+
+def read_json(path):
+    with files.open_file(path) as f:
+        return json.load(f)
+
+
+def _plain(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def record_config(config, directory):
+    """Writes the resolved config to `<phase dir>/config.json`; refuses a different one.
+
+    A rerun (resume) must use the same config, or checkpoints would be restored
+    into a different model / schedule.
+    """
+    path = files.join(directory, CONFIG_FILE)
+    current = json.loads(config.to_json_best_effort(sort_keys=True))
+    if files.exists(path):
+        previous = read_json(path)
+        changed = sorted(_differences(previous, current))
+        if changed:
+            raise ValueError(f"{directory} holds a run with a different config (changed: {', '.join(changed)}). "
+                             f"Use a new --workdir, or rerun with the config in {path}.")
+        return
+    write_json(path, current)
+
+
+def _differences(previous, current, prefix=""):
+    for key in sorted(set(previous) | set(current)):
+        before, after = previous.get(key), current.get(key)
+        if isinstance(before, dict) and isinstance(after, dict):
+            yield from _differences(before, after, f"{prefix}{key}.")
+        elif before != after and key not in RESUME_MAY_CHANGE:
+            yield f"{prefix}{key}"
+
+
+# Keys a rerun may change without invalidating the checkpoint.
+RESUME_MAY_CHANGE = {"progress", "data_dir", "tpu", "strategy"}
+
+
+class Stopwatch:
+    def __init__(self):
+        self.start = time.time()
+
+    def seconds(self):
+        return round(time.time() - self.start, 1)
+
+
+def summary_path(directory):
+    return files.join(directory, SUMMARY_FILE)
+
+
+def finished_summary(directory):
+    """The summary of a finished phase in `directory`, or None."""
+    path = summary_path(directory)
+    return read_json(path) if files.exists(path) else None

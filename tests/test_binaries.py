@@ -1,0 +1,230 @@
+"""The training binaries end to end: search -> retrain, strategies, preemption, bad input."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import ml_collections
+import numpy as np
+import pytest
+
+import figs_tf
+from figs_tf import default_config, export, retrain, search, training
+
+pytestmark = pytest.mark.tensorflow_only
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def tiny_config(**changes):
+    """The default config at a few steps: 512 examples, batch 128, a small supernet."""
+    config = default_config.get_config()
+    config.space_kwargs.widths = (8, 16, 32)
+    config.train_examples, config.eval_examples, config.eval_batch_size = 512, 1000, 500
+    config.search.update(dict(epochs=1, batch_size=128, recalibrated_eval=False))
+    config.retrain.update(dict(epochs=1, batch_size=128))
+    config.progress = "none"
+    config.strength = 2e-4  # strong enough that 4 steps prune something
+    config.update(changes)
+    return config
+
+
+def _environment():
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def test_search_then_retrain_on_real_fashion_mnist(tmp_path):
+    config = tiny_config()
+    found = search.run(config, str(tmp_path))
+    assert found["steps"] == found["configured_steps"] == 4  # 512 // 128 steps, one pass
+    architecture = export.load_architecture(training.architecture_path(str(tmp_path)))
+    assert architecture == found["architecture"]
+    assert any(architecture[name] < found["supernet_widths"][name] for name in architecture), "nothing pruned"
+
+    retrained = retrain.run(config, str(tmp_path))
+    # Independent truth: the space's supernet built at the exported widths, counted
+    # by Keras itself, and the exported cost the search reported.
+    supernet = training.build_supernet(config)
+    fresh = figs_tf.build_from_architecture(supernet, architecture)
+    assert retrained["exported"]["params"] == fresh.count_params() == found["exported"]["params"]
+    assert retrained["exported"]["flops"] == found["exported"]["flops"]
+    assert retrained["steps"] == retrained["configured_steps"] == 4
+    model = keras.saving.load_model(os.path.join(tmp_path, "retrain", "model.keras"))
+    assert model.count_params() == fresh.count_params()
+    for phase in ("search", "retrain"):
+        with open(os.path.join(tmp_path, phase, "history.csv")) as f:
+            assert len(list(csv.DictReader(f))) == 1
+        assert os.listdir(os.path.join(tmp_path, phase, "tensorboard"))
+    with open(os.path.join(tmp_path, "search", "history.csv")) as f:
+        row = next(csv.DictReader(f))
+    assert int(row["figs_exported_params"]) == found["exported"]["params"]
+
+
+def test_search_and_retrain_under_mirrored_strategy_with_mock_data(tmp_path):
+    result = subprocess.run([sys.executable, os.path.join(HERE, "scripts", "search_retrain_mirrored_mock.py"),
+                             str(tmp_path)], capture_output=True, text=True, timeout=600, env=_environment())
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")][-1]
+    outcome = json.loads(line[len("RESULT "):])
+    assert outcome["replicas"] == 2
+    assert outcome["search"]["steps"] == outcome["search"]["configured_steps"] == 4  # 256 / 64
+    assert outcome["retrain"]["steps"] == outcome["retrain"]["configured_steps"] == 4
+    assert outcome["retrain"]["architecture"] == outcome["search"]["architecture"]
+    assert outcome["retrain"]["keras_count_params"] == outcome["search"]["exported"]["params"]
+
+
+def _search_command(workdir):
+    return [sys.executable, "-m", "figs_tf.search", f"--workdir={workdir}",
+            "--config.space_kwargs.widths=(8, 16, 16)", "--config.train_examples=1024",
+            "--config.eval_examples=500", "--config.search.batch_size=32",
+            "--config.search.steps_per_checkpoint=4", "--config.search.epochs=2",
+            "--config.search.recalibrated_eval=False", "--config.progress=epoch"]
+
+
+def test_a_killed_search_resumes_from_its_checkpoint_and_finishes(tmp_path):
+    workdir = str(tmp_path / "run")
+    metadata = os.path.join(workdir, "search", "checkpoint", "training_metadata.json")
+    process = subprocess.Popen(_search_command(workdir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env=_environment(), text=True)
+    deadline = time.time() + 300
+    epoch = 0
+    while time.time() < deadline and process.poll() is None:
+        if os.path.exists(metadata):
+            try:
+                with open(metadata) as f:
+                    epoch = json.load(f)["epoch"]
+            except (ValueError, OSError):
+                epoch = 0  # being written
+            if epoch >= 2:
+                break
+        time.sleep(0.2)
+    assert process.poll() is None, "the search finished before it could be killed:\n" + process.stdout.read()
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not os.path.exists(os.path.join(workdir, "search", "summary.json"))
+
+    result = subprocess.run(_search_command(workdir), capture_output=True, text=True, timeout=600,
+                            env=_environment())
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "Resuming search" in result.stdout
+    with open(os.path.join(workdir, "search", "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["resumed_from_epoch"] >= 2
+    # 1024 // 32 = 32 steps a pass, 2 passes, checkpoints every 4 steps: 16 Keras epochs.
+    assert summary["steps"] == summary["configured_steps"] == 64
+    with open(os.path.join(workdir, "search", "history.csv")) as f:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
+    assert epochs[-1] == 15 and set(range(16)) <= set(epochs)
+
+    # Finished: a third run changes nothing.
+    before = os.path.getmtime(os.path.join(workdir, "search", "summary.json"))
+    again = subprocess.run(_search_command(workdir), capture_output=True, text=True, timeout=300,
+                           env=_environment())
+    assert again.returncode == 0 and "already finished" in again.stdout
+    assert os.path.getmtime(os.path.join(workdir, "search", "summary.json")) == before
+
+
+class PoisonWeights(keras.callbacks.Callback):
+    """Makes the loss NaN from epoch `at` on, as a diverging run would."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at:
+            kernel = self.model.get_layer("classifier").kernel
+            kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    config = tiny_config()
+    config.search.steps_per_checkpoint = 1  # 4 Keras epochs of 1 step
+    with pytest.raises(training.NonFiniteLossError, match=r"nan.*last good checkpoint \(Keras epoch 2\)"):
+        search.run(config, str(tmp_path), callbacks=[PoisonWeights(at=2)])
+    with open(os.path.join(tmp_path, "search", "checkpoint", "training_metadata.json")) as f:
+        assert json.load(f)["epoch"] == 2
+    assert not os.path.exists(os.path.join(tmp_path, "search", "summary.json"))
+    keras.backend.clear_session()
+    resumed = search.run(config, str(tmp_path))  # same command, no poison: resumes and finishes
+    assert resumed["resumed_from_epoch"] == 2
+    assert resumed["steps"] == resumed["configured_steps"] == 4
+    assert np.isfinite(resumed["search_model_accuracy"])
+
+
+def test_unknown_config_key_on_the_command_line_is_an_error(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "figs_tf.search", f"--workdir={tmp_path}",
+                             "--config.search.epoch=3"], capture_output=True, text=True, timeout=120,
+                            env=_environment())
+    assert result.returncode != 0
+    assert "epoch" in result.stderr and "search" in result.stderr
+    assert not os.listdir(tmp_path)  # nothing written
+
+
+def test_wrong_type_on_the_command_line_is_an_error(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "figs_tf.search", f"--workdir={tmp_path}",
+                             "--config.search.batch_size=large"], capture_output=True, text=True,
+                            timeout=120, env=_environment())
+    assert result.returncode != 0
+    assert "batch_size" in result.stderr
+    assert not os.listdir(tmp_path)
+
+
+def test_config_file_with_a_misspelt_key_or_wrong_type_names_key_and_fix(tmp_path):
+    config = tiny_config()
+    config.unlock()
+    config.strenght = 1e-6
+    # A config file that builds a section from scratch is not type-checked by ml_collections.
+    config.search = ml_collections.ConfigDict(dict(config.search.to_dict(), learning_rate="fast"))
+    with pytest.raises(ValueError) as error:
+        search.run(config, str(tmp_path))
+    message = str(error.value)
+    assert "config.strenght: unknown key" in message
+    assert "config.search.learning_rate: must be float, got 'fast'" in message
+    assert not os.path.exists(tmp_path / "search")
+
+
+def test_negative_strength_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match=r"config.strength: -1e-06 is out of range; expected λ ≥ 0"):
+        search.run(tiny_config(strength=-1e-6), str(tmp_path))
+
+
+def test_unwritable_workdir_is_rejected_before_any_work(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ValueError, match=r"--workdir .*a_file/search is not writable.*pass a directory"):
+        search.run(tiny_config(), str(blocker))
+
+
+def test_retrain_without_a_search_says_what_to_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"Run `figs-search` with the same --config and --workdir"):
+        retrain.run(tiny_config(), str(tmp_path))
+
+
+def test_architecture_that_does_not_fit_the_space_is_rejected(tmp_path):
+    path = str(tmp_path / "other.json")
+    figs_tf.save_architecture({"conv0": 4, "conv1": 8, "conv7": 3}, path)
+    config = tiny_config()
+    config.retrain.architecture = path
+    with pytest.raises(ValueError, match=r"does not fit the search space of this config.*conv7"):
+        retrain.run(config, str(tmp_path / "run"))
+    figs_tf.save_architecture({"conv0": 4, "conv1": 99, "conv2": 3, "classifier": 10}, path)
+    with pytest.raises(ValueError, match=r"does not fit.*conv1"):
+        retrain.run(config, str(tmp_path / "run"))
+
+
+def test_a_rerun_with_a_different_config_is_refused(tmp_path):
+    config = tiny_config()
+    config.search.steps_per_checkpoint = 1
+    with pytest.raises(training.NonFiniteLossError):
+        search.run(config, str(tmp_path), callbacks=[PoisonWeights(at=1)])
+    keras.backend.clear_session()
+    other = tiny_config(strength=1e-3)
+    other.search.steps_per_checkpoint = 1
+    with pytest.raises(ValueError, match=r"different config \(changed: strength\)"):
+        search.run(other, str(tmp_path))
