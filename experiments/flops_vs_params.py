@@ -13,12 +13,15 @@ as a budget (`target`) so that λ is found during AL.
 
 from figs_tf import default_config
 
+# The spaces exactly as in one_shot_imagenet.py and fbnet_imagenet.py.
+ONE_SHOT = dict(aggregator="concat", base_width=64, cells=8, blocks_per_cell=4, downsample_every=2)
+FBNET = dict(op_set="reduced")
 VARIANTS = {
     # variant: (space, space_kwargs, cost, starting λ, budget or None)
-    "one_shot_params": ("one_shot", dict(aggregator="concat"), "params", 3e-7, None),
-    "fbnet_params": ("fbnet", dict(op_set="reduced"), "params", 3e-7, 5.2e6),
-    "one_shot_flops": ("one_shot", dict(aggregator="concat"), "flops", 2e-9, 400e6),
-    "fbnet_flops": ("fbnet", dict(op_set="reduced"), "flops", 2e-9, 400e6),
+    "one_shot_params": ("one_shot", ONE_SHOT, "params", 3e-7, None),
+    "fbnet_params": ("fbnet", FBNET, "params", 3e-7, 5.2e6),
+    "one_shot_flops": ("one_shot", ONE_SHOT, "flops", 2e-9, 400e6),
+    "fbnet_flops": ("fbnet", FBNET, "flops", 2e-9, 400e6),
 }
 
 

@@ -51,12 +51,12 @@ def get_config(arg=None):
         ema_momentum=ml_collections.config_dict.placeholder(float)))
 
     config.search = ml_collections.ConfigDict(dict(
-        epochs=4, batch_size=128, learning_rate=0.1, decay_epochs=35.0, decay_factor=0.5,
+        epochs=4.0, batch_size=128, learning_rate=0.1, decay_epochs=35.0, decay_factor=0.5,
         steps_per_checkpoint=ml_collections.config_dict.placeholder(int),
         recalibrated_eval=True))
     # Retraining from scratch: doubled batch and learning rate (paper).
     config.retrain = ml_collections.ConfigDict(dict(
-        epochs=8, batch_size=256, learning_rate=0.2, decay_epochs=4.0, decay_factor=0.5,
+        epochs=8.0, batch_size=256, learning_rate=0.2, decay_epochs=4.0, decay_factor=0.5,
         steps_per_checkpoint=ml_collections.config_dict.placeholder(int),
         architecture=ml_collections.config_dict.placeholder(str)))
     return config

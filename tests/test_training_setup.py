@@ -1,0 +1,145 @@
+"""The training recipe and the strategy choice, checked without a TPU."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import figs_tf
+from figs_tf import default_config, input_pipeline, strategies, training
+
+pytestmark = pytest.mark.tensorflow_only
+
+
+class FakeResolver:
+    def __init__(self, tpu=None):
+        self.tpu = tpu
+
+
+class FakeTPUStrategy:
+    num_replicas_in_sync = 8
+
+    def __init__(self, resolver):
+        self.resolver = resolver
+
+
+@pytest.fixture
+def fake_tpu(monkeypatch):
+    """Replaces the TPU entry points of TensorFlow with recorders."""
+    calls = []
+    monkeypatch.setattr(tf.distribute.cluster_resolver, "TPUClusterResolver",
+                        lambda tpu=None: calls.append(("resolver", tpu)) or FakeResolver(tpu))
+    monkeypatch.setattr(tf.config, "experimental_connect_to_cluster",
+                        lambda resolver: calls.append(("connect", resolver.tpu)))
+    monkeypatch.setattr(tf.tpu.experimental, "initialize_tpu_system",
+                        lambda resolver: calls.append(("initialize", resolver.tpu)))
+    monkeypatch.setattr(tf.distribute, "TPUStrategy",
+                        lambda resolver: calls.append(("strategy", resolver.tpu)) or FakeTPUStrategy(resolver))
+    monkeypatch.setattr(strategies, "_STRATEGIES_MADE", {})
+    return calls
+
+
+def test_tpu_vm_initialises_the_local_tpu_and_returns_a_tpu_strategy(fake_tpu):
+    strategy = strategies.make_strategy("tpu", tpu="local")
+    assert isinstance(strategy, FakeTPUStrategy)
+    # On a TPU VM the chips are local: no remote connection.
+    assert fake_tpu == [("resolver", "local"), ("initialize", "local"), ("strategy", "local")]
+    assert strategies.make_strategy("tpu", tpu="local") is strategy  # initialised once per process
+    assert len(fake_tpu) == 3
+
+
+def test_named_tpu_connects_first_and_auto_picks_it(fake_tpu):
+    strategy = strategies.make_strategy("auto", tpu="my-tpu")
+    assert isinstance(strategy, FakeTPUStrategy)
+    assert fake_tpu == [("resolver", "my-tpu"), ("connect", "my-tpu"), ("initialize", "my-tpu"),
+                        ("strategy", "my-tpu")]
+
+
+def test_auto_without_accelerators_is_one_cpu_device(monkeypatch):
+    monkeypatch.setattr(strategies, "_tpu_is_local", lambda: False)
+    monkeypatch.setattr(strategies, "_STRATEGIES_MADE", {})
+    strategy = strategies.make_strategy("auto")
+    assert isinstance(strategy, tf.distribute.OneDeviceStrategy)
+    assert strategy.num_replicas_in_sync == 1
+
+
+def test_unknown_strategy_and_multi_worker_without_tf_config(monkeypatch):
+    with pytest.raises(ValueError, match=r"Unknown strategy 'tpus'; choose one of auto, tpu"):
+        strategies.make_strategy("tpus")
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        strategies.make_strategy("multi_worker")
+
+
+def test_tpu_batches_are_full_and_split_per_replica(monkeypatch):
+    """On TPU every batch is full (static shapes) and the global batch splits over 8 cores."""
+    config = default_config.get_config()
+    config.train_examples, config.eval_examples, config.eval_batch_size = 1024, 1000, 64
+    strategy = FakeTPUStrategy(None)
+    monkeypatch.setattr(strategies, "is_tpu", lambda s: s is strategy)
+    seen = []
+
+    def distribute(dataset_fn):
+        context = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0, num_replicas_in_sync=8)
+        dataset = dataset_fn(context)
+        seen.append(dataset)
+        return dataset
+
+    strategy.distribute_datasets_from_function = distribute
+    plan = training.make_plan(config, "search", strategy)
+    train, evaluation = training.datasets(config, plan, strategy, seed=0)
+    assert train.element_spec[0].shape.as_list() == [128 // 8, 28, 28, 1]  # per replica, static
+    assert evaluation.element_spec[0].shape.as_list() == [64 // 8, 28, 28, 1]  # drop_remainder: static
+    assert training.evaluation_steps(config, strategy) == 1000 // 64
+    config.search.batch_size = 100
+    with pytest.raises(ValueError, match=r"batch_size = 100 .* 8 replicas"):
+        training.make_plan(config, "search", strategy)
+
+
+def test_plan_rounds_up_to_whole_checkpoint_intervals():
+    config = default_config.get_config()
+    config.train_examples = 1000
+    config.search.update(dict(batch_size=100, epochs=2.5, steps_per_checkpoint=4, decay_epochs=35.0))
+    plan = training.make_plan(config, "search", tf.distribute.get_strategy())
+    assert (plan.steps_per_data_epoch, plan.steps_per_epoch, plan.epochs) == (10, 4, 7)  # 25 -> 28 steps
+    assert plan.total_steps == 28 and plan.decay_steps == 350
+
+
+def test_optimizer_is_the_papers_adam_with_smooth_decay_and_no_decay_on_gates():
+    config = default_config.get_config()
+    config.space_kwargs.widths = (4, 8, 8)
+    config.train_examples = 1280
+    config.search.update(dict(batch_size=128, learning_rate=1.6, decay_epochs=35.0, decay_factor=0.5))
+    config.optimizer.update(dict(weight_decay=0.01, ema_momentum=0.9997))
+    plan = training.make_plan(config, "search", tf.distribute.get_strategy())
+    search = figs_tf.wrap(training.build_supernet(config), cost="params", strength=0.0)
+    training.compile_model(search, config, plan)
+    optimizer = search.optimizer
+    assert optimizer.epsilon == 1.0 and optimizer.use_ema and optimizer.ema_momentum == 0.9997
+    schedule = optimizer._learning_rate  # pylint: disable=protected-access
+    # Smooth: ×0.5 after 35 epochs (350 steps here), ×0.5**0.5 halfway.
+    np.testing.assert_allclose([float(schedule(0)), float(schedule(175)), float(schedule(350))],
+                               [1.6, 1.6 * 0.5 ** 0.5, 0.8], rtol=1e-6)
+    # One step with zero gradients: only weight decay moves variables.
+    variables = search.trainable_variables
+    before = {v.path: np.array(v) for v in variables}
+    optimizer.apply_gradients([(tf.zeros_like(v), v) for v in variables])
+    for variable in variables:
+        after = np.array(variable)
+        if "logits" in variable.path or "gamma" in variable.path or "beta" in variable.path:
+            np.testing.assert_array_equal(after, before[variable.path], err_msg=variable.path)
+        elif "kernel" in variable.path:
+            np.testing.assert_allclose(after, before[variable.path] * (1 - 1.6 * 0.01), rtol=1e-5,
+                                       err_msg=variable.path)
+
+
+def test_batchnorm_momentum_comes_from_the_config():
+    config = default_config.get_config()
+    config.bn_momentum = 0.9997
+    supernet = training.build_supernet(config)
+    momenta = {layer.momentum for layer in supernet.layers if "bn" in layer.name}
+    assert momenta == {0.9997}
+
+
+def test_input_shape_of_every_dataset_matches_the_pipeline():
+    assert input_pipeline.input_shape("imagenet2012") == (224, 224, 3)
+    assert input_pipeline.input_shape("cifar10", 40) == (40, 40, 3)
