@@ -26,12 +26,26 @@ MODEL_FILE = "model.keras"
 
 
 def architecture_source(config, workdir):
-    """The architecture JSON this retraining uses, with a clear error if there is none."""
-    path = config.retrain.architecture or training.architecture_path(workdir)
+    """The architecture JSON this retraining uses, with a clear error if there is none.
+
+    By default the search run's final export; an unfinished search (its
+    architecture.json is rewritten every epoch) is refused rather than used.
+    """
+    if config.retrain.architecture:
+        path = config.retrain.architecture
+        if not files.exists(path):
+            raise FileNotFoundError(f"config.retrain.architecture = {path!r} does not exist.")
+        return path
+    path = training.architecture_path(workdir)
     if not files.exists(path):
         raise FileNotFoundError(
             f"No architecture at {path}. Run `figs-search` with the same --config and --workdir first, "
             f"or point --config.retrain.architecture at an architecture JSON.")
+    if training.finished_summary(training.phase_dir(workdir, "search")) is None:
+        raise ValueError(
+            f"The search in {training.phase_dir(workdir, 'search')} has not finished ({path} is the "
+            f"architecture of its last epoch so far). Rerun `figs-search` with the same flags to finish it, "
+            f"or pass --config.retrain.architecture={path} to retrain this intermediate architecture.")
     return path
 
 

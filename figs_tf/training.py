@@ -31,6 +31,7 @@ import dataclasses
 import json
 import math
 import os
+import tempfile
 import time
 
 import keras
@@ -295,10 +296,13 @@ def fit(model, config, plan, strategy, directory, callbacks=()):
     chief = strategies.is_chief(strategy)
     all_callbacks = [StopOnNonFiniteLoss(backup_dir), *callbacks,
                      keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", delete_checkpoint=False)]
+    history = files.join(directory, HISTORY_FILE)
     if chief:
-        all_callbacks += [keras.callbacks.CSVLogger(_local_or_temp(files.join(directory, HISTORY_FILE)),
-                                                    append=True),
+        local_history = _local_copy(history)
+        all_callbacks += [keras.callbacks.CSVLogger(local_history, append=True),
                           keras.callbacks.TensorBoard(files.join(directory, TENSORBOARD_DIR), write_graph=False)]
+        if local_history != history:
+            all_callbacks.append(CopyEachEpoch(local_history, history))
     model.fit(train_data, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
               callbacks=all_callbacks, verbose={"bar": 1, "epoch": 2, "none": 0}[config.progress],
               shuffle=False)  # the input pipeline shuffles
@@ -308,12 +312,32 @@ def fit(model, config, plan, strategy, directory, callbacks=()):
     return start_epoch
 
 
-def _local_or_temp(path):
-    # CSVLogger writes with Python's open(); on gs:// it writes through gfile in
-    # newer Keras, but appending is not supported by GCS, so keep a local copy.
-    if files.is_url(path):
-        return os.path.join("/tmp", path.replace("://", "_").replace("/", "_"))
-    return path
+def _local_copy(path):
+    """A local file to append to for `path`; for gs:// a temporary copy of it.
+
+    CSVLogger appends, which object stores cannot do: append locally (starting
+    from the workdir's copy when resuming) and copy the file up each epoch.
+    """
+    if not files.is_url(path):
+        return path
+    local = os.path.join(tempfile.gettempdir(), "figs_" + path.replace("://", "_").replace("/", "_"))
+    if files.exists(path):
+        tf.io.gfile.copy(path, local, overwrite=True)
+    elif os.path.exists(local):
+        os.remove(local)
+    return local
+
+
+class CopyEachEpoch(keras.callbacks.Callback):
+    """Copies a local file to the (remote) workdir after every epoch."""
+
+    def __init__(self, source, destination):
+        super().__init__()
+        self.source, self.destination = source, destination
+
+    def on_epoch_end(self, epoch, logs=None):
+        if os.path.exists(self.source):
+            tf.io.gfile.copy(self.source, self.destination, overwrite=True)
 
 
 def evaluate(model, config, plan, strategy):

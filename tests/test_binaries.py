@@ -150,6 +150,8 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     with open(os.path.join(tmp_path, "search", "checkpoint", "training_metadata.json")) as f:
         assert json.load(f)["epoch"] == 2
     assert not os.path.exists(os.path.join(tmp_path, "search", "summary.json"))
+    with pytest.raises(ValueError, match=r"has not finished.*Rerun `figs-search` with the same flags"):
+        retrain.run(config, str(tmp_path))  # an unfinished search's architecture is not used silently
     keras.backend.clear_session()
     resumed = search.run(config, str(tmp_path))  # same command, no poison: resumes and finishes
     assert resumed["resumed_from_epoch"] == 2
@@ -228,3 +230,32 @@ def test_a_rerun_with_a_different_config_is_refused(tmp_path):
     other.search.steps_per_checkpoint = 1
     with pytest.raises(ValueError, match=r"different config \(changed: strength\)"):
         search.run(other, str(tmp_path))
+
+
+def test_same_seed_and_config_give_the_same_architecture(tmp_path):
+    """Determinism on one machine: same seed, data order and config -> same export."""
+    documents = []
+    for run in ("first", "second"):
+        keras.backend.clear_session()
+        search.run(tiny_config(), str(tmp_path / run))
+        with open(training.architecture_path(str(tmp_path / run))) as f:
+            documents.append(json.load(f))
+    assert documents[0]["widths"] == documents[1]["widths"]
+    assert documents[0]["channels"] == documents[1]["channels"]  # the same channels, not just counts
+    assert documents[0]["widths"] != {}
+
+
+def test_a_remote_workdir_goes_through_tf_io_gfile():
+    """gs:// workdirs use tf.io.gfile; TensorFlow's in-memory ram:// file system stands in for GCS."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    workdir = f"ram://figs_test_{os.getpid()}/run"
+    config = tiny_config()
+    found = search.run(config, workdir)
+    retrained = retrain.run(config, workdir)
+    assert {"architecture.json", "summary.json", "history.csv", "checkpoint", "config.json"} <= set(
+        tf.io.gfile.listdir(f"{workdir}/search"))
+    assert export.load_architecture(f"{workdir}/search/architecture.json") == found["architecture"]
+    with tf.io.gfile.GFile(f"{workdir}/retrain/history.csv") as f:
+        assert len(list(csv.DictReader(f))) == 1
+    assert tf.io.gfile.exists(f"{workdir}/retrain/model.keras")
+    assert retrained["exported"]["params"] == found["exported"]["params"]

@@ -189,4 +189,6 @@ def test_fuzz_coverage_report():
           f"layer-type combinations, {len(layer_types)} layer types: {sorted(layer_types)}; "
           f"graphs with removed layers: {COVERAGE[('removed layers', True)]}")
     assert len(layer_types) >= 12
+    if EXAMPLES >= 120:  # the CI budget: at least 100 graphs fully checked
+        assert sum(COVERAGE[k] for k in combinations) >= 100
     assert COVERAGE[("removed layers", True)] > 0
