@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# FiGS search then retraining on a GPU machine (one or more GPUs), in one workdir.
+#
+#   launch/gpu.sh --config experiments/cifar10.py:resnet
+#   launch/gpu.sh --config experiments/cifar10.py:one_shot --mixed-precision --background
+#   launch/gpu.sh --gpus 0,1 --workdir gs://BUCKET/c10_resnet --config experiments/cifar10.py:resnet
+#   launch/gpu.sh --dry-run ...
+#
+# One machine: --config.strategy=gpus, i.e. tf.distribute.MirroredStrategy over
+# every visible GPU (CUDA_VISIBLE_DEVICES, or --gpus, picks them). The batch
+# sizes in the config are global batches and must divide by the number of GPUs.
+#
+# Several machines (multi-worker): run this script on every machine with
+# --strategy multi_worker and the same arguments, after setting TF_CONFIG on
+# each, e.g. on the first of two machines
+#   export TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
+#                      "task": {"type": "worker", "index": 0}}'
+# and "index": 1 on the second. MultiWorkerMirroredStrategy then trains one
+# model over all GPUs of all machines. The workdir must be shared (gs:// or a
+# common file system): worker 0 (the chief) writes the summaries, exports and
+# TensorBoard logs; every other worker keeps its own copy of the checkpoint in
+# <phase>/checkpoint/worker_<index>. A worker that dies stops the job; rerun
+# the same command on every machine to resume.
+#
+# Mixed precision (--mixed-precision) is recorded in the workdir's config.json
+# like every other key: a resumed run must be given the same setting.
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: launch/gpu.sh [options] [--config.KEY=VALUE ...] [-- extra flags]
+
+Runs `python -m figs_tf.search` then `python -m figs_tf.retrain` on this
+machine's GPUs with the same --config and --workdir. Everything it does not
+recognise is passed to both binaries.
+
+Options:
+  --config PATH[:VARIANT]   ml_collections config (default: the embedded
+                            figs_tf/default_config.py). Env: CONFIG.
+  --workdir DIR             local path or gs:// (default: runs/<name>).
+                            Env: WORKDIR.
+  --name NAME               run name for the default workdir and the log.
+  --gpus LIST               set CUDA_VISIBLE_DEVICES=LIST (e.g. 0,1).
+  --strategy NAME           gpus (default: MirroredStrategy over all visible
+                            GPUs), one_device, or multi_worker (needs TF_CONFIG,
+                            see the comments at the top of this script).
+                            Env: STRATEGY.
+  --mixed-precision[=POLICY]  --config.mixed_precision=POLICY; POLICY defaults
+                            to mixed_float16 (mixed_bfloat16 on A100/H100 also
+                            works). Env: MIXED_PRECISION.
+  --background              run under nohup, output appended to a log file
+                            (<workdir>/launch.log, or runs/<name>.launch.log for
+                            gs:// workdirs); the shell can then be closed.
+  --only search|retrain     run one phase only.
+  --skip-gpu-check          do not refuse to start when TensorFlow sees no GPU.
+  --dry-run                 print what would run and stop.
+  -h, --help                this message.
+
+Environment: PYTHON (default python3).
+Installs nothing, except `pip install -e <repo>` when figs_tf or one of its
+dependencies cannot be imported (it says so first). TensorFlow needs the CUDA
+libraries to see GPUs: `pip install 'tensorflow[and-cuda]'` provides them.
+EOF
+}
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SELF="$REPO/launch/gpu.sh"
+PYTHON=${PYTHON:-python3}
+CONFIG=${CONFIG:-}
+WORKDIR=${WORKDIR:-}
+NAME=${NAME:-}
+STRATEGY=${STRATEGY:-gpus}
+MIXED_PRECISION=${MIXED_PRECISION:-}
+ONLY=""
+DRY_RUN=0
+BACKGROUND=0
+IN_BACKGROUND=0
+GPU_CHECK=1
+EXTRA=()
+FORWARD=()  # the arguments again, for the nohup'ed copy of this script
+
+need_value() {
+  if [ "$2" -lt 2 ]; then echo "gpu.sh: $1 needs a value (see -h)" >&2; exit 2; fi
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --background) BACKGROUND=1; shift; continue ;;
+    --in-background) IN_BACKGROUND=1; shift; continue ;;  # internal: the nohup'ed copy
+  esac
+  FORWARD+=("$1")
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --dry-run) DRY_RUN=1 ;;
+    --config) need_value "$1" $#; CONFIG=$2; FORWARD+=("$2"); shift ;;
+    --config=*) CONFIG=${1#*=} ;;
+    --workdir) need_value "$1" $#; WORKDIR=$2; FORWARD+=("$2"); shift ;;
+    --workdir=*) WORKDIR=${1#*=} ;;
+    --name) need_value "$1" $#; NAME=$2; FORWARD+=("$2"); shift ;;
+    --name=*) NAME=${1#*=} ;;
+    --gpus) need_value "$1" $#; export CUDA_VISIBLE_DEVICES=$2; FORWARD+=("$2"); shift ;;
+    --gpus=*) export CUDA_VISIBLE_DEVICES=${1#*=} ;;
+    --strategy) need_value "$1" $#; STRATEGY=$2; FORWARD+=("$2"); shift ;;
+    --strategy=*) STRATEGY=${1#*=} ;;
+    --mixed-precision) MIXED_PRECISION=mixed_float16 ;;
+    --mixed-precision=*) MIXED_PRECISION=${1#*=} ;;
+    --only) need_value "$1" $#; ONLY=$2; FORWARD+=("$2"); shift ;;
+    --only=*) ONLY=${1#*=} ;;
+    --skip-gpu-check) GPU_CHECK=0 ;;
+    --) shift; EXTRA+=("$@"); FORWARD+=("$@"); break ;;
+    *) EXTRA+=("$1") ;;
+  esac
+  shift
+done
+
+case "$ONLY" in
+  "") PHASES=(search retrain) ;;
+  search|retrain) PHASES=("$ONLY") ;;
+  *) echo "gpu.sh: --only takes search or retrain, not '$ONLY'" >&2; exit 2 ;;
+esac
+case "$STRATEGY" in
+  gpus|one_device) ;;
+  multi_worker)
+    if [ -z "${TF_CONFIG:-}" ] && [ "$DRY_RUN" = 0 ]; then
+      echo "gpu.sh: --strategy multi_worker needs TF_CONFIG set on every machine (see the top of this script)" >&2
+      exit 2
+    fi ;;
+  *) echo "gpu.sh: --strategy takes gpus, one_device or multi_worker, not '$STRATEGY'" >&2; exit 2 ;;
+esac
+
+quote() {
+  case "$1" in
+    ''|*[!A-Za-z0-9_./:=+,@%^-]*) printf "'%s'" "${1//\'/\'\\\'\'}" ;;
+    *) printf '%s' "$1" ;;
+  esac
+}
+show() {
+  local word line="+"
+  for word in "$@"; do line+=" $(quote "$word")"; done
+  echo "$line"
+}
+
+if [ -z "$NAME" ]; then
+  if [ -n "$CONFIG" ]; then
+    file=${CONFIG%%:*}
+    NAME=$(basename "$file" .py)
+    if [ "$CONFIG" != "$file" ]; then NAME+="_${CONFIG#*:}"; fi
+    NAME=$(printf '%s' "$NAME" | tr -c 'A-Za-z0-9_.-' '_')
+  else
+    NAME=default
+  fi
+fi
+WORKDIR=${WORKDIR:-runs/$NAME}
+case "$WORKDIR" in
+  *://*) LOG="runs/$NAME.launch.log" ;;
+  *) LOG="$WORKDIR/launch.log" ;;
+esac
+
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+  echo "gpu.sh: no Python interpreter '$PYTHON' (set PYTHON=...)" >&2
+  exit 1
+fi
+
+# A config file that is not there fails later inside absl; say it now.
+if [ -n "$CONFIG" ] && [[ "$CONFIG" != *://* ]] && [ ! -f "${CONFIG%%:*}" ]; then
+  echo "gpu.sh: no config file ${CONFIG%%:*} (relative to $(pwd))" >&2
+  if [ "$DRY_RUN" = 0 ]; then exit 2; fi
+fi
+
+# --config first: ml_collections refuses a --config.KEY override before it.
+ARGS=()
+if [ -n "$CONFIG" ]; then ARGS+=("--config=$CONFIG"); fi
+ARGS+=("--workdir=$WORKDIR" "--config.strategy=$STRATEGY")
+if [ -n "$MIXED_PRECISION" ]; then ARGS+=("--config.mixed_precision=$MIXED_PRECISION"); fi
+ARGS+=(${EXTRA[@]+"${EXTRA[@]}"})
+
+if [ "$IN_BACKGROUND" = 0 ]; then
+  echo "== FiGS on GPUs"
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    echo "   nvidia-smi (CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-<all>}):"
+    nvidia-smi --query-gpu=index,name,memory.total,utilization.gpu,driver_version --format=csv,noheader \
+      | sed 's/^/     /' || echo "     (nvidia-smi failed)"
+  else
+    echo "   nvidia-smi: not found (no NVIDIA driver on this machine?)"
+  fi
+  echo "   config:   ${CONFIG:-embedded default (figs_tf/default_config.py)}"
+  echo "   workdir:  $WORKDIR"
+  echo "   strategy: $STRATEGY${MIXED_PRECISION:+, mixed precision $MIXED_PRECISION}"
+  if [ -n "${TF_CONFIG:-}" ]; then echo "   TF_CONFIG: $TF_CONFIG"; fi
+  if [ "$BACKGROUND" = 1 ]; then echo "   log:      $LOG (nohup)"; fi
+fi
+
+missing=$("$PYTHON" - <<'PY'
+import importlib.util
+modules = ["figs_tf", "tensorflow", "keras", "tensorflow_datasets", "ml_collections", "absl"]
+print(" ".join(m for m in modules if importlib.util.find_spec(m) is None))
+PY
+)
+
+if [ "$IN_BACKGROUND" = 0 ]; then
+  echo
+  echo "The commands:"
+  if [ -n "$missing" ]; then
+    echo "# figs_tf is not importable here (missing: $missing): installing the repository first"
+    show "$PYTHON" -m pip install -e "$REPO"
+  fi
+  if [ "$BACKGROUND" = 1 ]; then
+    echo "# under nohup, output appended to $LOG:"
+  fi
+  for phase in "${PHASES[@]}"; do
+    show "$PYTHON" -m "figs_tf.$phase" "${ARGS[@]}"
+  done
+fi
+
+if [ "$DRY_RUN" = 1 ]; then
+  echo
+  echo "(--dry-run: nothing was run)"
+  exit 0
+fi
+
+if [ -n "$missing" ]; then
+  echo
+  echo "== pip install -e $REPO"
+  "$PYTHON" -m pip install -e "$REPO"
+fi
+
+if [ "$GPU_CHECK" = 1 ] && [ "$IN_BACKGROUND" = 0 ]; then
+  gpus=$("$PYTHON" -c 'import tensorflow as tf; print(len(tf.config.list_physical_devices("GPU")))' 2>/dev/null \
+         | tail -n 1) || gpus="?"
+  echo
+  echo "   TensorFlow sees ${gpus} GPU(s)"
+  if [ "$gpus" = 0 ]; then
+    echo "gpu.sh: TensorFlow sees no GPU, so this would train on the CPU. Install the CUDA libraries" >&2
+    echo "        (pip install 'tensorflow[and-cuda]'), check CUDA_VISIBLE_DEVICES, or pass --skip-gpu-check." >&2
+    exit 1
+  fi
+fi
+
+if [ "$BACKGROUND" = 1 ]; then
+  mkdir -p "$(dirname "$LOG")"
+  echo "=== $(date '+%F %T') launch/gpu.sh $(for a in ${FORWARD[@]+"${FORWARD[@]}"}; do printf '%s ' "$(quote "$a")"; done)" >>"$LOG"
+  # setsid (when there is one) gives the job its own process group, so that
+  # one kill stops the script and the Python process it is running.
+  if command -v setsid >/dev/null 2>&1; then
+    setsid nohup bash "$SELF" --in-background ${FORWARD[@]+"${FORWARD[@]}"} >>"$LOG" 2>&1 </dev/null &
+    stop="kill -- -$!"
+  else
+    nohup bash "$SELF" --in-background ${FORWARD[@]+"${FORWARD[@]}"} >>"$LOG" 2>&1 </dev/null &
+    stop="kill $! and then its python child"
+  fi
+  echo
+  echo "Started in the background: pid $!, log $LOG"
+  echo "  follow it:  tail -f $(quote "$LOG")"
+  echo "  stop it:    $stop   (rerun the same command later to resume)"
+  exit 0
+fi
+
+for phase in "${PHASES[@]}"; do
+  echo
+  echo "== figs_tf.$phase ($(date '+%F %T'))"
+  show "$PYTHON" -m "figs_tf.$phase" "${ARGS[@]}"
+  "$PYTHON" -m "figs_tf.$phase" "${ARGS[@]}"
+done
+echo
+echo "== done ($(date '+%F %T')). Results in $WORKDIR; TensorBoard: tensorboard --logdir $(quote "$WORKDIR")"
