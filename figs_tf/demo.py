@@ -3,10 +3,10 @@
     python -m figs_tf.demo --workdir=/tmp/figs_demo
 
 Builds a small CNN supernet, wraps it with a parameter cost, runs architecture
-learning (AL), and prints the exported architecture next to the supernet. The
-full pipeline with retraining from scratch is `figs_tf.search` /
-`figs_tf.retrain` once the training binaries land; this module exercises the
-library API the way a user's own script would.
+learning (AL), and prints the exported architecture next to the supernet. It
+uses the library API the way a user's own script would (wrap, fit with
+CostCallback, export, slim, recalibrate BatchNorm). The README's main job, with
+retraining from scratch, is the training binaries `figs-search` / `figs-retrain`.
 """
 
 import argparse

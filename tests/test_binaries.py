@@ -1,6 +1,7 @@
 """The training binaries end to end: search -> retrain, strategies, preemption, bad input."""
 
 import csv
+import glob
 import json
 import os
 import signal
@@ -63,6 +64,18 @@ def test_search_then_retrain_on_real_fashion_mnist(tmp_path):
     with open(os.path.join(tmp_path, "search", "history.csv")) as f:
         row = next(csv.DictReader(f))
     assert int(row["figs_exported_params"]) == found["exported"]["params"]
+    assert {"epoch_loss", "epoch_accuracy", "epoch_figs_expected_params", "epoch_figs_exported_params",
+            "epoch_figs_strength", "epoch_figs_width/conv1"} <= _tensorboard_tags(tmp_path / "search")
+    assert os.path.exists(os.path.join(tmp_path, "search", "widths.png"))
+
+
+def _tensorboard_tags(directory):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tags = set()
+    for path in glob.glob(os.path.join(directory, "tensorboard", "**", "events.*"), recursive=True):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
 
 
 def test_search_and_retrain_under_mirrored_strategy_with_mock_data(tmp_path):

@@ -14,7 +14,7 @@ import keras
 
 
 def small_cnn(widths=(32, 64, 128), input_shape=(28, 28, 1), classes=10, convs_per_block=1,
-              dense_width=None, name="small_cnn"):
+              dense_width=None, head="gap", name="small_cnn"):
     """Returns the supernet: `len(widths)` blocks of `convs_per_block` 3x3 convs.
 
     Args:
@@ -23,8 +23,13 @@ def small_cnn(widths=(32, 64, 128), input_shape=(28, 28, 1), classes=10, convs_p
       classes: outputs of the classifier (logits, no softmax).
       convs_per_block: 3x3 conv-BN-ReLU layers per block.
       dense_width: a searched hidden Dense layer (with BN and ReLU) before the
-        classifier, or None for global pooling straight into the classifier.
+        classifier, or None.
+      head: "gap" (global average pooling) or "flatten" (max-pool the last
+        block too and flatten: the classifier sees where features are, which
+        is worth a few points on Fashion-MNIST for a few more parameters).
     """
+    if head not in ("gap", "flatten"):
+        raise ValueError(f"head must be 'gap' or 'flatten', got {head!r}.")
     inputs = keras.Input(input_shape, name="image")
     x = inputs
     for block, width in enumerate(widths):
@@ -33,9 +38,12 @@ def small_cnn(widths=(32, 64, 128), input_shape=(28, 28, 1), classes=10, convs_p
             x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{suffix}")(x)
             x = keras.layers.BatchNormalization(name=f"bn{suffix}")(x)
             x = keras.layers.ReLU(name=f"relu{suffix}")(x)
-        if block < len(widths) - 1:
+        if block < len(widths) - 1 or head == "flatten":
             x = keras.layers.MaxPooling2D(name=f"pool{block}")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    if head == "flatten":
+        x = keras.layers.Flatten(name="flatten")(x)
+    else:
+        x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     if dense_width:
         x = keras.layers.Dense(dense_width, use_bias=False, name="hidden")(x)
         x = keras.layers.BatchNormalization(name="hidden_bn")(x)
