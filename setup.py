@@ -28,7 +28,7 @@ setuptools.setup(
         ],
     },
     extras_require={
-        "test": ["pytest", "hypothesis"],
+        "test": ["pytest", "pytest-xdist", "hypothesis"],
         "jax": ["jax"],
     },
 )

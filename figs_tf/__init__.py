@@ -9,7 +9,8 @@ any Keras backend; training binaries and data pipelines import TensorFlow.
 """
 
 from figs_tf import handlers
-from figs_tf.callbacks import CostCallback, plot_widths
+from figs_tf.budget import ControllerSettings
+from figs_tf.callbacks import CostCallback, ParetoCallback, plot_widths
 from figs_tf.channel_groups import analyze
 from figs_tf.cost import CostLayer, count
 from figs_tf.export import (ExportedNetwork, expected_cost, export_architecture, exported_network,
@@ -19,14 +20,16 @@ from figs_tf.keras_graph import GraphError
 from figs_tf.mask_layer import ApplyMask, MaskLayer
 from figs_tf.recalibrate import recalibrate_batchnorm
 from figs_tf.slim import build_from_architecture, slim
-from figs_tf.wrapping import channel_graph_of, gates_of, get_strength, set_strength, wrap
+from figs_tf.wrapping import (channel_graph_of, gates_of, get_strength, get_target, set_strength, set_target,
+                               wrap)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ApplyMask", "CostCallback", "CostLayer", "ExportedNetwork", "GraphError", "LayerHandler",
-    "MaskLayer", "UnsupportedLayerError", "analyze", "build_from_architecture", "channel_graph_of",
-    "count", "expected_cost", "export_architecture", "exported_network", "gates_of", "get_strength",
-    "handlers", "load_architecture", "load_channels", "plot_widths", "recalibrate_batchnorm",
-    "register_handler", "save_architecture", "set_strength", "slim", "supernet_cost", "wrap",
+    "ApplyMask", "ControllerSettings", "CostCallback", "CostLayer", "ExportedNetwork", "GraphError",
+    "LayerHandler", "MaskLayer", "ParetoCallback", "UnsupportedLayerError", "analyze",
+    "build_from_architecture", "channel_graph_of", "count", "expected_cost", "export_architecture",
+    "exported_network", "gates_of", "get_strength", "get_target", "handlers", "load_architecture",
+    "load_channels", "plot_widths", "recalibrate_batchnorm", "register_handler", "save_architecture",
+    "set_strength", "set_target", "slim", "supernet_cost", "wrap",
 ]

@@ -49,6 +49,25 @@ def check_strength(strength):
     return value
 
 
+def check_target(target, metric):
+    """A budget is None or a finite number > 0; returns it as a float.
+
+    figs_tf.budget.check_target also checks that the model can reach it.
+    """
+    if target is None:
+        return None
+    unit = "parameters" if check_metric(metric) == "params" else "multiply-adds per example"
+    try:
+        value = float(target)
+    except (TypeError, ValueError):
+        raise ValueError(f"target must be a number of {unit}, got {target!r}.") from None
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"target must be a positive number of {unit} (the cost the exported network "
+                         f"should have, in raw counts, e.g. 2e6), got {target!r}. Give a positive budget, "
+                         "or target=None to train with a fixed strength (λ) instead.")
+    return value
+
+
 def evaluate_terms(terms, widths):
     """Σ coefficient × Π count(set, widths); exact for integer widths."""
     total = 0
@@ -160,9 +179,12 @@ class CostLayer(keras.layers.Layer):
     `fit` sees the loss. The loss goes through `Layer.add_loss`, which Keras
     scales per replica under tf.distribute. `strength` is a non-trainable
     variable: assign to it (e.g. from a callback) to change λ during training.
+    `target` (optional) is the budget the exported cost should reach, in the
+    same metric; it only travels with the layer's config (figs_tf.budget's
+    controller in CostCallback reads it and steers `strength`).
     """
 
-    def __init__(self, metric, polynomial, strength=0.0, **kwargs):
+    def __init__(self, metric, polynomial, strength=0.0, target=None, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.metric = check_metric(metric)
@@ -170,6 +192,7 @@ class CostLayer(keras.layers.Layer):
             polynomial = CostPolynomial.from_config(polynomial)
         self.polynomial = polynomial
         self._initial_strength = check_strength(strength)
+        self.target = check_target(target, metric)
         self.strength = self.add_weight(
             name="strength", shape=(), dtype="float32", trainable=False,
             initializer=keras.initializers.Constant(self._initial_strength))
@@ -188,13 +211,18 @@ class CostLayer(keras.layers.Layer):
         output = inputs[0]
         return keras.KerasTensor(output.shape, dtype=output.dtype)
 
+    @property
+    def initial_strength(self):
+        """λ this layer was built with (the `strength` given to wrap, or saved in its config)."""
+        return self._initial_strength
+
     def set_strength(self, value):
         self.strength.assign(check_strength(value))
 
     def get_config(self):
         config = super().get_config()
         config.update({"metric": self.metric, "polynomial": self.polynomial.to_config(),
-                       "strength": float(ops.convert_to_numpy(self.strength))})
+                       "strength": float(ops.convert_to_numpy(self.strength)), "target": self.target})
         return config
 
 

@@ -19,6 +19,7 @@ training the search model trains `model`'s layers), plus
 from keras import ops
 import keras
 
+from figs_tf import budget as budget_lib
 from figs_tf import channel_groups
 from figs_tf import cost as cost_lib
 from figs_tf.channel_sets import gate_indices
@@ -30,7 +31,7 @@ ESTIMATORS = ("expected", "sampled")
 
 
 def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
-         temperature=DEFAULT_TEMPERATURE, initial_logit=DEFAULT_INITIAL_LOGIT, seed=None):
+         temperature=DEFAULT_TEMPERATURE, initial_logit=DEFAULT_INITIAL_LOGIT, seed=None, target=None):
     """Returns a search model: `model` with FiGS gates and a cost loss.
 
     Args:
@@ -44,6 +45,17 @@ def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
       temperature: τ of the relaxation (> 0).
       initial_logit: initial gate logit ν (π = sigmoid(ν)).
       seed: seed of the gate noise.
+      target: optional budget in the metric of `cost` (parameters, or
+        multiply-adds per example): `figs_tf.CostCallback` then steers λ during
+        AL so that the exported network lands within ±2 % of it
+        (figs_tf.budget). Stored with the model: `figs_tf.get_target(search)`.
+        `strength` is then only λ's starting value (0: estimated).
+
+    Example:
+
+        search = figs_tf.wrap(model, cost="params", target=2_000_000)
+        search.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        search.fit(data, epochs=40, callbacks=[figs_tf.CostCallback(workdir)])
     """
     metric = cost_lib.check_metric(cost)
     strength = cost_lib.check_strength(strength)
@@ -56,12 +68,13 @@ def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
         raise ValueError(f"Model '{model.name}' has no prunable channels: every channel "
                          f"is a model input or output, or kept out of search. Notes: {graph.notes}")
     polynomial = cost_lib.CostPolynomial(graph, metric)  # also checks FLOPs can be counted
+    target = budget_lib.check_target(target, metric, graph, model_name=f"'{model.name}'")
     gates = MaskLayer(
         group_sizes=graph.group_sizes, temperature=temperature, initial_logit=initial_logit,
         keep_one_sets=graph.keep_one_sets, sampled_widths=(estimator == "sampled"),
         group_keys=[g.key for g in graph.groups], exclude=list(exclude), seed=seed,
         name=GATES_NAME)
-    cost_layer = cost_lib.CostLayer(metric, polynomial, strength=strength, name=COST_NAME)
+    cost_layer = cost_lib.CostLayer(metric, polynomial, strength=strength, target=target, name=COST_NAME)
 
     inputs = fresh_inputs(graph)
     gate_vector, widths = gates(inputs[0])
@@ -138,3 +151,19 @@ def set_strength(search, value):
 
 def get_strength(search):
     return float(ops.convert_to_numpy(cost_layer_of(search).strength))
+
+
+def get_target(search):
+    """The budget the search model is trained to (None if it has none).
+
+    Set by `figs_tf.wrap(..., target=...)` or by `figs_tf.CostCallback(target=...)`,
+    in the metric of the model's cost (`cost_layer_of(search).metric`).
+    """
+    return cost_layer_of(search).target
+
+
+def set_target(search, value):
+    """Sets (or clears, with None) the budget stored on the search model."""
+    layer = cost_layer_of(search)
+    layer.target = budget_lib.check_target(value, layer.metric, channel_graph_of(search),
+                                           model_name=f"'{search.name}'")

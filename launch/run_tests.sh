@@ -8,8 +8,13 @@ PYTHON=${PYTHON:-python3}
 echo "[run_tests] installing figs_tf[test,jax] into $($PYTHON -c 'import sys; print(sys.prefix)')"
 $PYTHON -m pip install -q -e ".[test,jax]"
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
-echo "[run_tests] KERAS_BACKEND=tensorflow: all tests"
-KERAS_BACKEND=tensorflow $PYTHON -m pytest -q tests "$@"
+# Test files run in parallel (pytest-xdist), one file per worker at a time so
+# that a file's tests keep their order; FIGS_TEST_WORKERS=0 runs serially.
+WORKERS=${FIGS_TEST_WORKERS:-2}
+PARALLEL=()
+if [ "$WORKERS" != "0" ]; then PARALLEL=(-n "$WORKERS" --dist loadfile); fi
+echo "[run_tests] KERAS_BACKEND=tensorflow: all tests (${WORKERS} workers)"
+KERAS_BACKEND=tensorflow $PYTHON -m pytest -q "${PARALLEL[@]}" tests "$@"
 echo "[run_tests] KERAS_BACKEND=jax: gate, channel-group and cost tests"
 KERAS_BACKEND=jax $PYTHON -m pytest -q -m "not tensorflow_only" \
   tests/test_mask_layer.py tests/test_channel_groups.py tests/test_cost.py "$@"

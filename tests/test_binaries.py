@@ -265,7 +265,8 @@ def test_a_remote_workdir_goes_through_tf_io_gfile():
     config = tiny_config()
     found = search.run(config, workdir)
     retrained = retrain.run(config, workdir)
-    assert {"architecture.json", "summary.json", "history.csv", "checkpoint", "config.json"} <= set(
+    assert not os.path.exists("ram:")  # nothing written to a local directory named after the URL
+    assert {"architecture.json", "summary.json", "history.csv", "checkpoint", "config.json", "widths.png"} <= set(
         tf.io.gfile.listdir(f"{workdir}/search"))
     assert export.load_architecture(f"{workdir}/search/architecture.json") == found["architecture"]
     with tf.io.gfile.GFile(f"{workdir}/retrain/history.csv") as f:

@@ -1,0 +1,175 @@
+"""Budget targeting: does one AL run land within ±2 % of the target?
+
+    python benchmarks/budget.py                        # 4 targets × params, FLOPs
+    python benchmarks/budget.py --targets 0.5 --metrics params --epochs 2   # shorter
+
+For each metric and each target (a fraction of the supernet's cost) it runs
+one architecture-learning run with `figs_tf.CostCallback(target=...)` on real
+Fashion-MNIST and counts the exported network exactly
+(`figs_tf.exported_network(search).cost(metric)`, cross-checked by counting
+the slimmed model with `figs_tf.count`). Prints a table (markdown) and writes
+`benchmarks/out/budget.png`: target vs exported cost with the ±2 % band.
+
+The supernet is a small CNN: five Conv-BN-ReLU layers of widths
+16/24/40/56/72 (max-pooling after the first and third), global average
+pooling, a 10-way classifier. AL: Adam, learning rate 0.02 with cosine decay
+over the run, batch 32, λ steered by the controller from its defaults.
+
+    python benchmarks/budget.py --lattice --widths 16 32 64 --pools 0 1
+
+prints instead (no training) how finely a supernet's exported cost can be
+placed near each target when every gate logit moves together, as they do in a
+short AL run: the exported costs met on that path, how many fall in the ±2 %
+band and the step of the exported cost across the target. A step larger than
+the band (4 % wide) means a short run may have no architecture to land on.
+"""
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import figs_tf  # noqa: E402
+from figs_tf import budget, datasets  # noqa: E402
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
+
+
+def supernet(widths, pools=(0, 2)):
+    """Conv-BN-ReLU per width, max-pooling after the layers in `pools`, GAP, classifier."""
+    inputs = keras.Input((28, 28, 1), name="image")
+    x = inputs
+    for i, width in enumerate(widths):
+        x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
+        x = keras.layers.ReLU(name=f"relu{i}")(x)
+        if i in pools:
+            x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, keras.layers.Dense(10, name="classifier")(x), name="budget_supernet")
+
+
+def run_one(metric, fraction, x, y, args):
+    """One AL run aimed at `fraction` of the supernet; returns a result row."""
+    keras.utils.set_random_seed(args.seed)
+    search = figs_tf.wrap(supernet(args.widths, args.pools), cost=metric, seed=args.seed)
+    supernet_cost = figs_tf.supernet_cost(search, metric)
+    target = fraction * supernet_cost
+    steps = args.epochs * int(np.ceil(len(x) / args.batch))
+    search.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(args.lr, steps)),
+                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    callback = figs_tf.CostCallback(None, plot=False, target=target)
+    start = time.time()
+    history = search.fit(x, y, batch_size=args.batch, epochs=args.epochs, callbacks=[callback], verbose=0)
+    seconds = time.time() - start
+    exported = figs_tf.exported_network(search).cost(metric)
+    counted = figs_tf.count(figs_tf.slim(search), metric)
+    assert counted == exported, (counted, exported)
+    return {"metric": metric, "fraction": fraction, "supernet": supernet_cost, "target": target,
+            "exported": exported, "error": exported - target, "relative": exported / target - 1,
+            "strength": figs_tf.get_strength(search), "accuracy": history.history["accuracy"][-1],
+            "widths": list(figs_tf.export_architecture(search).values()), "seconds": seconds,
+            "trace": callback.trace}
+
+
+def lattice(args, tolerance):
+    """Exported costs along the path of uniformly moving logits, near each target."""
+    model = supernet(args.widths, args.pools)
+    print(f"Supernet widths {args.widths}, max-pooling after layers {args.pools}: exported cost along "
+          "uniformly moving gate logits (ν from 3 to -3)")
+    print("| metric | target (% supernet) | architectures in ±2 % | step across the target (% of target) |")
+    print("|---|---:|---:|---:|")
+    search = figs_tf.wrap(model)
+    graph, gates = figs_tf.channel_graph_of(search), figs_tf.gates_of(search)
+    for metric in args.metrics:
+        supernet_cost = figs_tf.supernet_cost(search, metric)
+        costs = np.unique([budget.exported_cost_at(graph, gates, metric,
+                                                   np.full(gates.num_channels, logit, np.float32))
+                           for logit in np.linspace(3, -3, 3001)])
+        for fraction in args.targets:
+            target = fraction * supernet_cost
+            inside = np.sum(np.abs(costs / target - 1) <= tolerance)
+            above = np.searchsorted(costs, target)
+            step = (costs[min(above, len(costs) - 1)] - costs[max(above - 1, 0)]) / target
+            print(f"| {metric} | {fraction:.0%} | {inside} | {step:.1%} |")
+
+
+def plot(rows, path, tolerance):
+    import matplotlib  # pylint: disable=g-import-not-at-top
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+    metrics = sorted({r["metric"] for r in rows}, key=["params", "flops"].index)
+    figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4.5), squeeze=False)
+    for axis, metric in zip(axes[0], metrics):
+        chosen = [r for r in rows if r["metric"] == metric]
+        supernet_cost = chosen[0]["supernet"]
+        line = np.linspace(0, 1.05, 50)
+        axis.fill_between(line, line * (1 - tolerance), line * (1 + tolerance), color="#cfe3cf",
+                          label=f"±{tolerance:.0%} band")
+        axis.plot(line, line, color="#5b8c5b", lw=0.8)
+        axis.scatter([r["target"] / supernet_cost for r in chosen], [r["exported"] / supernet_cost for r in chosen],
+                     color="#2b5ea8", zorder=3, label="exported after one AL run")
+        for r in chosen:
+            axis.annotate(f"{r['relative']:+.1%}", (r["target"] / supernet_cost, r["exported"] / supernet_cost),
+                          textcoords="offset points", xytext=(6, -12), fontsize=8)
+        axis.set_xlabel(f"target / supernet {metric} ({supernet_cost:,})")
+        axis.set_ylabel(f"exported / supernet {metric}")
+        axis.set_xlim(0, 0.8)
+        axis.set_ylim(0, 0.8)
+        axis.set_title(f"{metric}: target vs exported")
+        axis.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", type=float, nargs="+", default=[0.2, 0.35, 0.5, 0.7],
+                        help="targets as fractions of the supernet's cost")
+    parser.add_argument("--metrics", nargs="+", default=["params", "flops"], choices=["params", "flops"])
+    parser.add_argument("--examples", type=int, default=4096, help="training images (real Fashion-MNIST)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=0.02, help="Adam's learning rate before the cosine decay")
+    parser.add_argument("--widths", type=int, nargs="+", default=[16, 24, 40, 56, 72])
+    parser.add_argument("--pools", type=int, nargs="*", default=[0, 2], help="max-pool after these layers")
+    parser.add_argument("--lattice", action="store_true", help="only print the exported-cost steps (no AL)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=OUT)
+    args = parser.parse_args()
+    tolerance = figs_tf.ControllerSettings().tolerance
+    if args.lattice:
+        lattice(args, tolerance)
+        return
+    images, labels = datasets.load_fashion_mnist("train")
+    x, y = images[:args.examples].astype("float32") / 255.0, labels[:args.examples]
+    print(f"Supernet widths {args.widths} (max-pool after {args.pools}); {args.examples} Fashion-MNIST "
+          f"images, {args.epochs} epochs, batch {args.batch}, Adam {args.lr} cosine-decayed, seed {args.seed}, "
+          f"{os.cpu_count()} CPU cores")
+    print("| metric | target (% supernet) | target | exported | error | relative | final λ | widths | s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---:|")
+    rows = []
+    for metric in args.metrics:
+        for fraction in args.targets:
+            row = run_one(metric, fraction, x, y, args)
+            rows.append(row)
+            print(f"| {metric} | {fraction:.0%} | {row['target']:,.0f} | {row['exported']:,} | {row['error']:+,.0f} "
+                  f"| {row['relative']:+.2%} | {row['strength']:.3g} | {row['widths'][:-1]} "
+                  f"| {row['seconds']:.0f} |", flush=True)
+            keras.backend.clear_session()
+    landed = sum(abs(r["relative"]) <= tolerance for r in rows)
+    print(f"{landed}/{len(rows)} within ±{tolerance:.0%}; worst {max(abs(r['relative']) for r in rows):.2%}")
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "budget.png")
+    plot(rows, path, tolerance)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

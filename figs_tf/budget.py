@@ -1,0 +1,472 @@
+"""Budget targeting: one AL run that exports an architecture of a given cost.
+
+Instead of sweeping λ (`strength`) until the exported network has the size you
+want, give the size:
+
+    search = figs_tf.wrap(model, cost="params", target=2_000_000)
+    search.fit(data, epochs=40, callbacks=[figs_tf.CostCallback(workdir)])
+    figs_tf.exported_network(search).cost("params")    # within ±2 % of 2,000,000
+
+or `figs_tf.CostCallback(workdir, target=2_000_000)` on a model wrapped without
+one. The target is in the metric of the search model's cost (parameters, or
+multiply-adds per example for `cost="flops"`), is checked against the model
+(between the smallest exportable network and the supernet) and is stored on its
+CostLayer, so it survives `get_config` and saving (`figs_tf.get_target`).
+
+What the controller works against
+---------------------------------
+Measured on small CNNs (docs/results.md): with Adam every gate logit that the
+cost pushes moves at about the learning rate per step whatever λ is, once λ is
+large enough (the step is normalised per parameter), so λ acts almost like a
+switch between "all logits slide down together" and "nothing moves"; the gates
+go on moving for ~10 steps after λ drops (Adam's first moment); the task loss
+pulls gates back up only weakly (τ = 1e-3 makes the relaxed gate nearly hard,
+so its gradient is rare), so a cost that overshot downwards stays there for the
+rest of a short run; and the exported cost (⌊Σπ⌋ channels per group) is a step
+function: with all logits moving together the floors of several groups drop at
+the same step, so near a target the exported cost moves in steps of 1-7 % of it,
+depending on the model.
+
+How it works
+------------
+Every `interval` optimizer steps, from the host between steps, the callback
+reads the logits, counts the expected cost C (eq. 6, smooth) and the exported
+cost E (exact, the number that has to land) and updates u = log λ, clipped to
+`bounds`, according to a mode that is a function of the step and of E only:
+
+- warm-up (the first `warmup` of the steps): λ stays at its initial value.
+- track (until `ramp`): follow a reference path r(t) from the exported cost at
+  the initial logits down to the top of the band, T·(1 + tolerance). The path
+  is the cost of a network whose logits all slide together (what Adam does),
+  eased out as 1 − (1 − p)³ so that it arrives with (almost) zero speed: the
+  gates' momentum is small when the band is reached. A velocity-form PI:
+
+      u ← u + k_I · clip(log(E / r(t)), ±1) + k_P · Δ[log C − log r(t)]
+
+  The integral term on the exported cost is dual ascent on log λ for the
+  constraint E ≤ r(t) (the Lagrangian view); the proportional term on the
+  smooth expected cost damps the loop (λ reacts as soon as the cost starts to
+  fall faster than the path, before the exported widths show it).
+- hold (E inside the band T·(1 ± tolerance), at any time after warm-up): keep
+  the architecture. No integral term; λ only damps motion of the expected
+  cost, u ← u + k_H · Δ log C, so it falls while the gates still drift down
+  and settles where the cost term balances the task loss. Pushing on to the
+  middle of the band would often carry E through it in one multi-group step.
+- approach (after `ramp`, E outside the band): as track, towards T.
+
+This is what makes the end state land: E enters the band from above, slowly,
+at the first architecture inside it, and λ then holds it there instead of
+hunting around T. It must be reachable: when one step of the exported cost
+near T is larger than the band (small models, where one channel of a narrow
+layer is several per cent of the cost) no architecture on the path lands, and
+`CostCallback` says so at the end. With a constant, high learning rate the
+gates also drift late in the run (by a few per cent in 300 steps here); decay
+the learning rate over AL, as the paper does.
+
+Knobs (`ControllerSettings`, defaults in brackets):
+
+- `interval` [None: max(1, AL steps // 256)]: optimizer steps between updates
+  (each reads the logits to the host: ~0.5 ms for a small CNN, ~3 ms for
+  ResNet-50's 53 groups, plus the device sync);
+- `integral_gain` k_I [1.5], `proportional_gain` k_P [40], `hold_gain` k_H
+  [100]: per update, on log errors (tuned with one update per step on runs of
+  200-400 steps; on much longer runs with a larger interval they are untested);
+- `bounds` [(1e-3, 10)]: λ stays within this range × λ₀;
+- `initial_strength` [None]: λ₀; None takes `wrap`'s `strength` if it is > 0,
+  else 1 / (supernet cost), where the cost term is about one nat, the size of
+  a classification loss (with Adam this already moves the gates at full speed);
+- `warmup` [0.05], `ramp` [0.6]: fractions of the AL steps;
+- `tolerance` [0.02]: the band, relative;
+- `total_steps` [None: epochs × steps per epoch of `fit`]: AL length, needed
+  when `fit` cannot know it (a dataset of unknown cardinality).
+
+Preemption and tf.distribute: the controller's state is λ itself (the
+`strength` weight, restored by `keras.callbacks.BackupAndRestore` with the
+other weights) and the step (the optimizer's `iterations`, restored with the
+optimizer); the path is re-derived from the gates' `initial_logit` and the
+cost polynomial, the mode from the step and the logits. The one other memory,
+the last expected cost for the velocity-form terms, is dropped on resume (the
+first update after a restart has no proportional term). λ is assigned from the
+host between steps (a variable assign in cross-replica context), which is safe
+under any tf.distribute strategy.
+
+Pareto set from one run: `ParetoSchedule` moves the same controller down
+through several budgets, one segment of the run each, with the band
+budget·[1 − tolerance, 1]; `figs_tf.ParetoCallback` saves an architecture
+each time the exported cost is within a budget.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+from keras import ops
+
+from figs_tf import cost as cost_lib
+
+SMALL_NEGATIVE_LOGIT = -30.0  # π ≈ 1e-13: a group with every gate off
+UPDATES_PER_RUN = 256  # default interval: total AL steps / this
+EASE_POWER = 3  # the path's speed falls as (1 − p)²: slow at the end, for Adam's momentum
+
+
+@dataclasses.dataclass(frozen=True)
+class ControllerSettings:
+    """Knobs of the λ controller; the module docstring says what each does.
+
+        settings = figs_tf.ControllerSettings(warmup=0.1, ramp=0.5, tolerance=0.01)
+        figs_tf.CostCallback(workdir, target=1e6, controller=settings)
+    """
+
+    interval: int = None
+    integral_gain: float = 1.5
+    proportional_gain: float = 40.0
+    hold_gain: float = 100.0
+    bounds: tuple = (1e-3, 10.0)
+    initial_strength: float = None
+    warmup: float = 0.05
+    ramp: float = 0.6
+    tolerance: float = 0.02
+    total_steps: int = None
+
+    def __post_init__(self):
+        if self.interval is not None and int(self.interval) < 1:
+            raise ValueError(f"ControllerSettings.interval must be >= 1 step, got {self.interval}.")
+        if min(self.integral_gain, self.proportional_gain, self.hold_gain) < 0:
+            raise ValueError("ControllerSettings gains must be >= 0, got integral_gain="
+                             f"{self.integral_gain}, proportional_gain={self.proportional_gain}, "
+                             f"hold_gain={self.hold_gain}.")
+        low, high = self.bounds
+        if not 0 < low <= 1 <= high:
+            raise ValueError(f"ControllerSettings.bounds must satisfy 0 < low <= 1 <= high "
+                             f"(multiples of the initial λ), got {self.bounds}.")
+        for name in ("warmup", "ramp"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"ControllerSettings.{name} is a fraction of the AL steps in [0, 1], "
+                                 f"got {getattr(self, name)}.")
+        if self.warmup > self.ramp:
+            raise ValueError(f"ControllerSettings needs warmup <= ramp (both fractions of the AL steps: "
+                             f"the ramp ends after the warm-up), got warmup={self.warmup}, ramp={self.ramp}.")
+        if not 0 < self.tolerance < 1:
+            raise ValueError(f"ControllerSettings.tolerance is relative, in (0, 1), got {self.tolerance}.")
+
+
+# --- costs the controller reads -------------------------------------------------------------
+
+
+def exported_widths(logits, group_sizes, keep_one_sets):
+    """NumPy twin of `figs_tf.mask_layer.hard_widths`: ⌊Σπ⌋ per group, then keep-one.
+
+    The controller runs on the host every few steps; the backend version costs
+    ~35 ms of eager op dispatch per call on TensorFlow, this one well under a
+    millisecond. tests/test_budget.py checks both give the same widths. The
+    export itself (files, slimming) always uses the backend rule.
+    """
+    logits = np.asarray(logits, dtype=np.float32)
+    starts = np.cumsum([0] + list(group_sizes[:-1]))
+    probabilities = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+    widths = np.floor(np.add.reduceat(probabilities, starts))
+    group_max = np.maximum.reduceat(logits, starts)
+    for groups in keep_one_sets:
+        members = np.asarray(groups, dtype=np.int64)
+        if widths[members].sum() == 0:
+            widths[members[np.argmax(group_max[members])]] += 1
+    return [int(w) for w in widths]
+
+
+def host_logits(gates):
+    """The gate logits as a NumPy array (one device-to-host copy)."""
+    return np.asarray(ops.convert_to_numpy(gates.logits), dtype=np.float32)
+
+
+def exported_cost_at(graph, gates, metric, logits=None):
+    """Exact cost of the exported network at the gates' current logits.
+
+    The widths-only part of `figs_tf.exported_network` (no per-channel ranking),
+    cheap enough to run every step.
+    """
+    from figs_tf import export as export_lib  # pylint: disable=g-import-not-at-top  # export imports wrapping
+    logits = host_logits(gates) if logits is None else logits
+    widths = exported_widths(logits, gates.group_sizes, gates.keep_one_sets)
+    return int(sum(cost_lib.layer_costs(graph, metric, widths, export_lib.live_calls(graph, widths)).values()))
+
+
+def expected_cost_at(polynomial, gates, logits=None):
+    """Expected cost (eq. 6) at the current logits, from the CostLayer's polynomial."""
+    logits = host_logits(gates) if logits is None else logits
+    probabilities = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    starts = np.cumsum([0] + gates.group_sizes[:-1])
+    return polynomial.numpy(np.add.reduceat(probabilities, starts))
+
+
+def initial_exported_cost(graph, gates, metric):
+    """Exported cost at the gates' initial logit (⌊π₀·n⌋ per group): where the ramp starts.
+
+    A function of the gates' config only, so a resumed run re-derives it.
+    """
+    from figs_tf import export as export_lib  # pylint: disable=g-import-not-at-top
+    probability = 1.0 / (1.0 + math.exp(-gates.initial_logit))
+    widths = [int(math.floor(probability * size + 1e-9)) for size in gates.group_sizes]
+    return int(sum(cost_lib.layer_costs(graph, metric, widths, export_lib.live_calls(graph, widths)).values()))
+
+
+def cost_range(graph, metric):
+    """(smallest exportable cost, supernet cost) of a channel graph.
+
+    The smallest is the exported network with every gate off: every group
+    empty, except where the keep-one rule gives a channel back so that every
+    channel-mixing layer keeps an input.
+    """
+    from figs_tf import export as export_lib  # pylint: disable=g-import-not-at-top
+    from figs_tf.mask_layer import hard_widths  # pylint: disable=g-import-not-at-top
+    logits = ops.convert_to_tensor(np.full(sum(graph.group_sizes), SMALL_NEGATIVE_LOGIT, np.float32))
+    widths = [int(w) for w in ops.convert_to_numpy(hard_widths(logits, graph.group_sizes, graph.keep_one_sets))]
+    smallest = sum(cost_lib.layer_costs(graph, metric, widths, export_lib.live_calls(graph, widths)).values())
+    supernet = sum(cost_lib.layer_costs(graph, metric, cost_lib.full_widths(graph)).values())
+    return int(smallest), int(supernet)
+
+
+def check_target(target, metric, graph=None, model_name="the model"):
+    """Validates a budget; returns it as a float (None passes through).
+
+    With `graph` (a ChannelGraph) the target must also lie between the
+    smallest network the export rule can produce and the supernet.
+    """
+    value = cost_lib.check_target(target, metric)
+    if value is None:
+        return None
+    unit = "parameters" if metric == "params" else "multiply-adds per example"
+    if graph is not None:
+        smallest, supernet = cost_range(graph, metric)
+        if value > supernet:
+            raise ValueError(f"target {value:,.0f} {unit} is above the supernet cost of {model_name} "
+                             f"({supernet:,} {unit}): every architecture figs_tf can export is smaller. "
+                             f"Give a target below {supernet:,}, or wrap a larger model.")
+        if value < smallest:
+            raise ValueError(f"target {value:,.0f} {unit} is below the smallest network figs_tf can export "
+                             f"from {model_name} ({smallest:,} {unit}: every channel group emptied, one channel "
+                             "kept where a layer would otherwise lose all its inputs; the model's input and "
+                             f"output channels are never pruned). Give a target of at least {smallest:,}.")
+    return value
+
+
+# --- schedules of the reference cost ---------------------------------------------------------
+
+
+class GatePath:
+    """Costs along a path on which every gate logit moves together.
+
+    Under Adam every gate logit pushed by the cost moves at about the same
+    speed (the step is normalised per parameter), so the natural way for the
+    cost to fall is all logits sliding down together. `uniform_logit(cost)`
+    finds the common logit ν whose expected cost is `cost`; `between(a, b, p)`
+    is the cost at the logit a fraction `ease(p)` of the way from ν(a) to ν(b).
+    """
+
+    def __init__(self, polynomial, group_sizes):
+        self.polynomial = polynomial
+        self.sizes = np.asarray(group_sizes, dtype=np.float64)
+        self._logits = {}
+
+    def cost(self, logit):
+        return self.polynomial.numpy(self.sizes / (1.0 + math.exp(-logit)))
+
+    def uniform_logit(self, cost):
+        if cost not in self._logits:
+            low, high = -30.0, 30.0  # cost(ν) increases with ν
+            for _ in range(60):
+                middle = 0.5 * (low + high)
+                low, high = (middle, high) if self.cost(middle) < cost else (low, middle)
+            self._logits[cost] = 0.5 * (low + high)
+        return self._logits[cost]
+
+    def between(self, start_cost, end_cost, progress):
+        if progress >= 1:
+            return float(end_cost)
+        start, end = self.uniform_logit(start_cost), self.uniform_logit(end_cost)
+        return self.cost(start + (end - start) * ease_out(progress))
+
+
+def ease_out(progress):
+    """1 − (1 − p)³: the path is left fast and reached with zero speed.
+
+    The cost is asked to fall fastest at the beginning and to come to rest at
+    the end, so λ is back near the value that balances the task loss when the
+    band is reached (the gates keep moving for a while after λ drops: Adam's
+    first moment, and logits left near 0 where π is most sensitive).
+    """
+    progress = min(1.0, max(0.0, progress))
+    return 1.0 - (1.0 - progress) ** EASE_POWER
+
+
+class TargetSchedule:
+    """Reference cost for one target: warm-up, then a GatePath to the top of the
+    band target × (1 ± tolerance), then the target itself."""
+
+    def __init__(self, target, start_cost, total_steps, settings, path):
+        self.target = float(target)
+        self.start_cost = float(start_cost)
+        self.total_steps = max(1, int(total_steps))
+        self.settings = settings
+        self.path = path
+        # the path comes to rest at the top of the band: the exported cost enters the band
+        # from above, slowly, and is held at the first architecture inside it
+        self.path_end = self.target * (1 + settings.tolerance)
+
+    def phase(self, step):
+        fraction = step / self.total_steps
+        if fraction < self.settings.warmup:
+            return "warmup"
+        if fraction < self.settings.ramp:
+            return "ramp"
+        return "end"
+
+    def reference(self, step):
+        s = self.settings
+        if s.ramp <= s.warmup:
+            return self.target
+        progress = (step / self.total_steps - s.warmup) / (s.ramp - s.warmup)
+        return self.path.between(self.start_cost, self.path_end, progress)
+
+    def aim(self, step):
+        """What the approach mode steers to once the path is over."""
+        del step
+        return self.target
+
+    def band(self, step):
+        """(low, high): where the exported cost is held."""
+        del step
+        return self.target * (1 - self.settings.tolerance), self.target * (1 + self.settings.tolerance)
+
+    def budget(self, step):
+        """The budget being aimed at (logged as figs_target_<metric>)."""
+        del step
+        return self.target
+
+
+class ParetoSchedule:
+    """Reference cost stepping down through several budgets, one segment each.
+
+    After warm-up the AL steps are split into equal segments, one per budget
+    from the largest to the smallest. In segment j the reference moves along
+    the GatePath (over the same share of the segment as the single-target
+    ramp has of the run after warm-up) from the previous budget to budget_j,
+    the top of its band budget_j · [1 − tolerance, 1]; the approach mode then
+    steers to the middle of that band.
+    """
+
+    def __init__(self, budgets, start_cost, total_steps, settings, path):
+        self.budgets = sorted((float(b) for b in budgets), reverse=True)
+        self.start_cost = float(start_cost)
+        self.total_steps = max(1, int(total_steps))
+        self.settings = settings
+        self.path = path
+        self.aims = [b * (1 - settings.tolerance / 2) for b in self.budgets]  # the middles of the bands
+        self.warmup_steps = settings.warmup * self.total_steps
+        self.segment_steps = (self.total_steps - self.warmup_steps) / len(self.budgets)
+
+    def segment(self, step):
+        """Index of the budget whose segment `step` is in (-1 during warm-up)."""
+        if step < self.warmup_steps:
+            return -1
+        return min(len(self.budgets) - 1, int((step - self.warmup_steps) // self.segment_steps))
+
+    def _within(self, step):
+        """Fraction of the current segment done."""
+        j = self.segment(step)
+        return (step - self.warmup_steps - j * self.segment_steps) / self.segment_steps
+
+    def _ramp_share(self):
+        """The ramp's share of a segment: the single-target ramp, rescaled."""
+        s = self.settings
+        return 1.0 if s.warmup >= 1 else (s.ramp - s.warmup) / (1 - s.warmup)
+
+    def phase(self, step):
+        if self.segment(step) < 0:
+            return "warmup"
+        return "ramp" if self._within(step) < self._ramp_share() else "end"
+
+    def reference(self, step):
+        j = self.segment(step)
+        if j < 0:
+            return self.start_cost
+        previous = self.start_cost if j == 0 else self.budgets[j - 1]
+        share = self._ramp_share()
+        progress = 1.0 if share <= 0 else self._within(step) / share
+        return self.path.between(previous, self.budgets[j], progress)
+
+    def aim(self, step):
+        return self.aims[max(0, self.segment(step))]
+
+    def band(self, step):
+        budget = self.budget(step)
+        return budget * (1 - self.settings.tolerance), budget
+
+    def budget(self, step):
+        return self.budgets[max(0, self.segment(step))]
+
+
+# --- the controller ---------------------------------------------------------------------------
+
+
+class StrengthController:
+    """Velocity-form PI controller on log λ with a hold mode (module docstring).
+
+        controller = StrengthController(schedule, settings, initial_strength=λ0)
+        λ = controller.update(step, expected_cost, exported_cost, λ)
+
+    Pure Python: the callback reads the costs and assigns λ.
+    """
+
+    def __init__(self, schedule, settings, initial_strength):
+        self.schedule = schedule
+        self.settings = settings
+        self.interval = int(settings.interval) if settings.interval is not None else \
+            max(1, schedule.total_steps // UPDATES_PER_RUN)
+        self.min_strength = settings.bounds[0] * initial_strength
+        self.max_strength = settings.bounds[1] * initial_strength
+        self.previous = None  # (mode, log expected, log reference) at the last update; None after a (re)start
+
+    def clip(self, strength):
+        return float(min(self.max_strength, max(self.min_strength, strength)))
+
+    def mode(self, step, exported):
+        """"warmup", "track" (follow the path), "approach" (path over, steer to
+        the aim) or "hold" (exported cost inside the band: keep the architecture).
+
+        A function of the step and the logits only, so nothing is lost on resume.
+        """
+        phase = self.schedule.phase(step)
+        if phase == "warmup":
+            return "warmup"
+        low, high = self.schedule.band(step)
+        if low <= exported <= high:
+            return "hold"
+        return "approach" if phase == "end" else "track"
+
+    def update(self, step, expected, exported, strength):
+        """Returns the new λ after one control interval ending at `step`."""
+        s = self.settings
+        mode = self.mode(step, exported)
+        if mode == "warmup":
+            self.previous = None
+            return strength
+        log_expected = math.log(max(expected, 1.0))
+        if mode == "hold":
+            # inside the band: no integral term; λ only damps any motion of the expected cost
+            reference = None
+            change = 0.0
+            gain = s.hold_gain
+        else:
+            reference = self.schedule.reference(step) if mode == "track" else self.schedule.aim(step)
+            integral_error = max(-1.0, min(1.0, math.log(max(exported, 1.0) / reference)))
+            change = s.integral_gain * integral_error
+            gain = s.proportional_gain
+        log_reference = None if reference is None else math.log(reference)
+        if self.previous is not None:
+            # velocity form of the proportional term: the change of log(expected / reference)
+            previous_mode, previous_expected, previous_reference = self.previous
+            reference_motion = log_reference - previous_reference \
+                if mode == previous_mode and reference is not None else 0.0
+            change += gain * ((log_expected - previous_expected) - reference_motion)
+        self.previous = (mode, log_expected, log_reference)
+        return self.clip(max(strength, self.min_strength) * math.exp(change))
