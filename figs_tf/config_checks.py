@@ -64,6 +64,8 @@ SCHEMA = {
     "strength": _Rule(_REAL, _number(0), "λ ≥ 0"),
     "target": _Rule(_REAL + (type(None),), lambda v: v is None or v > 0,
                     "None (fixed λ) or a positive budget in the cost's unit"),
+    "temperature": _Rule(_REAL, _number(0, low_open=True), "τ of the gates' relaxation, > 0 (paper: 1e-3)"),
+    "initial_logit": _Rule(_REAL, hint="the gates' initial logit ν (paper: 2.5)"),
     "strategy": _Rule((str,), _one_of(STRATEGIES), f"one of {STRATEGIES}"),
     "tpu": _Rule((str, type(None)), hint="'local' on a TPU VM, or a TPU name"),
     "mixed_precision": _Rule((str, type(None)), _one_of(PRECISIONS), f"one of {PRECISIONS}"),

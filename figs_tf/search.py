@@ -44,6 +44,7 @@ def run(config, workdir, callbacks=()):
     plan = training.make_plan(config, "search", strategy)
     with strategy.scope():
         search = wrapping.wrap(training.build_supernet(config), cost=config.cost, strength=config.strength,
+                               temperature=config.temperature, initial_logit=config.initial_logit,
                                seed=config.seed)
         training.compile_model(search, config, plan)
     chief = strategies.is_chief(strategy)

@@ -209,6 +209,15 @@ def test_negative_strength_is_rejected(tmp_path):
         search.run(tiny_config(strength=-1e-6), str(tmp_path))
 
 
+def test_gate_temperature_and_initial_logit_come_from_the_config(tmp_path):
+    with pytest.raises(ValueError, match=r"config.temperature: 0.0 is out of range; expected τ"):
+        search.run(tiny_config(temperature=0.0), str(tmp_path / "zero"))
+    # initial logit -3: π ≈ 0.047, so ⌊Σπ⌋ = 0 in every layer before any step; with λ = 0
+    # and 4 steps the export keeps one channel per layer (the keep-one rule)
+    found = search.run(tiny_config(initial_logit=-3.0, strength=0.0), str(tmp_path / "low"))
+    assert [found["architecture"][name] for name in ("conv0", "conv1", "conv2")] == [1, 1, 1]
+
+
 def test_unwritable_workdir_is_rejected_before_any_work(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
