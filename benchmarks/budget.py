@@ -25,6 +25,7 @@ the band (4 % wide) means a short run may have no architecture to land on.
 """
 
 import argparse
+import json
 import os
 import time
 
@@ -60,7 +61,8 @@ def run_one(metric, fraction, x, y, args):
     supernet_cost = figs_tf.supernet_cost(search, metric)
     target = fraction * supernet_cost
     steps = args.epochs * int(np.ceil(len(x) / args.batch))
-    search.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(args.lr, steps)),
+    rate = keras.optimizers.schedules.CosineDecay(args.lr, steps) if args.schedule == "cosine" else args.lr
+    search.compile(optimizer=keras.optimizers.Adam(rate),
                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     callback = figs_tf.CostCallback(None, plot=False, target=target)
     start = time.time()
@@ -99,30 +101,39 @@ def lattice(args, tolerance):
 
 
 def plot(rows, path, tolerance):
+    """Top: exported vs target (fractions of the supernet). Bottom: the relative error and the band."""
     import matplotlib  # pylint: disable=g-import-not-at-top
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
     metrics = sorted({r["metric"] for r in rows}, key=["params", "flops"].index)
-    figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4.5), squeeze=False)
-    for axis, metric in zip(axes[0], metrics):
+    figure, axes = plt.subplots(2, len(metrics), figsize=(5 * len(metrics), 7.5), squeeze=False,
+                                gridspec_kw={"height_ratios": [3, 2]})
+    for column, metric in enumerate(metrics):
         chosen = [r for r in rows if r["metric"] == metric]
         supernet_cost = chosen[0]["supernet"]
-        line = np.linspace(0, 1.05, 50)
-        axis.fill_between(line, line * (1 - tolerance), line * (1 + tolerance), color="#cfe3cf",
-                          label=f"±{tolerance:.0%} band")
-        axis.plot(line, line, color="#5b8c5b", lw=0.8)
-        axis.scatter([r["target"] / supernet_cost for r in chosen], [r["exported"] / supernet_cost for r in chosen],
-                     color="#2b5ea8", zorder=3, label="exported after one AL run")
-        for r in chosen:
-            axis.annotate(f"{r['relative']:+.1%}", (r["target"] / supernet_cost, r["exported"] / supernet_cost),
-                          textcoords="offset points", xytext=(6, -12), fontsize=8)
-        axis.set_xlabel(f"target / supernet {metric} ({supernet_cost:,})")
-        axis.set_ylabel(f"exported / supernet {metric}")
-        axis.set_xlim(0, 0.8)
-        axis.set_ylim(0, 0.8)
-        axis.set_title(f"{metric}: target vs exported")
-        axis.legend(loc="upper left", fontsize=8)
+        targets = np.array([r["target"] / supernet_cost for r in chosen])
+        top, bottom = axes[0][column], axes[1][column]
+        line = np.linspace(0, 1, 50)
+        top.fill_between(line, line * (1 - tolerance), line * (1 + tolerance), color="#cfe3cf",
+                         label=f"±{tolerance:.0%} band")
+        top.plot(line, line, color="#5b8c5b", lw=0.8)
+        top.scatter(targets, [r["exported"] / supernet_cost for r in chosen], color="#2b5ea8", zorder=3,
+                    label="exported after one AL run")
+        top.set_xlim(0, 0.8)
+        top.set_ylim(0, 0.8)
+        top.set_xlabel(f"target / supernet {metric} ({supernet_cost:,})")
+        top.set_ylabel(f"exported / supernet {metric}")
+        top.set_title(f"{metric}: target vs exported")
+        top.legend(loc="upper left", fontsize=8)
+        bottom.axhspan(-100 * tolerance, 100 * tolerance, color="#cfe3cf")
+        bottom.axhline(0, color="#5b8c5b", lw=0.8)
+        bottom.scatter(targets, [100 * r["relative"] for r in chosen], color="#2b5ea8", zorder=3)
+        bottom.set_xlim(0, 0.8)
+        limit = max(200 * tolerance, 120 * max(abs(r["relative"]) for r in chosen))
+        bottom.set_ylim(-limit, limit)
+        bottom.set_xlabel(f"target / supernet {metric}")
+        bottom.set_ylabel("exported / target − 1 (%)")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -136,7 +147,9 @@ def main():
     parser.add_argument("--examples", type=int, default=4096, help="training images (real Fashion-MNIST)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=0.02, help="Adam's learning rate before the cosine decay")
+    parser.add_argument("--lr", type=float, default=0.02, help="Adam's (initial) learning rate")
+    parser.add_argument("--schedule", default="cosine", choices=["cosine", "constant"],
+                        help="learning rate: cosine decay to 0 over the run, or constant")
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 24, 40, 56, 72])
     parser.add_argument("--pools", type=int, nargs="*", default=[0, 2], help="max-pool after these layers")
     parser.add_argument("--lattice", action="store_true", help="only print the exported-cost steps (no AL)")
@@ -150,7 +163,7 @@ def main():
     images, labels = datasets.load_fashion_mnist("train")
     x, y = images[:args.examples].astype("float32") / 255.0, labels[:args.examples]
     print(f"Supernet widths {args.widths} (max-pool after {args.pools}); {args.examples} Fashion-MNIST "
-          f"images, {args.epochs} epochs, batch {args.batch}, Adam {args.lr} cosine-decayed, seed {args.seed}, "
+          f"images, {args.epochs} epochs, batch {args.batch}, Adam {args.lr} ({args.schedule}), seed {args.seed}, "
           f"{os.cpu_count()} CPU cores")
     print("| metric | target (% supernet) | target | exported | error | relative | final λ | widths | s |")
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|")
@@ -168,7 +181,9 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "budget.png")
     plot(rows, path, tolerance)
-    print(f"wrote {path}")
+    with open(os.path.join(args.out, "budget.json"), "w", encoding="utf-8") as f:
+        json.dump([{k: v for k, v in r.items() if k != "trace"} for r in rows], f, indent=1)
+    print(f"wrote {path} and budget.json")
 
 
 if __name__ == "__main__":

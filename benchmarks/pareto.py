@@ -1,0 +1,216 @@
+"""Accuracy vs parameters: FiGS against a uniform width multiplier and random widths.
+
+    python benchmarks/pareto.py                       # the docs/results.md table (~1 h on 2 cores)
+    python benchmarks/pareto.py --seeds 1 --fractions 0.5 --search-epochs 0.1 --retrain-epochs 0.1
+
+On real Fashion-MNIST with the embedded default's search space (small CNN,
+conv widths 32/64/128, flatten head) and for each budget B (a fraction of the
+supernet's parameters) and seed:
+
+- FiGS: one AL run of `figs_tf.search` with `config.target = B` (the budget
+  controller lands the exported network within ±2 % of B), then
+  `figs_tf.retrain` of the exported architecture from scratch;
+- uniform: every searched width times one multiplier, the multiplier whose
+  parameter count is closest to B (the same network for every seed);
+- random: per-layer widths drawn at random (a random direction in width space,
+  scaled to land within ±2 % of B; a new draw per seed).
+
+Every network is retrained by the same binary with the same recipe (the
+default config's, shortened by `--retrain-epochs`, learning-rate anneal scaled
+along). Each run has its own workdir under `--out`: the script can be stopped
+and rerun, finished runs are read back, not repeated. Prints a table (mean ±
+std over seeds) and writes pareto.png and pareto.json.
+"""
+
+import argparse
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+from figs_tf import count  # noqa: E402
+from figs_tf import default_config  # noqa: E402
+from figs_tf import export  # noqa: E402
+from figs_tf import retrain  # noqa: E402
+from figs_tf import search  # noqa: E402
+from figs_tf import training  # noqa: E402
+from figs_tf.slim import build_from_architecture  # noqa: E402
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out", "pareto")
+METHODS = ("figs", "uniform", "random")
+TOLERANCE = 0.02
+
+
+def make_config(args, seed):
+    config = default_config.get_config()
+    config.seed = seed
+    config.progress = "epoch"
+    config.search.epochs = args.search_epochs
+    config.retrain.epochs = args.retrain_epochs
+    # the default anneals ×1/16 over its 5 epochs: keep that shape for a shorter run
+    config.retrain.decay_epochs = args.retrain_epochs / 4
+    config.search.recalibrated_eval = False
+    config.temperature = args.temperature
+    return config
+
+
+class Counter:
+    """Parameter count of the search space at given widths (cached; builds the network once per widths)."""
+
+    def __init__(self, supernet):
+        self.supernet = supernet
+        self.searched = {name: width for name, width in training.producer_widths(supernet).items()
+                         if name != "classifier"}
+        self.fixed = {"classifier": training.producer_widths(supernet)["classifier"]}
+        self._cache = {}
+
+    def architecture(self, widths):
+        return {**dict(zip(self.searched, (int(w) for w in widths))), **self.fixed}
+
+    def params(self, widths):
+        key = tuple(int(w) for w in widths)
+        if key not in self._cache:
+            self._cache[key] = count(build_from_architecture(self.supernet, self.architecture(key)), "params")
+        return self._cache[key]
+
+    def scaled(self, direction, budget):
+        """Widths round(s · direction), s by bisection, with the count closest to `budget`."""
+        full = np.array(list(self.searched.values()))
+
+        def widths(scale):
+            return np.clip(np.round(scale * direction), 1, full).astype(int)
+
+        low, high = 0.0, float(np.max(full / direction))
+        for _ in range(40):
+            middle = (low + high) / 2
+            low, high = (middle, high) if self.params(widths(middle)) < budget else (low, middle)
+        candidates = [widths(low), widths(high)]
+        return min(candidates, key=lambda w: abs(self.params(w) - budget))
+
+
+def uniform_widths(counter, budget):
+    return counter.scaled(np.array(list(counter.searched.values()), dtype=float), budget)
+
+
+def random_widths(counter, budget, seed):
+    """A random direction (each layer's share drawn uniformly), scaled to the budget; redrawn until ±2 %."""
+    rng = np.random.default_rng(1000 + seed)
+    full = np.array(list(counter.searched.values()), dtype=float)
+    for _ in range(100):
+        widths = counter.scaled(full * rng.uniform(0.1, 1.0, size=len(full)), budget)
+        if abs(counter.params(widths) / budget - 1) <= TOLERANCE:
+            return widths
+    raise RuntimeError(f"No random widths within ±{TOLERANCE:.0%} of {budget} parameters in 100 draws.")
+
+
+def run_one(args, method, fraction, seed, counter, supernet_params):
+    workdir = os.path.join(args.out, f"{method}_{round(100 * fraction)}_seed{seed}")
+    config = make_config(args, seed)
+    budget = fraction * supernet_params
+    if method == "figs":
+        config.target = budget
+        search.run(config, workdir)
+    else:
+        widths = uniform_widths(counter, budget) if method == "uniform" else random_widths(counter, budget, seed)
+        path = os.path.join(workdir, "architecture.json")
+        if not os.path.exists(path):  # a rerun keeps the architecture its first run drew
+            os.makedirs(workdir, exist_ok=True)
+            export.save_architecture(counter.architecture(widths), path)
+        config.retrain.architecture = path
+    summary = retrain.run(config, workdir)
+    return {"method": method, "fraction": fraction, "seed": seed, "budget": budget,
+            "architecture": summary["architecture"], "params": summary["exported"]["params"],
+            "flops": summary["exported"]["flops"], "test_accuracy": summary["test_accuracy"]}
+
+
+def table(rows, supernet_params):
+    print(f"\nSupernet {supernet_params:,} parameters. Test accuracy after retraining from scratch, "
+          f"mean ± std over seeds (n per cell in brackets).")
+    print("| budget | method | params (mean) | vs budget | widths (seed 0) | test accuracy (%) | FiGS − method |")
+    print("|---:|---|---:|---:|---|---:|---:|")
+    summary = []
+    for fraction in sorted({r["fraction"] for r in rows}):
+        figs = [r["test_accuracy"] for r in rows if r["fraction"] == fraction and r["method"] == "figs"]
+        for method in METHODS:
+            chosen = [r for r in rows if r["fraction"] == fraction and r["method"] == method]
+            if not chosen:
+                continue
+            accuracies = np.array([r["test_accuracy"] for r in chosen])
+            params = np.mean([r["params"] for r in chosen])
+            widths = "/".join(str(v) for k, v in chosen[0]["architecture"].items() if k != "classifier")
+            margin = (np.mean(figs) - accuracies.mean()) if figs and method != "figs" else None
+            off_budget = params / chosen[0]["budget"] - 1
+            print(f"| {fraction:.0%} | {method} | {params:,.0f} | {off_budget:+.1%} | {widths} | {100 * accuracies.mean():.2f} ± "
+                  f"{100 * accuracies.std(ddof=1) if len(chosen) > 1 else 0:.2f} ({len(chosen)}) | "
+                  + (f"{100 * margin:+.2f}" if margin is not None else "") + " |")
+            summary.append({"fraction": fraction, "method": method, "params": float(params),
+                            "mean": float(accuracies.mean()),
+                            "std": float(accuracies.std(ddof=1)) if len(chosen) > 1 else 0.0,
+                            "n": len(chosen)})
+    return summary
+
+
+def plot(summary, rows, supernet_params, path):
+    import matplotlib  # pylint: disable=g-import-not-at-top
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+    colours = {"figs": "#2b5ea8", "uniform": "#c0504d", "random": "#8a8a8a"}
+    labels = {"figs": "FiGS (target = budget)", "uniform": "uniform width multiplier",
+              "random": "random per-layer widths"}
+    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    for method in METHODS:
+        points = sorted((s for s in summary if s["method"] == method), key=lambda s: s["params"])
+        if not points:
+            continue
+        single = [r for r in rows if r["method"] == method]
+        axis.scatter([r["params"] for r in single], [100 * r["test_accuracy"] for r in single],
+                     color=colours[method], alpha=0.3, s=12)
+        axis.errorbar([s["params"] for s in points], [100 * s["mean"] for s in points],
+                      yerr=[100 * s["std"] for s in points], color=colours[method], marker="o", capsize=4,
+                      label=labels[method])
+    axis.set_xlabel(f"parameters of the retrained network (supernet {supernet_params:,})")
+    axis.set_ylabel("Fashion-MNIST test accuracy (%)")
+    axis.set_title("Retrained from scratch, same recipe; mean ± std over seeds", fontsize=9)
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5, 0.75],
+                        help="budgets as fractions of the supernet's parameters")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--search-epochs", type=float, default=1.0)
+    parser.add_argument("--retrain-epochs", type=float, default=2.0)
+    parser.add_argument("--temperature", type=float, default=1e-3, help="τ of FiGS's gates (paper: 1e-3)")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--out", default=OUT)
+    args = parser.parse_args()
+    if any(not 0 < f < 1 for f in args.fractions):
+        parser.error(f"--fractions must lie in (0, 1), got {args.fractions}")
+
+    supernet = training.build_supernet(make_config(args, 0))
+    supernet_params = count(supernet, "params")
+    counter = Counter(supernet)
+    rows = []
+    for seed in range(args.seeds):
+        for fraction in args.fractions:
+            for method in args.methods:
+                rows.append(run_one(args, method, fraction, seed, counter, supernet_params))
+    summary = table(rows, supernet_params)
+    os.makedirs(args.out, exist_ok=True)
+    plot(summary, rows, supernet_params, os.path.join(args.out, "pareto.png"))
+    with open(os.path.join(args.out, "pareto.json"), "w", encoding="utf-8") as f:
+        json.dump({"supernet_params": supernet_params, "args": vars(args), "runs": rows, "summary": summary},
+                  f, indent=1)
+    print(f"wrote {os.path.join(args.out, 'pareto.png')} and pareto.json")
+
+
+if __name__ == "__main__":
+    main()
