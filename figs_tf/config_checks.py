@@ -64,6 +64,9 @@ SCHEMA = {
     "strength": _Rule(_REAL, _number(0), "λ ≥ 0"),
     "target": _Rule(_REAL + (type(None),), lambda v: v is None or v > 0,
                     "None (fixed λ) or a positive budget in the cost's unit"),
+    "pareto_budgets": _Rule((tuple, list), lambda v: all(isinstance(b, numbers.Real) and not isinstance(b, bool)
+                                                         and b > 0 for b in v),
+                            "a tuple of positive budgets in the cost's unit, e.g. (60000, 40000), or ()"),
     "temperature": _Rule(_REAL, _number(0, low_open=True), "τ of the gates' relaxation, > 0 (paper: 1e-3)"),
     "initial_logit": _Rule(_REAL, hint="the gates' initial logit ν (paper: 2.5)"),
     "strategy": _Rule((str,), _one_of(STRATEGIES), f"one of {STRATEGIES}"),
@@ -88,7 +91,11 @@ SCHEMA = {
 
 def check(config):
     """Raises ValueError listing every missing, unknown, mistyped or out-of-range key."""
-    problems = list(_problems(config.to_dict() if hasattr(config, "to_dict") else dict(config), SCHEMA, ""))
+    values = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    problems = list(_problems(values, SCHEMA, ""))
+    if not problems and values["target"] is not None and values["pareto_budgets"]:
+        problems.append("config.target and config.pareto_budgets are both set: one AL run either lands on "
+                        "one target or steps through several budgets; set the other to None / ()")
     if problems:
         raise ValueError("Bad config:\n  " + "\n  ".join(problems))
 

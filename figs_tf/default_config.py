@@ -39,6 +39,9 @@ def get_config(arg=None):
     # per step: 3e-5 at lr 1.0 exports ~40 % of the supernet after 2 epochs.
     config.strength = 3e-5
     config.target = ml_collections.config_dict.placeholder(float)
+    # A Pareto set from one AL run (figs_tf.ParetoCallback): budgets in the cost's unit,
+    # e.g. (60000, 40000, 20000); one architecture JSON each in <workdir>/search/pareto/.
+    config.pareto_budgets = ()
     # The gates (figs_tf.MaskLayer): the paper's τ = 1e-3 and initial logit 2.5.
     config.temperature = 1e-3
     config.initial_logit = 2.5

@@ -10,6 +10,11 @@ history.csv, tensorboard/, architecture.json (the exported architecture,
 rewritten every epoch), widths.png and, when done, summary.json. Run the same
 command again after a preemption to resume; after completion it prints the
 summary and does nothing else. `figs_tf.retrain` then reads the architecture.
+
+With `config.pareto_budgets` (e.g. `--config.pareto_budgets="(60000,40000,20000)"`)
+λ is steered down through the budgets (figs_tf.ParetoCallback) and each
+budget's architecture goes to `pareto/architecture_<budget>.json`; retrain one
+with `--config.retrain.architecture=<that file>` and a new --workdir.
 """
 
 import keras
@@ -17,6 +22,7 @@ from absl import app
 
 from figs_tf import callbacks as callbacks_lib
 from figs_tf import export
+from figs_tf import files
 from figs_tf import flags as figs_flags
 from figs_tf import recalibrate
 from figs_tf.slim import build_from_architecture, slim
@@ -48,7 +54,12 @@ def run(config, workdir, callbacks=()):
                                seed=config.seed)
         training.compile_model(search, config, plan)
     chief = strategies.is_chief(strategy)
-    cost_callback = callbacks_lib.CostCallback(directory if chief else None, **_target_kwargs(config))
+    if config.pareto_budgets:
+        # every worker runs the callback (the controller must move λ alike); the chief's files count
+        cost_callback = callbacks_lib.ParetoCallback(directory if chief else _worker_scratch(directory, strategy),
+                                                     budgets=list(config.pareto_budgets), plot=chief)
+    else:
+        cost_callback = callbacks_lib.CostCallback(directory if chief else None, **_target_kwargs(config))
     start_epoch = training.fit(search, config, plan, strategy, directory, callbacks=[cost_callback, *callbacks])
 
     # The final export (after the EMA weights, if any, were copied in).
@@ -71,6 +82,9 @@ def run(config, workdir, callbacks=()):
         "search_model_accuracy": training.evaluate(search, config, plan, strategy),
         "wall_seconds_this_process": stopwatch.seconds(),
     }
+    if config.pareto_budgets:
+        summary["pareto"] = {f"{budget:g}": str(path) for budget, path in sorted(cost_callback.paths.items())}
+        summary["pareto_missing"] = list(cost_callback.missing)
     if config.search.recalibrated_eval:
         summary["exported_inherited_accuracy"] = exported_accuracy(search, config, plan)
     if chief:
@@ -82,6 +96,11 @@ def run(config, workdir, callbacks=()):
 def _target_kwargs(config):
     # Budget targeting (CostCallback's `target`) when the config names a budget.
     return {"target": config.target} if config.target is not None else {}
+
+
+def _worker_scratch(directory, strategy):
+    """Where a non-chief worker's ParetoCallback writes (its own copy, never read)."""
+    return files.join(training.checkpoint_dir(directory, strategy), "pareto_scratch")
 
 
 def exported_accuracy(search, config, plan):
@@ -109,6 +128,10 @@ def print_summary(summary):
         print(f"  {unit:14s} supernet {supernet:,}  exported {exported:,} ({exported / supernet:.1%})")
     print(f"  λ at the end {summary['strength']:.3g}; {summary['steps']} steps")
     print(f"  search model accuracy (inference mode, inherited weights): {summary['search_model_accuracy']:.4f}")
+    for budget, path in summary.get("pareto", {}).items():
+        print(f"  Pareto budget {float(budget):,.0f}: {path} (retrain it with --config.retrain.architecture={path})")
+    if summary.get("pareto_missing"):
+        print(f"  Pareto budgets never reached: {summary['pareto_missing']} (more AL steps)")
     if "exported_inherited_accuracy" in summary:
         print(f"  exported network, inherited weights, BatchNorm recomputed: "
               f"{summary['exported_inherited_accuracy']:.4f} (retrain with figs-retrain)")

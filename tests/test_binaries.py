@@ -218,6 +218,23 @@ def test_gate_temperature_and_initial_logit_come_from_the_config(tmp_path):
     assert [found["architecture"][name] for name in ("conv0", "conv1", "conv2")] == [1, 1, 1]
 
 
+def test_pareto_budgets_give_one_architecture_per_budget(tmp_path):
+    config = tiny_config(pareto_budgets=(7_000, 6_000))  # the initial export has 7,419 of 8,946
+    config.train_examples, config.search.batch_size = 4096, 32  # 128 AL steps
+    found = search.run(config, str(tmp_path))
+    assert found["pareto_missing"] == []
+    assert sorted(found["pareto"]) == ["6000", "7000"]
+    for budget, path in found["pareto"].items():
+        assert path == os.path.join(str(tmp_path), "search", "pareto", f"architecture_{budget}.json")
+        # an independent count: the architecture built fresh, counted by Keras
+        network = figs_tf.build_from_architecture(training.build_supernet(config), export.load_architecture(path))
+        assert network.count_params() <= float(budget)
+    with pytest.raises(ValueError, match=r"config.target and config.pareto_budgets are both set"):
+        search.run(tiny_config(target=5_000.0, pareto_budgets=(7_000,)), str(tmp_path / "both"))
+    with pytest.raises(ValueError, match=r"config.pareto_budgets: \(7000, -1\) is out of range"):
+        search.run(tiny_config(pareto_budgets=(7_000, -1)), str(tmp_path / "negative"))
+
+
 def test_unwritable_workdir_is_rejected_before_any_work(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
