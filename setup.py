@@ -12,7 +12,7 @@ setuptools.setup(
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.16",
-        "keras>=3.5",
+        "keras>=3.7",
         "tensorflow-datasets>=4.9",
         "importlib_resources",  # tfds 4.9 needs it to download and prepare datasets
         "absl-py",

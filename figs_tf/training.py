@@ -24,7 +24,8 @@ The paper's training setup (method.md, "Training setup") and where it lives:
   (`config.bn_momentum`).
 - Preemption: `keras.callbacks.BackupAndRestore` in `<phase dir>/checkpoint`
   after every (virtual) epoch of `steps_per_checkpoint` steps; a rerun of the
-  same command resumes there and finishes the configured number of steps.
+  same command resumes there and finishes the configured number of steps,
+  whenever the kill came (`Checkpoint`).
 """
 
 import dataclasses
@@ -242,12 +243,20 @@ def checkpoint_dir(directory, strategy):
 
 
 def resumed_epoch(backup_dir):
-    """The Keras epoch a rerun resumes at (0 for a fresh run)."""
+    """The Keras epoch a rerun resumes at (0 for a fresh run), as the checkpoint's metadata says.
+
+    Used for the "Resuming" message and the data seed; `Checkpoint` re-derives
+    the epoch from the restored step counter, which wins if the two differ
+    (a kill between writing the weights and this file).
+    """
     path = files.join(backup_dir, "training_metadata.json")
     if not files.exists(path):
         return 0
-    with files.open_file(path) as f:
-        return int(json.load(f).get("epoch", 0))
+    try:
+        with files.open_file(path) as f:
+            return int(json.load(f).get("epoch", 0))
+    except json.JSONDecodeError:
+        return 0  # killed while writing it
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
@@ -278,6 +287,48 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         self._check(logs, f"the end of epoch {epoch}")
 
 
+class Checkpoint(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore that resumes correctly whenever the process was killed.
+
+    A SIGKILL while Keras writes `latest.weights.h5` leaves a corrupt HDF5 file
+    (a real failure of tests/test_binaries.py's kill test): with
+    `double_checkpoint` Keras keeps the previous checkpoint (`*.bkp`) and falls
+    back to it. A kill between writing the weights and `training_metadata.json`
+    (or while writing the JSON) would leave an epoch number that does not match
+    the weights, so the epoch to resume at is taken from the optimizer's step
+    counter, which is saved inside the weights file itself.
+    """
+
+    def __init__(self, backup_dir, steps_per_epoch):
+        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=False, double_checkpoint=True)
+        self.steps_per_epoch = int(steps_per_epoch)
+
+    def on_train_begin(self, logs=None):
+        try:
+            super().on_train_begin(logs)
+        except OSError:
+            if files.exists(self._prev_weights_path):
+                raise  # Keras fell back to the previous checkpoint and that failed too
+            # killed during the very first checkpoint: there is no earlier one, start over
+            print(f"The first checkpoint in {self.backup_dir} is incomplete (the run was killed while "
+                  "writing it); starting this phase from the beginning.")
+            for path in (self._weights_path, self._training_metadata_path):
+                if files.exists(path):
+                    tf.io.gfile.remove(path)
+            if self.model.optimizer is not None and self.model.optimizer.built:
+                self.model.optimizer.iterations.assign(0)
+            self.model._initial_epoch = 0  # pylint: disable=protected-access
+
+    def _load_model(self):
+        try:
+            super()._load_model()
+        except json.JSONDecodeError:
+            pass  # killed while writing training_metadata.json: the weights' step counter decides
+        optimizer = self.model.optimizer
+        if optimizer is not None and optimizer.built:
+            self.model._initial_epoch = int(optimizer.iterations.numpy()) // self.steps_per_epoch  # pylint: disable=protected-access
+
+
 def fit(model, config, plan, strategy, directory, callbacks=()):
     """Trains `model` for the plan's steps with checkpoints, logs and TensorBoard.
 
@@ -295,7 +346,7 @@ def fit(model, config, plan, strategy, directory, callbacks=()):
     train_data, _ = datasets(config, plan, strategy, seed=config.seed + 1000 * start_epoch)
     chief = strategies.is_chief(strategy)
     all_callbacks = [StopOnNonFiniteLoss(backup_dir), *callbacks,
-                     keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", delete_checkpoint=False)]
+                     Checkpoint(backup_dir, plan.steps_per_epoch)]
     history = files.join(directory, HISTORY_FILE)
     if chief:
         local_history = _local_copy(history)

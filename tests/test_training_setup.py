@@ -1,5 +1,6 @@
 """The training recipe and the strategy choice, checked without a TPU."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -145,3 +146,46 @@ def test_batchnorm_momentum_comes_from_the_config():
 def test_input_shape_of_every_dataset_matches_the_pipeline():
     assert input_pipeline.input_shape("imagenet2012") == (224, 224, 3)
     assert input_pipeline.input_shape("cifar10", 40) == (40, 40, 3)
+
+
+# --- checkpoints that survive a kill at any instant -------------------------------------------
+
+STEPS_PER_EPOCH = 4
+
+
+def _checkpointed_fit(backup_dir, epochs):
+    """A tiny model trained to `epochs` with training.Checkpoint; returns (model, epochs run)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    x, y = np.ones((STEPS_PER_EPOCH * 2, 3), "float32"), np.zeros((STEPS_PER_EPOCH * 2, 1), "float32")
+    history = model.fit(x, y, batch_size=2, epochs=epochs, verbose=0,
+                        callbacks=[training.Checkpoint(str(backup_dir), STEPS_PER_EPOCH)])
+    return model, len(history.history["loss"])
+
+
+@pytest.mark.parametrize("damage, epochs_left", [
+    ("weights_half_written", 3),  # killed inside save_weights: Keras's .bkp (epoch 2) is used
+    ("metadata_behind_weights", 2),  # killed between the weights and the JSON: the step counter wins
+    ("metadata_half_written", 2),
+])
+def test_a_checkpoint_damaged_by_a_kill_still_resumes_to_the_configured_steps(tmp_path, damage, epochs_left):
+    _checkpointed_fit(tmp_path, epochs=3)  # latest = epoch 3, .bkp = epoch 2
+    weights, metadata = tmp_path / "latest.weights.h5", tmp_path / "training_metadata.json"
+    if damage == "weights_half_written":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif damage == "metadata_behind_weights":
+        metadata.write_text('{"epoch": 2, "batch": 0}')
+    else:
+        metadata.write_text('{"epo')
+    model, epochs_run = _checkpointed_fit(tmp_path, epochs=5)
+    assert epochs_run == epochs_left
+    assert int(model.optimizer.iterations.numpy()) == 5 * STEPS_PER_EPOCH
+
+
+def test_a_first_checkpoint_cut_short_starts_the_phase_over(tmp_path):
+    (tmp_path / "latest.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
+    model, epochs_run = _checkpointed_fit(tmp_path, epochs=2)
+    assert epochs_run == 2
+    assert int(model.optimizer.iterations.numpy()) == 2 * STEPS_PER_EPOCH
