@@ -21,8 +21,8 @@ Names (`config.strategy` or `--strategy`):
 Why "auto" does not pick OneDeviceStrategy for one device: on the 2-core CPU
 of the README command a training step of the default config under
 `OneDeviceStrategy("/cpu:0")` took 209 ms against 95-103 ms under the default
-strategy (same model, data and optimizer; 10x the system CPU time: the
-per-device input prefetching competes with the step for the two cores).
+strategy (same model, data and optimizer; 12x the system CPU time;
+benchmarks/strategy_step.py, docs/results.md).
 """
 
 import json
