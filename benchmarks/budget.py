@@ -35,29 +35,15 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import figs_tf  # noqa: E402
-from figs_tf import budget, datasets  # noqa: E402
+from figs_tf import budget, datasets, demo  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
-
-
-def supernet(widths, pools=(0, 2)):
-    """Conv-BN-ReLU per width, max-pooling after the layers in `pools`, GAP, classifier."""
-    inputs = keras.Input((28, 28, 1), name="image")
-    x = inputs
-    for i, width in enumerate(widths):
-        x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
-        x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
-        x = keras.layers.ReLU(name=f"relu{i}")(x)
-        if i in pools:
-            x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    return keras.Model(inputs, keras.layers.Dense(10, name="classifier")(x), name="budget_supernet")
 
 
 def run_one(metric, fraction, x, y, args):
     """One AL run aimed at `fraction` of the supernet; returns a result row."""
     keras.utils.set_random_seed(args.seed)
-    search = figs_tf.wrap(supernet(args.widths, args.pools), cost=metric, seed=args.seed)
+    search = figs_tf.wrap(demo.supernet(args.widths, pools=args.pools), cost=metric, seed=args.seed)
     supernet_cost = figs_tf.supernet_cost(search, metric)
     target = fraction * supernet_cost
     steps = args.epochs * int(np.ceil(len(x) / args.batch))
@@ -80,7 +66,7 @@ def run_one(metric, fraction, x, y, args):
 
 def lattice(args, tolerance):
     """Exported costs along the path of uniformly moving logits, near each target."""
-    model = supernet(args.widths, args.pools)
+    model = demo.supernet(args.widths, pools=args.pools)
     print(f"Supernet widths {args.widths}, max-pooling after layers {args.pools}: exported cost along "
           "uniformly moving gate logits (ν from 3 to -3)")
     print("| metric | target (% supernet) | architectures in ±2 % | step across the target (% of target) |")

@@ -61,9 +61,9 @@ class Counter:
 
     def __init__(self, supernet):
         self.supernet = supernet
-        self.searched = {name: width for name, width in training.producer_widths(supernet).items()
-                         if name != "classifier"}
-        self.fixed = {"classifier": training.producer_widths(supernet)["classifier"]}
+        widths = training.producer_widths(supernet)
+        self.fixed = {"classifier": widths.pop("classifier")}  # the output layer keeps its classes
+        self.searched = widths
         self._cache = {}
 
     def architecture(self, widths):
@@ -138,17 +138,16 @@ def table(rows, supernet_params):
             if not chosen:
                 continue
             accuracies = np.array([r["test_accuracy"] for r in chosen])
+            spread = float(accuracies.std(ddof=1)) if len(chosen) > 1 else 0.0
             params = np.mean([r["params"] for r in chosen])
             widths = "/".join(str(v) for k, v in chosen[0]["architecture"].items() if k != "classifier")
             margin = (np.mean(figs) - accuracies.mean()) if figs and method != "figs" else None
             off_budget = params / chosen[0]["budget"] - 1
             print(f"| {fraction:.0%} | {method} | {params:,.0f} | {off_budget:+.1%} | {widths} | {100 * accuracies.mean():.2f} ± "
-                  f"{100 * accuracies.std(ddof=1) if len(chosen) > 1 else 0:.2f} ({len(chosen)}) | "
+                  f"{100 * spread:.2f} ({len(chosen)}) | "
                   + (f"{100 * margin:+.2f}" if margin is not None else "") + " |")
             summary.append({"fraction": fraction, "method": method, "params": float(params),
-                            "mean": float(accuracies.mean()),
-                            "std": float(accuracies.std(ddof=1)) if len(chosen) > 1 else 0.0,
-                            "n": len(chosen)})
+                            "mean": float(accuracies.mean()), "std": spread, "n": len(chosen)})
     return summary
 
 

@@ -20,8 +20,12 @@ import figs_tf
 from figs_tf import datasets
 
 
-def supernet(widths=(32, 64, 128), classes=10):
-    """Conv-BN-ReLU blocks with max-pooling, global pooling and a classifier."""
+def supernet(widths=(32, 64, 128), classes=10, pools=None):
+    """Conv-BN-ReLU per width, max-pooling after the layers in `pools`, global pooling, a classifier.
+
+    `pools` defaults to every layer but the last.
+    """
+    pools = range(len(widths) - 1) if pools is None else pools
     inputs = keras.Input((28, 28, 1), name="image")
     x = inputs
     for i, width in enumerate(widths):
@@ -29,7 +33,7 @@ def supernet(widths=(32, 64, 128), classes=10):
         # momentum 0.9: BatchNorm statistics keep up within a few hundred steps
         x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
         x = keras.layers.ReLU(name=f"relu{i}")(x)
-        if i < len(widths) - 1:
+        if i in pools:
             x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     outputs = keras.layers.Dense(classes, name="classifier")(x)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import figs_tf
-from figs_tf import budget, datasets
+from figs_tf import budget, datasets, demo
 from figs_tf.wrapping import cost_layer_of, gates_of
 from helpers import residual_concat_depthwise_model, small_cnn
 
@@ -29,16 +29,7 @@ EXAMPLES, BATCH, EPOCHS = 3072, 32, 2  # 192 AL steps
 
 def budget_supernet(widths=WIDTHS):
     """Conv-BN-ReLU ×5 with two max-pools, global pooling and a classifier."""
-    inputs = keras.Input((28, 28, 1), name="image")
-    x = inputs
-    for i, width in enumerate(widths):
-        x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
-        x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
-        x = keras.layers.ReLU(name=f"relu{i}")(x)
-        if i in (0, 2):
-            x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    return keras.Model(inputs, keras.layers.Dense(10, name="classifier")(x), name="budget_supernet")
+    return demo.supernet(widths, pools=(0, 2))
 
 
 def _data():
