@@ -2,6 +2,8 @@
 
     python benchmarks/pareto.py                       # the docs/results.md table (~1 h on 2 cores)
     python benchmarks/pareto.py --seeds 1 --fractions 0.5 --search-epochs 0.1 --retrain-epochs 0.1
+    python benchmarks/pareto.py --methods figs --logit-gradient-multiplier 300 --temperature 0.1 \
+        --strength 3e-6 --out benchmarks/out/pareto_m300   # FiGS with the gates sped up
 
 On real Fashion-MNIST with the embedded default's search space (small CNN,
 conv widths 32/64/128, flatten head) and for each budget B (a fraction of the
@@ -9,7 +11,9 @@ supernet's parameters) and seed:
 
 - FiGS: one AL run of `figs_tf.search` with `config.target = B` (the budget
   controller lands the exported network within ±2 % of B), then
-  `figs_tf.retrain` of the exported architecture from scratch;
+  `figs_tf.retrain` of the exported architecture from scratch (the gates'
+  τ, logit_gradient_multiplier and λ₀ from the flags; the defaults are the
+  paper's τ and M = 1 with the default config's λ);
 - uniform: every searched width times one multiplier, the multiplier whose
   parameter count is closest to B (the same network for every seed);
 - random: per-layer widths drawn at random (a random direction in width space,
@@ -53,6 +57,8 @@ def make_config(args, seed):
     config.retrain.decay_epochs = args.retrain_epochs / 4
     config.search.recalibrated_eval = False
     config.temperature = args.temperature
+    config.logit_gradient_multiplier = args.logit_gradient_multiplier
+    config.strength = args.strength  # FiGS runs: λ₀, where the budget controller starts
     return config
 
 
@@ -188,6 +194,10 @@ def main():
     parser.add_argument("--search-epochs", type=float, default=1.0)
     parser.add_argument("--retrain-epochs", type=float, default=2.0)
     parser.add_argument("--temperature", type=float, default=1e-3, help="τ of FiGS's gates (paper: 1e-3)")
+    parser.add_argument("--logit-gradient-multiplier", type=float, default=1.0,
+                        help="M of FiGS's gates (paper: 1; figs_tf.mask_layer)")
+    parser.add_argument("--strength", type=float, default=3e-5,
+                        help="λ₀ of FiGS's budget controller (it stays within 1e-3..10 × λ₀)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--out", default=OUT)
     args = parser.parse_args()

@@ -69,6 +69,8 @@ SCHEMA = {
                             "a tuple of positive budgets in the cost's unit, e.g. (60000, 40000), or ()"),
     "temperature": _Rule(_REAL, _number(0, low_open=True), "τ of the gates' relaxation, > 0 (paper: 1e-3)"),
     "initial_logit": _Rule(_REAL, hint="the gates' initial logit ν (paper: 2.5)"),
+    "logit_gradient_multiplier": _Rule(_REAL, _number(0, low_open=True),
+                                       "multiplies the gate logits' gradient, > 0 (paper: 1)"),
     "strategy": _Rule((str,), _one_of(STRATEGIES), f"one of {STRATEGIES}"),
     "tpu": _Rule((str, type(None)), hint="'local' on a TPU VM, or a TPU name"),
     "mixed_precision": _Rule((str, type(None)), _one_of(PRECISIONS), f"one of {PRECISIONS}"),

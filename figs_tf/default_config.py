@@ -45,6 +45,9 @@ def get_config(arg=None):
     # The gates (figs_tf.MaskLayer): the paper's τ = 1e-3 and initial logit 2.5.
     config.temperature = 1e-3
     config.initial_logit = 2.5
+    # M multiplies the gate logits' gradient (with Adam at ε = 1: a gate learning rate
+    # M × lr). The paper's 1 assumes ~250k AL steps; see figs_tf/mask_layer.py.
+    config.logit_gradient_multiplier = 1.0
 
     # Where it runs.
     config.strategy = "auto"

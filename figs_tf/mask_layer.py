@@ -26,6 +26,18 @@ places both; by hand it looks like this:
 
 Gate arithmetic is float32 even under a `mixed_bfloat16` policy; the mask is
 cast to the activation dtype right before the multiply.
+
+`logit_gradient_multiplier` M (default 1: the paper) multiplies the gradient
+that reaches the logits in training, task and cost alike; the forward pass is
+unchanged. With the paper's Adam (ε = 1, steps ≈ lr × gradient) that is a gate
+learning rate M times the weights'. Why a short AL run needs it: a gate's
+expected task gradient is π(1−π)·∂L/∂m, small (about 1e-4 for a channel of
+the README's CNN), while the cost must move every logit by ~3-4 units within
+the run. The paper's 100 ImageNet epochs (~250k steps) leave room for both; in
+a few hundred steps the cost alone decides and each layer shrinks in
+proportion to its per-channel cost. A larger M lets the task gradient move the
+gates as far as the cost within the run (the budget controller lowers λ to
+match). Optimizers that normalise each step (Adam with a small ε) ignore M.
 """
 
 import keras
@@ -54,6 +66,17 @@ def group_ids(group_sizes):
 def expected_widths(logits, group_ids_tensor, num_groups):
     """Σπ per group: the differentiable expected width."""
     return ops.segment_sum(ops.sigmoid(logits), group_ids_tensor, num_segments=num_groups)
+
+
+def scale_gradient(tensor, multiplier):
+    """`tensor` in the forward pass; its gradient times `multiplier` in the backward pass.
+
+    `tensor - stop_gradient(tensor)` is exactly 0 forward, so the value is
+    bit-identical to `tensor`.
+    """
+    if multiplier == 1.0:
+        return tensor
+    return tensor + (multiplier - 1.0) * (tensor - ops.stop_gradient(tensor))
 
 
 def relaxed_gates(logits, temperature, seed_generator):
@@ -121,14 +144,21 @@ class MaskLayer(keras.layers.Layer):
         match a saved search model with its channel analysis.
       exclude: layer names kept out of search when the model was wrapped.
       seed: seed of the gate noise (None: Keras's global seed state).
+      logit_gradient_multiplier: M > 0, multiplies the logits' gradient in
+        training (module docstring; paper: 1).
     """
 
     def __init__(self, group_sizes, temperature=DEFAULT_TEMPERATURE,
                  initial_logit=DEFAULT_INITIAL_LOGIT, keep_one_sets=(),
-                 sampled_widths=False, group_keys=None, exclude=(), seed=None, **kwargs):
+                 sampled_widths=False, group_keys=None, exclude=(), seed=None,
+                 logit_gradient_multiplier=1.0, **kwargs):
         kwargs.setdefault("dtype", "float32")  # gate math stays float32 under mixed precision
         super().__init__(**kwargs)
         _check_positive("temperature", temperature)
+        if not logit_gradient_multiplier > 0:
+            raise ValueError(f"logit_gradient_multiplier must be > 0, got {logit_gradient_multiplier} "
+                             "(1 is the paper's setting; larger moves the gates faster).")
+        self.logit_gradient_multiplier = float(logit_gradient_multiplier)
         self.group_sizes = [int(s) for s in group_sizes]
         if any(s <= 0 for s in self.group_sizes):
             raise ValueError(f"group_sizes must be positive, got {self.group_sizes}")
@@ -153,6 +183,7 @@ class MaskLayer(keras.layers.Layer):
         ids = ops.convert_to_tensor(self._group_ids, dtype="int32")
         num_groups = len(self.group_sizes)
         if training:
+            logits = scale_gradient(logits, self.logit_gradient_multiplier)
             gates = relaxed_gates(logits, self.temperature, self.seed_generator)
             if self.sampled_widths:
                 widths = ops.segment_sum(gates, ids, num_segments=num_groups)
@@ -197,6 +228,7 @@ class MaskLayer(keras.layers.Layer):
             "group_keys": self.group_keys,
             "exclude": self.exclude,
             "seed": self.seed,
+            "logit_gradient_multiplier": self.logit_gradient_multiplier,
         })
         return config
 

@@ -51,6 +51,7 @@ def run(config, workdir, callbacks=()):
     with strategy.scope():
         search = wrapping.wrap(training.build_supernet(config), cost=config.cost, strength=config.strength,
                                temperature=config.temperature, initial_logit=config.initial_logit,
+                               logit_gradient_multiplier=config.logit_gradient_multiplier,
                                seed=config.seed)
         training.compile_model(search, config, plan)
     chief = strategies.is_chief(strategy)

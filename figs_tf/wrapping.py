@@ -31,7 +31,8 @@ ESTIMATORS = ("expected", "sampled")
 
 
 def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
-         temperature=DEFAULT_TEMPERATURE, initial_logit=DEFAULT_INITIAL_LOGIT, seed=None, target=None):
+         temperature=DEFAULT_TEMPERATURE, initial_logit=DEFAULT_INITIAL_LOGIT, seed=None, target=None,
+         logit_gradient_multiplier=1.0):
     """Returns a search model: `model` with FiGS gates and a cost loss.
 
     Args:
@@ -50,6 +51,11 @@ def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
         AL so that the exported network lands within ±2 % of it
         (figs_tf.budget). Stored with the model: `figs_tf.get_target(search)`.
         `strength` is then only λ's starting value (0: estimated).
+      logit_gradient_multiplier: M > 0 multiplies the gradient reaching the
+        gate logits (paper: 1). With Adam at ε = 1 that is a gate learning
+        rate M times the weights': for AL runs far shorter than the paper's,
+        where the task loss otherwise has too few steps to move the gates
+        (figs_tf.mask_layer).
 
     Example:
 
@@ -73,7 +79,7 @@ def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
         group_sizes=graph.group_sizes, temperature=temperature, initial_logit=initial_logit,
         keep_one_sets=graph.keep_one_sets, sampled_widths=(estimator == "sampled"),
         group_keys=[g.key for g in graph.groups], exclude=list(exclude), seed=seed,
-        name=GATES_NAME)
+        logit_gradient_multiplier=logit_gradient_multiplier, name=GATES_NAME)
     cost_layer = cost_lib.CostLayer(metric, polynomial, strength=strength, target=target, name=COST_NAME)
 
     inputs = fresh_inputs(graph)

@@ -212,6 +212,8 @@ def test_negative_strength_is_rejected(tmp_path):
 def test_gate_temperature_and_initial_logit_come_from_the_config(tmp_path):
     with pytest.raises(ValueError, match=r"config.temperature: 0.0 is out of range; expected τ"):
         search.run(tiny_config(temperature=0.0), str(tmp_path / "zero"))
+    with pytest.raises(ValueError, match=r"config.logit_gradient_multiplier: -1.0 is out of range"):
+        search.run(tiny_config(logit_gradient_multiplier=-1.0), str(tmp_path / "negative_m"))
     # initial logit -3: π ≈ 0.047, so ⌊Σπ⌋ = 0 in every layer before any step; with λ = 0
     # and 4 steps the export keeps one channel per layer (the keep-one rule)
     found = search.run(tiny_config(initial_logit=-3.0, strength=0.0), str(tmp_path / "low"))

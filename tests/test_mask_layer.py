@@ -86,9 +86,52 @@ def test_temperature_must_be_positive():
         figs_tf.wrap(residual_concat_depthwise_model(), temperature=-1.0)
 
 
+def _one_sgd_step(multiplier):
+    """Logit and kernel change of one SGD step (lr 1) of a wrapped CNN, fixed weights and noise."""
+    keras.utils.set_random_seed(3)
+    model = residual_concat_depthwise_model()
+    search = figs_tf.wrap(model, cost="params", strength=1e-4, seed=7, temperature=0.5,
+                          logit_gradient_multiplier=multiplier)
+    search.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
+    x = np.random.default_rng(0).random((4, 8, 8, 3)).astype(np.float32)
+    y = np.random.default_rng(1).random((4,) + tuple(search.output.shape[1:])).astype(np.float32)
+    gates = gates_of(search)
+    kernels = [w for w in search.trainable_weights if w.name == "kernel"]
+    before = to_numpy(gates.logits), [to_numpy(k) for k in kernels]
+    search.train_on_batch(x, y)
+    return (to_numpy(gates.logits) - before[0],
+            [to_numpy(k) - b for k, b in zip(kernels, before[1])])
+
+
+def test_logit_gradient_multiplier_scales_only_the_gates_step():
+    # SGD: a step is lr × gradient, so the logits move exactly M times as far while
+    # every kernel takes the same step (the forward pass is unchanged)
+    logit_step, kernel_steps = _one_sgd_step(1.0)
+    scaled_logit_step, scaled_kernel_steps = _one_sgd_step(5.0)
+    assert np.abs(logit_step).max() > 1e-3
+    # atol: a few float32 ulps of ν ≈ 2.5, lost when the step is read back as a difference
+    np.testing.assert_allclose(scaled_logit_step, 5.0 * logit_step, rtol=1e-4, atol=2e-6)
+    for step, scaled in zip(kernel_steps, scaled_kernel_steps):
+        np.testing.assert_allclose(scaled, step, rtol=1e-5, atol=1e-7)
+
+
+def test_logit_gradient_multiplier_leaves_the_forward_pass_bit_identical():
+    anchor = np.zeros((1, 1), np.float32)
+    outputs = []
+    for multiplier in (1.0, 100.0):
+        gates = MaskLayer(group_sizes=[5, 3], seed=4, logit_gradient_multiplier=multiplier)
+        gates.logits.assign(np.linspace(-2, 2, 8).astype(np.float32))
+        outputs.append([to_numpy(t) for t in gates(anchor, training=True)])
+    for plain, scaled in zip(*outputs):
+        np.testing.assert_array_equal(plain, scaled)
+    with pytest.raises(ValueError, match="logit_gradient_multiplier must be > 0"):
+        MaskLayer(group_sizes=[4], logit_gradient_multiplier=0.0)
+
+
 def test_get_config_round_trip():
     gates = MaskLayer(group_sizes=[4, 2], temperature=0.01, initial_logit=1.0,
-                      keep_one_sets=[[0, 1]], sampled_widths=True, group_keys=["a", "b"], seed=5)
+                      keep_one_sets=[[0, 1]], sampled_widths=True, group_keys=["a", "b"], seed=5,
+                      logit_gradient_multiplier=30.0)
     clone = MaskLayer.from_config(gates.get_config())
     assert clone.get_config() == gates.get_config()
     apply = ApplyMask([0, 2, 4])
