@@ -25,7 +25,8 @@ import figs_tf  # noqa: E402
 from figs_tf import datasets  # noqa: E402
 from figs_tf import default_config  # noqa: E402
 from figs_tf import training  # noqa: E402
-from figs_tf.cost import CostLayer  # noqa: E402
+from figs_tf.mask_layer import expected_widths, group_ids  # noqa: E402
+from figs_tf.wrapping import cost_layer_of  # noqa: E402
 
 
 def main():
@@ -57,13 +58,11 @@ def main():
         gradients.append(tape.gradient(task, gates.logits).numpy())
     gradients = np.array(gradients)
 
-    # the cost's gradient: d(λ · E[params])/dν, from the CostLayer's own polynomial
+    # the cost's gradient: d(λ · E[params])/dν, through the gates' and the CostLayer's own functions
     logits = tf.Variable(gates.logits.numpy())
-    cost_layer = next(layer for layer in search.layers if isinstance(layer, CostLayer))
-    ids = tf.constant(gates._group_ids)  # pylint: disable=protected-access
     with tf.GradientTape() as tape:
-        widths = tf.math.segment_sum(tf.sigmoid(logits), ids)
-        expected = cost_layer.cost(widths)
+        widths = expected_widths(logits, tf.constant(group_ids(gates.group_sizes)), len(gates.group_sizes))
+        expected = cost_layer_of(search).cost(widths)
     cost_gradient = args.strength * tape.gradient(expected, logits).numpy()
 
     print(f"τ = {args.temperature:g}, {args.batches} steps after one epoch at λ = 0; "
@@ -71,18 +70,14 @@ def main():
     print("| layer | channels | mean ν | mean abs E[∂L_task/∂ν] | (channel, step) pairs with a task gradient | "
           "λ ∂E[params]/∂ν (mean) | ratio cost/task |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    start = 0
-    for name, size in training.producer_widths(search).items():
-        if name == "classifier":
-            continue
-        part = slice(start, start + size)
+    values = logits.numpy()
+    for group, name in enumerate(gates.group_keys):
+        part = gates.group_slice(group)
         task = np.abs(gradients[:, part].mean(axis=0)).mean()
         nonzero = np.mean(np.abs(gradients[:, part]) > 1e-12)
         cost = cost_gradient[part].mean()
-        print(f"| {name} | {size} | {gates.logits.numpy()[part].mean():.2f} | {task:.2e} | {nonzero:.2%} | "
+        print(f"| {name} | {gates.group_sizes[group]} | {values[part].mean():.2f} | {task:.2e} | {nonzero:.2%} | "
               f"{cost:.2e} | {cost / task:.1f} |")
-        start += size
-
 
 if __name__ == "__main__":
     main()

@@ -32,8 +32,8 @@ that reaches the logits in training, task and cost alike; the forward pass is
 unchanged. With the paper's Adam (ε = 1, steps ≈ lr × gradient) that is a gate
 learning rate M times the weights'. Why a short AL run needs it: a gate's
 expected task gradient is π(1−π)·∂L/∂m, small (1.5e-4 to 5e-4 for a channel
-of the README's CNN: benchmarks/gate_gradients.py), while the cost must move every logit by ~3-4 units within
-the run. The paper's 100 ImageNet epochs (~250k steps) leave room for both; in
+of the README's CNN: benchmarks/gate_gradients.py), while the cost must move
+every logit by ~3-4 units within the run. The paper's 100 ImageNet epochs (~250k steps) leave room for both; in
 a few hundred steps the cost alone decides and each layer shrinks in
 proportion to its per-channel cost. A larger M lets the task gradient move the
 gates as far as the cost within the run (the budget controller lowers λ to

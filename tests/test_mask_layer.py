@@ -107,6 +107,7 @@ def test_logit_gradient_multiplier_scales_only_the_gates_step():
     # SGD: a step is lr × gradient, so the logits move exactly M times as far while
     # every kernel takes the same step (the forward pass is unchanged)
     logit_step, kernel_steps = _one_sgd_step(1.0)
+    assert kernel_steps  # the model's convolutions and dense layer
     scaled_logit_step, scaled_kernel_steps = _one_sgd_step(5.0)
     assert np.abs(logit_step).max() > 1e-3
     # atol: a few float32 ulps of ν ≈ 2.5, lost when the step is read back as a difference
