@@ -31,8 +31,10 @@ How it works
 ------------
 Every `interval` optimizer steps, from the host between steps, the callback
 reads the logits, counts the expected cost C (eq. 6, smooth) and the exported
-cost E (exact, the number that has to land) and updates u = log λ, clipped to
-`bounds`, according to a mode that is a function of the step and of E only:
+cost E (exact, the number that has to land) and updates u, λ's log scale
+(u = log λ/λ₀ while λ is well above a knee at bounds[0]·λ₀, continued through
+λ = 0 to negative λ below it; λ is clipped to [−negative_bound, bounds[1]]·λ₀),
+according to a mode that is a function of the step and of E only:
 
 - warm-up (the first `warmup` of the steps): λ stays at its initial value.
 - track (until `ramp`): follow a reference path r(t) from the exported cost at
@@ -54,6 +56,15 @@ cost E (exact, the number that has to land) and updates u = log λ, clipped to
   middle of the band would often carry E through it in one multi-group step.
 - approach (after `ramp`, E outside the band): as track, towards T.
 
+λ is a Lagrange multiplier of the constraint "E = T", so it has no sign: when
+E is below the band, the integral term carries u through the knee and λ goes
+negative, and the cost term pulls every gate up until E is back in the band.
+Without this the exported cost can only fall: with fast gates (a large
+`logit_gradient_multiplier`) the task loss's noise spreads the logits, Σπ falls
+where the sigmoid is concave, and the export drifted 10-17 % under a 75 %
+budget with λ at its floor (docs/results.md). On the log scale alone a λ near
+0 would also take many updates to come back.
+
 This is what makes the end state land: E enters the band from above, slowly,
 at the first architecture inside it, and λ then holds it there instead of
 hunting around T. It must be reachable: when one step of the exported cost
@@ -71,7 +82,10 @@ Knobs (`ControllerSettings`, defaults in brackets):
 - `integral_gain` k_I [1.5], `proportional_gain` k_P [40], `hold_gain` k_H
   [100]: per update, on log errors (tuned with one update per step on runs of
   200-400 steps; on much longer runs with a larger interval they are untested);
-- `bounds` [(1e-3, 10)]: λ stays within this range × λ₀;
+- `bounds` [(0.03, 10)]: λ stays below bounds[1] × λ₀; below bounds[0] × λ₀
+  (the knee) u stops being log λ and λ passes linearly through 0;
+- `negative_bound` [1]: λ stays above −negative_bound × λ₀ (0: λ ≥ 0, the
+  cost term never pulls gates up);
 - `initial_strength` [None]: λ₀; None takes `wrap`'s `strength` if it is > 0,
   else 1 / (supernet cost), where the cost term is about one nat, the size of
   a classification loss (with Adam this already moves the gates at full speed);
@@ -121,7 +135,8 @@ class ControllerSettings:
     integral_gain: float = 1.5
     proportional_gain: float = 40.0
     hold_gain: float = 100.0
-    bounds: tuple = (1e-3, 10.0)
+    bounds: tuple = (0.03, 10.0)
+    negative_bound: float = 1.0
     initial_strength: float = None
     warmup: float = 0.05
     ramp: float = 0.6
@@ -139,6 +154,10 @@ class ControllerSettings:
         if not 0 < low <= 1 <= high:
             raise ValueError(f"ControllerSettings.bounds must satisfy 0 < low <= 1 <= high "
                              f"(multiples of the initial λ), got {self.bounds}.")
+        if not 0 <= self.negative_bound < float("inf"):
+            raise ValueError(f"ControllerSettings.negative_bound is how far below 0 λ may go, as a multiple "
+                             f"of the initial λ: a finite number >= 0 (0: λ never goes below 0), "
+                             f"got {self.negative_bound}.")
         for name in ("warmup", "ramp"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"ControllerSettings.{name} is a fraction of the AL steps in [0, 1], "
@@ -409,7 +428,7 @@ class ParetoSchedule:
 
 
 class StrengthController:
-    """Velocity-form PI controller on log λ with a hold mode (module docstring).
+    """Velocity-form PI controller on λ's log scale with a hold mode (module docstring).
 
         controller = StrengthController(schedule, settings, initial_strength=λ0)
         λ = controller.update(step, expected_cost, exported_cost, λ)
@@ -422,12 +441,23 @@ class StrengthController:
         self.settings = settings
         self.interval = int(settings.interval) if settings.interval is not None else \
             max(1, schedule.total_steps // UPDATES_PER_RUN)
-        self.min_strength = settings.bounds[0] * initial_strength
+        # the controller's coordinate u: λ = 2·knee·sinh(u − log(knee/λ₀)), which is λ₀·e^u
+        # (log λ) far above the knee, linear through 0 at u = log(knee/λ₀), and −knee²/λ₀·e^−u below
+        self.knee = settings.bounds[0] * initial_strength
+        self.log_knee = math.log(settings.bounds[0])
+        self.min_strength = -settings.negative_bound * initial_strength
         self.max_strength = settings.bounds[1] * initial_strength
         self.previous = None  # (mode, log expected, log reference) at the last update; None after a (re)start
 
     def clip(self, strength):
         return float(min(self.max_strength, max(self.min_strength, strength)))
+
+    def coordinate(self, strength):
+        """u of a λ: log(λ/λ₀) far above the knee, continued through 0 to negative λ."""
+        return self.log_knee + math.asinh(strength / (2.0 * self.knee))
+
+    def strength_at(self, coordinate):
+        return 2.0 * self.knee * math.sinh(coordinate - self.log_knee)
 
     def mode(self, step, exported):
         """"warmup", "track" (follow the path), "approach" (path over, steer to
@@ -469,4 +499,4 @@ class StrengthController:
                 if mode == previous_mode and reference is not None else 0.0
             change += gain * ((log_expected - previous_expected) - reference_motion)
         self.previous = (mode, log_expected, log_reference)
-        return self.clip(max(strength, self.min_strength) * math.exp(change))
+        return self.clip(self.strength_at(self.coordinate(self.clip(strength)) + change))

@@ -170,7 +170,7 @@ class CostCallback(keras.callbacks.Callback):
         step = self._step()
         expected, exported = self.control_costs()
         strength = self.controller.update(step, expected, exported, wrap_lib.get_strength(self.model))
-        wrap_lib.set_strength(self.model, strength)
+        wrap_lib.cost_layer_of(self.model).set_strength(strength, signed=True)  # a multiplier: may be < 0
         schedule = self.controller.schedule
         self.trace.append({"step": step, "mode": self.controller.mode(step, exported),
                            "reference": schedule.reference(step), "expected": expected, "exported": exported,

@@ -37,11 +37,17 @@ def check_metric(metric):
     return metric
 
 
-def check_strength(strength):
+def check_strength(strength, signed=False):
+    """λ as a float. A λ given by the user is >= 0; `signed=True` is for the
+    budget controller, whose λ is a Lagrange multiplier and may go below 0
+    (figs_tf/budget.py: the cost term then pulls the exported cost up to its
+    budget)."""
     try:
         value = float(strength)
     except (TypeError, ValueError):
         raise ValueError(f"strength (λ) must be a number >= 0, got {strength!r}") from None
+    if signed and np.isfinite(value):
+        return value
     if not value >= 0 or not np.isfinite(value):
         raise ValueError(f"strength (λ) must be a finite number >= 0, got {strength}. "
                          "It multiplies the expected cost in the loss; 0 turns the "
@@ -181,7 +187,8 @@ class CostLayer(keras.layers.Layer):
     variable: assign to it (e.g. from a callback) to change λ during training.
     `target` (optional) is the budget the exported cost should reach, in the
     same metric; it only travels with the layer's config (figs_tf.budget's
-    controller in CostCallback reads it and steers `strength`).
+    controller in CostCallback reads it and steers `strength`, which may then
+    go below 0 when the exported cost is under the budget).
     """
 
     def __init__(self, metric, polynomial, strength=0.0, target=None, **kwargs):
@@ -191,8 +198,9 @@ class CostLayer(keras.layers.Layer):
         if not isinstance(polynomial, CostPolynomial):
             polynomial = CostPolynomial.from_config(polynomial)
         self.polynomial = polynomial
-        self._initial_strength = check_strength(strength)
         self.target = check_target(target, metric)
+        # a model saved mid-run by the budget controller may carry a negative λ
+        self._initial_strength = check_strength(strength, signed=self.target is not None)
         self.strength = self.add_weight(
             name="strength", shape=(), dtype="float32", trainable=False,
             initializer=keras.initializers.Constant(self._initial_strength))
@@ -216,8 +224,9 @@ class CostLayer(keras.layers.Layer):
         """λ this layer was built with (the `strength` given to wrap, or saved in its config)."""
         return self._initial_strength
 
-    def set_strength(self, value):
-        self.strength.assign(check_strength(value))
+    def set_strength(self, value, signed=False):
+        """Assigns λ; `signed=True` (the budget controller's) lets it go below 0."""
+        self.strength.assign(check_strength(value, signed=signed))
 
     def get_config(self):
         config = super().get_config()

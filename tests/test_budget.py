@@ -266,3 +266,80 @@ def test_pareto_callback_saves_one_architecture_per_budget(tmp_path):
     # the budget being worked on is logged, largest first
     assert history.history["figs_target_params"][0] == budgets[0]
     assert history.history["figs_target_params"][-1] == budgets[-1]
+
+
+# --- λ is a multiplier: below the band it goes negative and pulls the gates up -----------------
+
+
+def test_lambda_scale_is_log_above_the_knee_and_passes_through_zero_below_it():
+    settings = figs_tf.ControllerSettings(bounds=(0.03, 10.0), negative_bound=1.0)
+    schedule = budget.TargetSchedule(1000.0, 2000.0, 100, settings, path=None)
+    controller = budget.StrengthController(schedule, settings, initial_strength=2e-6)
+    for strength in (-2e-6, -1e-9, 0.0, 3e-9, 2e-6, 2e-5):
+        assert controller.strength_at(controller.coordinate(strength)) == pytest.approx(strength, abs=1e-18)
+    # far above the knee (0.03 λ₀) u is log(λ/λ₀): relative error (knee/λ)², at most 9e-4 from λ₀ up
+    for ratio in (1.0, 3.0, 10.0):
+        assert controller.strength_at(np.log(ratio)) == pytest.approx(ratio * 2e-6, rel=(0.03 / ratio) ** 2 + 1e-12)
+    assert controller.strength_at(np.log(0.03)) == 0.0  # the knee is where λ crosses 0
+
+
+@pytest.mark.parametrize("negative_bound", [1.0, 0.25, 0.0])
+def test_below_the_band_lambda_goes_negative_down_to_its_bound(negative_bound):
+    """After the ramp, an exported cost 40 % under the target drives λ through 0 to −bound × λ₀."""
+    settings = figs_tf.ControllerSettings(negative_bound=negative_bound, warmup=0.0, ramp=0.5)
+    schedule = budget.TargetSchedule(1000.0, 2000.0, 100, settings, path=None)  # approach mode needs no path
+    controller = budget.StrengthController(schedule, settings, initial_strength=2e-6)
+    strength, seen = 2e-6, []
+    for step in range(60, 100):
+        strength = controller.update(step, expected=600.0, exported=600, strength=strength)
+        seen.append(strength)
+    assert all(b <= a for a, b in zip(seen, seen[1:]))  # falls monotonically while E stays low
+    assert min(seen) == pytest.approx(-negative_bound * 2e-6, abs=1e-15)
+    # above the band the same controller drives it back up past 0
+    for step in range(60, 100):
+        strength = controller.update(step, expected=1100.0, exported=1100, strength=strength)
+    assert strength > 0
+
+
+def test_controller_settings_refuse_a_negative_bound_below_zero():
+    with pytest.raises(ValueError, match="negative_bound"):
+        figs_tf.ControllerSettings(negative_bound=-1.0)
+
+
+@pytest.mark.parametrize("negative_bound, lands", [(1.0, True), (0.0, False)])
+def test_a_run_that_starts_under_the_target_is_pulled_up_to_it(negative_bound, lands):
+    """Gates initialised so the exported network is 37 % of the supernet, target 40 % (and λ₀
+    pushes it further down during the warm-up): only a negative λ can raise the exported cost
+    in a short run (the task loss barely moves the gates); with negative_bound = 0 (λ ≥ 0)
+    the same run stays under the band."""
+    x, y = _data()
+    x, y = x[:2048], y[:2048]  # 128 steps
+    keras.utils.set_random_seed(0)
+    search = figs_tf.wrap(budget_supernet(), cost="params", seed=0, initial_logit=0.5)
+    supernet = figs_tf.supernet_cost(search, "params")
+    start = figs_tf.exported_network(search).cost("params")
+    target = 0.40 * supernet
+    assert start < 0.95 * target, (start, target)
+    steps = EPOCHS * 2048 // BATCH
+    _compile(search, decay_steps=steps)
+    callback = figs_tf.CostCallback(None, plot=False, target=target,
+                                    controller=figs_tf.ControllerSettings(negative_bound=negative_bound))
+    search.fit(x, y, batch_size=BATCH, epochs=EPOCHS, callbacks=[callback], verbose=0)
+    exported = figs_tf.exported_network(search).cost("params")
+    assert (abs(exported / target - 1) <= 0.02) == lands, (start, exported, target)
+    strengths = [row["strength"] for row in callback.trace]
+    assert (min(strengths) < 0) == (negative_bound > 0)
+    if lands:  # and the λ that reached the model's loss is the trace's (signed) value
+        assert figs_tf.get_strength(search) == pytest.approx(strengths[-1])
+
+
+def test_a_model_saved_with_a_negative_lambda_loads_only_with_its_target():
+    """The controller's λ may be < 0 mid-run; a user's λ may not."""
+    search = figs_tf.wrap(small_cnn(), cost="params", target=15_000)
+    cost_layer_of(search).set_strength(-2e-6, signed=True)
+    config = cost_layer_of(search).get_config()
+    assert figs_tf.CostLayer.from_config(config).initial_strength == pytest.approx(-2e-6)
+    with pytest.raises(ValueError, match=">= 0"):
+        figs_tf.set_strength(search, -2e-6)
+    with pytest.raises((ValueError, TypeError), match=">= 0"):  # Keras re-raises it as a TypeError
+        figs_tf.CostLayer.from_config({**config, "target": None})
