@@ -46,9 +46,9 @@ def check_strength(strength, signed=False):
         value = float(strength)
     except (TypeError, ValueError):
         raise ValueError(f"strength (λ) must be a number >= 0, got {strength!r}") from None
-    if signed and np.isfinite(value):
-        return value
-    if not value >= 0 or not np.isfinite(value):
+    if signed and not np.isfinite(value):
+        raise ValueError(f"the budget controller's λ must be finite, got {strength}.")
+    if not signed and (not value >= 0 or not np.isfinite(value)):
         raise ValueError(f"strength (λ) must be a finite number >= 0, got {strength}. "
                          "It multiplies the expected cost in the loss; 0 turns the "
                          "cost off (e.g. the paper's One-Shot A uses 1.2e-6 on params).")

@@ -33,9 +33,9 @@ unchanged. With the paper's Adam (ε = 1, steps ≈ lr × gradient) that is a ga
 learning rate M times the weights'. Why a short AL run needs it: a gate's
 expected task gradient is π(1−π)·∂L/∂m, small (1.5e-4 to 5e-4 for a channel
 of the README's CNN: benchmarks/gate_gradients.py), while the cost must move
-every logit by ~3-4 units within the run. The paper's 100 ImageNet epochs (~250k steps) leave room for both; in
-a few hundred steps the cost alone decides and each layer shrinks in
-proportion to its per-channel cost. A larger M lets the task gradient move the
+every logit by ~3-4 units within the run. The paper's 100 ImageNet epochs
+(~250k steps) leave room for both; in a few hundred steps the cost alone
+decides and each layer shrinks in proportion to its per-channel cost. A larger M lets the task gradient move the
 gates as far as the cost within the run (the budget controller lowers λ to
 match). Optimizers that normalise each step (Adam with a small ε) ignore M.
 """
@@ -50,10 +50,9 @@ DEFAULT_INITIAL_LOGIT = 2.5
 _UNIFORM_EPS = 1e-6  # keeps log(u) and log(1 - u) finite
 
 
-def _check_positive(name, value):
+def _check_positive(name, value, why):
     if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value}. The Logistic-Sigmoid "
-                         f"relaxation divides by it (the paper uses τ = {DEFAULT_TEMPERATURE}).")
+        raise ValueError(f"{name} must be > 0, got {value}. {why}")
 
 
 def group_ids(group_sizes):
@@ -154,10 +153,10 @@ class MaskLayer(keras.layers.Layer):
                  logit_gradient_multiplier=1.0, **kwargs):
         kwargs.setdefault("dtype", "float32")  # gate math stays float32 under mixed precision
         super().__init__(**kwargs)
-        _check_positive("temperature", temperature)
-        if not logit_gradient_multiplier > 0:
-            raise ValueError(f"logit_gradient_multiplier must be > 0, got {logit_gradient_multiplier} "
-                             "(1 is the paper's setting; larger moves the gates faster).")
+        _check_positive("temperature", temperature, "The Logistic-Sigmoid relaxation divides by it "
+                        f"(the paper uses τ = {DEFAULT_TEMPERATURE}).")
+        _check_positive("logit_gradient_multiplier", logit_gradient_multiplier,
+                        "1 is the paper's setting; larger moves the gates faster.")
         self.logit_gradient_multiplier = float(logit_gradient_multiplier)
         self.group_sizes = [int(s) for s in group_sizes]
         if any(s <= 0 for s in self.group_sizes):

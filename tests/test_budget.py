@@ -341,5 +341,7 @@ def test_a_model_saved_with_a_negative_lambda_loads_only_with_its_target():
     assert figs_tf.CostLayer.from_config(config).initial_strength == pytest.approx(-2e-6)
     with pytest.raises(ValueError, match=">= 0"):
         figs_tf.set_strength(search, -2e-6)
+    with pytest.raises(ValueError, match="must be finite"):
+        cost_layer_of(search).set_strength(float("nan"), signed=True)
     with pytest.raises((ValueError, TypeError), match=">= 0"):  # Keras re-raises it as a TypeError
         figs_tf.CostLayer.from_config({**config, "target": None})
