@@ -6,9 +6,12 @@
         --strength 3e-6 --out benchmarks/out/pareto_m300   # FiGS with the gates sped up
     python benchmarks/pareto.py --logit-gradient-multiplier 300 --temperature 0.1 --strength 3e-6 \
         --search-decay-epochs 0.25 --out benchmarks/out/pareto_decay   # and AL's learning rate annealed
+    python benchmarks/pareto.py --dense-width 256 --logit-gradient-multiplier 300 --temperature 0.1 \
+        --strength 3e-6 --search-decay-epochs 0.25 --out benchmarks/out/pareto_dense256  # + a hidden Dense
 
 On real Fashion-MNIST with the embedded default's search space (small CNN,
-conv widths 32/64/128, flatten head) and for each budget B (a fraction of the
+conv widths 32/64/128, flatten head; `--dense-width` adds a searched hidden
+Dense layer before the classifier) and for each budget B (a fraction of the
 supernet's parameters) and seed:
 
 - FiGS: one AL run of `figs_tf.search` with `config.target = B` (the budget
@@ -63,6 +66,8 @@ def make_config(args, seed):
     config.temperature = args.temperature
     config.logit_gradient_multiplier = args.logit_gradient_multiplier
     config.strength = args.strength  # FiGS runs: λ₀, where the budget controller starts
+    if args.dense_width:
+        config.space_kwargs.dense_width = args.dense_width
     return config
 
 
@@ -206,11 +211,16 @@ def main():
                         help="M of FiGS's gates (paper: 1; figs_tf.mask_layer)")
     parser.add_argument("--strength", type=float, default=3e-5,
                         help="λ₀ of FiGS's budget controller (λ stays within −1..10 × λ₀; figs_tf.budget)")
+    parser.add_argument("--dense-width", type=int, default=None,
+                        help="a searched hidden Dense layer of this width between the flatten and the "
+                             "classifier (small_cnn's dense_width; default: none, the README's space)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--out", default=OUT)
     args = parser.parse_args()
     if any(not 0 < f < 1 for f in args.fractions):
         parser.error(f"--fractions must lie in (0, 1), got {args.fractions}")
+    if args.dense_width is not None and args.dense_width < 1:
+        parser.error(f"--dense-width must be a positive number of units, got {args.dense_width}")
 
     supernet = training.build_supernet(make_config(args, 0))
     supernet_params = count(supernet, "params")
