@@ -35,9 +35,10 @@ expected task gradient is π(1−π)·∂L/∂m, small (1.5e-4 to 5e-4 for a cha
 of the README's CNN: benchmarks/gate_gradients.py), while the cost must move
 every logit by ~3-4 units within the run. The paper's 100 ImageNet epochs
 (~250k steps) leave room for both; in a few hundred steps the cost alone
-decides and each layer shrinks in proportion to its per-channel cost. A larger M lets the task gradient move the
-gates as far as the cost within the run (the budget controller lowers λ to
-match). Optimizers that normalise each step (Adam with a small ε) ignore M.
+decides and each layer shrinks in proportion to its per-channel cost. A
+larger M lets the task gradient move the gates as far as the cost within the
+run (the budget controller lowers λ to match). Optimizers that normalise each
+step (Adam with a small ε) ignore M.
 """
 
 import keras
