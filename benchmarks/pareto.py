@@ -11,11 +11,13 @@
     python benchmarks/pareto.py --retrain-epochs 2 --dense-width 256 --logit-gradient-multiplier 300 \
         --temperature 0.1 --strength 3e-6 --search-decay-epochs 0.25 \
         --out benchmarks/out/pareto_dense256                                  # + a searched hidden Dense
+    python benchmarks/pareto.py --widths 16 32 64 --logit-gradient-multiplier 300 --temperature 0.1 \
+        --strength 6e-6 --search-decay-epochs 0.25 --out benchmarks/out/pareto_w16   # a half-width supernet
 
 On real Fashion-MNIST with the embedded default's search space (small CNN,
-conv widths 32/64/128, flatten head; `--dense-width` adds a searched hidden
-Dense layer before the classifier) and for each budget B (a fraction of the
-supernet's parameters) and seed:
+conv widths 32/64/128, flatten head; `--widths` sets other conv widths,
+`--dense-width` adds a searched hidden Dense layer before the classifier)
+and for each budget B (a fraction of the supernet's parameters) and seed:
 
 - FiGS: one AL run of `figs_tf.search` with `config.target = B` (the budget
   controller lands the exported network within ±2 % of B), then
@@ -76,6 +78,8 @@ def make_config(args, seed):
     config.strength = args.strength  # FiGS runs: λ₀, where the budget controller starts
     if args.dense_width:
         config.space_kwargs.dense_width = args.dense_width
+    if args.widths:
+        config.space_kwargs.widths = tuple(args.widths)
     return config
 
 
@@ -224,6 +228,9 @@ def main():
     parser.add_argument("--dense-width", type=int, default=None,
                         help="a searched hidden Dense layer of this width between the flatten and the "
                              "classifier (small_cnn's dense_width; default: none, the README's space)")
+    parser.add_argument("--widths", type=int, nargs="+", default=None,
+                        help="the supernet's conv widths (small_cnn's widths; default: the default "
+                             "config's 32 64 128, the README's space)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--out", default=OUT)
     args = parser.parse_args()
@@ -231,6 +238,8 @@ def main():
         parser.error(f"--fractions must lie in (0, 1), got {args.fractions}")
     if args.dense_width is not None and args.dense_width < 1:
         parser.error(f"--dense-width must be a positive number of units, got {args.dense_width}")
+    if args.widths is not None and min(args.widths) < 1:
+        parser.error(f"--widths must be positive numbers of channels, got {args.widths}")
 
     supernet = training.build_supernet(make_config(args, 0))
     supernet_params = count(supernet, "params")
