@@ -37,8 +37,9 @@ uniform networks at 25 % differ by 0.45 points after 2 epochs and by 0.03
 after 5 (docs/results.md).
 
 Each run has its own workdir under `--out`: the script can be stopped and
-rerun, finished runs are read back, not repeated. Prints a table (mean ± std
-over seeds) and writes pareto.png and pareto.json.
+rerun, finished runs are read back, not repeated (one of another space or
+retraining recipe is refused, so a table never mixes two). Prints a table
+(mean ± std over seeds) and writes pareto.png and pareto.json.
 """
 
 import argparse
@@ -132,9 +133,34 @@ def random_widths(counter, budget, seed):
     raise RuntimeError(f"No random widths within ±{TOLERANCE:.0%} of {budget} parameters in 100 draws.")
 
 
+# What a finished run read back must share with this invocation: the space and
+# the retraining recipe (FiGS's own flags may differ: docs/results.md reuses AL runs).
+MEASURED_KEYS = ("dataset", "space", "space_kwargs", "retrain")
+
+
+def check_finished_run(config, workdir):
+    """Refuses to read back a finished run of another space or recipe into this table."""
+    path = os.path.join(training.phase_dir(workdir, "retrain"), training.CONFIG_FILE)
+    if not os.path.exists(path):
+        return
+    recorded = training.read_json(path)
+    current = json.loads(config.to_json_best_effort(sort_keys=True))
+    changed = [key for key in MEASURED_KEYS
+               if _without_architecture(recorded.get(key)) != _without_architecture(current[key])]
+    if changed:
+        raise SystemExit(f"{workdir} holds a run of another space or recipe (different {', '.join(changed)}; "
+                         f"see {path}). Pass a new --out, or the flags that run used.")
+
+
+def _without_architecture(value):
+    # uniform/random runs record their architecture file's path, FiGS runs None
+    return {k: v for k, v in value.items() if k != "architecture"} if isinstance(value, dict) else value
+
+
 def run_one(args, method, fraction, seed, counter, supernet_params):
     workdir = os.path.join(args.out, f"{method}_{round(100 * fraction)}_seed{seed}")
     config = make_config(args, seed)
+    check_finished_run(config, workdir)
     budget = fraction * supernet_params
     if method == "figs":
         config.target = budget
