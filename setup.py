@@ -23,8 +23,8 @@ setuptools.setup(
     ],
     entry_points={
         "console_scripts": [
-            "figs-search=figs_tf.search:cli",
-            "figs-retrain=figs_tf.retrain:cli",
+            "figs-search=figs_tf.train.search:cli",
+            "figs-retrain=figs_tf.train.retrain:cli",
         ],
     },
     extras_require={

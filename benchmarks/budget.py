@@ -4,7 +4,7 @@
     python benchmarks/budget.py --targets 0.5 --metrics params --epochs 2   # shorter
 
 For each metric and each target (a fraction of the supernet's cost) it runs
-one architecture-learning run with `figs_tf.CostCallback(target=...)` on real
+one architecture-learning run with `figs_tf.BudgetController(target=...)` on real
 Fashion-MNIST and counts the exported network exactly
 (`figs_tf.exported_network(search).cost(metric)`, cross-checked by counting
 the slimmed model with `figs_tf.count`). Prints a table (markdown) and writes
@@ -35,7 +35,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import figs_tf  # noqa: E402
-from figs_tf import budget, datasets, demo  # noqa: E402
+from figs_tf.spaces.small_cnn import small_cnn  # noqa: E402
+from figs_tf import budget  # noqa: E402
+from figs_tf.train import fashion_mnist  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 
@@ -43,14 +45,14 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 def run_one(metric, fraction, x, y, args):
     """One AL run aimed at `fraction` of the supernet; returns a result row."""
     keras.utils.set_random_seed(args.seed)
-    search = figs_tf.wrap(demo.supernet(args.widths, pools=args.pools), cost=metric, seed=args.seed)
+    search = figs_tf.wrap(small_cnn(args.widths, pools=args.pools, batchnorm_momentum=0.9), cost=metric, seed=args.seed)
     supernet_cost = figs_tf.supernet_cost(search, metric)
     target = fraction * supernet_cost
     steps = args.epochs * int(np.ceil(len(x) / args.batch))
     rate = keras.optimizers.schedules.CosineDecay(args.lr, steps) if args.schedule == "cosine" else args.lr
     search.compile(optimizer=keras.optimizers.Adam(rate),
                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    callback = figs_tf.CostCallback(None, plot=False, target=target)
+    callback = figs_tf.BudgetController(target=target)
     start = time.time()
     history = search.fit(x, y, batch_size=args.batch, epochs=args.epochs, callbacks=[callback], verbose=0)
     seconds = time.time() - start
@@ -66,7 +68,7 @@ def run_one(metric, fraction, x, y, args):
 
 def lattice(args, tolerance):
     """Exported costs along the path of uniformly moving logits, near each target."""
-    model = demo.supernet(args.widths, pools=args.pools)
+    model = small_cnn(args.widths, pools=args.pools, batchnorm_momentum=0.9)
     print(f"Supernet widths {args.widths}, max-pooling after layers {args.pools}: exported cost along "
           "uniformly moving gate logits (ν from 3 to -3)")
     print("| metric | target (% supernet) | architectures in ±2 % | step across the target (% of target) |")
@@ -146,7 +148,7 @@ def main():
     if args.lattice:
         lattice(args, tolerance)
         return
-    images, labels = datasets.load_fashion_mnist("train")
+    images, labels = fashion_mnist.load_fashion_mnist("train")
     x, y = images[:args.examples].astype("float32") / 255.0, labels[:args.examples]
     print(f"Supernet widths {args.widths} (max-pool after {args.pools}); {args.examples} Fashion-MNIST "
           f"images, {args.epochs} epochs, batch {args.batch}, Adam {args.lr} ({args.schedule}), seed {args.seed}, "

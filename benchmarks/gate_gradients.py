@@ -22,9 +22,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import figs_tf  # noqa: E402
-from figs_tf import datasets  # noqa: E402
-from figs_tf import default_config  # noqa: E402
-from figs_tf import training  # noqa: E402
+from figs_tf.train import fashion_mnist  # noqa: E402
+from figs_tf.train import default_config  # noqa: E402
+from figs_tf.train import loop  # noqa: E402
 from figs_tf.mask_layer import expected_widths, group_ids  # noqa: E402
 from figs_tf.wrapping import cost_layer_of  # noqa: E402
 
@@ -38,9 +38,9 @@ def main():
 
     config = default_config.get_config()
     keras.utils.set_random_seed(0)
-    images, labels = datasets.load_fashion_mnist("train")
+    images, labels = fashion_mnist.load_fashion_mnist("train")
     images = images.reshape(-1, 28, 28, 1).astype("float32") / 255.0
-    search = figs_tf.wrap(training.build_supernet(config), cost="params", strength=0.0,
+    search = figs_tf.wrap(loop.build_supernet(config), cost="params", strength=0.0,
                           temperature=args.temperature, seed=0)
     search.compile(optimizer=keras.optimizers.Adam(config.search.learning_rate, epsilon=1.0),
                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))

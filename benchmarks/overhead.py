@@ -33,14 +33,15 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import figs_tf  # noqa: E402
+from figs_tf.spaces.small_cnn import small_cnn  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 
 
 def build(model_name, size, classes):
     if model_name == "demo":
-        from figs_tf import demo  # pylint: disable=g-import-not-at-top
-        return demo.supernet((32, 64, 128), classes=classes), (28, 28, 1)
+
+        return small_cnn((32, 64, 128), classes=classes, batchnorm_momentum=0.9), (28, 28, 1)
     if model_name == "resnet50":
         shape = (size, size, 3)
         return keras.applications.ResNet50(weights=None, input_shape=shape, classes=classes), shape

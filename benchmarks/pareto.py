@@ -19,9 +19,9 @@ conv widths 32/64/128, flatten head; `--widths` sets other conv widths,
 `--dense-width` adds a searched hidden Dense layer before the classifier)
 and for each budget B (a fraction of the supernet's parameters) and seed:
 
-- FiGS: one AL run of `figs_tf.search` with `config.target = B` (the budget
+- FiGS: one AL run of `figs_tf.train.search` with `config.target = B` (the budget
   controller lands the exported network within ±2 % of B), then
-  `figs_tf.retrain` of the exported architecture from scratch (the gates'
+  `figs_tf.train.retrain` of the exported architecture from scratch (the gates'
   τ, logit_gradient_multiplier and λ₀ from the flags; the defaults are the
   paper's τ and M = 1 with the default config's λ);
 - uniform: every searched width times one multiplier, the multiplier whose
@@ -51,11 +51,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 from figs_tf import count  # noqa: E402
-from figs_tf import default_config  # noqa: E402
+from figs_tf.train import default_config  # noqa: E402
+from figs_tf.train import workdir as workdir_lib  # noqa: E402
 from figs_tf import export  # noqa: E402
-from figs_tf import retrain  # noqa: E402
-from figs_tf import search  # noqa: E402
-from figs_tf import training  # noqa: E402
+from figs_tf.train import retrain  # noqa: E402
+from figs_tf.train import search  # noqa: E402
+from figs_tf.train import loop  # noqa: E402
 from figs_tf.slim import build_from_architecture  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out", "pareto")
@@ -89,7 +90,7 @@ class Counter:
 
     def __init__(self, supernet):
         self.supernet = supernet
-        widths = training.producer_widths(supernet)
+        widths = loop.producer_widths(supernet)
         self.fixed = {"classifier": widths.pop("classifier")}  # the output layer keeps its classes
         self.searched = widths
         self._cache = {}
@@ -140,10 +141,10 @@ MEASURED_KEYS = ("dataset", "space", "space_kwargs", "retrain")
 
 def check_finished_run(config, workdir):
     """Refuses to read back a finished run of another space or recipe into this table."""
-    path = os.path.join(training.phase_dir(workdir, "retrain"), training.CONFIG_FILE)
+    path = os.path.join(workdir_lib.phase_dir(workdir, "retrain"), workdir_lib.CONFIG_FILE)
     if not os.path.exists(path):
         return
-    recorded = training.read_json(path)
+    recorded = workdir_lib.read_json(path)
     current = json.loads(config.to_json_best_effort(sort_keys=True))
     changed = [key for key in MEASURED_KEYS
                if _without_architecture(recorded.get(key)) != _without_architecture(current[key])]
@@ -267,7 +268,7 @@ def main():
     if args.widths is not None and min(args.widths) < 1:
         parser.error(f"--widths must be positive numbers of channels, got {args.widths}")
 
-    supernet = training.build_supernet(make_config(args, 0))
+    supernet = loop.build_supernet(make_config(args, 0))
     supernet_params = count(supernet, "params")
     counter = Counter(supernet)
     rows = []

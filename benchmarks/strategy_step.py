@@ -6,7 +6,7 @@
 Builds what `figs-search` builds (the default config's search model, the
 paper's optimizer, the binaries' distributed input pipeline on real
 Fashion-MNIST) under each named strategy, in a fresh subprocess per strategy
-(`figs_tf.strategies` makes one strategy per process), runs 10 untimed steps
+(`figs_tf.train.strategies` makes one strategy per process), runs 10 untimed steps
 and then times `--steps` steps of `fit`. Prints ms per step and the process's
 user and system CPU seconds: the system time shows threads fighting for the
 cores.
@@ -25,16 +25,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 def measure(name, steps):
     import keras  # pylint: disable=g-import-not-at-top
 
-    from figs_tf import default_config, strategies, training, wrapping  # pylint: disable=g-import-not-at-top
+    from figs_tf import wrapping  # pylint: disable=g-import-not-at-top
+    from figs_tf.train import default_config, strategies, loop  # pylint: disable=g-import-not-at-top
 
     config = default_config.get_config()
     strategy = strategies.make_strategy(name, config.tpu)
-    plan = training.make_plan(config, "search", strategy)
-    train_data, _ = training.datasets(config, plan, strategy, seed=0)
+    plan = loop.make_plan(config, "search", strategy)
+    train_data, _ = loop.datasets(config, plan, strategy, seed=0)
     keras.utils.set_random_seed(0)
     with strategy.scope():
-        search = wrapping.wrap(training.build_supernet(config), cost=config.cost, strength=config.strength, seed=0)
-        training.compile_model(search, config, plan)
+        search = wrapping.wrap(loop.build_supernet(config), cost=config.cost, strength=config.strength, seed=0)
+        loop.compile_model(search, config, plan)
     search.fit(train_data, steps_per_epoch=10, epochs=1, verbose=0)
     start = time.perf_counter()
     search.fit(train_data, steps_per_epoch=steps, epochs=1, verbose=0)

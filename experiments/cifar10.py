@@ -11,7 +11,7 @@ cost), `resnet` (ResNet-50 at width 0.5 with a small-input stem, FLOPs cost),
 learning rate; a GPU recommended.
 """
 
-from figs_tf import default_config
+from figs_tf.train import default_config
 
 VARIANTS = {
     "one_shot": ("one_shot", dict(aggregator="concat", base_width=16, cells=4, blocks_per_cell=4,

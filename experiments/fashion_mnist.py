@@ -4,7 +4,7 @@ r"""Small Fashion-MNIST searches: the embedded default and the paper's spaces sh
     figs-retrain --config=experiments/fashion_mnist.py --workdir=runs/fm_cnn
     figs-search  --config=experiments/fashion_mnist.py:one_shot --workdir=runs/fm_one_shot
 
-Variants: `cnn` (the default: figs_tf/default_config.py, what the README runs),
+Variants: `cnn` (the default: figs_tf/train/default_config.py, what the README runs),
 `cnn_flops` (the same space under a multiply-add cost), `resnet`, `fbnet`,
 `one_shot` (tiny versions of the paper's spaces, minutes to tens of minutes
 on a 2-core CPU). Only `cnn` was tuned (README); the other λ values are
@@ -12,7 +12,7 @@ starting points scaled to the default learning rate, or give a budget with
 `--config.target=...` instead.
 """
 
-from figs_tf import default_config
+from figs_tf.train import default_config
 
 VARIANTS = {
     # variant: (space, space_kwargs, cost, λ)

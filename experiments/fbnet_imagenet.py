@@ -8,7 +8,7 @@ r"""FiGS-FBNet-B/C (paper Table 2, left): the reduced FBNet space, FLOPs (multip
 Paper (appendix): λ = 2e-9 (B) -> 72.2 % / 295 M MAdds, 1.3e-9 (C) -> 73.5 % / 385 M.
 """
 
-from figs_tf import default_config
+from figs_tf.train import default_config
 
 STRENGTHS = {"B": 2e-9, "C": 1.3e-9}
 

@@ -11,7 +11,7 @@ only for One-Shot/params (3e-7, One-Shot-C); the others name the table's size
 as a budget (`target`) so that λ is found during AL.
 """
 
-from figs_tf import default_config
+from figs_tf.train import default_config
 
 # The spaces exactly as in one_shot_imagenet.py and fbnet_imagenet.py.
 ONE_SHOT = dict(aggregator="concat", base_width=64, cells=8, blocks_per_cell=4, downsample_every=2)

@@ -10,7 +10,7 @@ Paper: A λ = 1.2e-6 -> 69.9 % / 1.3 M params, B 5e-7 -> 75.0 % / 2.7 M,
 C 3e-7 -> 77.1 % / 4.4 M, on a 32-core TPU (AL 8 h, retraining 36 h).
 """
 
-from figs_tf import default_config
+from figs_tf.train import default_config
 
 STRENGTHS = {"A": 1.2e-6, "B": 5e-7, "C": 3e-7}
 

@@ -11,7 +11,7 @@ runs, so the config names a budget (`target`) and λ is adjusted during AL.
 The ResNet recipe: learning rate 0.64 decayed ×0.2 every 30 epochs.
 """
 
-from figs_tf import default_config
+from figs_tf.train import default_config
 
 # Multiply-adds of the supernets at 224x224 (figs_tf.count, = the hand count).
 SUPERNET_MADDS = {"50": 3_857_973_248, "152": 11_282_415_616}

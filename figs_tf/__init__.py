@@ -3,32 +3,37 @@
     search = figs_tf.wrap(model, cost="params", strength=1.2e-6)
     search.fit(data, callbacks=[figs_tf.CostCallback(workdir)])
     arch = figs_tf.export_architecture(search)
+    slim = figs_tf.slim(search)
 
-The core (gates, channel groups, cost, export) uses `keras.ops` only and runs on
-any Keras backend; training binaries and data pipelines import TensorFlow.
+The library uses `keras.ops` only and runs on any Keras backend; importing it
+never imports TensorFlow. The training binaries (`figs_tf.train`) add tf.data
+input pipelines and distribution.
 """
 
 from figs_tf import handlers
+from figs_tf.apply_mask import ApplyMask
 from figs_tf.budget import ControllerSettings
-from figs_tf.callbacks import CostCallback, ParetoCallback, plot_widths
+from figs_tf.callbacks import BudgetController, CostCallback, ParetoCallback, ParetoController
 from figs_tf.channel_groups import analyze
-from figs_tf.cost import CostLayer, count
+from figs_tf.cost import count
+from figs_tf.cost_layer import CostLayer
 from figs_tf.export import (ExportedNetwork, expected_cost, export_architecture, exported_network,
                             load_architecture, load_channels, save_architecture, supernet_cost)
 from figs_tf.handlers import LayerHandler, UnsupportedLayerError, register_handler
 from figs_tf.keras_graph import GraphError
-from figs_tf.mask_layer import ApplyMask, MaskLayer
+from figs_tf.mask_layer import MaskLayer
+from figs_tf.plots import plot_widths
 from figs_tf.recalibrate import recalibrate_batchnorm
 from figs_tf.slim import build_from_architecture, slim
 from figs_tf.wrapping import (channel_graph_of, gates_of, get_strength, get_target, set_strength, set_target,
-                               wrap)
+                              wrap)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ApplyMask", "ControllerSettings", "CostCallback", "CostLayer", "ExportedNetwork", "GraphError",
-    "LayerHandler", "MaskLayer", "ParetoCallback", "UnsupportedLayerError", "analyze",
-    "build_from_architecture", "channel_graph_of", "count", "expected_cost", "export_architecture",
+    "ApplyMask", "BudgetController", "ControllerSettings", "CostCallback", "CostLayer", "ExportedNetwork",
+    "GraphError", "LayerHandler", "MaskLayer", "ParetoCallback", "ParetoController", "UnsupportedLayerError",
+    "analyze", "build_from_architecture", "channel_graph_of", "count", "expected_cost", "export_architecture",
     "exported_network", "gates_of", "get_strength", "get_target", "handlers", "load_architecture",
     "load_channels", "plot_widths", "recalibrate_batchnorm", "register_handler", "save_architecture",
     "set_strength", "set_target", "slim", "supernet_cost", "wrap",

@@ -1,113 +1,14 @@
-"""Budget targeting: one AL run that exports an architecture of a given cost.
+"""The λ controller behind budget targeting: settings, reference schedules, a PI loop on log λ.
 
-Instead of sweeping λ (`strength`) until the exported network has the size you
-want, give the size:
+Pure Python and NumPy on the host; `figs_tf.BudgetController` and
+`figs_tf.ParetoController` (figs_tf/callbacks.py) read the costs and assign λ.
+How and why it works, and every knob: docs/budget.md.
 
-    search = figs_tf.wrap(model, cost="params", target=2_000_000)
-    search.fit(data, epochs=40, callbacks=[figs_tf.CostCallback(workdir)])
-    figs_tf.exported_network(search).cost("params")    # within ±2 % of 2,000,000
-
-or `figs_tf.CostCallback(workdir, target=2_000_000)` on a model wrapped without
-one. The target is in the metric of the search model's cost (parameters, or
-multiply-adds per example for `cost="flops"`), is checked against the model
-(between the smallest exportable network and the supernet) and is stored on its
-CostLayer, so it survives `get_config` and saving (`figs_tf.get_target`).
-
-What the controller works against
----------------------------------
-Measured on small CNNs (docs/results.md): with Adam every gate logit that the
-cost pushes moves at about the learning rate per step whatever λ is, once λ is
-large enough (the step is normalised per parameter), so λ acts almost like a
-switch between "all logits slide down together" and "nothing moves"; the gates
-go on moving for ~10 steps after λ drops (Adam's first moment); the task loss
-pulls gates back up only weakly (τ = 1e-3 makes the relaxed gate nearly hard,
-so its gradient is rare), so a cost that overshot downwards stays there for the
-rest of a short run; and the exported cost (⌊Σπ⌋ channels per group) is a step
-function: with all logits moving together the floors of several groups drop at
-the same step, so near a target the exported cost moves in steps of 1-7 % of it,
-depending on the model.
-
-How it works
-------------
-Every `interval` optimizer steps, from the host between steps, the callback
-reads the logits, counts the expected cost C (eq. 6, smooth) and the exported
-cost E (exact, the number that has to land) and updates u, λ's log scale
-(u = log λ/λ₀ while λ is well above a knee at bounds[0]·λ₀, continued through
-λ = 0 to negative λ below it; λ is clipped to [−negative_bound, bounds[1]]·λ₀),
-according to a mode that is a function of the step and of E only:
-
-- warm-up (the first `warmup` of the steps): λ stays at its initial value.
-- track (until `ramp`): follow a reference path r(t) from the exported cost at
-  the initial logits down to the top of the band, T·(1 + tolerance). The path
-  is the cost of a network whose logits all slide together (what Adam does),
-  eased out as 1 − (1 − p)³ so that it arrives with (almost) zero speed: the
-  gates' momentum is small when the band is reached. A velocity-form PI:
-
-      u ← u + k_I · clip(log(E / r(t)), ±1) + k_P · Δ[log C − log r(t)]
-
-  The integral term on the exported cost is dual ascent on log λ for the
-  constraint E ≤ r(t) (the Lagrangian view); the proportional term on the
-  smooth expected cost damps the loop (λ reacts as soon as the cost starts to
-  fall faster than the path, before the exported widths show it).
-- hold (E inside the band T·(1 ± tolerance), at any time after warm-up): keep
-  the architecture. No integral term; λ only damps motion of the expected
-  cost, u ← u + k_H · Δ log C, so it falls while the gates still drift down
-  and settles where the cost term balances the task loss. Pushing on to the
-  middle of the band would often carry E through it in one multi-group step.
-- approach (after `ramp`, E outside the band): as track, towards T.
-
-λ is a Lagrange multiplier of the constraint "E = T", so it has no sign: when
-E is below the band, the integral term carries u through the knee and λ goes
-negative, and the cost term pulls every gate up until E is back in the band.
-Without this the exported cost can only fall: with fast gates (a large
-`logit_gradient_multiplier`) the task loss's noise spreads the logits, Σπ falls
-where the sigmoid is concave, and the export drifted 10-17 % under a 75 %
-budget with λ at its floor (docs/results.md). On the log scale alone a λ near
-0 would also take many updates to come back.
-
-This is what makes the end state land: E enters the band from above, slowly,
-at the first architecture inside it, and λ then holds it there instead of
-hunting around T. It must be reachable: when one step of the exported cost
-near T is larger than the band (small models, where one channel of a narrow
-layer is several per cent of the cost) no architecture on the path lands, and
-`CostCallback` says so at the end. With a constant, high learning rate the
-gates also drift late in the run (by a few per cent in 300 steps here); decay
-the learning rate over AL, as the paper does.
-
-Knobs (`ControllerSettings`, defaults in brackets):
-
-- `interval` [None: max(1, AL steps // 256)]: optimizer steps between updates
-  (each reads the logits to the host: ~0.5 ms for a small CNN, ~3 ms for
-  ResNet-50's 53 groups, plus the device sync);
-- `integral_gain` k_I [1.5], `proportional_gain` k_P [40], `hold_gain` k_H
-  [100]: per update, on log errors (tuned with one update per step on runs of
-  200-400 steps; on much longer runs with a larger interval they are untested);
-- `bounds` [(0.03, 10)]: λ stays below bounds[1] × λ₀; below bounds[0] × λ₀
-  (the knee) u stops being log λ and λ passes linearly through 0;
-- `negative_bound` [1]: λ stays above −negative_bound × λ₀ (0: λ ≥ 0, the
-  cost term never pulls gates up);
-- `initial_strength` [None]: λ₀; None takes `wrap`'s `strength` if it is > 0,
-  else 1 / (supernet cost), where the cost term is about one nat, the size of
-  a classification loss (with Adam this already moves the gates at full speed);
-- `warmup` [0.05], `ramp` [0.6]: fractions of the AL steps;
-- `tolerance` [0.02]: the band, relative;
-- `total_steps` [None: epochs × steps per epoch of `fit`]: AL length, needed
-  when `fit` cannot know it (a dataset of unknown cardinality).
-
-Preemption and tf.distribute: the controller's state is λ itself (the
-`strength` weight, restored by `keras.callbacks.BackupAndRestore` with the
-other weights) and the step (the optimizer's `iterations`, restored with the
-optimizer); the path is re-derived from the gates' `initial_logit` and the
-cost polynomial, the mode from the step and the logits. The one other memory,
-the last expected cost for the velocity-form terms, is dropped on resume (the
-first update after a restart has no proportional term). λ is assigned from the
-host between steps (a variable assign in cross-replica context), which is safe
-under any tf.distribute strategy.
-
-Pareto set from one run: `ParetoSchedule` moves the same controller down
-through several budgets, one segment of the run each, with the band
-budget·[1 − tolerance, 1]; `figs_tf.ParetoCallback` saves an architecture
-each time the exported cost is within a budget.
+    settings = figs_tf.ControllerSettings(tolerance=0.01)
+    path = GatePath(cost_layer.polynomial, gates.group_sizes)
+    schedule = TargetSchedule(target, start_cost, total_steps, settings, path)
+    controller = StrengthController(schedule, settings, initial_strength=λ0)
+    λ = controller.update(step, expected_cost, exported_cost, λ)
 """
 
 import dataclasses
@@ -117,18 +18,37 @@ import numpy as np
 from keras import ops
 
 from figs_tf import cost as cost_lib
+from figs_tf.mask_layer import hard_widths_numpy
 
-SMALL_NEGATIVE_LOGIT = -30.0  # π ≈ 1e-13: a group with every gate off
 UPDATES_PER_RUN = 256  # default interval: total AL steps / this
 EASE_POWER = 3  # the path's speed falls as (1 − p)²: slow at the end, for Adam's momentum
 
 
 @dataclasses.dataclass(frozen=True)
 class ControllerSettings:
-    """Knobs of the λ controller; the module docstring says what each does.
+    """Knobs of the λ controller (docs/budget.md says what each does and why).
 
-        settings = figs_tf.ControllerSettings(warmup=0.1, ramp=0.5, tolerance=0.01)
-        figs_tf.CostCallback(workdir, target=1e6, controller=settings)
+    Args:
+      interval: optimizer steps between λ updates; None: max(1, AL steps // 256).
+      integral_gain: k_I, per update, on the log error of the exported cost.
+      proportional_gain: k_P, on the change of log(expected / reference).
+      hold_gain: k_H, damping of the expected cost while the export is held in the band.
+      bounds: (knee, ceiling) as multiples of the initial λ: λ stays below
+        ceiling × λ₀; below knee × λ₀ it passes linearly through 0.
+      negative_bound: λ stays above −negative_bound × λ₀ (0: never below 0).
+      initial_strength: λ₀; None: `wrap`'s strength if > 0, else 1 / supernet cost.
+      warmup: fraction of the AL steps before λ moves.
+      ramp: fraction of the AL steps at which the reference path reaches the band.
+      tolerance: the band, relative to the target.
+      total_steps: AL length in steps; None: epochs × steps per epoch of `fit`.
+
+    Raises:
+      ValueError: a knob out of its range, naming it.
+
+    Example:
+
+    >>> settings = figs_tf.ControllerSettings(warmup=0.1, ramp=0.5, tolerance=0.01)
+    >>> figs_tf.BudgetController(target=1e6, settings=settings)
     """
 
     interval: int = None
@@ -172,26 +92,6 @@ class ControllerSettings:
 # --- costs the controller reads -------------------------------------------------------------
 
 
-def exported_widths(logits, group_sizes, keep_one_sets):
-    """NumPy twin of `figs_tf.mask_layer.hard_widths`: ⌊Σπ⌋ per group, then keep-one.
-
-    The controller runs on the host every few steps; the backend version costs
-    ~35 ms of eager op dispatch per call on TensorFlow, this one well under a
-    millisecond. tests/test_budget.py checks both give the same widths. The
-    export itself (files, slimming) always uses the backend rule.
-    """
-    logits = np.asarray(logits, dtype=np.float32)
-    starts = np.cumsum([0] + list(group_sizes[:-1]))
-    probabilities = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
-    widths = np.floor(np.add.reduceat(probabilities, starts))
-    group_max = np.maximum.reduceat(logits, starts)
-    for groups in keep_one_sets:
-        members = np.asarray(groups, dtype=np.int64)
-        if widths[members].sum() == 0:
-            widths[members[np.argmax(group_max[members])]] += 1
-    return [int(w) for w in widths]
-
-
 def host_logits(gates):
     """The gate logits as a NumPy array (one device-to-host copy)."""
     return np.asarray(ops.convert_to_numpy(gates.logits), dtype=np.float32)
@@ -203,10 +103,8 @@ def exported_cost_at(graph, gates, metric, logits=None):
     The widths-only part of `figs_tf.exported_network` (no per-channel ranking),
     cheap enough to run every step.
     """
-    from figs_tf import export as export_lib  # pylint: disable=g-import-not-at-top  # export imports wrapping
     logits = host_logits(gates) if logits is None else logits
-    widths = exported_widths(logits, gates.group_sizes, gates.keep_one_sets)
-    return int(sum(cost_lib.layer_costs(graph, metric, widths, export_lib.live_calls(graph, widths)).values()))
+    return cost_lib.network_cost(graph, metric, hard_widths_numpy(logits, gates.group_sizes, gates.keep_one_sets))
 
 
 def expected_cost_at(polynomial, gates, logits=None):
@@ -222,50 +120,9 @@ def initial_exported_cost(graph, gates, metric):
 
     A function of the gates' config only, so a resumed run re-derives it.
     """
-    from figs_tf import export as export_lib  # pylint: disable=g-import-not-at-top
     probability = 1.0 / (1.0 + math.exp(-gates.initial_logit))
     widths = [int(math.floor(probability * size + 1e-9)) for size in gates.group_sizes]
-    return int(sum(cost_lib.layer_costs(graph, metric, widths, export_lib.live_calls(graph, widths)).values()))
-
-
-def cost_range(graph, metric):
-    """(smallest exportable cost, supernet cost) of a channel graph.
-
-    The smallest is the exported network with every gate off: every group
-    empty, except where the keep-one rule gives a channel back so that every
-    channel-mixing layer keeps an input.
-    """
-    from figs_tf import export as export_lib  # pylint: disable=g-import-not-at-top
-    from figs_tf.mask_layer import hard_widths  # pylint: disable=g-import-not-at-top
-    logits = ops.convert_to_tensor(np.full(sum(graph.group_sizes), SMALL_NEGATIVE_LOGIT, np.float32))
-    widths = [int(w) for w in ops.convert_to_numpy(hard_widths(logits, graph.group_sizes, graph.keep_one_sets))]
-    smallest = sum(cost_lib.layer_costs(graph, metric, widths, export_lib.live_calls(graph, widths)).values())
-    supernet = sum(cost_lib.layer_costs(graph, metric, cost_lib.full_widths(graph)).values())
-    return int(smallest), int(supernet)
-
-
-def check_target(target, metric, graph=None, model_name="the model"):
-    """Validates a budget; returns it as a float (None passes through).
-
-    With `graph` (a ChannelGraph) the target must also lie between the
-    smallest network the export rule can produce and the supernet.
-    """
-    value = cost_lib.check_target(target, metric)
-    if value is None:
-        return None
-    unit = "parameters" if metric == "params" else "multiply-adds per example"
-    if graph is not None:
-        smallest, supernet = cost_range(graph, metric)
-        if value > supernet:
-            raise ValueError(f"target {value:,.0f} {unit} is above the supernet cost of {model_name} "
-                             f"({supernet:,} {unit}): every architecture figs_tf can export is smaller. "
-                             f"Give a target below {supernet:,}, or wrap a larger model.")
-        if value < smallest:
-            raise ValueError(f"target {value:,.0f} {unit} is below the smallest network figs_tf can export "
-                             f"from {model_name} ({smallest:,} {unit}: every channel group emptied, one channel "
-                             "kept where a layer would otherwise lose all its inputs; the model's input and "
-                             f"output channels are never pruned). Give a target of at least {smallest:,}.")
-    return value
+    return cost_lib.network_cost(graph, metric, widths)
 
 
 # --- schedules of the reference cost ---------------------------------------------------------

@@ -1,108 +1,237 @@
-"""`CostCallback`: what the search is doing, in `logs`, JSON and a picture.
+"""Keras callbacks for a search: one reports it, one steers λ to a budget.
 
-    callbacks = [figs_tf.CostCallback(workdir),          # before the loggers,
-                 keras.callbacks.CSVLogger(...),         # so that they see
-                 keras.callbacks.TensorBoard(...)]       # the figs_* numbers
+    callbacks = [figs_tf.BudgetController(target=2e6),   # λ (only with a budget)
+                 figs_tf.CostCallback(workdir),          # figs_* numbers, JSON, plot
+                 keras.callbacks.CSVLogger(...),         # after both, so that they
+                 keras.callbacks.TensorBoard(...)]       # see the figs_* numbers
     search.fit(data, epochs=40, callbacks=callbacks)
 
-Each epoch it adds to `logs`:
-- `figs_expected_<metric>`: the expected cost (eq. 6) at the current logits;
-- `figs_exported_<metric>`: the exact cost of the architecture export would give;
-- `figs_strength`: λ;
-- `figs_width/<layer>`: the exported width of every layer that makes channels;
-- with a target: `figs_target_<metric>` (the budget) and
-  `figs_reference_<metric>` (where the controller's reference is now);
-and writes `<workdir>/architecture.json` (atomically). At the end of training
-it saves `<workdir>/widths.png`: per-layer widths of the supernet and of the
-exported architecture.
-
-With a target (`figs_tf.wrap(..., target=...)` or `CostCallback(target=...)`)
-the callback also steers λ so that the exported cost lands within ±2 % of the
-target at the end of this `fit` (figs_tf.budget explains how):
-
-    figs_tf.CostCallback(workdir, target=2_000_000)
-
-`ParetoCallback(workdir, budgets=[...])` instead lowers the budget step by step
-over one AL run and saves `<workdir>/pareto/architecture_<budget>.json` for
-each budget the exported cost gets below.
+- `CostCallback` reports: each epoch it puts the expected and exported cost,
+  λ and every exported width into `logs`, writes `<workdir>/architecture.json`,
+  and saves `<workdir>/widths.png` at the end.
+- `BudgetController` steers λ so that the exported cost lands within ±2 % of a
+  target (docs/budget.md), in the spirit of Keras's `LearningRateScheduler`:
+  it assigns one variable and writes its own numbers (`figs_target_<metric>`,
+  `figs_reference_<metric>`) into `logs`.
+- `ParetoController` is its variant for a Pareto set from one run: the budget
+  steps down through several values and each budget's architecture is saved.
 """
 
 import os
 import tempfile
+import warnings
 
 import keras
 from keras import ops
 
 from figs_tf import budget as budget_lib
 from figs_tf import cost as cost_lib
-from figs_tf import files
 from figs_tf import export as export_lib
+from figs_tf import files
 from figs_tf import handlers as handlers_lib
+from figs_tf import plots
 from figs_tf import wrapping as wrap_lib
 
 ARCHITECTURE_FILE = "architecture.json"
 WIDTHS_PLOT_FILE = "widths.png"
+PARETO_DIR = "pareto"
 
 
 class CostCallback(keras.callbacks.Callback):
-    """Logs expected/exported cost and widths, writes the architecture JSON,
-    and, given a target, steers λ to it.
+    """Reports the search: cost, λ and widths in `logs`, the architecture JSON, the width plot.
+
+    Each epoch it adds to `logs` (so `History`, `CSVLogger` and `TensorBoard`
+    placed after it record them):
+    - `figs_expected_<metric>`: the expected cost (eq. 6) at the current logits;
+    - `figs_exported_<metric>`: the exact cost of the architecture export gives;
+    - `figs_strength`: λ;
+    - `figs_width/<layer>`: the exported width of every layer that makes channels;
+    and writes `<workdir>/architecture.json` (atomically, local or gs://). At
+    the end of training it saves `<workdir>/widths.png`.
 
     Args:
       workdir: directory for architecture.json and widths.png (None: no files).
-      metrics: costs to report; default both "params" and "flops" (FLOPs are
-        skipped with a note if the model's input size is not static).
+      metrics: costs to report, "params" and/or "flops" (FLOPs are skipped with
+        a warning if the model's input size is not static).
       plot: save the width plot at the end of training.
-      target: budget for the exported cost, in the metric of the search
-        model's cost; overrides the one given to `figs_tf.wrap` (and is stored
-        on the model). None: use the model's target; if it has none, λ is left
-        alone.
-      controller: `figs_tf.ControllerSettings` (gains, update interval, λ
-        bounds, warm-up and ramp fractions, tolerance); None: the defaults.
+
+    Raises:
+      TypeError: given `target` or `controller` (λ control moved to
+        `figs_tf.BudgetController`).
+      ValueError: at the start of training, when the search model has a target
+        but no `BudgetController` steers λ.
 
     Example:
 
-        search = figs_tf.wrap(model, cost="flops")
-        search.fit(data, epochs=40,
-                   callbacks=[figs_tf.CostCallback(workdir, target=300e6),
-                              keras.callbacks.CSVLogger(f"{workdir}/log.csv")])
+    >>> search.fit(data, epochs=40,
+    ...            callbacks=[figs_tf.CostCallback("runs/a"),
+    ...                       keras.callbacks.CSVLogger("runs/a/log.csv")])
     """
 
-    def __init__(self, workdir=None, metrics=cost_lib.METRICS, plot=True, target=None, controller=None):
+    def __init__(self, workdir=None, metrics=cost_lib.METRICS, plot=True, **removed):
         super().__init__()
+        if removed:
+            raise TypeError(
+                f"CostCallback got {sorted(removed)}: it only reports now; steering λ to a budget is "
+                "figs_tf.BudgetController(target=..., settings=figs_tf.ControllerSettings(...)). Use "
+                "callbacks=[figs_tf.BudgetController(target=T), figs_tf.CostCallback(workdir)].")
         self.workdir = workdir
         self.metrics = [cost_lib.check_metric(m) for m in metrics]
         self.plot = plot
-        self.target = target
-        self.settings = controller if controller is not None else budget_lib.ControllerSettings()
-        if not isinstance(self.settings, budget_lib.ControllerSettings):
-            raise ValueError(f"controller must be a figs_tf.ControllerSettings, got {type(controller).__name__}.")
         self.history = []  # one dict per epoch: the figs_* numbers
-        self.controller = None  # a budget_lib.StrengthController while steering λ
-        self.trace = []  # one dict per λ update: step, mode, reference, expected, exported, strength
+        self.reported_metrics = list(self.metrics)  # those the model can be counted in (on_train_begin)
+        self.supernet = {}
+        self._checked_controller = False
         if workdir is not None and not files.is_url(workdir):
             os.makedirs(workdir, exist_ok=True)
 
-    def _supernet_costs(self):
-        """{metric: supernet cost} for the metrics this model can be counted in."""
-        costs = {}
-        for metric in self.metrics:
-            try:
-                costs[metric] = export_lib.supernet_cost(self.model, metric)
-            except handlers_lib.UnsupportedLayerError as error:
-                print(f"figs_tf.CostCallback: not reporting {metric}: {error}")
-        return costs
-
     def on_train_begin(self, logs=None):
         wrap_lib.gates_of(self.model)  # fail early with a clear message
-        self.supernet = self._supernet_costs()
-        self._metrics = list(self.supernet)
-        self.controller = self._make_controller()
+        self.supernet = {}
+        for metric in self.metrics:
+            try:
+                self.supernet[metric] = export_lib.supernet_cost(self.model, metric)
+            except handlers_lib.UnsupportedLayerError as error:
+                warnings.warn(f"figs_tf.CostCallback: not reporting {metric}: {error}", stacklevel=2)
+        self.reported_metrics = list(self.supernet)
+        self._checked_controller = False
 
-    # --- budget control ---------------------------------------------------------------------
+    def on_epoch_begin(self, epoch, logs=None):
+        # every callback's on_train_begin has run by now, so a BudgetController has attached itself
+        if not self._checked_controller:
+            self._checked_controller = True
+            target = wrap_lib.get_target(self.model)
+            if target is not None and not BudgetController.is_steering(self.model):
+                raise ValueError(
+                    f"Search model '{self.model.name}' has a budget (target={target:,.0f}) but no "
+                    "figs_tf.BudgetController steers λ in this fit, so the budget would be ignored. Add one: "
+                    "callbacks=[figs_tf.BudgetController(), figs_tf.CostCallback(...)], or clear the budget "
+                    "with figs_tf.set_target(search, None) to train at a fixed λ.")
+
+    def summary(self):
+        """(the figs_* numbers at the current logits, the ExportedNetwork they describe)."""
+        network = export_lib.exported_network(self.model)
+        numbers = {"figs_strength": wrap_lib.get_strength(self.model)}
+        for metric in self.reported_metrics:
+            numbers[f"figs_expected_{metric}"] = export_lib.expected_cost(self.model, metric)
+            numbers[f"figs_exported_{metric}"] = network.cost(metric)
+        for name, width in network.architecture().items():
+            numbers[f"figs_width/{name}"] = width
+        return numbers, network
+
+    def on_epoch_end(self, epoch, logs=None):
+        numbers, network = self.summary()
+        if logs is not None:
+            logs.update(numbers)
+        self.history.append(dict(numbers, epoch=epoch))
+        if self.workdir is not None:
+            metadata = {"epoch": int(epoch),
+                        "exported_cost": {m: network.cost(m) for m in self.reported_metrics},
+                        "supernet_cost": self.supernet,
+                        "strength": numbers["figs_strength"]}
+            save_network(network, files.join(self.workdir, ARCHITECTURE_FILE), metadata)
+
+    def on_train_end(self, logs=None):
+        if not (self.plot and self.workdir is not None):
+            return
+        path = files.join(self.workdir, WIDTHS_PLOT_FILE)
+        if files.is_url(path):  # matplotlib writes local files: plot, then copy up
+            local = plots.plot_widths(self.model, os.path.join(tempfile.gettempdir(),
+                                                               f"figs_widths_{os.getpid()}.png"))
+            files.copy(local, path)
+        else:
+            plots.plot_widths(self.model, path)
+
+
+def save_network(network, path, metadata):
+    """Writes an ExportedNetwork's architecture JSON with its kept channels (atomically)."""
+    return export_lib.save_architecture(network.architecture(), path, channels=network.channels(), **metadata)
+
+
+class BudgetController(keras.callbacks.Callback):
+    """Steers λ so that the exported cost lands within ±2 % of a target, in one AL run.
+
+    Every few optimizer steps it counts the exported and the expected cost on
+    the host and updates λ (the search model's `strength`, a variable) with a
+    PI loop along a reference path from the supernet's cost down to the band
+    (figs_tf.budget; docs/budget.md). λ is a Lagrange multiplier here: it goes
+    below 0 when the exported cost falls under the band. Each epoch it writes
+    `figs_target_<metric>` and `figs_reference_<metric>` into `logs`; at the end
+    it warns if the export missed the band.
+
+    Preemption: its state is λ (restored with the weights) and the optimizer's
+    step counter; the reference path is re-derived from the gates' config.
+
+    Args:
+      target: budget for the exported cost, in the metric of the search
+        model's cost (parameters, or multiply-adds per example); stored on the
+        model. None: the target given to `figs_tf.wrap`.
+      settings: `figs_tf.ControllerSettings` (gains, interval, λ bounds,
+        warm-up, ramp, tolerance, AL length); None: the defaults.
+
+    Attributes:
+      trace: one dict per λ update: step, mode, reference, expected, exported, strength.
+      strength_controller: the `figs_tf.budget.StrengthController` (during and after fit).
+
+    Raises:
+      ValueError: (at the start of training) no target here or on the model,
+        a target the model cannot reach, or an AL length `fit` does not know.
+
+    Example:
+
+    >>> search = figs_tf.wrap(model, cost="flops")
+    >>> search.fit(data, epochs=40,
+    ...            callbacks=[figs_tf.BudgetController(target=300e6), figs_tf.CostCallback(workdir)])
+    """
+
+    def __init__(self, target=None, settings=None):
+        super().__init__()
+        self.target = target
+        self.settings = settings if settings is not None else budget_lib.ControllerSettings()
+        if not isinstance(self.settings, budget_lib.ControllerSettings):
+            raise ValueError(f"settings must be a figs_tf.ControllerSettings, got {type(settings).__name__}.")
+        self.trace = []
+        self.strength_controller = None
+        self.metric = None
+        self._path = None
+        self._batches_since_update = 0
+
+    @staticmethod
+    def is_steering(search):
+        """True while a BudgetController is attached to `search` (between train begin and end)."""
+        return getattr(search, "_figs_budget_controller", None) is not None
+
+    def on_train_begin(self, logs=None):
+        layer = wrap_lib.cost_layer_of(self.model)
+        self.metric = layer.metric
+        self._resolve_target(layer)
+        graph = wrap_lib.channel_graph_of(self.model)
+        gates = wrap_lib.gates_of(self.model)
+        start_cost = budget_lib.initial_exported_cost(graph, gates, layer.metric)
+        self._path = budget_lib.GatePath(layer.polynomial, gates.group_sizes)
+        initial = self.settings.initial_strength
+        if initial is None:
+            initial = layer.initial_strength or 1.0 / cost_lib.cost_range(graph, layer.metric)[1]
+        self.strength_controller = budget_lib.StrengthController(
+            self._schedule(start_cost, self._total_steps()), self.settings, initial)
+        if self._step() == 0:  # a fresh AL run; on resume λ comes back with the weights
+            wrap_lib.set_strength(self.model, initial)
+        self._batches_since_update = 0
+        self.model._figs_budget_controller = self  # pylint: disable=protected-access  # read by CostCallback
+
+    def _resolve_target(self, layer):
+        """Checks the target against this model and stores it there."""
+        target = self.target if self.target is not None else layer.target
+        if target is None:
+            raise ValueError(
+                "figs_tf.BudgetController has no target: pass BudgetController(target=...) or "
+                "figs_tf.wrap(model, target=...), in the metric of the search model's cost "
+                f"({layer.metric}).")
+        wrap_lib.set_target(self.model, target)
+        self.target = layer.target
 
     def _schedule(self, start_cost, total_steps):
-        """The reference-cost schedule; ParetoCallback overrides it."""
+        """The reference-cost schedule; ParetoController overrides it."""
         return budget_lib.TargetSchedule(self.target, start_cost, total_steps, self.settings, self._path)
 
     def _total_steps(self):
@@ -111,39 +240,10 @@ class CostCallback(keras.callbacks.Callback):
         epochs, steps = self.params.get("epochs"), self.params.get("steps")
         if not epochs or not steps:
             raise ValueError(
-                "figs_tf.CostCallback with a target needs the length of AL in steps to plan the "
-                f"schedule of λ, but fit does not know it (epochs={epochs}, steps per epoch={steps}). "
-                "Pass steps_per_epoch to fit, or ControllerSettings(total_steps=...).")
+                "figs_tf.BudgetController needs the length of AL in steps to plan the schedule of λ, but "
+                f"fit does not know it (epochs={epochs}, steps per epoch={steps}). Pass steps_per_epoch "
+                "to fit, or ControllerSettings(total_steps=...).")
         return int(epochs) * int(steps)
-
-    def _resolve_target(self, layer):
-        """Decides what to steer to; returns False when λ is to be left alone."""
-        # checks the target against this model (a target given to wrap too) and stores it on the model
-        wrap_lib.set_target(self.model, self.target if self.target is not None else layer.target)
-        self.target = layer.target
-        return self.target is not None
-
-    def _make_controller(self):
-        """A StrengthController if there is a target, else None (λ left alone)."""
-        layer = wrap_lib.cost_layer_of(self.model)
-        if not self._resolve_target(layer):
-            return None
-        self.control_metric = layer.metric
-        graph = wrap_lib.channel_graph_of(self.model)
-        gates = wrap_lib.gates_of(self.model)
-        supernet = budget_lib.cost_range(graph, layer.metric)[1]
-        reference_strength = 1.0 / supernet
-        start_cost = budget_lib.initial_exported_cost(graph, gates, layer.metric)
-        self._path = budget_lib.GatePath(layer.polynomial, gates.group_sizes)
-        initial = self.settings.initial_strength
-        if initial is None:
-            initial = layer.initial_strength or reference_strength
-        controller = budget_lib.StrengthController(
-            self._schedule(start_cost, self._total_steps()), self.settings, initial)
-        if self._step() == 0:  # a fresh AL run; on resume λ comes back with the weights
-            wrap_lib.set_strength(self.model, initial)
-        self._batches_since_update = 0
-        return controller
 
     def _step(self):
         """The optimizer's iteration counter: the AL step, restored on resume."""
@@ -159,134 +259,103 @@ class CostCallback(keras.callbacks.Callback):
                 budget_lib.exported_cost_at(graph, gates, layer.metric, logits))
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.controller is None:
-            return
         # counted on the host: between updates nothing is read from the device (with
         # steps_per_execution > 1 this counts executions, so updates come that much rarer)
         self._batches_since_update += 1
-        if self._batches_since_update < self.controller.interval:
+        if self._batches_since_update < self.strength_controller.interval:
             return
         self._batches_since_update = 0
         step = self._step()
         expected, exported = self.control_costs()
-        strength = self.controller.update(step, expected, exported, wrap_lib.get_strength(self.model))
+        controller = self.strength_controller
+        strength = controller.update(step, expected, exported, wrap_lib.get_strength(self.model))
         wrap_lib.cost_layer_of(self.model).set_strength(strength, signed=True)  # a multiplier: may be < 0
-        schedule = self.controller.schedule
-        self.trace.append({"step": step, "mode": self.controller.mode(step, exported),
-                           "reference": schedule.reference(step), "expected": expected, "exported": exported,
-                           "strength": strength})
+        self.trace.append({"step": step, "mode": controller.mode(step, exported),
+                           "reference": controller.schedule.reference(step), "expected": expected,
+                           "exported": exported, "strength": strength})
         self._after_update(step, exported)
 
     def _after_update(self, step, exported):
-        """Hook for ParetoCallback: runs after every λ update."""
-
-    # --- reporting --------------------------------------------------------------------------
-
-    def summary(self):
-        """The figs_* numbers at the current logits."""
-        network = export_lib.exported_network(self.model)
-        numbers = {"figs_strength": wrap_lib.get_strength(self.model)}
-        for metric in getattr(self, "_metrics", self.metrics):
-            numbers[f"figs_expected_{metric}"] = export_lib.expected_cost(self.model, metric)
-            numbers[f"figs_exported_{metric}"] = network.cost(metric)
-        if self.controller is not None:
-            step = self._step()
-            numbers[f"figs_target_{self.control_metric}"] = self.controller.schedule.budget(step)
-            numbers[f"figs_reference_{self.control_metric}"] = self.controller.schedule.reference(step)
-        for name, width in network.architecture().items():
-            numbers[f"figs_width/{name}"] = width
-        return numbers, network
+        """Hook for ParetoController: runs after every λ update."""
 
     def on_epoch_end(self, epoch, logs=None):
-        numbers, network = self.summary()
         if logs is not None:
-            logs.update(numbers)
-        self.history.append(dict(numbers, epoch=epoch))
-        if self.workdir is not None:
-            self._write_architecture(network, epoch)
-
-    def _write_architecture(self, network, epoch):
-        metadata = {"epoch": int(epoch),
-                    "exported_cost": {m: network.cost(m) for m in self._metrics},
-                    "supernet_cost": self.supernet,
-                    "strength": wrap_lib.get_strength(self.model)}
-        self._save(network, files.join(self.workdir, ARCHITECTURE_FILE), metadata)
-
-    def _save(self, network, path, metadata):
-        """Writes the network's architecture JSON (with channels), locally or to gs:// (atomically)."""
-        export_lib.save_architecture(network.architecture(), path, channels=network.channels(), **metadata)
-        return path
-
-    def _report_landing(self):
-        """Says so when the exported cost missed the target at the end of AL."""
-        exported = export_lib.exported_network(self.model).cost(self.control_metric)
-        error = exported / self.target - 1
-        if abs(error) > self.settings.tolerance:
-            print(f"figs_tf.CostCallback: the exported {self.control_metric} ({exported:,}) missed the "
-                  f"target {self.target:,.0f} by {error:+.1%} (tolerance ±{self.settings.tolerance:.0%}). "
-                  "`callback.trace` shows how it moved: a jump across the band (one channel of a narrow "
-                  "layer, or several groups at once) needs a larger model or a wider tolerance; a drift "
-                  "after reaching the band, a decaying learning rate; a late arrival, more AL steps.")
+            step = self._step()
+            schedule = self.strength_controller.schedule
+            logs[f"figs_target_{self.metric}"] = schedule.budget(step)
+            logs[f"figs_reference_{self.metric}"] = schedule.reference(step)
 
     def on_train_end(self, logs=None):
-        if self.controller is not None:
-            self._report_landing()
-        if self.plot and self.workdir is not None:
-            path = files.join(self.workdir, WIDTHS_PLOT_FILE)
-            if files.is_url(path):  # matplotlib writes local files: plot, then copy up
-                import tensorflow as tf  # pylint: disable=g-import-not-at-top
-                local = plot_widths(self.model, os.path.join(tempfile.gettempdir(), f"figs_widths_{os.getpid()}.png"))
-                tf.io.gfile.copy(local, path, overwrite=True)
-            else:
-                plot_widths(self.model, path)
+        self.model._figs_budget_controller = None  # pylint: disable=protected-access
+        self._report_landing()
+
+    def _report_landing(self):
+        """Warns when the exported cost missed the target at the end of AL."""
+        exported = export_lib.exported_network(self.model).cost(self.metric)
+        error = exported / self.target - 1
+        if abs(error) > self.settings.tolerance:
+            warnings.warn(
+                f"figs_tf.BudgetController: the exported {self.metric} ({exported:,}) missed the target "
+                f"{self.target:,.0f} by {error:+.1%} (tolerance ±{self.settings.tolerance:.0%}). `.trace` "
+                "shows how it moved: a jump across the band (one channel of a narrow layer, or several groups "
+                "at once) needs a larger model or a wider tolerance; a drift after reaching the band, a "
+                "decaying learning rate; a late arrival, more AL steps.", stacklevel=2)
 
 
-PARETO_DIR = "pareto"
+class ParetoController(BudgetController):
+    """A Pareto set from one AL run: the budget steps down, one architecture file per budget.
 
-
-class ParetoCallback(CostCallback):
-    """A Pareto set from one AL run: the budget steps down, one file per budget.
-
-    The reference cost of CostCallback's λ controller steps down through
-    `budgets` (largest first, an equal share of the AL steps each; see
+    The reference cost of `BudgetController`'s λ loop steps down through
+    `budgets` (largest first, an equal share of the AL steps each;
     figs_tf.budget.ParetoSchedule), so the pressure rises over the run.
     Whenever the exported cost is at or below a budget whose segment has not
     ended yet, the exported architecture (widths and kept channels) is written
     to `<workdir>/pareto/architecture_<budget>.json`: each file ends up holding
-    the last architecture within its budget from that budget's segment (the
-    one trained longest at that pressure), or, for a budget first reached
-    later, the first one below it. Budgets never reached are listed at the end
-    (`missing`).
-
-        callback = figs_tf.ParetoCallback(workdir, budgets=[40_000, 25_000, 12_000])
-        search.fit(data, epochs=30, callbacks=[callback])
-        callback.paths     # {budget: path of its architecture JSON}
+    the last architecture within its budget from that budget's segment (the one
+    trained longest at that pressure), or, for a budget first reached later,
+    the first one below it. Budgets never reached are listed in `missing`, and
+    a warning says so at the end.
 
     Args:
-      workdir: where `pareto/` goes (required).
+      workdir: where `pareto/` goes; None: track the budgets reached without
+        writing (e.g. on every process but the one that writes).
       budgets: costs in the metric of the search model's cost.
-      metrics, plot, controller: as for CostCallback.
+      settings: `figs_tf.ControllerSettings`, as for BudgetController.
+
+    Attributes:
+      paths: {budget: path of its architecture JSON} written so far.
+      reached: budgets the exported cost has got below.
+
+    Raises:
+      ValueError: no budgets, repeated budgets, or (at the start of training)
+        a budget the model cannot reach.
+
+    Example:
+
+    >>> pareto = figs_tf.ParetoController("runs/a", budgets=[40_000, 25_000, 12_000])
+    >>> search.fit(data, epochs=30, callbacks=[pareto, figs_tf.CostCallback("runs/a")])
+    >>> pareto.paths
     """
 
-    def __init__(self, workdir, budgets, metrics=cost_lib.METRICS, plot=True, controller=None):
-        if workdir is None:
-            raise ValueError("ParetoCallback writes one architecture per budget: give it a workdir.")
+    def __init__(self, workdir, budgets, settings=None):
         if not budgets:
-            raise ValueError("ParetoCallback needs at least one budget, e.g. budgets=[4e6, 3e6, 2e6].")
-        super().__init__(workdir, metrics=metrics, plot=plot, controller=controller)
+            raise ValueError("ParetoController needs at least one budget, e.g. budgets=[4e6, 3e6, 2e6].")
+        super().__init__(settings=settings)
+        self.workdir = workdir
         self.budgets = sorted((float(b) for b in budgets), reverse=True)
         if len(set(self.budgets)) != len(self.budgets):
-            raise ValueError(f"ParetoCallback budgets must differ from each other, got {list(budgets)}.")
-        self.paths = {}  # budget -> path of the architecture file written for it
-        self._saved_widths = {}  # budget -> widths last written, to skip identical rewrites
+            raise ValueError(f"ParetoController budgets must differ from each other, got {list(budgets)}.")
+        self.paths = {}
+        self.reached = set()
+        self._saved_widths = {}  # budget -> widths last saved, to skip identical rewrites
 
     def _resolve_target(self, layer):
         graph = wrap_lib.channel_graph_of(self.model)
         for budget in self.budgets:
-            budget_lib.check_target(budget, layer.metric, graph, model_name=f"'{self.model.name}'")
-            if _exists(self.path_for(budget)):  # written before a restart
+            cost_lib.check_target(budget, layer.metric, graph, model_name=f"'{self.model.name}'")
+            if self.workdir is not None and files.exists(self.path_for(budget)):  # written before a restart
                 self.paths.setdefault(budget, self.path_for(budget))
-        return True
+                self.reached.add(budget)
 
     def _schedule(self, start_cost, total_steps):
         return budget_lib.ParetoSchedule(self.budgets, start_cost, total_steps, self.settings, self._path)
@@ -296,24 +365,26 @@ class ParetoCallback(CostCallback):
         return files.join(self.workdir, PARETO_DIR, f"architecture_{name}.json")
 
     def _after_update(self, step, exported):
-        segment = self.controller.schedule.segment(step)
+        segment = self.strength_controller.schedule.segment(step)
         gates = wrap_lib.gates_of(self.model)
         # the widths as the host computes them: cheap, so unchanged architectures cost nothing
-        widths = tuple(budget_lib.exported_widths(budget_lib.host_logits(gates), gates.group_sizes,
-                                                  gates.keep_one_sets))
+        widths = tuple(budget_lib.hard_widths_numpy(budget_lib.host_logits(gates), gates.group_sizes,
+                                                    gates.keep_one_sets))
         due = [b for j, b in enumerate(self.budgets)
-               if exported <= b and (j >= segment or b not in self.paths) and self._saved_widths.get(b) != widths]
+               if exported <= b and (j >= segment or b not in self.reached) and self._saved_widths.get(b) != widths]
         if not due:
             return
         network = export_lib.exported_network(self.model)
+        cost = network.cost(self.metric)
         for budget in due:
-            if network.cost(self.control_metric) > budget:
+            if cost > budget:
                 continue  # the backend's rule is the one that counts (float32 sums)
-            metadata = {"budget": budget, "metric": self.control_metric, "step": step,
-                        "exported_cost": {m: network.cost(m) for m in self._metrics},
-                        "supernet_cost": self.supernet, "strength": wrap_lib.get_strength(self.model)}
-            self.paths[budget] = self._save(network, self.path_for(budget), metadata)
+            self.reached.add(budget)
             self._saved_widths[budget] = widths
+            if self.workdir is not None:
+                metadata = {"budget": budget, "metric": self.metric, "step": step,
+                            "exported_cost": {self.metric: cost}, "strength": wrap_lib.get_strength(self.model)}
+                self.paths[budget] = save_network(network, self.path_for(budget), metadata)
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
@@ -322,40 +393,17 @@ class ParetoCallback(CostCallback):
     @property
     def missing(self):
         """Budgets the exported cost has not got below (yet)."""
-        return [b for b in self.budgets if b not in self.paths]
+        return [b for b in self.budgets if b not in self.reached]
 
     def _report_landing(self):
         if self.missing:
-            print(f"figs_tf.ParetoCallback: the exported {self.control_metric} never got below "
-                  f"{self.missing}; give AL more steps (or a learning rate that has not decayed "
-                  "to nothing by the last segment).")
+            warnings.warn(f"figs_tf.ParetoController: the exported {self.metric} never got below "
+                          f"{self.missing}; give AL more steps (or a learning rate that has not decayed "
+                          "to nothing by the last segment).", stacklevel=2)
 
 
-def _exists(path):
-    return files.exists(path)
-
-
-def plot_widths(search, path):
-    """Bar chart of per-layer widths: supernet vs exported architecture."""
-    import matplotlib  # pylint: disable=g-import-not-at-top
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
-    network = export_lib.exported_network(search)
-    exported = network.architecture()
-    names = list(exported)
-    supernet = [network.graph.out_sets(c)[0] for c in network.graph.producer_calls()]
-    supernet = [sum(s.channels for s in channel_set) for channel_set in supernet]
-    figure, axis = plt.subplots(figsize=(max(6, 0.25 * len(names) + 2), 4))
-    positions = range(len(names))
-    axis.bar(positions, supernet, color="#d0d7e1", label="supernet")
-    axis.bar(positions, [exported[n] for n in names], color="#3566a8", label="exported")
-    axis.set_xticks(list(positions))
-    axis.set_xticklabels(names, rotation=90, fontsize=6)
-    axis.set_ylabel("output channels")
-    axis.set_title(f"{search.name}: widths per layer")
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+def ParetoCallback(*args, **kwargs):  # pylint: disable=invalid-name
+    """Renamed: a Pareto set is `ParetoController` (λ and the files) beside `CostCallback` (reports)."""
+    del args, kwargs
+    raise TypeError("figs_tf.ParetoCallback is now two callbacks with one job each: "
+                    "callbacks=[figs_tf.ParetoController(workdir, budgets=[...]), figs_tf.CostCallback(workdir)].")

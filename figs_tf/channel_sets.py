@@ -44,8 +44,6 @@ def groups_in(channel_set):
     return seen
 
 
-def is_fixed(channel_set):
-    return not groups_in(channel_set)
 
 
 def has_fixed_channels(channel_set):

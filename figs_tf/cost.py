@@ -19,15 +19,15 @@ mean the same here.
 """
 
 import numpy as np
-
-import keras
 from keras import ops
 
 from figs_tf import channel_groups
 from figs_tf.channel_sets import count as channels_alive
 from figs_tf.channel_sets import membership
+from figs_tf.mask_layer import hard_widths_numpy
 
 METRICS = ("params", "flops")
+SMALL_NEGATIVE_LOGIT = -30.0  # π ≈ 1e-13: a gate that is off
 
 
 def check_metric(metric):
@@ -55,10 +55,23 @@ def check_strength(strength, signed=False):
     return value
 
 
-def check_target(target, metric):
-    """A budget is None or a finite number > 0; returns it as a float.
+def check_target(target, metric, graph=None, model_name="the model"):
+    """Validates a budget; returns it as a float (None passes through).
 
-    figs_tf.budget.check_target also checks that the model can reach it.
+    Args:
+      target: None or a cost in the metric's raw unit (parameters, or
+        multiply-adds per example).
+      metric: "params" or "flops".
+      graph: optional ChannelGraph; the target must then lie between the
+        smallest network the export rule can produce and the supernet.
+      model_name: how error messages name the model.
+
+    Returns:
+      The target as a float, or None.
+
+    Raises:
+      ValueError: the target is not a finite positive number, or (with
+        `graph`) the model cannot export a network of that cost.
     """
     if target is None:
         return None
@@ -71,6 +84,17 @@ def check_target(target, metric):
         raise ValueError(f"target must be a positive number of {unit} (the cost the exported network "
                          f"should have, in raw counts, e.g. 2e6), got {target!r}. Give a positive budget, "
                          "or target=None to train with a fixed strength (λ) instead.")
+    if graph is not None:
+        smallest, supernet = cost_range(graph, metric)
+        if value > supernet:
+            raise ValueError(f"target {value:,.0f} {unit} is above the supernet cost of {model_name} "
+                             f"({supernet:,} {unit}): every architecture figs_tf can export is smaller. "
+                             f"Give a target below {supernet:,}, or wrap a larger model.")
+        if value < smallest:
+            raise ValueError(f"target {value:,.0f} {unit} is below the smallest network figs_tf can export "
+                             f"from {model_name} ({smallest:,} {unit}: every channel group emptied, one channel "
+                             "kept where a layer would otherwise lose all its inputs; the model's input and "
+                             f"output channels are never pruned). Give a target of at least {smallest:,}.")
     return value
 
 
@@ -105,6 +129,50 @@ def count(model, metric="params", exclude=()):
     check_metric(metric)
     graph = channel_groups.analyze(model, exclude=exclude)
     return int(sum(layer_costs(graph, metric, full_widths(graph)).values()))
+
+
+def live_calls(graph, widths):
+    """Calls whose output reaches a model output through alive channels.
+
+    Args:
+      graph: a ChannelGraph.
+      widths: the width of every group.
+
+    Returns:
+      The LayerCalls the network at these widths keeps, in graph order: a
+      layer whose output has no channel left, or only feeds removed layers,
+      is gone with its branch.
+    """
+    needed = set(graph.output_keys)
+    live = []
+    for call in reversed(graph.calls):
+        if not any(k in needed for k in call.output_keys):
+            continue
+        if not any(channels_alive(graph.tensor_sets[k], widths) > 0 for k in call.output_keys):
+            continue
+        live.append(call)
+        for key in call.input_keys:
+            if channels_alive(graph.tensor_sets[key], widths) > 0:
+                needed.add(key)
+    live.reverse()
+    return live
+
+
+def network_cost(graph, metric, widths):
+    """Exact cost of the network at integer `widths`, over the layers it keeps (`live_calls`)."""
+    return int(sum(layer_costs(graph, metric, widths, live_calls(graph, widths)).values()))
+
+
+def cost_range(graph, metric):
+    """(smallest exportable cost, supernet cost) of a ChannelGraph.
+
+    The smallest is the exported network with every gate off: every group
+    empty, except where the keep-one rule gives a channel back so that every
+    channel-mixing layer keeps an input.
+    """
+    logits = np.full(sum(graph.group_sizes), SMALL_NEGATIVE_LOGIT, np.float32)
+    smallest = network_cost(graph, metric, hard_widths_numpy(logits, graph.group_sizes, graph.keep_one_sets))
+    return smallest, int(sum(layer_costs(graph, metric, full_widths(graph)).values()))
 
 
 class CostPolynomial:
@@ -174,65 +242,3 @@ class CostPolynomial:
         single = ops.reshape(ops.matmul(t["single"], w), (-1,)) + t["single_constant"]
         return (ops.sum(t["pair_coefficients"] * left * right)
                 + ops.sum(t["single_coefficients"] * single) + self.constant)
-
-
-@keras.saving.register_keras_serializable(package="figs_tf")
-class CostLayer(keras.layers.Layer):
-    """Adds `strength × cost(widths)` to the model's losses in training.
-
-    Called on `[output, widths]` (widths: MaskLayer's second output) it returns
-    `output` unchanged, so it sits on the path to the model's first output and
-    `fit` sees the loss. The loss goes through `Layer.add_loss`, which Keras
-    scales per replica under tf.distribute. `strength` is a non-trainable
-    variable: assign to it (e.g. from a callback) to change λ during training.
-    `target` (optional) is the budget the exported cost should reach, in the
-    same metric; it only travels with the layer's config (figs_tf.budget's
-    controller in CostCallback reads it and steers `strength`, which may then
-    go below 0 when the exported cost is under the budget).
-    """
-
-    def __init__(self, metric, polynomial, strength=0.0, target=None, **kwargs):
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
-        self.metric = check_metric(metric)
-        if not isinstance(polynomial, CostPolynomial):
-            polynomial = CostPolynomial.from_config(polynomial)
-        self.polynomial = polynomial
-        self.target = check_target(target, metric)
-        # a model saved mid-run by the budget controller may carry a negative λ
-        self._initial_strength = check_strength(strength, signed=self.target is not None)
-        self.strength = self.add_weight(
-            name="strength", shape=(), dtype="float32", trainable=False,
-            initializer=keras.initializers.Constant(self._initial_strength))
-        self._arrays = polynomial.float32_arrays()
-
-    def cost(self, widths):
-        return self.polynomial.keras(ops.cast(widths, "float32"), self._arrays)
-
-    def call(self, inputs, training=None):
-        output, widths = inputs
-        if training:
-            self.add_loss(ops.convert_to_tensor(self.strength, dtype="float32") * self.cost(widths))
-        return output
-
-    def compute_output_spec(self, inputs, training=None):
-        output = inputs[0]
-        return keras.KerasTensor(output.shape, dtype=output.dtype)
-
-    @property
-    def initial_strength(self):
-        """λ this layer was built with (the `strength` given to wrap, or saved in its config)."""
-        return self._initial_strength
-
-    def set_strength(self, value, signed=False):
-        """Assigns λ; `signed=True` (the budget controller's) lets it go below 0."""
-        self.strength.assign(check_strength(value, signed=signed))
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"metric": self.metric, "polynomial": self.polynomial.to_config(),
-                       "strength": float(ops.convert_to_numpy(self.strength)), "target": self.target})
-        return config
-
-
-channel_groups.register_figs_layer(CostLayer, "passthrough")

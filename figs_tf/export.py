@@ -54,21 +54,6 @@ class ExportedNetwork:
                 for call in self.graph.producer_calls()}
 
 
-def live_calls(graph, widths):
-    """Calls whose output reaches a model output through alive channels."""
-    needed = set(graph.output_keys)
-    live = []
-    for call in reversed(graph.calls):
-        if not any(k in needed for k in call.output_keys):
-            continue
-        if not any(channels_alive(graph.tensor_sets[k], widths) > 0 for k in call.output_keys):
-            continue
-        live.append(call)
-        for key in call.input_keys:
-            if channels_alive(graph.tensor_sets[key], widths) > 0:
-                needed.add(key)
-    live.reverse()
-    return live
 
 
 def exported_network(search):
@@ -79,7 +64,7 @@ def exported_network(search):
     widths = gates.exported_widths()
     kept = [np.flatnonzero(mask[gates.group_slice(g)]) for g in range(graph.num_groups)]
     return ExportedNetwork(graph=graph, widths=widths, kept_channels=kept,
-                           live_calls=live_calls(graph, widths))
+                           live_calls=cost_lib.live_calls(graph, widths))
 
 
 def export_architecture(search):
@@ -97,6 +82,18 @@ def expected_cost(search, metric):
 
 
 def supernet_cost(search, metric):
+    """Cost of the whole supernet a search model gates (every channel kept), in raw counts.
+
+    Args:
+      search: a search model (figs_tf.wrap).
+      metric: "params" (equals the unwrapped model's `count_params()`) or
+        "flops" (multiply-adds per example).
+
+    Example:
+
+    >>> figs_tf.supernet_cost(figs_tf.wrap(model), "params") == model.count_params()
+    True
+    """
     graph = wrap_lib.channel_graph_of(search)
     return int(sum(cost_lib.layer_costs(graph, metric, cost_lib.full_widths(graph)).values()))
 
@@ -136,9 +133,6 @@ def load_architecture(path):
     return dict(widths)
 
 
-def load_architecture_metadata(path):
-    with files.open_file(path) as f:
-        return json.load(f).get("metadata", {})
 
 
 def load_channels(path):

@@ -8,6 +8,7 @@ URLs with a scheme (`gs://bucket/run1`) go through `tf.io.gfile`.
 """
 
 import os
+import shutil
 
 
 def is_url(path):
@@ -38,6 +39,14 @@ def makedirs(path):
 
 def join(*parts):
     return "/".join([str(parts[0]).rstrip("/"), *parts[1:]]) if is_url(parts[0]) else os.path.join(*parts)
+
+
+def copy(source, destination):
+    """Copies a file, overwriting `destination` (either may be a URL)."""
+    if is_url(source) or is_url(destination):
+        _gfile().copy(source, destination, overwrite=True)
+    else:
+        shutil.copyfile(source, destination)
 
 
 def remove(path):

@@ -156,11 +156,12 @@ def output_structure(model):
     return _functional_of(model)._outputs_struct  # pylint: disable=protected-access
 
 
-def rebuild_outputs(model, flat_outputs):
-    """`flat_outputs` packed like `model`'s outputs (a single tensor stays single)."""
-    structure = output_structure(model)
-    return keras.tree.pack_sequence_as(structure, flat_outputs)
+def fresh_inputs(tensors):
+    """New `keras.Input`s with the shapes, dtypes and names of `tensors` (a model's inputs)."""
+    return [keras.Input(shape=t.shape[1:], batch_size=t.shape[0], dtype=t.dtype,
+                        name=getattr(t, "name", None) or f"input_{i}")
+            for i, t in enumerate(tensors)]
 
 
-__all__ = ["LayerCall", "GraphError", "flatten_model", "unique_layer_names",
-                      "is_nested_model", "keras"]
+__all__ = ["LayerCall", "GraphError", "flatten_model", "fresh_inputs", "input_tensors",
+           "is_nested_model", "output_structure", "unique_layer_names"]

@@ -15,8 +15,8 @@ the graph), it returns
 - the per-group widths the cost is computed from: Σπ (expected cost, eq. 6),
   or Σm̂ in training when `sampled_widths=True` (sampled cost, eq. 5).
 
-`ApplyMask` multiplies a tensor by the gates of its channels. `figs_tf.wrap`
-places both; by hand it looks like this:
+`figs_tf.ApplyMask` multiplies a tensor by the gates of its channels.
+`figs_tf.wrap` places both; by hand it looks like this:
 
     gates = MaskLayer(group_sizes=[16])
     gate_vector, widths = gates(inputs)
@@ -42,6 +42,7 @@ step (Adam with a small ε) ignore M.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from figs_tf import channel_groups
@@ -107,6 +108,26 @@ def hard_widths(logits, group_sizes, keep_one_sets):
             best = ops.take(members, ops.argmax(ops.take(group_max, members)))
             widths = widths + empty * ops.one_hot(best, num_groups, dtype="float32")
     return widths
+
+
+def hard_widths_numpy(logits, group_sizes, keep_one_sets):
+    """NumPy twin of `hard_widths`: the same widths, as a list of ints.
+
+    For the host (the budget controller reads the export every few steps:
+    the backend version costs ~35 ms of eager dispatch per call on
+    TensorFlow, this one well under a millisecond). tests/test_budget.py
+    checks that both give the same widths.
+    """
+    logits = np.asarray(logits, dtype=np.float32)
+    starts = np.cumsum([0] + list(group_sizes[:-1]))
+    probabilities = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+    widths = np.floor(np.add.reduceat(probabilities, starts))
+    group_max = np.maximum.reduceat(logits, starts)
+    for groups in keep_one_sets:
+        members = np.asarray(groups, dtype=np.int64)
+        if widths[members].sum() == 0:
+            widths[members[np.argmax(group_max[members])]] += 1
+    return [int(w) for w in widths]
 
 
 def hard_mask(logits, group_sizes, keep_one_sets):
@@ -233,38 +254,4 @@ class MaskLayer(keras.layers.Layer):
         return config
 
 
-@keras.saving.register_keras_serializable(package="figs_tf")
-class ApplyMask(keras.layers.Layer):
-    """Multiplies channel c of a tensor by `gate_vector[gate_indices[c]]`.
-
-    Called on `[x, gate_vector]` where `gate_vector` is MaskLayer's first output.
-    """
-
-    def __init__(self, gate_indices, **kwargs):
-        super().__init__(**kwargs)
-        self.gate_indices = [int(i) for i in gate_indices]
-        # A tensor that is one whole group in order reads a contiguous slice.
-        first = self.gate_indices[0] if self.gate_indices else 0
-        contiguous = self.gate_indices == list(range(first, first + len(self.gate_indices)))
-        self._slice = (first, first + len(self.gate_indices)) if contiguous else None
-
-    def call(self, inputs):
-        x, gate_vector = inputs
-        if self._slice is not None:
-            gates = gate_vector[self._slice[0]:self._slice[1]]
-        else:
-            gates = ops.take(gate_vector, ops.convert_to_tensor(self.gate_indices, dtype="int32"))
-        return x * ops.cast(gates, x.dtype)
-
-    def compute_output_spec(self, inputs):
-        x = inputs[0]
-        return keras.KerasTensor(x.shape, dtype=x.dtype)
-
-    def get_config(self):
-        config = super().get_config()
-        config["gate_indices"] = self.gate_indices
-        return config
-
-
 channel_groups.register_figs_layer(MaskLayer, "source")
-channel_groups.register_figs_layer(ApplyMask, "passthrough")

@@ -25,8 +25,9 @@ import numpy as np
 import keras
 
 from figs_tf import channel_groups
+from figs_tf import cost as cost_lib
 from figs_tf import export as export_lib
-from figs_tf import wrapping
+from figs_tf import keras_graph
 from figs_tf.channel_sets import alive_positions, count as channels_alive, groups_in, num_channels
 
 
@@ -69,7 +70,7 @@ def build_from_architecture(supernet, architecture, name=None):
 def build(network, name, fresh_weights=False):
     """Builds the Keras model of an ExportedNetwork (inherited or fresh weights)."""
     graph = network.graph
-    inputs = wrapping.fresh_inputs(graph)
+    inputs = keras_graph.fresh_inputs(graph.input_tensors)
     values = dict(zip(graph.input_keys, inputs))
     positions = {}
 
@@ -142,7 +143,7 @@ def network_from_architecture(model, architecture, channels=None, choose_channel
         kept = [_kept_channels(graph, g, widths[g], channels, producers) for g in range(graph.num_groups)]
     else:
         kept = [np.arange(widths[g]) for g in range(graph.num_groups)]
-    live = export_lib.live_calls(graph, widths)
+    live = cost_lib.live_calls(graph, widths)
     for call in live:
         if graph.handler(call).mixes_channels and channels_alive(graph.in_sets(call)[0], widths) == 0:
             raise ValueError(f"The architecture leaves layer '{call.name}' without input channels "

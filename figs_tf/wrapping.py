@@ -19,11 +19,13 @@ training the search model trains `model`'s layers), plus
 from keras import ops
 import keras
 
-from figs_tf import budget as budget_lib
 from figs_tf import channel_groups
 from figs_tf import cost as cost_lib
+from figs_tf import keras_graph
 from figs_tf.channel_sets import gate_indices
-from figs_tf.mask_layer import ApplyMask, MaskLayer, DEFAULT_INITIAL_LOGIT, DEFAULT_TEMPERATURE
+from figs_tf.apply_mask import ApplyMask
+from figs_tf.cost_layer import CostLayer
+from figs_tf.mask_layer import DEFAULT_INITIAL_LOGIT, DEFAULT_TEMPERATURE, MaskLayer
 
 GATES_NAME = "figs_gates"
 COST_NAME = "figs_cost"
@@ -47,9 +49,9 @@ def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
       initial_logit: initial gate logit ν (π = sigmoid(ν)).
       seed: seed of the gate noise.
       target: optional budget in the metric of `cost` (parameters, or
-        multiply-adds per example): `figs_tf.CostCallback` then steers λ during
-        AL so that the exported network lands within ±2 % of it
-        (figs_tf.budget). Stored with the model: `figs_tf.get_target(search)`.
+        multiply-adds per example): a `figs_tf.BudgetController` in `fit` then
+        steers λ during AL so that the exported network lands within ±2 % of it
+        (docs/budget.md). Stored with the model: `figs_tf.get_target(search)`.
         `strength` is then only λ's starting value (0: estimated).
       logit_gradient_multiplier: M > 0 multiplies the gradient reaching the
         gate logits (paper: 1). With Adam at ε = 1 that is a gate learning
@@ -61,7 +63,7 @@ def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
 
         search = figs_tf.wrap(model, cost="params", target=2_000_000)
         search.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-        search.fit(data, epochs=40, callbacks=[figs_tf.CostCallback(workdir)])
+        search.fit(data, epochs=40, callbacks=[figs_tf.BudgetController(), figs_tf.CostCallback(workdir)])
     """
     metric = cost_lib.check_metric(cost)
     strength = cost_lib.check_strength(strength)
@@ -74,15 +76,15 @@ def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
         raise ValueError(f"Model '{model.name}' has no prunable channels: every channel "
                          f"is a model input or output, or kept out of search. Notes: {graph.notes}")
     polynomial = cost_lib.CostPolynomial(graph, metric)  # also checks FLOPs can be counted
-    target = budget_lib.check_target(target, metric, graph, model_name=f"'{model.name}'")
+    target = cost_lib.check_target(target, metric, graph, model_name=f"'{model.name}'")
     gates = MaskLayer(
         group_sizes=graph.group_sizes, temperature=temperature, initial_logit=initial_logit,
         keep_one_sets=graph.keep_one_sets, sampled_widths=(estimator == "sampled"),
         group_keys=[g.key for g in graph.groups], exclude=list(exclude), seed=seed,
         logit_gradient_multiplier=logit_gradient_multiplier, name=GATES_NAME)
-    cost_layer = cost_lib.CostLayer(metric, polynomial, strength=strength, target=target, name=COST_NAME)
+    cost_layer = CostLayer(metric, polynomial, strength=strength, target=target, name=COST_NAME)
 
-    inputs = fresh_inputs(graph)
+    inputs = keras_graph.fresh_inputs(graph.input_tensors)
     gate_vector, widths = gates(inputs[0])
     values = dict(zip(graph.input_keys, inputs))
     values[graph.input_keys[0]] = cost_layer([inputs[0], widths])
@@ -105,11 +107,6 @@ def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
     return search
 
 
-def fresh_inputs(graph):
-    """New keras.Input tensors like the analysed model's inputs."""
-    return [keras.Input(shape=t.shape[1:], batch_size=t.shape[0], dtype=t.dtype,
-                        name=getattr(t, "name", None) or f"input_{i}")
-            for i, t in enumerate(graph.input_tensors)]
 
 
 def _offsets(group_sizes):
@@ -130,7 +127,7 @@ def gates_of(search):
 
 def cost_layer_of(search):
     for layer in search.layers:
-        if isinstance(layer, cost_lib.CostLayer):
+        if isinstance(layer, CostLayer):
             return layer
     raise ValueError(f"Model '{search.name}' has no figs_tf cost: make it with figs_tf.wrap(model).")
 
@@ -151,18 +148,36 @@ def channel_graph_of(search):
 
 
 def set_strength(search, value):
-    """Sets λ of a search model; takes effect at the next training step."""
-    cost_layer_of(search).set_strength(value)
+    """Sets λ of a search model; takes effect at the next training step.
+
+    Args:
+      search: a search model (figs_tf.wrap).
+      value: λ >= 0; under a budget (the model has a target) λ is the budget
+        controller's Lagrange multiplier and may be negative, so that
+        `set_strength(search, get_strength(search))` always works.
+
+    Raises:
+      ValueError: a negative λ without a budget, or a value that is not a finite number.
+    """
+    layer = cost_layer_of(search)
+    layer.set_strength(value, signed=layer.target is not None)
 
 
 def get_strength(search):
+    """λ of a search model now, as a float (negative under a budget when the cost term pulls gates up).
+
+    Example:
+
+    >>> figs_tf.get_strength(figs_tf.wrap(model, strength=2e-9))
+    2e-09
+    """
     return float(ops.convert_to_numpy(cost_layer_of(search).strength))
 
 
 def get_target(search):
     """The budget the search model is trained to (None if it has none).
 
-    Set by `figs_tf.wrap(..., target=...)` or by `figs_tf.CostCallback(target=...)`,
+    Set by `figs_tf.wrap(..., target=...)` or by `figs_tf.BudgetController(target=...)`,
     in the metric of the model's cost (`cost_layer_of(search).metric`).
     """
     return cost_layer_of(search).target
@@ -171,5 +186,5 @@ def get_target(search):
 def set_target(search, value):
     """Sets (or clears, with None) the budget stored on the search model."""
     layer = cost_layer_of(search)
-    layer.target = budget_lib.check_target(value, layer.metric, channel_graph_of(search),
+    layer.target = cost_lib.check_target(value, layer.metric, channel_graph_of(search),
                                            model_name=f"'{search.name}'")

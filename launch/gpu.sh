@@ -30,13 +30,13 @@ usage() {
   cat <<'EOF'
 Usage: launch/gpu.sh [options] [--config.KEY=VALUE ...] [-- extra flags]
 
-Runs `python -m figs_tf.search` then `python -m figs_tf.retrain` on this
+Runs `python -m figs_tf.train.search` then `python -m figs_tf.train.retrain` on this
 machine's GPUs with the same --config and --workdir. Everything it does not
 recognise is passed to both binaries.
 
 Options:
   --config PATH[:VARIANT]   ml_collections config (default: the embedded
-                            figs_tf/default_config.py). Env: CONFIG.
+                            figs_tf/train/default_config.py). Env: CONFIG.
   --workdir DIR             local path or gs:// (default: runs/<name>).
                             Env: WORKDIR.
   --name NAME               run name for the default workdir and the log.
@@ -183,7 +183,7 @@ if [ "$IN_BACKGROUND" = 0 ]; then
   else
     echo "   nvidia-smi: not found (no NVIDIA driver on this machine?)"
   fi
-  echo "   config:   ${CONFIG:-embedded default (figs_tf/default_config.py)}"
+  echo "   config:   ${CONFIG:-embedded default (figs_tf/train/default_config.py)}"
   echo "   workdir:  $WORKDIR"
   echo "   strategy: $STRATEGY${MIXED_PRECISION:+, mixed precision $MIXED_PRECISION}"
   if [ -n "${TF_CONFIG:-}" ]; then echo "   TF_CONFIG: $TF_CONFIG"; fi

@@ -16,13 +16,13 @@ usage() {
   cat <<'EOF'
 Usage: launch/local.sh [options] [--config.KEY=VALUE ...] [-- extra flags]
 
-Runs `python -m figs_tf.search` then `python -m figs_tf.retrain` with the same
+Runs `python -m figs_tf.train.search` then `python -m figs_tf.train.retrain` with the same
 --config and --workdir. Everything it does not recognise is passed to both
 binaries (config overrides such as --config.search.epochs=1, absl flags).
 
 Options:
   --config PATH[:VARIANT]  ml_collections config (default: the embedded
-                           figs_tf/default_config.py). Env: CONFIG.
+                           figs_tf/train/default_config.py). Env: CONFIG.
   --workdir DIR            local path or gs:// (default: runs/<name>, relative
                            to the current directory). Env: WORKDIR.
   --name NAME              run name for the default workdir (default: from the
@@ -127,7 +127,7 @@ PY
 )
 
 echo "== FiGS local run"
-echo "   config:  ${CONFIG:-embedded default (figs_tf/default_config.py)}"
+echo "   config:  ${CONFIG:-embedded default (figs_tf/train/default_config.py)}"
 echo "   workdir: $WORKDIR"
 echo "   python:  $(command -v "$PYTHON")"
 for phase in "${PHASES[@]}"; do

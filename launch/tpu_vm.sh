@@ -16,8 +16,8 @@
 #
 # How the training runs on the TPU VM (see `run`):
 # - Single-host slices (v2-8, v3-8, v4-8, v5litepod-1..8, v5p-8, v6e-1..8):
-#   worker 0 runs `python3 -m figs_tf.search ... --config.strategy=tpu
-#   --config.tpu=local` and then figs_tf.retrain, under nohup + setsid, so an
+#   worker 0 runs `python3 -m figs_tf.train.search ... --config.strategy=tpu
+#   --config.tpu=local` and then figs_tf.train.retrain, under nohup + setsid, so an
 #   ssh drop does not stop it. On PJRT images (VERSION ending in -pjrt) it sets
 #   NEXT_PLUGGABLE_DEVICE_USE_C_API=true and
 #   TF_PLUGGABLE_DEVICE_LIBRARY_PATH=/lib/libtpu.so, as Google's TF-on-TPU-VM
@@ -54,7 +54,7 @@ Subcommands (each prints its gcloud commands first):
            ~/figs_tf on all workers (tpu-vm scp --recurse --worker=all), then
            pip install it there (tpu-vm ssh --worker=all), keeping the TPU
            image's TensorFlow
-  run      start figs_tf.search then figs_tf.retrain on the VM in the
+  run      start figs_tf.train.search then figs_tf.train.retrain on the VM in the
            background (nohup); safe to rerun: it resumes, and does nothing
            while the job still runs
   logs     print the end of the job's log on worker 0 (--follow to keep reading)
@@ -200,13 +200,13 @@ on_vm_run() {  # on_vm_run RUN_NAME MODE(single|pod) PJRT(0|1) TPU -- BINARY ARG
     for variable in TPU_LOAD_LIBRARY TPU_NAME NEXT_PLUGGABLE_DEVICE_USE_C_API TF_PLUGGABLE_DEVICE_LIBRARY_PATH; do
       if printenv "$variable" >/dev/null; then echo "    $variable=$(printenv "$variable")"; fi
     done
-    show "$py" -m figs_tf.search "$@"
-    show "$py" -m figs_tf.retrain "$@"
+    show "$py" -m figs_tf.train.search "$@"
+    show "$py" -m figs_tf.train.retrain "$@"
   } >>"$log"
   # setsid + nohup: the job survives the end of the ssh session; `$@` is handed
   # to the inner shell as arguments, so nothing is quoted twice.
   # shellcheck disable=SC2016  # expanded by the inner shell, on purpose
-  setsid nohup bash -c 'py=$1; shift; "$py" -m figs_tf.search "$@" && "$py" -m figs_tf.retrain "$@"' \
+  setsid nohup bash -c 'py=$1; shift; "$py" -m figs_tf.train.search "$@" && "$py" -m figs_tf.train.retrain "$@"' \
     figs-job "$py" "$@" >>"$log" 2>&1 </dev/null &
   echo "$!" >"$pidfile"
   echo "[$(hostname)] started $name: pid $!, log ~/$REMOTE_LOGS/$name.log"
@@ -412,8 +412,8 @@ cmd_run() {
   elif [ "$pjrt" = 1 ]; then
     echo "#   NEXT_PLUGGABLE_DEVICE_USE_C_API=true TF_PLUGGABLE_DEVICE_LIBRARY_PATH=/lib/libtpu.so  (PJRT image)"
   fi
-  echo "#   $(show python3 -m figs_tf.search "${args[@]}" | cut -c3-)"
-  echo "#   $(show python3 -m figs_tf.retrain "${args[@]}" | cut -c3-)"
+  echo "#   $(show python3 -m figs_tf.train.search "${args[@]}" | cut -c3-)"
+  echo "#   $(show python3 -m figs_tf.train.retrain "${args[@]}" | cut -c3-)"
   local remote arg
   remote="cd $REMOTE_DIR && bash launch/tpu_vm.sh on-vm-run $(quote "$name") $mode $pjrt $(quote "$tpu") --"
   for arg in "${args[@]}"; do remote+=" $(quote "$arg")"; done

@@ -4,6 +4,8 @@ import keras
 import numpy as np
 
 import figs_tf
+from figs_tf.spaces.small_cnn import small_cnn as spaces_small_cnn
+from figs_tf.train import fashion_mnist
 from figs_tf.wrapping import gates_of, channel_graph_of
 
 
@@ -41,18 +43,29 @@ def residual_concat_depthwise_model():
     return keras.Model(inputs, outputs, name="rcd")
 
 
-def small_cnn(input_shape=(28, 28, 1), classes=10, widths=(16, 32, 64), name="small_cnn"):
-    inputs = keras.Input(input_shape)
-    x = inputs
-    for i, width in enumerate(widths):
-        x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
-        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
-        x = keras.layers.ReLU(name=f"relu{i}")(x)
-        if i < len(widths) - 1:
-            x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    outputs = keras.layers.Dense(classes, name="classifier")(x)
-    return keras.Model(inputs, outputs, name=name)
+def small_cnn(widths=(16, 32, 64), **kwargs):
+    """`figs_tf.spaces.small_cnn` at the tests' size (16/32/64 unless given)."""
+    return spaces_small_cnn(widths, **kwargs)
+
+
+def run_search(workdir=None, strength=3e-6, epochs=4, train_examples=12000, batch_size=128,
+               learning_rate=0.01, widths=(32, 64, 128), seed=0, verbose=0, callbacks=()):
+    """AL on real Fashion-MNIST with the library API, as a user's own script would run it.
+
+    Wraps `small_cnn(widths)` with a parameter cost and fits it with
+    `figs_tf.CostCallback(workdir)`; returns (search model, that callback).
+    """
+    keras.utils.set_random_seed(seed)
+    images, labels = fashion_mnist.load_fashion_mnist("train")
+    x = images[:train_examples].astype("float32") / 255.0
+    y = labels[:train_examples]
+    search = figs_tf.wrap(small_cnn(widths, batchnorm_momentum=0.9), cost="params", strength=strength, seed=seed)
+    search.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                   metrics=["accuracy"])
+    callback = figs_tf.CostCallback(workdir)
+    search.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=[callback, *callbacks], verbose=verbose)
+    return search, callback
 
 
 def to_numpy(x):

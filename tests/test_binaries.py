@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 import figs_tf
-from figs_tf import default_config, export, retrain, search, training
+from figs_tf import export
+from figs_tf.train import default_config, retrain, search, loop
+from figs_tf.train import workdir as workdir_lib
 
 pytestmark = pytest.mark.tensorflow_only
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -43,14 +45,14 @@ def test_search_then_retrain_on_real_fashion_mnist(tmp_path):
     config = tiny_config()
     found = search.run(config, str(tmp_path))
     assert found["steps"] == found["configured_steps"] == 4  # 512 // 128 steps, one pass
-    architecture = export.load_architecture(training.architecture_path(str(tmp_path)))
+    architecture = export.load_architecture(workdir_lib.architecture_path(str(tmp_path)))
     assert architecture == found["architecture"]
     assert any(architecture[name] < found["supernet_widths"][name] for name in architecture), "nothing pruned"
 
     retrained = retrain.run(config, str(tmp_path))
     # Independent truth: the space's supernet built at the exported widths, counted
     # by Keras itself, and the exported cost the search reported.
-    supernet = training.build_supernet(config)
+    supernet = loop.build_supernet(config)
     fresh = figs_tf.build_from_architecture(supernet, architecture)
     assert retrained["exported"]["params"] == fresh.count_params() == found["exported"]["params"]
     assert retrained["exported"]["flops"] == found["exported"]["flops"]
@@ -92,7 +94,7 @@ def test_search_and_retrain_under_mirrored_strategy_with_mock_data(tmp_path):
 
 
 def _search_command(workdir):
-    return [sys.executable, "-m", "figs_tf.search", f"--workdir={workdir}",
+    return [sys.executable, "-m", "figs_tf.train.search", f"--workdir={workdir}",
             "--config.space_kwargs.widths=(8, 16, 16)", "--config.train_examples=1024",
             "--config.eval_examples=500", "--config.search.batch_size=32",
             "--config.search.steps_per_checkpoint=4", "--config.search.epochs=2",
@@ -158,7 +160,7 @@ class PoisonWeights(keras.callbacks.Callback):
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     config = tiny_config()
     config.search.steps_per_checkpoint = 1  # 4 Keras epochs of 1 step
-    with pytest.raises(training.NonFiniteLossError, match=r"nan.*last good checkpoint \(Keras epoch 2\)"):
+    with pytest.raises(loop.NonFiniteLossError, match=r"nan.*last good checkpoint \(Keras epoch 2\)"):
         search.run(config, str(tmp_path), callbacks=[PoisonWeights(at=2)])
     with open(os.path.join(tmp_path, "search", "checkpoint", "training_metadata.json")) as f:
         assert json.load(f)["epoch"] == 2
@@ -173,7 +175,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
 
 
 def test_unknown_config_key_on_the_command_line_is_an_error(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "figs_tf.search", f"--workdir={tmp_path}",
+    result = subprocess.run([sys.executable, "-m", "figs_tf.train.search", f"--workdir={tmp_path}",
                              "--config.search.epoch=3"], capture_output=True, text=True, timeout=120,
                             env=_environment())
     assert result.returncode != 0
@@ -182,7 +184,7 @@ def test_unknown_config_key_on_the_command_line_is_an_error(tmp_path):
 
 
 def test_wrong_type_on_the_command_line_is_an_error(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "figs_tf.search", f"--workdir={tmp_path}",
+    result = subprocess.run([sys.executable, "-m", "figs_tf.train.search", f"--workdir={tmp_path}",
                              "--config.search.batch_size=large"], capture_output=True, text=True,
                             timeout=120, env=_environment())
     assert result.returncode != 0
@@ -229,7 +231,7 @@ def test_pareto_budgets_give_one_architecture_per_budget(tmp_path):
     for budget, path in found["pareto"].items():
         assert path == os.path.join(str(tmp_path), "search", "pareto", f"architecture_{budget}.json")
         # an independent count: the architecture built fresh, counted by Keras
-        network = figs_tf.build_from_architecture(training.build_supernet(config), export.load_architecture(path))
+        network = figs_tf.build_from_architecture(loop.build_supernet(config), export.load_architecture(path))
         assert network.count_params() <= float(budget)
     with pytest.raises(ValueError, match=r"config.target and config.pareto_budgets are both set"):
         search.run(tiny_config(target=5_000.0, pareto_budgets=(7_000,)), str(tmp_path / "both"))
@@ -264,7 +266,7 @@ def test_architecture_that_does_not_fit_the_space_is_rejected(tmp_path):
 def test_a_rerun_with_a_different_config_is_refused(tmp_path):
     config = tiny_config()
     config.search.steps_per_checkpoint = 1
-    with pytest.raises(training.NonFiniteLossError):
+    with pytest.raises(loop.NonFiniteLossError):
         search.run(config, str(tmp_path), callbacks=[PoisonWeights(at=1)])
     keras.backend.clear_session()
     other = tiny_config(strength=1e-3)
@@ -279,7 +281,7 @@ def test_same_seed_and_config_give_the_same_architecture(tmp_path):
     for run in ("first", "second"):
         keras.backend.clear_session()
         search.run(tiny_config(), str(tmp_path / run))
-        with open(training.architecture_path(str(tmp_path / run))) as f:
+        with open(workdir_lib.architecture_path(str(tmp_path / run))) as f:
             documents.append(json.load(f))
     assert documents[0]["widths"] == documents[1]["widths"]
     assert documents[0]["channels"] == documents[1]["channels"]  # the same channels, not just counts

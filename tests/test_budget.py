@@ -17,7 +17,10 @@ import numpy as np
 import pytest
 
 import figs_tf
-from figs_tf import budget, datasets, demo
+from figs_tf import budget
+from figs_tf.cost import cost_range
+from figs_tf.mask_layer import hard_widths_numpy
+from figs_tf.train import fashion_mnist
 from figs_tf.wrapping import cost_layer_of, gates_of
 from helpers import residual_concat_depthwise_model, small_cnn
 
@@ -29,12 +32,12 @@ EXAMPLES, BATCH, EPOCHS = 3072, 32, 2  # 192 AL steps
 
 def budget_supernet(widths=WIDTHS):
     """Conv-BN-ReLU ×5 with two max-pools, global pooling and a classifier."""
-    return demo.supernet(widths, pools=(0, 2))
+    return small_cnn(widths, pools=(0, 2), batchnorm_momentum=0.9)
 
 
 def _data():
     try:
-        images, labels = datasets.load_fashion_mnist("train")
+        images, labels = fashion_mnist.load_fashion_mnist("train")
     except RuntimeError as error:
         pytest.skip(f"Fashion-MNIST is not available here: {error}")
     return images[:EXAMPLES].astype("float32") / 255.0, labels[:EXAMPLES]
@@ -74,12 +77,27 @@ def test_cost_callback_target_overrides_and_is_stored_on_the_model():
     y = np.zeros(64, dtype="int64")
     search = figs_tf.wrap(small_cnn(), cost="params", target=15_000)
     _compile(search)
-    callback = figs_tf.CostCallback(None, ("params",), False, target=12_000)  # old positional args still work
-    history = search.fit(x, y, batch_size=16, epochs=1, callbacks=[callback], verbose=0)
+    controller = figs_tf.BudgetController(target=12_000)
+    reporter = figs_tf.CostCallback(None, ("params",), False)  # positional args as before
+    history = search.fit(x, y, batch_size=16, epochs=1, callbacks=[controller, reporter], verbose=0)
     assert figs_tf.get_target(search) == 12_000
     assert history.history["figs_target_params"] == [12_000]
     assert "figs_strength" in history.history and "figs_reference_params" in history.history
-    assert callback.trace and callback.trace[-1]["step"] == 4
+    assert controller.trace and controller.trace[-1]["step"] == 4
+
+
+def test_cost_callback_only_reports_and_names_the_controller_when_asked_to_steer():
+    with pytest.raises(TypeError, match=r"BudgetController\(target=T\)"):
+        figs_tf.CostCallback(None, target=12_000)
+    with pytest.raises(TypeError, match="ParetoController"):
+        figs_tf.ParetoCallback("runs/x", budgets=[1e4])
+    # a budget on the model with nobody to steer λ is refused before the first step
+    search = figs_tf.wrap(small_cnn(), cost="params", target=15_000)
+    _compile(search)
+    with pytest.raises(ValueError, match="no figs_tf.BudgetController steers"):
+        search.fit(np.zeros((16, 28, 28, 1), "float32"), np.zeros(16, "int64"), verbose=0,
+                   callbacks=[figs_tf.CostCallback()])
+    assert int(search.optimizer.iterations.numpy()) == 0
 
 
 @pytest.mark.parametrize("target, problem, fix", [
@@ -98,14 +116,14 @@ def test_unreachable_or_invalid_targets_are_refused_with_the_fix(target, problem
     search.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     with pytest.raises(ValueError) as callback_error:
         search.fit(np.zeros((4, 28, 28, 1), "float32"), np.zeros(4, "int64"), verbose=0,
-                   callbacks=[figs_tf.CostCallback(target=target)])
+                   callbacks=[figs_tf.BudgetController(target=target)])
     assert problem in str(callback_error.value)
 
 
 def test_smallest_exportable_cost_is_the_network_with_every_gate_off():
     model = small_cnn()
     search = figs_tf.wrap(model)
-    smallest, supernet = budget.cost_range(figs_tf.channel_graph_of(search), "params")
+    smallest, supernet = cost_range(figs_tf.channel_graph_of(search), "params")
     assert supernet == model.count_params()
     gates_of(search).logits.assign(np.full(gates_of(search).logits.shape, -30.0, "float32"))
     assert smallest == figs_tf.exported_network(search).cost("params")
@@ -126,7 +144,7 @@ def test_host_side_widths_follow_the_one_export_rule():
             if trial % 2:
                 logits[rng.random(logits.shape) < 0.7] = -30.0  # empty groups: the keep-one rule
             gates.logits.assign(logits)
-            assert budget.exported_widths(logits, gates.group_sizes, gates.keep_one_sets) == \
+            assert hard_widths_numpy(logits, gates.group_sizes, gates.keep_one_sets) == \
                 gates.exported_widths()
             assert budget.exported_cost_at(graph, gates, "flops") == \
                 figs_tf.exported_network(search).cost("flops")
@@ -142,16 +160,16 @@ def test_controller_state_is_rederived_after_a_restart():
     search = figs_tf.wrap(small_cnn(), cost="params", target=15_000)
     _compile(search)
     settings = figs_tf.ControllerSettings(total_steps=16, warmup=0.0)
-    search.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[figs_tf.CostCallback(controller=settings)])
+    search.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[figs_tf.BudgetController(settings=settings)])
     strength = figs_tf.get_strength(search)
     assert strength != pytest.approx(1.0 / figs_tf.supernet_cost(search, "params"))  # λ moved
-    resumed = figs_tf.CostCallback(controller=settings)
+    resumed = figs_tf.BudgetController(settings=settings)
     resumed.set_model(search)
     resumed.params = {"epochs": 1, "steps": 4}
     resumed.on_train_begin()
     assert figs_tf.get_strength(search) == pytest.approx(strength)  # not reset to λ0
     assert resumed._step() == 4  # pylint: disable=protected-access
-    assert resumed.controller.previous is None  # the only memory not restored: one P step
+    assert resumed.strength_controller.previous is None  # the only memory not restored: one P step
 
 
 class _Preempt(keras.callbacks.Callback):
@@ -179,8 +197,8 @@ def test_preempted_al_resumes_with_lambda_and_step_from_backup_and_restore(tmp_p
         keras.utils.set_random_seed(0)
         search = figs_tf.wrap(small_cnn(), cost="params", target=15_000, seed=0)
         _compile(search)
-        callback = figs_tf.CostCallback(controller=figs_tf.ControllerSettings(warmup=0.0))
-        # CostCallback before BackupAndRestore: its λ0 is overwritten by the restored weights
+        callback = figs_tf.BudgetController(settings=figs_tf.ControllerSettings(warmup=0.0))
+        # the controller before BackupAndRestore: its λ0 is overwritten by the restored weights
         search.fit(x, y, batch_size=16, epochs=4, verbose=0,
                    callbacks=[callback, keras.callbacks.BackupAndRestore(backup), *extra])
         return search, callback
@@ -201,7 +219,7 @@ def test_controller_assigns_lambda_under_a_distribution_strategy():
     with strategy.scope():
         search = figs_tf.wrap(small_cnn(), cost="params", target=15_000)
         _compile(search)
-    callback = figs_tf.CostCallback(controller=figs_tf.ControllerSettings(warmup=0.0))
+    callback = figs_tf.BudgetController(settings=figs_tf.ControllerSettings(warmup=0.0))
     search.fit(np.zeros((32, 28, 28, 1), "float32"), np.zeros(32, "int64"), batch_size=16, verbose=0,
                callbacks=[callback])
     assert "Mirrored" in type(cost_layer_of(search).strength.value).__name__
@@ -211,11 +229,12 @@ def test_controller_assigns_lambda_under_a_distribution_strategy():
 def test_without_a_target_lambda_is_left_alone():
     search = figs_tf.wrap(small_cnn(), cost="params", strength=1e-5)
     _compile(search)
-    callback = figs_tf.CostCallback()
     search.fit(np.zeros((32, 28, 28, 1), "float32"), np.zeros(32, "int64"), batch_size=16, verbose=0,
-               callbacks=[callback])
+               callbacks=[figs_tf.CostCallback()])
     assert figs_tf.get_strength(search) == pytest.approx(1e-5)
-    assert callback.controller is None and callback.trace == []
+    with pytest.raises(ValueError, match="has no target"):  # a controller without a budget says so
+        search.fit(np.zeros((32, 28, 28, 1), "float32"), np.zeros(32, "int64"), batch_size=16, verbose=0,
+                   callbacks=[figs_tf.BudgetController()])
 
 
 # --- one AL run lands on the target ----------------------------------------------------------
@@ -229,7 +248,7 @@ def test_one_al_run_lands_within_two_percent_of_the_target(metric):
     target = 0.5 * figs_tf.supernet_cost(search, metric)
     steps = EPOCHS * EXAMPLES // BATCH
     _compile(search, decay_steps=steps)
-    callback = figs_tf.CostCallback(None, plot=False, target=target)
+    callback = figs_tf.BudgetController(target=target)
     history = search.fit(x, y, batch_size=BATCH, epochs=EPOCHS, callbacks=[callback], verbose=0)
     exported = figs_tf.exported_network(search).cost(metric)
     assert abs(exported / target - 1) <= 0.02, (exported, target, figs_tf.export_architecture(search))
@@ -239,7 +258,7 @@ def test_one_al_run_lands_within_two_percent_of_the_target(metric):
     assert len(callback.trace) == steps  # one λ update per step on runs shorter than 512 steps
 
 
-def test_pareto_callback_saves_one_architecture_per_budget(tmp_path):
+def test_pareto_controller_saves_one_architecture_per_budget(tmp_path):
     x, y = _data()
     x, y = x[:2048], y[:2048]  # 128 steps: crossing below a budget needs no landing
     keras.utils.set_random_seed(0)
@@ -248,7 +267,7 @@ def test_pareto_callback_saves_one_architecture_per_budget(tmp_path):
     supernet = figs_tf.supernet_cost(search, "params")
     budgets = [0.7 * supernet, 0.45 * supernet]
     _compile(search)
-    callback = figs_tf.ParetoCallback(str(tmp_path), budgets=budgets, plot=False)
+    callback = figs_tf.ParetoController(str(tmp_path), budgets=budgets)
     history = search.fit(x, y, batch_size=BATCH, epochs=EPOCHS, callbacks=[callback], verbose=0)
     assert callback.missing == []
     files = sorted(os.listdir(os.path.join(tmp_path, "pareto")))
@@ -322,8 +341,8 @@ def test_a_run_that_starts_under_the_target_is_pulled_up_to_it(negative_bound, l
     assert start < 0.95 * target, (start, target)
     steps = EPOCHS * 2048 // BATCH
     _compile(search, decay_steps=steps)
-    callback = figs_tf.CostCallback(None, plot=False, target=target,
-                                    controller=figs_tf.ControllerSettings(negative_bound=negative_bound))
+    callback = figs_tf.BudgetController(target=target,
+                                        settings=figs_tf.ControllerSettings(negative_bound=negative_bound))
     search.fit(x, y, batch_size=BATCH, epochs=EPOCHS, callbacks=[callback], verbose=0)
     exported = figs_tf.exported_network(search).cost("params")
     assert (abs(exported / target - 1) <= 0.02) == lands, (start, exported, target)
@@ -339,8 +358,10 @@ def test_a_model_saved_with_a_negative_lambda_loads_only_with_its_target():
     cost_layer_of(search).set_strength(-2e-6, signed=True)
     config = cost_layer_of(search).get_config()
     assert figs_tf.CostLayer.from_config(config).initial_strength == pytest.approx(-2e-6)
-    with pytest.raises(ValueError, match=">= 0"):
-        figs_tf.set_strength(search, -2e-6)
+    figs_tf.set_strength(search, figs_tf.get_strength(search))  # a round trip keeps working under a budget
+    assert figs_tf.get_strength(search) == pytest.approx(-2e-6)
+    with pytest.raises(ValueError, match=">= 0"):  # a user's λ without a budget may not go negative
+        figs_tf.set_strength(figs_tf.wrap(small_cnn(), cost="params"), -2e-6)
     with pytest.raises(ValueError, match="must be finite"):
         cost_layer_of(search).set_strength(float("nan"), signed=True)
     with pytest.raises((ValueError, TypeError), match=">= 0"):  # Keras re-raises it as a TypeError

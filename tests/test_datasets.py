@@ -1,4 +1,4 @@
-"""Tests for figs_tf.datasets (Fashion-MNIST loading and tf.data pipeline)."""
+"""Tests for figs_tf.train.fashion_mnist (Fashion-MNIST loading and tf.data pipeline)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from figs_tf import datasets
-from figs_tf.datasets import (
+from figs_tf.train import fashion_mnist
+from figs_tf.train.fashion_mnist import (
     FASHION_MNIST_DIR_ENV_VAR,
     FASHION_MNIST_SPLIT_SIZES,
     IdxFormatError,
@@ -206,7 +206,7 @@ def test_unknown_split_error_names_allowed_splits():
 
 def test_no_source_error_says_how_to_fix(tmp_path, monkeypatch, fresh_cache):
     monkeypatch.setenv(FASHION_MNIST_DIR_ENV_VAR, str(tmp_path / "nothing_here"))
-    monkeypatch.setattr(datasets, "_import_tfds", lambda: None)  # no tfds, no download
+    monkeypatch.setattr(fashion_mnist, "_import_tfds", lambda: None)  # no tfds, no download
     with pytest.raises(RuntimeError) as error_info:
         load_fashion_mnist("train")
     message = str(error_info.value)
@@ -223,8 +223,8 @@ def test_module_imports_without_tensorflow():
         "import sys\n"
         "sys.modules['tensorflow'] = None\n"
         "sys.modules['tensorflow_datasets'] = None\n"
-        "import figs_tf, figs_tf.datasets\n"
-        "assert figs_tf.datasets._import_tfds() is None\n"
+        "import figs_tf, figs_tf.train.fashion_mnist\n"
+        "assert figs_tf.train.fashion_mnist._import_tfds() is None\n"
     )
     env = dict(os.environ, KERAS_BACKEND="jax")
     result = subprocess.run(

@@ -5,19 +5,21 @@ import numpy as np
 import pytest
 
 import figs_tf
-from figs_tf import datasets, demo
+from figs_tf.train import fashion_mnist
+
+from helpers import run_search
 
 
 @pytest.mark.tensorflow_only
 def test_same_seed_same_architecture_and_logits():
     try:
-        datasets.load_fashion_mnist("train")
+        fashion_mnist.load_fashion_mnist("train")
     except RuntimeError as error:
         pytest.skip(f"Fashion-MNIST is not available here: {error}")
     runs = []
     for _ in range(2):
-        search, _, _ = demo.run_search(strength=2e-5, epochs=2, train_examples=1024, widths=(8, 16, 16),
-                                       learning_rate=0.05, seed=7, verbose=0, evaluate=False)
+        search, _ = run_search(strength=2e-5, epochs=2, train_examples=1024, widths=(8, 16, 16),
+                               learning_rate=0.05, seed=7)
         runs.append((figs_tf.export_architecture(search),
                      keras.ops.convert_to_numpy(figs_tf.gates_of(search).logits)))
         keras.backend.clear_session()

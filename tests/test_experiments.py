@@ -7,7 +7,7 @@ import os
 import pytest
 
 import figs_tf
-from figs_tf import config_checks, training
+from figs_tf.train import config_checks, loop
 
 pytestmark = pytest.mark.tensorflow_only
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,7 +79,7 @@ def test_config_builds_its_supernet_and_the_search_model(name, variant):
     config = load(os.path.join(ROOT, "experiments", name)).get_config(variant)
     if config.dataset == "imagenet2012":
         config.image_size = 64  # the parameter count does not depend on it; building is faster
-    supernet = training.build_supernet(config)
+    supernet = loop.build_supernet(config)
     assert figs_tf.count(supernet, "params") == supernet.count_params()
     assert supernet.output_shape[-1] == {"imagenet2012": 1000}.get(config.dataset, 10)
     search = figs_tf.wrap(supernet, cost=config.cost, strength=config.strength)

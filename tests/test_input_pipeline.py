@@ -1,4 +1,4 @@
-"""Tests for figs_tf.input_pipeline (tf.data pipelines over tfds and the IDX fallback).
+"""Tests for figs_tf.train.input_pipeline (tf.data pipelines over tfds and the IDX fallback).
 
 cifar10 and imagenet2012 run under `tfds.testing.mock_data` (random examples,
 no files). Fashion-MNIST runs both ways: under the mock (the tfds path) and
@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from figs_tf import input_pipeline
-from figs_tf.datasets import (
+from figs_tf.train import input_pipeline
+from figs_tf.train.fashion_mnist import (
     FASHION_MNIST_SPLIT_SIZES,
     find_fashion_mnist_idx_files,
     load_fashion_mnist,

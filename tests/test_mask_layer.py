@@ -8,7 +8,8 @@ import pytest
 from keras import ops
 
 import figs_tf
-from figs_tf.mask_layer import ApplyMask, MaskLayer, hard_mask, hard_widths
+from figs_tf.apply_mask import ApplyMask
+from figs_tf.mask_layer import MaskLayer, hard_mask, hard_widths
 from figs_tf.wrapping import gates_of
 
 from helpers import residual_concat_depthwise_model, set_all_logits, to_numpy

@@ -8,15 +8,18 @@ import keras
 import pytest
 
 import figs_tf
-from figs_tf import datasets, demo
+from figs_tf.train import fashion_mnist
+
 from figs_tf.wrapping import gates_of
 
-SMALL = (16, 32, 64)  # a quarter of the demo's supernet: the test stays fast on 2 cores
+from helpers import run_search, small_cnn
+
+SMALL = (16, 32, 64)  # a quarter of the default supernet: the test stays fast on 2 cores
 
 
 def _real_data_or_skip():
     try:
-        datasets.load_fashion_mnist("test")
+        fashion_mnist.load_fashion_mnist("test")
     except RuntimeError as error:
         pytest.skip(f"Fashion-MNIST is not available here: {error}")
 
@@ -25,9 +28,9 @@ def _real_data_or_skip():
 def test_large_strength_shrinks_the_exported_cost_and_callback_reports_it(tmp_path):
     _real_data_or_skip()
     csv_path = os.path.join(tmp_path, "history.csv")
-    search, callback, _ = demo.run_search(
+    search, callback = run_search(
         workdir=str(tmp_path), strength=5e-5, epochs=4, train_examples=4096, learning_rate=0.02,
-        widths=SMALL, verbose=0, evaluate=False,
+        widths=SMALL, verbose=0,
         callbacks=[keras.callbacks.CSVLogger(csv_path)])
     supernet = figs_tf.supernet_cost(search, "params")
     exported = [row["figs_exported_params"] for row in callback.history]
@@ -58,9 +61,8 @@ def test_zero_strength_prunes_nothing_beyond_the_starting_point():
     exported architecture must stay there or grow, never shrink.
     """
     _real_data_or_skip()
-    initial = figs_tf.export_architecture(figs_tf.wrap(demo.supernet(SMALL)))
-    search, callback, _ = demo.run_search(strength=0.0, epochs=2, train_examples=4096, widths=SMALL,
-                                          verbose=0, evaluate=False)
+    initial = figs_tf.export_architecture(figs_tf.wrap(small_cnn(SMALL, batchnorm_momentum=0.9)))
+    search, callback = run_search(strength=0.0, epochs=2, train_examples=4096, widths=SMALL)
     final = figs_tf.export_architecture(search)
     assert all(final[name] >= initial[name] for name in initial), (initial, final)
     logits = keras.ops.convert_to_numpy(gates_of(search).logits)

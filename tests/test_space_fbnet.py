@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import figs_tf
-from figs_tf import datasets
+from figs_tf.train import fashion_mnist
 from figs_tf.spaces import fbnet
 from figs_tf.wrapping import channel_graph_of, gates_of
 
@@ -188,7 +188,7 @@ def test_bad_arguments_are_refused():
 @pytest.mark.tensorflow_only
 def test_tiny_supernet_searches_on_real_fashion_mnist():
     try:
-        images, labels = datasets.load_fashion_mnist("train")
+        images, labels = fashion_mnist.load_fashion_mnist("train")
     except RuntimeError as error:
         pytest.skip(f"Fashion-MNIST is not available here: {error}")
     x = images[:512].astype("float32") / 255.0

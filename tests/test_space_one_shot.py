@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import figs_tf
-from figs_tf import datasets
+from figs_tf.train import fashion_mnist
 from figs_tf.spaces import one_shot
 from figs_tf.wrapping import channel_graph_of, gates_of
 
@@ -170,7 +170,7 @@ def test_add_aggregator_ties_operator_outputs_to_the_block_input():
 def test_fashion_mnist_supernet_trains_with_a_params_cost():
     # real Fashion-MNIST images; the "test" split loads ~10x faster than "train", and this
     # checks the training mechanics only. One block per cell keeps graph tracing short.
-    images, labels = datasets.load_fashion_mnist("test")
+    images, labels = fashion_mnist.load_fashion_mnist("test")
     x = images[:512].astype(np.float32) / 255.0
     y = labels[:512]
     model = one_shot.one_shot_fashion_mnist("concat", base_width=8, cells=2, blocks_per_cell=1,

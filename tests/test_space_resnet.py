@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import figs_tf
-from figs_tf import datasets
+from figs_tf.train import fashion_mnist
 from figs_tf.spaces import resnet
 from figs_tf.wrapping import channel_graph_of, gates_of
 
@@ -137,7 +137,7 @@ def test_build_from_architecture_has_the_slim_parameter_count():
 @pytest.mark.tensorflow_only
 def test_tiny_resnet_searches_on_real_fashion_mnist():
     try:
-        images, labels = datasets.load_fashion_mnist("train")
+        images, labels = fashion_mnist.load_fashion_mnist("train")
     except RuntimeError as error:
         pytest.skip(f"Fashion-MNIST is not available here: {error}")
     x = images[:512].astype("float32") / 255.0

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 import figs_tf
-from figs_tf import default_config, input_pipeline, strategies, training
+from figs_tf.train import default_config, input_pipeline, strategies, loop
+from figs_tf.train import workdir as workdir_lib
 
 pytestmark = pytest.mark.tensorflow_only
 
@@ -88,21 +89,21 @@ def test_tpu_batches_are_full_and_split_per_replica(monkeypatch):
         return dataset
 
     strategy.distribute_datasets_from_function = distribute
-    plan = training.make_plan(config, "search", strategy)
-    train, evaluation = training.datasets(config, plan, strategy, seed=0)
+    plan = loop.make_plan(config, "search", strategy)
+    train, evaluation = loop.datasets(config, plan, strategy, seed=0)
     assert train.element_spec[0].shape.as_list() == [128 // 8, 28, 28, 1]  # per replica, static
     assert evaluation.element_spec[0].shape.as_list() == [64 // 8, 28, 28, 1]  # drop_remainder: static
-    assert training.evaluation_steps(config, strategy) == 1000 // 64
+    assert loop.evaluation_steps(config, strategy) == 1000 // 64
     config.search.batch_size = 100
     with pytest.raises(ValueError, match=r"batch_size = 100 .* 8 replicas"):
-        training.make_plan(config, "search", strategy)
+        loop.make_plan(config, "search", strategy)
 
 
 def test_plan_rounds_up_to_whole_checkpoint_intervals():
     config = default_config.get_config()
     config.train_examples = 1000
     config.search.update(dict(batch_size=100, epochs=2.5, steps_per_checkpoint=4, decay_epochs=35.0))
-    plan = training.make_plan(config, "search", tf.distribute.get_strategy())
+    plan = loop.make_plan(config, "search", tf.distribute.get_strategy())
     assert (plan.steps_per_data_epoch, plan.steps_per_epoch, plan.epochs) == (10, 4, 7)  # 25 -> 28 steps
     assert plan.total_steps == 28 and plan.decay_steps == 350
 
@@ -113,9 +114,9 @@ def test_optimizer_is_the_papers_adam_with_smooth_decay_and_no_decay_on_gates():
     config.train_examples = 1280
     config.search.update(dict(batch_size=128, learning_rate=1.6, decay_epochs=35.0, decay_factor=0.5))
     config.optimizer.update(dict(weight_decay=0.01, ema_momentum=0.9997))
-    plan = training.make_plan(config, "search", tf.distribute.get_strategy())
-    search = figs_tf.wrap(training.build_supernet(config), cost="params", strength=0.0)
-    training.compile_model(search, config, plan)
+    plan = loop.make_plan(config, "search", tf.distribute.get_strategy())
+    search = figs_tf.wrap(loop.build_supernet(config), cost="params", strength=0.0)
+    loop.compile_model(search, config, plan)
     optimizer = search.optimizer
     assert optimizer.epsilon == 1.0 and optimizer.use_ema and optimizer.ema_momentum == 0.9997
     schedule = optimizer._learning_rate  # pylint: disable=protected-access
@@ -138,7 +139,7 @@ def test_optimizer_is_the_papers_adam_with_smooth_decay_and_no_decay_on_gates():
 def test_batchnorm_momentum_comes_from_the_config():
     config = default_config.get_config()
     config.bn_momentum = 0.9997
-    supernet = training.build_supernet(config)
+    supernet = loop.build_supernet(config)
     momenta = {layer.momentum for layer in supernet.layers if "bn" in layer.name}
     assert momenta == {0.9997}
 
@@ -154,14 +155,14 @@ STEPS_PER_EPOCH = 4
 
 
 def _checkpointed_fit(backup_dir, epochs):
-    """A tiny model trained to `epochs` with training.Checkpoint; returns (model, epochs run)."""
+    """A tiny model trained to `epochs` with workdir_lib.Checkpoint; returns (model, epochs run)."""
     keras.utils.set_random_seed(0)
     inputs = keras.Input((3,))
     model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
     x, y = np.ones((STEPS_PER_EPOCH * 2, 3), "float32"), np.zeros((STEPS_PER_EPOCH * 2, 1), "float32")
     history = model.fit(x, y, batch_size=2, epochs=epochs, verbose=0,
-                        callbacks=[training.Checkpoint(str(backup_dir), STEPS_PER_EPOCH)])
+                        callbacks=[workdir_lib.Checkpoint(str(backup_dir), STEPS_PER_EPOCH)])
     return model, len(history.history["loss"])
 
 

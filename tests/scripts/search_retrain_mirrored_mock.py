@@ -1,4 +1,4 @@
-"""Runs figs_tf.search then figs_tf.retrain under MirroredStrategy on two logical
+"""Runs figs_tf.train.search then figs_tf.train.retrain under MirroredStrategy on two logical
 CPUs with tfds mock data; prints both summaries and the replica count as JSON."""
 
 import json
@@ -11,7 +11,7 @@ tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConf
 
 import tensorflow_datasets as tfds  # noqa: E402
 
-from figs_tf import default_config, retrain, search, strategies  # noqa: E402
+from figs_tf.train import default_config, retrain, search, strategies  # noqa: E402
 
 
 def main(workdir):

@@ -1,4 +1,4 @@
-"""What `figs_tf.search` (AL) and `figs_tf.retrain` share: plan, data, optimizer, fit.
+"""What the binaries (AL and retraining) share: plan, data, optimizer, the fit loop.
 
 Both binaries read top to bottom as
 
@@ -25,35 +25,26 @@ The paper's training setup (method.md, "Training setup") and where it lives:
 - Preemption: `keras.callbacks.BackupAndRestore` in `<phase dir>/checkpoint`
   after every (virtual) epoch of `steps_per_checkpoint` steps; a rerun of the
   same command resumes there and finishes the configured number of steps,
-  whenever the kill came (`Checkpoint`).
+  whenever the kill came (`workdir.Checkpoint`).
 """
 
 import dataclasses
-import json
 import math
-import os
-import tempfile
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from figs_tf import config_checks
 from figs_tf import files
-from figs_tf import input_pipeline
 from figs_tf import spaces
-from figs_tf import strategies
 from figs_tf import wrapping
 from figs_tf.channel_groups import analyze
 from figs_tf.mask_layer import MaskLayer
-
-PHASES = ("search", "retrain")
-CHECKPOINT_DIR = "checkpoint"
-SUMMARY_FILE = "summary.json"
-CONFIG_FILE = "config.json"
-HISTORY_FILE = "history.csv"
-TENSORBOARD_DIR = "tensorboard"
+from figs_tf.train import config_checks
+from figs_tf.train import input_pipeline
+from figs_tf.train import strategies
+from figs_tf.train import workdir as workdir_lib
 
 
 class NonFiniteLossError(RuntimeError):
@@ -100,20 +91,11 @@ def make_plan(config, phase, strategy):
                 decay_steps=max(1, round(settings.decay_epochs * per_data_epoch)))
 
 
-def phase_dir(workdir, phase):
-    return files.join(workdir, phase)
-
-
-def architecture_path(workdir):
-    """Where AL leaves the exported architecture and retraining looks for it."""
-    return files.join(phase_dir(workdir, "search"), "architecture.json")
-
-
 def prepare(config, directory):
     """Before any work: check the config, prove the workdir is writable, record the config."""
     config_checks.check(config)
     files.check_writable(directory)
-    record_config(config, directory)
+    workdir_lib.record_config(config, directory)
     set_mixed_precision(config)
     keras.utils.set_random_seed(config.seed)
 
@@ -234,31 +216,6 @@ def evaluation_steps(config, strategy):
     return full if drop_last_eval_batch(strategy) or not rest else full + 1
 
 
-def checkpoint_dir(directory, strategy):
-    """Every worker of a multi-worker run keeps its own copy (the weights are in sync)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and not strategies.is_chief(strategy):
-        return files.join(directory, CHECKPOINT_DIR, f"{resolver.task_type}_{resolver.task_id}")
-    return files.join(directory, CHECKPOINT_DIR)
-
-
-def resumed_epoch(backup_dir):
-    """The Keras epoch a rerun resumes at (0 for a fresh run), as the checkpoint's metadata says.
-
-    Used for the "Resuming" message and the data seed; `Checkpoint` re-derives
-    the epoch from the restored step counter, which wins if the two differ
-    (a kill between writing the weights and this file).
-    """
-    path = files.join(backup_dir, "training_metadata.json")
-    if not files.exists(path):
-        return 0
-    try:
-        with files.open_file(path) as f:
-            return int(json.load(f).get("epoch", 0))
-    except json.JSONDecodeError:
-        return 0  # killed while writing it
-
-
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Stops training at the first NaN/inf loss, before anything saves those weights.
 
@@ -276,7 +233,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         if loss is not None and not np.isfinite(float(loss)):
             raise NonFiniteLossError(
                 f"The training loss became {float(loss)} at {where}; training stopped before this was "
-                f"checkpointed. The last good checkpoint (Keras epoch {resumed_epoch(self.backup_dir)}) is "
+                f"checkpointed. The last good checkpoint (Keras epoch {workdir_lib.resumed_epoch(self.backup_dir)}) is "
                 f"kept in {self.backup_dir}. Lower the learning rate (or λ, or use float32), then rerun "
                 f"the same command to resume from it.")
 
@@ -287,48 +244,6 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         self._check(logs, f"the end of epoch {epoch}")
 
 
-class Checkpoint(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore that resumes correctly whenever the process was killed.
-
-    A SIGKILL while Keras writes `latest.weights.h5` leaves a corrupt HDF5 file
-    (a real failure of tests/test_binaries.py's kill test): with
-    `double_checkpoint` Keras keeps the previous checkpoint (`*.bkp`) and falls
-    back to it. A kill between writing the weights and `training_metadata.json`
-    (or while writing the JSON) would leave an epoch number that does not match
-    the weights, so the epoch to resume at is taken from the optimizer's step
-    counter, which is saved inside the weights file itself.
-    """
-
-    def __init__(self, backup_dir, steps_per_epoch):
-        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=False, double_checkpoint=True)
-        self.steps_per_epoch = int(steps_per_epoch)
-
-    def on_train_begin(self, logs=None):
-        try:
-            super().on_train_begin(logs)
-        except OSError:
-            if files.exists(self._prev_weights_path):
-                raise  # Keras fell back to the previous checkpoint and that failed too
-            # killed during the very first checkpoint: there is no earlier one, start over
-            print(f"The first checkpoint in {self.backup_dir} is incomplete (the run was killed while "
-                  "writing it); starting this phase from the beginning.")
-            for path in (self._weights_path, self._training_metadata_path):
-                if files.exists(path):
-                    tf.io.gfile.remove(path)
-            if self.model.optimizer is not None and self.model.optimizer.built:
-                self.model.optimizer.iterations.assign(0)
-            self.model._initial_epoch = 0  # pylint: disable=protected-access
-
-    def _load_model(self):
-        try:
-            super()._load_model()
-        except json.JSONDecodeError:
-            pass  # killed while writing training_metadata.json: the weights' step counter decides
-        optimizer = self.model.optimizer
-        if optimizer is not None and optimizer.built:
-            self.model._initial_epoch = int(optimizer.iterations.numpy()) // self.steps_per_epoch  # pylint: disable=protected-access
-
-
 def fit(model, config, plan, strategy, directory, callbacks=()):
     """Trains `model` for the plan's steps with checkpoints, logs and TensorBoard.
 
@@ -336,8 +251,8 @@ def fit(model, config, plan, strategy, directory, callbacks=()):
     the logs that CSVLogger and TensorBoard then record). Returns the Keras
     epoch this run started at (non-zero when it resumed after preemption).
     """
-    backup_dir = checkpoint_dir(directory, strategy)
-    start_epoch = resumed_epoch(backup_dir)
+    backup_dir = workdir_lib.checkpoint_dir(directory, strategy)
+    start_epoch = workdir_lib.resumed_epoch(backup_dir)
     if start_epoch:
         print(f"Resuming {plan.phase} from its checkpoint in {backup_dir}: Keras epoch {start_epoch} of "
               f"{plan.epochs} ({start_epoch * plan.steps_per_epoch} of {plan.total_steps} steps done).")
@@ -346,14 +261,14 @@ def fit(model, config, plan, strategy, directory, callbacks=()):
     train_data, _ = datasets(config, plan, strategy, seed=config.seed + 1000 * start_epoch)
     chief = strategies.is_chief(strategy)
     all_callbacks = [StopOnNonFiniteLoss(backup_dir), *callbacks,
-                     Checkpoint(backup_dir, plan.steps_per_epoch)]
-    history = files.join(directory, HISTORY_FILE)
+                     workdir_lib.Checkpoint(backup_dir, plan.steps_per_epoch)]
+    history = files.join(directory, workdir_lib.HISTORY_FILE)
     if chief:
-        local_history = _local_copy(history)
+        local_history = workdir_lib.local_copy(history)
         all_callbacks += [keras.callbacks.CSVLogger(local_history, append=True),
-                          keras.callbacks.TensorBoard(files.join(directory, TENSORBOARD_DIR), write_graph=False)]
+                          keras.callbacks.TensorBoard(files.join(directory, workdir_lib.TENSORBOARD_DIR), write_graph=False)]
         if local_history != history:
-            all_callbacks.append(CopyEachEpoch(local_history, history))
+            all_callbacks.append(workdir_lib.CopyEachEpoch(local_history, history))
     model.fit(train_data, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
               callbacks=all_callbacks, verbose={"bar": 1, "epoch": 2, "none": 0}[config.progress],
               shuffle=False)  # the input pipeline shuffles
@@ -363,87 +278,11 @@ def fit(model, config, plan, strategy, directory, callbacks=()):
     return start_epoch
 
 
-def _local_copy(path):
-    """A local file to append to for `path`; for gs:// a temporary copy of it.
-
-    CSVLogger appends, which object stores cannot do: append locally (starting
-    from the workdir's copy when resuming) and copy the file up each epoch.
-    """
-    if not files.is_url(path):
-        return path
-    local = os.path.join(tempfile.gettempdir(), "figs_" + path.replace("://", "_").replace("/", "_"))
-    if files.exists(path):
-        tf.io.gfile.copy(path, local, overwrite=True)
-    elif os.path.exists(local):
-        os.remove(local)
-    return local
-
-
-class CopyEachEpoch(keras.callbacks.Callback):
-    """Copies a local file to the (remote) workdir after every epoch."""
-
-    def __init__(self, source, destination):
-        super().__init__()
-        self.source, self.destination = source, destination
-
-    def on_epoch_end(self, epoch, logs=None):
-        if os.path.exists(self.source):
-            tf.io.gfile.copy(self.source, self.destination, overwrite=True)
-
-
 def evaluate(model, config, plan, strategy):
     """Top-1 accuracy on the evaluation split (inference mode)."""
     _, eval_data = datasets(config, plan, strategy, seed=config.seed)
     results = model.evaluate(eval_data, steps=evaluation_steps(config, strategy), verbose=0, return_dict=True)
     return float(results["accuracy"])
-
-
-def write_json(path, document):
-    files.write_atomically(path, json.dumps(document, indent=2, default=_plain) + "\n")
-
-
-def read_json(path):
-    with files.open_file(path) as f:
-        return json.load(f)
-
-
-def _plain(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    raise TypeError(f"not JSON serialisable: {value!r}")
-
-
-def record_config(config, directory):
-    """Writes the resolved config to `<phase dir>/config.json`; refuses a different one.
-
-    A rerun (resume) must use the same config, or checkpoints would be restored
-    into a different model / schedule.
-    """
-    path = files.join(directory, CONFIG_FILE)
-    current = json.loads(config.to_json_best_effort(sort_keys=True))
-    if files.exists(path):
-        previous = read_json(path)
-        changed = sorted(_differences(previous, current))
-        if changed:
-            raise ValueError(f"{directory} holds a run with a different config (changed: {', '.join(changed)}). "
-                             f"Use a new --workdir, or rerun with the config in {path}.")
-        return
-    write_json(path, current)
-
-
-def _differences(previous, current, prefix=""):
-    for key in sorted(set(previous) | set(current)):
-        before, after = previous.get(key), current.get(key)
-        if isinstance(before, dict) and isinstance(after, dict):
-            yield from _differences(before, after, f"{prefix}{key}.")
-        elif before != after and key not in RESUME_MAY_CHANGE:
-            yield f"{prefix}{key}"
-
-
-# Keys a rerun may change without invalidating the checkpoint.
-RESUME_MAY_CHANGE = {"progress", "data_dir", "tpu", "strategy"}
 
 
 class Stopwatch:
@@ -452,13 +291,3 @@ class Stopwatch:
 
     def seconds(self):
         return round(time.time() - self.start, 1)
-
-
-def summary_path(directory):
-    return files.join(directory, SUMMARY_FILE)
-
-
-def finished_summary(directory):
-    """The summary of a finished phase in `directory`, or None."""
-    path = summary_path(directory)
-    return read_json(path) if files.exists(path) else None

@@ -8,7 +8,7 @@ forever; evaluation pipelines read the split once, in order.
 Example::
 
     import tensorflow as tf
-    from figs_tf import input_pipeline
+    from figs_tf.train import input_pipeline
 
     strategy = tf.distribute.MirroredStrategy()
     train_data = strategy.distribute_datasets_from_function(
@@ -32,7 +32,7 @@ Where the data comes from:
   says how to prepare it.
 - ``fashion_mnist``: the tfds dataset if tfds can serve it (prepared data, or
   ``tfds.testing.mock_data`` in tests); otherwise the numpy arrays of
-  :func:`figs_tf.datasets.load_fashion_mnist`, which reads the Debian IDX files
+  :func:`figs_tf.train.fashion_mnist.load_fashion_mnist`, which reads the Debian IDX files
   offline and only downloads with tfds as the last resort.
 
 Sharding: with an ``input_context`` of N input pipelines, pipeline ``i`` reads
@@ -63,7 +63,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from figs_tf import datasets as fashion_mnist_files
+from figs_tf.train import fashion_mnist
 
 __all__ = [
     "CIFAR10_MEAN",
@@ -510,7 +510,7 @@ def _not_prepared_message(name: str, data_dir: str | None) -> str:
 def _read_fashion_mnist(
     split, data_dir, max_examples, num_pipelines, pipeline_id, equal_shares, training, seed
 ) -> tuple[tf.data.Dataset, int]:
-    """Like _read_prepared_tfds, falling back to figs_tf.datasets's arrays."""
+    """Like _read_prepared_tfds, falling back to figs_tf.train.fashion_mnist's arrays."""
     info = dataset_info("fashion_mnist")
     try:
         return _read_prepared_tfds(
@@ -518,7 +518,7 @@ def _read_fashion_mnist(
             training, seed)
     except DatasetNotPreparedError:
         pass  # Offline: the IDX files (then a tfds download) below.
-    images, labels = fashion_mnist_files.load_fashion_mnist(split, data_dir=data_dir)
+    images, labels = fashion_mnist.load_fashion_mnist(split, data_dir=data_dir)
     total = len(labels) if max_examples is None else min(len(labels), max_examples)
     start, end = _share_range(total, num_pipelines, pipeline_id, equal_shares)
     examples = tf.data.Dataset.from_tensor_slices((images[start:end], labels[start:end]))

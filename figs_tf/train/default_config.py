@@ -17,7 +17,7 @@ def get_config(arg=None):
     config = ml_collections.ConfigDict()
     config.seed = 0
 
-    # Data (figs_tf.input_pipeline): tfds name, tfds data_dir (local or gs://).
+    # Data (figs_tf.train.input_pipeline): tfds name, tfds data_dir (local or gs://).
     config.dataset = "fashion_mnist"
     config.data_dir = ml_collections.config_dict.placeholder(str)
     config.image_size = ml_collections.config_dict.placeholder(int)  # None: the dataset's own

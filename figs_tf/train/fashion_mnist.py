@@ -21,7 +21,7 @@ Keras on JAX); :func:`load_fashion_mnist` then still works from IDX files.
 
 Example::
 
-    from figs_tf.datasets import load_fashion_mnist, fashion_mnist_dataset
+    from figs_tf.train.fashion_mnist import load_fashion_mnist, fashion_mnist_dataset
 
     train_images, train_labels = load_fashion_mnist("train")
     train_images.shape, train_images.dtype   # (60000, 28, 28, 1), uint8

@@ -11,7 +11,7 @@ key and the fix.
 import numbers
 
 from figs_tf import cost as cost_lib
-from figs_tf.strategies import STRATEGIES
+from figs_tf.train.strategies import STRATEGIES
 
 DATASETS = ("fashion_mnist", "cifar10", "imagenet2012")
 PRECISIONS = (None, "float32", "mixed_bfloat16", "mixed_float16")
@@ -109,7 +109,7 @@ def _problems(values, schema, prefix):
     for key, rule in schema.items():
         name = f"config.{prefix}{key}"
         if key not in values:
-            yield f"{name}: missing; start from figs_tf/default_config.py, which sets every key"
+            yield f"{name}: missing; start from figs_tf/train/default_config.py, which sets every key"
             continue
         value = values[key]
         if isinstance(rule, dict):

@@ -1,0 +1,50 @@
+"""`ApplyMask`: multiplies each channel of a tensor by its gate.
+
+`figs_tf.wrap` places one after every tensor whose pruned channels a reader
+must see as zero; by hand:
+
+    gate_vector, widths = figs_tf.MaskLayer(group_sizes=[16])(inputs)
+    x = keras.layers.Conv2D(16, 3)(inputs)
+    x = figs_tf.ApplyMask(list(range(16)))([x, gate_vector])   # channel c reads gate c
+"""
+
+import keras
+from keras import ops
+
+from figs_tf import channel_groups
+
+
+@keras.saving.register_keras_serializable(package="figs_tf")
+class ApplyMask(keras.layers.Layer):
+    """Multiplies channel c of a tensor by `gate_vector[gate_indices[c]]`.
+
+    Called on `[x, gate_vector]` where `gate_vector` is MaskLayer's first output.
+    """
+
+    def __init__(self, gate_indices, **kwargs):
+        super().__init__(**kwargs)
+        self.gate_indices = [int(i) for i in gate_indices]
+        # A tensor that is one whole group in order reads a contiguous slice.
+        first = self.gate_indices[0] if self.gate_indices else 0
+        contiguous = self.gate_indices == list(range(first, first + len(self.gate_indices)))
+        self._slice = (first, first + len(self.gate_indices)) if contiguous else None
+
+    def call(self, inputs):
+        x, gate_vector = inputs
+        if self._slice is not None:
+            gates = gate_vector[self._slice[0]:self._slice[1]]
+        else:
+            gates = ops.take(gate_vector, ops.convert_to_tensor(self.gate_indices, dtype="int32"))
+        return x * ops.cast(gates, x.dtype)
+
+    def compute_output_spec(self, inputs):
+        x = inputs[0]
+        return keras.KerasTensor(x.shape, dtype=x.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config["gate_indices"] = self.gate_indices
+        return config
+
+
+channel_groups.register_figs_layer(ApplyMask, "passthrough")

@@ -1,0 +1,12 @@
+"""The training binaries and what only they use: `figs-search` (AL) and `figs-retrain`.
+
+    figs-search  --config=experiments/one_shot_imagenet.py:A --workdir=gs://BUCKET/one_shot_a
+    figs-retrain --config=experiments/one_shot_imagenet.py:A --workdir=gs://BUCKET/one_shot_a
+
+Modules: `search` and `retrain` (the binaries), `flags` (--config, --workdir),
+`default_config` and `config_checks` (ml_collections configs), `loop` (plan,
+optimizer, the fit loop), `workdir` (files of a run, checkpoints), `strategies`
+(tf.distribute), `input_pipeline` (tf.data over tfds), `fashion_mnist` (the
+offline Fashion-MNIST reader), `report` (the summary both binaries print).
+The library (`figs_tf`) never imports this package.
+"""

@@ -1,0 +1,37 @@
+"""The table both binaries print at the end of a phase (and again when rerun after it finished).
+
+    report.print_summary(summary)     # summary: the dict written to <phase>/summary.json
+"""
+
+_TITLES = {
+    "search": "FiGS search: exported architecture",
+    "retrain": "FiGS retraining of the exported architecture",
+}
+_UNITS = {"params": "parameters", "flops": "multiply-adds"}
+
+
+def print_summary(summary):
+    """Widths per layer, cost against the supernet, then the phase's own results."""
+    print(f"\n{_TITLES[summary['phase']]} (layer: supernet width -> exported width)")
+    for name, full in summary["supernet_widths"].items():
+        print(f"  {name:24s} {full:>6} -> {summary['architecture'].get(name, full)}")
+    for metric, exported in summary["exported"].items():
+        supernet = summary["supernet"][metric]
+        print(f"  {_UNITS[metric]:14s} supernet {supernet:,}  exported {exported:,} ({exported / supernet:.1%})")
+    if summary["phase"] == "search":
+        _print_search_results(summary)
+    else:
+        print(f"  retrained from scratch for {summary['steps']} steps: test accuracy "
+              f"{summary['test_accuracy']:.4f}")
+
+
+def _print_search_results(summary):
+    print(f"  λ at the end {summary['strength']:.3g}; {summary['steps']} steps")
+    print(f"  search model accuracy (inference mode, inherited weights): {summary['search_model_accuracy']:.4f}")
+    for budget, path in summary.get("pareto", {}).items():
+        print(f"  Pareto budget {float(budget):,.0f}: {path} (retrain it with --config.retrain.architecture={path})")
+    if summary.get("pareto_missing"):
+        print(f"  Pareto budgets never reached: {summary['pareto_missing']} (more AL steps)")
+    if "exported_inherited_accuracy" in summary:
+        print(f"  exported network, inherited weights, BatchNorm recomputed: "
+              f"{summary['exported_inherited_accuracy']:.4f} (retrain with figs-retrain)")

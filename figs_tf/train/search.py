@@ -1,0 +1,125 @@
+r"""Architecture learning (AL): train a supernet's weights and gates under a cost.
+
+    python -m figs_tf.train.search --workdir=runs/demo                 # embedded default
+    python -m figs_tf.train.search --config=experiments/one_shot_imagenet.py:A \
+        --workdir=gs://my-bucket/one_shot_a
+    figs-search --config=experiments/fashion_mnist.py --config.strength=5e-6 --workdir=runs/fm
+
+Writes into `<workdir>/search/`: config.json, checkpoint/ (resume point),
+history.csv, tensorboard/, architecture.json (the exported architecture,
+rewritten every epoch), widths.png and, when done, summary.json. Run the same
+command again after a preemption to resume; after completion it prints the
+summary and does nothing else. `figs-retrain` then reads the architecture.
+
+With `config.pareto_budgets` (e.g. `--config.pareto_budgets="(60000,40000,20000)"`)
+λ is steered down through the budgets (figs_tf.ParetoController) and each
+budget's architecture goes to `pareto/architecture_<budget>.json`; retrain one
+with `--config.retrain.architecture=<that file>` and a new --workdir.
+"""
+
+from absl import app
+
+from figs_tf import callbacks as callbacks_lib
+from figs_tf import export
+from figs_tf import recalibrate
+from figs_tf import wrapping
+from figs_tf.slim import slim
+from figs_tf.train import flags as figs_flags
+from figs_tf.train import loop
+from figs_tf.train import report
+from figs_tf.train import strategies
+from figs_tf.train import workdir as workdir_lib
+
+
+def run(config, workdir, callbacks=()):
+    """Runs (or resumes) AL with `config` in `workdir`; returns the summary dict.
+
+    `callbacks`: extra Keras callbacks, run after the budget controller and
+    the CostCallback, before the checkpoint and the loggers.
+    """
+    directory = workdir_lib.phase_dir(workdir, "search")
+    finished = workdir_lib.finished_summary(directory)
+    if finished is not None:
+        print(f"The search in {directory} has already finished; not touching it (use a new --workdir "
+              f"to search again).")
+        report.print_summary(finished)
+        return finished
+    loop.prepare(config, directory)
+    stopwatch = loop.Stopwatch()
+    strategy = strategies.make_strategy(config.strategy, config.tpu)
+    plan = loop.make_plan(config, "search", strategy)
+    with strategy.scope():
+        search = wrapping.wrap(loop.build_supernet(config), cost=config.cost, strength=config.strength,
+                               temperature=config.temperature, initial_logit=config.initial_logit,
+                               logit_gradient_multiplier=config.logit_gradient_multiplier,
+                               seed=config.seed)
+        loop.compile_model(search, config, plan)
+    chief = strategies.is_chief(strategy)
+    # every worker steers λ alike (the controller reads the same logits); only the chief writes
+    controllers = []
+    if config.pareto_budgets:
+        controllers.append(callbacks_lib.ParetoController(directory if chief else None,
+                                                          budgets=list(config.pareto_budgets)))
+    elif config.target is not None:
+        controllers.append(callbacks_lib.BudgetController(target=config.target))
+    reporter = callbacks_lib.CostCallback(directory if chief else None, plot=chief)
+    start_epoch = loop.fit(search, config, plan, strategy, directory,
+                           callbacks=[*controllers, reporter, *callbacks])
+
+    # The final export (after the EMA weights, if any, were copied in).
+    numbers, network = reporter.summary()
+    if chief:
+        export.save_architecture(network.architecture(), workdir_lib.architecture_path(workdir),
+                                 channels=network.channels(), final=True, steps=plan.total_steps,
+                                 exported_cost={m: network.cost(m) for m in reporter.reported_metrics},
+                                 strength=numbers["figs_strength"])
+    summary = {
+        "phase": "search",
+        "steps": int(search.optimizer.iterations.numpy()),
+        "configured_steps": plan.total_steps,
+        "resumed_from_epoch": start_epoch,
+        "strength": numbers["figs_strength"],
+        "supernet": {m: export.supernet_cost(search, m) for m in reporter.reported_metrics},
+        "exported": {m: network.cost(m) for m in reporter.reported_metrics},
+        "architecture": network.architecture(),
+        "supernet_widths": loop.producer_widths(search),
+        "search_model_accuracy": loop.evaluate(search, config, plan, strategy),
+        "wall_seconds_this_process": stopwatch.seconds(),
+    }
+    if config.pareto_budgets:
+        pareto = controllers[0]
+        summary["pareto"] = {f"{budget:g}": str(path) for budget, path in sorted(pareto.paths.items())}
+        summary["pareto_missing"] = list(pareto.missing)
+    if config.search.recalibrated_eval:
+        summary["exported_inherited_accuracy"] = exported_accuracy(search, config, plan)
+    if chief:
+        workdir_lib.write_json(workdir_lib.summary_path(directory), summary)
+    report.print_summary(summary)
+    return summary
+
+
+
+
+
+
+def exported_accuracy(search, config, plan):
+    """Accuracy of the slimmed network with inherited weights, BatchNorm recomputed.
+
+    The search model's BatchNorm statistics average over sampled sub-networks;
+    the exported network's own statistics (recomputed on 4096 training images)
+    show what the inherited weights are worth before retraining. Runs on the
+    host without the strategy: meant for the small configs.
+    """
+    network = slim(search)
+    loop.compile_model(network, config, plan)
+    recalibrate.recalibrate_batchnorm(network, loop.training_images(config, 4096))
+    return loop.evaluate(network, config, plan, loop.default_strategy())
+
+
+def cli():
+    """Console script `figs-search`."""
+    app.run(figs_flags.main_for(run))
+
+
+if __name__ == "__main__":
+    cli()
