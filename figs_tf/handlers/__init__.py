@@ -1,0 +1,91 @@
+"""One handler per layer kind: how channels flow through a layer, what it costs, how it is slimmed.
+
+The channel-group analysis, the cost (parameters and multiply-adds), wrapping,
+export and slimming all read this registry and nothing else, so supporting a
+new layer type is one `register_handler` call (MorphNet's op handlers are the
+model):
+
+    class MyGate(keras.layers.Layer): ...            # per-channel, f(0) == 0
+    figs_tf.register_handler(MyGate, figs_tf.handlers.PerChannel(zero_preserving=True))
+
+Modules: `base` (the `LayerHandler` interface, `Term`, conventions),
+`registry`, `convolution` (conv, dense, separable, transposed, depthwise),
+`per_channel` (BatchNorm, activations, pooling, channel-mixing layers),
+`merge` (Add and friends, Concatenate, `keras.ops` arithmetic), `reshape`.
+`DEFAULT_HANDLERS` below is the table of Keras layer types figs_tf knows.
+"""
+
+import keras
+
+from figs_tf.handlers.base import LayerHandler, Term, UnsupportedLayerError, activation_name, clone_layer
+from figs_tf.handlers.convolution import (ChannelProducer, ConvHandler, ConvTransposeHandler, DenseHandler,
+                                          DepthwiseConvHandler, SeparableConvHandler)
+from figs_tf.handlers.merge import ConcatenateHandler, ElementwiseOpHandler, MergeHandler
+from figs_tf.handlers.per_channel import (ActivationHandler, BatchNormalizationHandler, ChannelMixing,
+                                          LayerNormalizationHandler, PerChannel, SoftmaxHandler,
+                                          rescaling_preserves_zero)
+from figs_tf.handlers.registry import handler_for, register_handler
+from figs_tf.handlers.reshape import ReshapeHandler
+
+
+def _default_handlers():
+    """{Keras layer or op class: handler} for every type figs_tf supports out of the box."""
+    L = keras.layers  # pylint: disable=invalid-name
+    table = {}
+    for cls in (L.Conv1D, L.Conv2D, L.Conv3D):
+        table[cls] = ConvHandler()
+    table[L.Dense] = DenseHandler()
+    for cls in (L.SeparableConv1D, L.SeparableConv2D):
+        table[cls] = SeparableConvHandler()
+    for cls in (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose):
+        table[cls] = ConvTransposeHandler()
+    for cls in (L.DepthwiseConv1D, L.DepthwiseConv2D):
+        table[cls] = DepthwiseConvHandler()
+    table[L.BatchNormalization] = BatchNormalizationHandler()
+    table[L.LayerNormalization] = LayerNormalizationHandler()
+    table[L.GroupNormalization] = ChannelMixing()
+    table[L.Softmax] = SoftmaxHandler()
+    table[L.Activation] = ActivationHandler()
+    zero_preserving = PerChannel(zero_preserving=True)
+    for cls in (L.ReLU, L.LeakyReLU, L.ELU, L.PReLU, L.Identity,
+                L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D, L.AlphaDropout,
+                L.GaussianDropout,
+                L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D, L.AveragePooling2D,
+                L.AveragePooling3D, L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D,
+                L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
+                L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D, L.Cropping1D, L.Cropping2D, L.Cropping3D,
+                L.UpSampling1D, L.UpSampling2D, L.UpSampling3D, L.Resizing):
+        table[cls] = zero_preserving
+    # f(0) != 0 per channel: a pruned channel must be masked again after these.
+    for cls in (L.Normalization, L.GaussianNoise):
+        table[cls] = PerChannel(zero_preserving=False)
+    table[L.Rescaling] = PerChannel(zero_preserving=rescaling_preserves_zero)
+    for cls in (L.Add, L.Subtract, L.Average, L.Maximum, L.Minimum):
+        table[cls] = MergeHandler()
+    table[L.Multiply] = MergeHandler(product=True)
+    table[L.Concatenate] = ConcatenateHandler()
+    from keras.src.ops import numpy as keras_numpy_ops  # pylint: disable=g-import-not-at-top  # no public name
+    for cls, operation in ((keras_numpy_ops.Add, "add"), (keras_numpy_ops.Subtract, "subtract"),
+                           (keras_numpy_ops.Multiply, "multiply"), (keras_numpy_ops.TrueDivide, "divide")):
+        table[cls] = ElementwiseOpHandler(operation)
+    table[L.Flatten] = ReshapeHandler()
+    table[L.Reshape] = ReshapeHandler()
+    try:  # ConvNeXt's per-channel scale (not a public Keras layer).
+        from keras.src.applications.convnext import LayerScale  # pylint: disable=g-import-not-at-top
+        table[LayerScale] = zero_preserving
+    except ImportError:
+        pass
+    return table
+
+
+DEFAULT_HANDLERS = _default_handlers()
+for _layer_class, _handler in DEFAULT_HANDLERS.items():
+    register_handler(_layer_class, _handler)
+
+__all__ = [
+    "ActivationHandler", "BatchNormalizationHandler", "ChannelMixing", "ChannelProducer", "ConcatenateHandler",
+    "ConvHandler", "ConvTransposeHandler", "DEFAULT_HANDLERS", "DenseHandler", "DepthwiseConvHandler",
+    "ElementwiseOpHandler", "LayerHandler", "LayerNormalizationHandler", "MergeHandler", "PerChannel",
+    "ReshapeHandler", "SeparableConvHandler", "SoftmaxHandler", "Term", "UnsupportedLayerError",
+    "activation_name", "clone_layer", "handler_for", "register_handler",
+]

@@ -1,0 +1,167 @@
+"""What every layer handler is: the `LayerHandler` interface, cost `Term`s and shared helpers.
+
+Conventions, used by every handler:
+- channels are the last axis (channels_last); other data formats are refused;
+- parameters are what `count_params` counts, non-trainable statistics included;
+- FLOPs are multiply-adds per example of convolution and dense kernels only
+  (BatchNorm, biases, activations and pooling are not multiply-adds), the
+  convention of the MobileNet, FBNet and FiGS papers.
+"""
+
+import dataclasses
+import math
+
+import keras
+
+from figs_tf.channel_sets import num_channels
+
+
+@dataclasses.dataclass(frozen=True)
+class Term:
+    """`coefficient * Π count(channel_set)` over `channel_sets` (0, 1 or 2 sets)."""
+
+    coefficient: int
+    channel_sets: tuple
+
+
+class UnsupportedLayerError(ValueError):
+    """A layer figs_tf has no channel rule for, or uses in a way its rule does not cover."""
+
+
+class LayerHandler:
+    """How channels flow through one kind of layer, what it costs and how it is slimmed.
+
+    Subclasses override what differs from the defaults: a layer that keeps no
+    state per channel and reads its inputs without mixing channels needs only
+    `output_sets`.
+
+    Example:
+
+    >>> class Doubler(keras.layers.Layer):          # x * 2 per channel
+    ...     def call(self, x): return 2 * x
+    >>> figs_tf.register_handler(Doubler, figs_tf.handlers.PerChannel(zero_preserving=True))
+    """
+
+    # Reads all input channels to make new ones (conv, dense): such a layer needs
+    # pruned input channels to read as zero, and keeps at least one input channel.
+    mixes_channels = False
+
+    # Slimming leaves out an input with no channel left (Concatenate) instead of
+    # requiring every input to be kept.
+    drops_empty_inputs = False
+
+    def output_sets(self, call, in_sets, groups):
+        """Channel sets of the call's outputs, given those of its inputs.
+
+        Args:
+          call: the `keras_graph.LayerCall` (layer, node, symbolic tensors).
+          in_sets: the channel set of each input (tuples of `Segment`).
+          groups: the analysis' group builder: `new_group(size, producer)`,
+            `tie(set_a, set_b, where)`, `fix(channel_set, reason)`.
+
+        Returns:
+          A list with the channel set of each output.
+        """
+        raise NotImplementedError
+
+    def requires_clean_inputs(self, call):
+        """True if pruned channels must read as exactly zero at this layer's input."""
+        return False
+
+    def inputs_to_clean(self, call, in_dirty, in_has_pruned):
+        """Indices of inputs to mask so that this layer reads pruned channels as zero."""
+        if not self.requires_clean_inputs(call):
+            return []
+        return [i for i, dirty in enumerate(in_dirty) if dirty and in_has_pruned[i]]
+
+    def output_dirty(self, call, in_dirty):
+        """True if pruned channels of the output may be non-zero."""
+        return any(in_dirty)
+
+    def param_terms(self, call, in_sets, out_sets):
+        """The layer's parameter count as a list of `Term`s."""
+        return []
+
+    def flop_terms(self, call, in_sets, out_sets):
+        """The layer's multiply-adds per example as a list of `Term`s."""
+        return []
+
+    def slim(self, call, kept_in, kept_out):
+        """(new layer, its weights) keeping channel positions kept_in / kept_out.
+
+        `kept_in[i]` and `kept_out[j]` are index arrays along the last axis of
+        input i and output j. The default fits layers whose weights and config
+        do not depend on the channel count.
+        """
+        return clone_layer(call.layer), call.layer.get_weights()
+
+
+def clone_layer(layer, **config_changes):
+    """A fresh layer of the same type and name, with some config entries changed."""
+    config = layer.get_config()
+    config.update(config_changes)
+    return type(layer).from_config(config)
+
+
+def to_numpy(variable):
+    return keras.ops.convert_to_numpy(variable)
+
+
+def check_channels_last(layer):
+    """Raises unless the layer keeps channels on the last axis."""
+    data_format = getattr(layer, "data_format", "channels_last")
+    if data_format not in (None, "channels_last"):
+        raise UnsupportedLayerError(
+            f"Layer '{layer.name}' ({type(layer).__name__}) uses "
+            f"data_format='{data_format}'; figs_tf prunes the last axis and needs "
+            "channels_last. Build the model with data_format='channels_last'.")
+
+
+def spatial_positions(shape, layer_name):
+    """The number of positions (product of the axes between batch and channels) of a static shape."""
+    dims = shape[1:-1]
+    if any(d is None for d in dims):
+        raise UnsupportedLayerError(
+            f"Layer '{layer_name}' has an unknown spatial size {tuple(shape)}: "
+            "multiply-adds need a static input size. Build the model with a fixed "
+            "input shape (e.g. keras.Input((224, 224, 3))).")
+    return math.prod(dims)
+
+
+def per_channel_weight_terms(layer, channel_set):
+    """Weights with the channel count as last dim scale with the alive channels."""
+    channels = num_channels(channel_set)
+    per_channel, constant = 0, 0
+    for weight in layer.weights:
+        size = math.prod(weight.shape)
+        if len(weight.shape) and weight.shape[-1] == channels:
+            per_channel += size // channels
+        else:
+            constant += size
+    terms = []
+    if per_channel:
+        terms.append(Term(per_channel, (channel_set,)))
+    if constant:
+        terms.append(Term(constant, ()))
+    return terms
+
+
+ZERO_PRESERVING_ACTIVATIONS = {
+    "linear", "relu", "relu6", "elu", "selu", "celu", "tanh", "swish", "silu",
+    "gelu", "hard_swish", "hard_silu", "leaky_relu", "softsign", "mish",
+    "hard_tanh", "tanh_shrink", "soft_shrink", "hard_shrink", "sparse_sigmoid",
+}
+CHANNEL_MIXING_ACTIVATIONS = {"softmax", "log_softmax", "sparsemax", "glu"}
+
+
+def activation_name(activation):
+    """The registered name of a Keras activation (a function, a name or None)."""
+    if activation is None:
+        return "linear"
+    try:
+        name = keras.activations.serialize(activation)
+    except (ValueError, TypeError):
+        name = getattr(activation, "__name__", repr(activation))
+    if isinstance(name, dict):
+        name = name.get("config", name.get("class_name", repr(name)))
+    return str(name)

@@ -1,0 +1,202 @@
+"""Layers that make new channels from all of their inputs' channels, and depthwise convolutions.
+
+One handler class per kind: `ConvHandler` (Conv1D/2D/3D), `DenseHandler`,
+`SeparableConvHandler` (SeparableConv1D/2D), `ConvTransposeHandler`
+(Conv1D/2D/3DTranspose), all `ChannelProducer`s: their output starts a new
+channel group. `DepthwiseConvHandler` passes its input's groups on, each
+input channel owning `depth_multiplier` outputs.
+"""
+
+import math
+
+import numpy as np
+
+from figs_tf.channel_sets import Segment, num_channels
+from figs_tf.handlers.base import (CHANNEL_MIXING_ACTIVATIONS, ZERO_PRESERVING_ACTIVATIONS, LayerHandler, Term,
+                                   activation_name, check_channels_last, clone_layer, spatial_positions, to_numpy)
+
+
+class ChannelProducer(LayerHandler):
+    """A layer whose output channels each read every input channel: its output is a new group.
+
+    Subclasses say how many channels the layer makes (`width_key`), what its
+    kernels cost, and how to cut them.
+    """
+
+    mixes_channels = True
+    width_key = "filters"  # the config entry holding the output width
+
+    def requires_clean_inputs(self, call):
+        return True
+
+    def output_dirty(self, call, in_dirty):
+        return True
+
+    def output_sets(self, call, in_sets, groups):
+        layer = call.layer
+        check_channels_last(layer)
+        width = getattr(layer, self.width_key)
+        out = (Segment(groups.new_group(width, layer.name), width),)
+        if activation_name(getattr(layer, "activation", None)) in CHANNEL_MIXING_ACTIVATIONS:
+            groups.fix(out, f"'{layer.name}' ends in a channel-mixing activation")
+        return [out]
+
+    def param_terms(self, call, in_sets, out_sets):
+        terms = self.kernel_param_terms(call.layer, in_sets[0], out_sets[0])
+        if call.layer.use_bias:
+            terms.append(Term(1, (out_sets[0],)))
+        return terms
+
+    def kernel_param_terms(self, layer, in_set, out_set):
+        """Parameters of the kernels (the bias is added by `param_terms`)."""
+        return [Term(math.prod(layer.kernel_size), (in_set, out_set))]
+
+    def flop_terms(self, call, in_sets, out_sets):
+        positions = spatial_positions(call.output_tensors[0].shape, call.layer.name)
+        return [Term(math.prod(call.layer.kernel_size) * positions, (in_sets[0], out_sets[0]))]
+
+    def slim(self, call, kept_in, kept_out):
+        layer = call.layer
+        kept_in, kept_out = kept_in[0], kept_out[0]
+        weights = self.sliced_kernels(layer, kept_in, kept_out)
+        if layer.use_bias:
+            weights.append(to_numpy(layer.bias)[kept_out])
+        return clone_layer(layer, **{self.width_key: len(kept_out)}), weights
+
+    def sliced_kernels(self, layer, kept_in, kept_out):
+        """The kernels restricted to the kept input and output channels; kernel is (..., in, out)."""
+        return [to_numpy(layer.kernel)[..., kept_in, :][..., kept_out]]
+
+    def output_channel_l1(self, layer):
+        """L1 norm of each output channel's kernel slice (channel selection without gates)."""
+        kernel = np.abs(to_numpy(layer.kernel))
+        return kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
+
+
+class ConvHandler(ChannelProducer):
+    """Conv1D/2D/3D. A grouped convolution's channels are kept out of search."""
+
+    def _groups(self, layer):
+        return getattr(layer, "groups", 1) or 1
+
+    def output_sets(self, call, in_sets, groups):
+        layer = call.layer
+        if self._groups(layer) > 1:
+            check_channels_last(layer)
+            groups.fix(in_sets[0], f"'{layer.name}' is a grouped convolution "
+                       f"(groups={self._groups(layer)}); its channels are kept out of search")
+            return [(Segment(None, layer.filters),)]
+        return super().output_sets(call, in_sets, groups)
+
+    def _grouped_fan_in(self, layer, in_set):
+        return math.prod(layer.kernel_size) * (num_channels(in_set) // self._groups(layer))
+
+    def kernel_param_terms(self, layer, in_set, out_set):
+        if self._groups(layer) > 1:
+            return [Term(self._grouped_fan_in(layer, in_set), (out_set,))]
+        return super().kernel_param_terms(layer, in_set, out_set)
+
+    def flop_terms(self, call, in_sets, out_sets):
+        layer = call.layer
+        if self._groups(layer) > 1:
+            positions = spatial_positions(call.output_tensors[0].shape, layer.name)
+            return [Term(self._grouped_fan_in(layer, in_sets[0]) * positions, (out_sets[0],))]
+        return super().flop_terms(call, in_sets, out_sets)
+
+    def sliced_kernels(self, layer, kept_in, kept_out):
+        if self._groups(layer) > 1:
+            return [to_numpy(layer.kernel)[..., kept_out]]  # channels kept out of search
+        return super().sliced_kernels(layer, kept_in, kept_out)
+
+
+class DenseHandler(ChannelProducer):
+    """Dense, on rank-2 inputs or on every position of a longer input (multiply-adds × positions)."""
+
+    width_key = "units"
+
+    def kernel_param_terms(self, layer, in_set, out_set):
+        return [Term(1, (in_set, out_set))]
+
+    def flop_terms(self, call, in_sets, out_sets):
+        positions = spatial_positions(call.output_tensors[0].shape, call.layer.name)
+        return [Term(positions, (in_sets[0], out_sets[0]))]
+
+
+class SeparableConvHandler(ChannelProducer):
+    """SeparableConv1D/2D: a depthwise kernel per input channel, then a pointwise kernel."""
+
+    def kernel_param_terms(self, layer, in_set, out_set):
+        multiplier = layer.depth_multiplier
+        return [Term(math.prod(layer.kernel_size) * multiplier, (in_set,)), Term(multiplier, (in_set, out_set))]
+
+    def flop_terms(self, call, in_sets, out_sets):
+        layer = call.layer
+        positions = spatial_positions(call.output_tensors[0].shape, layer.name)
+        multiplier = layer.depth_multiplier
+        return [Term(math.prod(layer.kernel_size) * multiplier * positions, (in_sets[0],)),
+                Term(multiplier * positions, (in_sets[0], out_sets[0]))]
+
+    def sliced_kernels(self, layer, kept_in, kept_out):
+        multiplier = layer.depth_multiplier
+        depthwise = to_numpy(layer.depthwise_kernel)[..., kept_in, :]
+        # the pointwise kernel reads the depthwise outputs: input channel c owns rows c·m .. c·m + m − 1
+        rows = (kept_in[:, None] * multiplier + np.arange(multiplier)[None, :]).reshape(-1)
+        pointwise = to_numpy(layer.pointwise_kernel)[..., rows, :][..., kept_out]
+        return [depthwise, pointwise]
+
+    def output_channel_l1(self, layer):
+        kernel = np.abs(to_numpy(layer.pointwise_kernel))
+        return kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
+
+
+class ConvTransposeHandler(ChannelProducer):
+    """Conv1D/2D/3DTranspose: kernel (..., out, in); each input position is scattered through it."""
+
+    def flop_terms(self, call, in_sets, out_sets):
+        positions = spatial_positions(call.input_tensors[0].shape, call.layer.name)
+        return [Term(math.prod(call.layer.kernel_size) * positions, (in_sets[0], out_sets[0]))]
+
+    def sliced_kernels(self, layer, kept_in, kept_out):
+        return [to_numpy(layer.kernel)[..., kept_out, :][..., kept_in]]
+
+    def output_channel_l1(self, layer):
+        kernel = np.moveaxis(np.abs(to_numpy(layer.kernel)), -2, -1)
+        return kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
+
+
+class DepthwiseConvHandler(LayerHandler):
+    """DepthwiseConv1D/2D: each input channel owns `depth_multiplier` outputs."""
+
+    def output_sets(self, call, in_sets, groups):
+        layer = call.layer
+        check_channels_last(layer)
+        multiplier = layer.depth_multiplier
+        out = tuple(Segment(s.group, s.size, s.repeat * multiplier) for s in in_sets[0])
+        if activation_name(layer.activation) in CHANNEL_MIXING_ACTIVATIONS:
+            groups.fix(out, f"'{layer.name}' ends in a channel-mixing activation")
+        return [out]
+
+    def output_dirty(self, call, in_dirty):
+        layer = call.layer
+        zero_act = activation_name(layer.activation) in ZERO_PRESERVING_ACTIVATIONS
+        return in_dirty[0] or layer.use_bias or not zero_act
+
+    def param_terms(self, call, in_sets, out_sets):
+        layer = call.layer
+        terms = [Term(math.prod(layer.kernel_size) * layer.depth_multiplier, (in_sets[0],))]
+        if layer.use_bias:
+            terms.append(Term(1, (out_sets[0],)))
+        return terms
+
+    def flop_terms(self, call, in_sets, out_sets):
+        layer = call.layer
+        positions = spatial_positions(call.output_tensors[0].shape, layer.name)
+        k = math.prod(layer.kernel_size) * layer.depth_multiplier
+        return [Term(k * positions, (in_sets[0],))]
+
+    def slim(self, call, kept_in, kept_out):
+        layer = call.layer
+        weights = [to_numpy(layer.kernel)[..., kept_in[0], :]]
+        if layer.use_bias:
+            weights.append(to_numpy(layer.bias)[kept_out[0]])
+        return clone_layer(layer), weights

@@ -1,0 +1,121 @@
+"""Layers that combine several tensors: elementwise merges, concatenation, `keras.ops` arithmetic."""
+
+import keras
+
+from figs_tf.handlers.base import LayerHandler, UnsupportedLayerError
+
+
+class MergeHandler(LayerHandler):
+    """Add, Subtract, Average, Maximum, Minimum, Multiply: inputs share channels."""
+
+    def __init__(self, product=False):
+        self.product = product  # Multiply: one clean factor makes the output clean
+
+    def _full_inputs(self, call):
+        channels = call.output_tensors[0].shape[-1]
+        return [i for i, t in enumerate(call.input_tensors) if t.shape[-1] == channels]
+
+    def output_sets(self, call, in_sets, groups):
+        full = self._full_inputs(call)
+        broadcast = [i for i in range(len(in_sets)) if i not in full]
+        for i in broadcast:
+            if call.input_tensors[i].shape[-1] != 1:
+                raise UnsupportedLayerError(
+                    f"Layer '{call.layer.name}' merges tensors with "
+                    f"{[t.shape[-1] for t in call.input_tensors]} channels.")
+            # A one-channel factor broadcast over all channels: not a channel group
+            # that can be pruned channel by channel.
+            groups.fix(in_sets[i], f"'{call.layer.name}' broadcasts a one-channel input")
+        first = in_sets[full[0]]
+        for i in full[1:]:
+            groups.tie(first, in_sets[i], call.layer.name)
+        return [first]
+
+    def requires_clean_inputs(self, call):
+        return not self.product
+
+    def output_dirty(self, call, in_dirty):
+        full = self._full_inputs(call)
+        if self.product:
+            return all(in_dirty[i] for i in full)
+        return any(in_dirty)
+
+    def inputs_to_clean(self, call, in_dirty, in_has_pruned):
+        """Indices of inputs to mask so that pruned channels read as zero after."""
+        full = self._full_inputs(call)
+        if self.product:
+            if any(not in_dirty[i] for i in full):
+                return []
+            return [i for i in full if in_has_pruned[i]][:1]
+        return [i for i in full if in_dirty[i] and in_has_pruned[i]]
+
+
+class ConcatenateHandler(LayerHandler):
+    drops_empty_inputs = True
+
+    def output_sets(self, call, in_sets, groups):
+        rank = len(call.output_tensors[0].shape)
+        axis = call.layer.axis
+        if axis in (-1, rank - 1):
+            joined = ()
+            for channel_set in in_sets:
+                joined = joined + tuple(channel_set)
+            return [joined]
+        for other in in_sets[1:]:
+            groups.tie(in_sets[0], other, call.layer.name)
+        return [in_sets[0]]
+
+    def requires_clean_inputs(self, call):
+        return True
+
+
+class ElementwiseOpHandler(MergeHandler):
+    """keras.ops arithmetic recorded in a functional graph (`x + y`, `x * 0.5`).
+
+    With two tensors it is a merge. With one tensor and a scalar it acts on each
+    channel alike; it keeps zeros when the scalar cannot move them
+    (x * c, x / c, x + 0). Per-channel constant arrays are refused: slimming
+    would have to slice them.
+    """
+
+    def __init__(self, operation):
+        super().__init__(product=operation in ("multiply", "divide"))
+        self.operation = operation
+
+    def _scalars(self, call):
+        flat = keras.tree.flatten((call.node.arguments.args, call.node.arguments.kwargs))
+        return [a for a in flat if not isinstance(a, keras.KerasTensor)]
+
+    def _is_unary(self, call):
+        return len(call.input_tensors) == 1
+
+    def output_sets(self, call, in_sets, groups):
+        if not self._is_unary(call):
+            return super().output_sets(call, in_sets, groups)
+        for scalar in self._scalars(call):
+            shape = tuple(getattr(scalar, "shape", ()))
+            if shape not in ((), (1,)):
+                raise UnsupportedLayerError(
+                    f"'{call.name}' ({self.operation}) combines a tensor with a constant "
+                    f"of shape {shape}; figs_tf supports scalar constants only. "
+                    "Use a layer with a registered handler instead.")
+        return [in_sets[0]]
+
+    def requires_clean_inputs(self, call):
+        return False if self._is_unary(call) else super().requires_clean_inputs(call)
+
+    def output_dirty(self, call, in_dirty):
+        if not self._is_unary(call):
+            return super().output_dirty(call, in_dirty)
+        if self.operation in ("multiply", "divide"):
+            return in_dirty[0]
+        scalars = self._scalars(call)
+        return in_dirty[0] or any(float(v) != 0.0 for v in scalars)
+
+    def inputs_to_clean(self, call, in_dirty, in_has_pruned):
+        if self._is_unary(call):
+            return []
+        return super().inputs_to_clean(call, in_dirty, in_has_pruned)
+
+    def slim(self, call, kept_in, kept_out):
+        return call.layer, []  # a keras.ops operation holds no state
