@@ -19,7 +19,20 @@ def recalibrate_batchnorm(model, images, batch_size=512):
     Runs the model in training mode with momentum 0 batch by batch, then averages
     the per-batch statistics (the variance as the mean of per-batch variances,
     weighted by batch size). Weights other than the BatchNorm statistics are
-    untouched. Returns the number of BatchNorm layers updated.
+    untouched.
+
+    Args:
+      model: a Keras model (nested models included).
+      images: an array of inputs, e.g. 2048 training images.
+      batch_size: images per forward pass.
+
+    Returns:
+      The number of BatchNorm layers updated.
+
+    Example:
+
+    >>> slim = figs_tf.slim(search)
+    >>> figs_tf.recalibrate_batchnorm(slim, train_images[:2048])
     """
     layers = [layer for layer in model._flatten_layers(include_self=False, recursive=True)  # pylint: disable=protected-access
               if isinstance(layer, keras.layers.BatchNormalization)]
