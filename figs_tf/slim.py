@@ -129,6 +129,9 @@ def build(network, name, fresh_weights=False):
             outputs = keras.tree.flatten(layer(*args, **kwargs))
             if weights and not fresh_weights:
                 layer.set_weights(weights)
+                if hasattr(layer, "finalize_state"):
+                    # Normalization reads tensors derived from its weights; Keras refreshes them on loading too.
+                    layer.finalize_state()
         for key, tensor in zip(call.output_keys, outputs):
             values[key] = tensor
     outputs = keras.tree.pack_sequence_as(graph.output_structure, [values[k] for k in graph.output_keys])

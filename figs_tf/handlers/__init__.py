@@ -11,7 +11,8 @@ model):
 Modules: `base` (the `LayerHandler` interface, `Term`, conventions),
 `registry`, `convolution` (conv, dense, separable, transposed, depthwise),
 `per_channel` (BatchNorm, activations, pooling, channel-mixing layers),
-`merge` (Add and friends, Concatenate, `keras.ops` arithmetic), `reshape`.
+`merge` (Add and friends, Concatenate, `keras.ops` arithmetic), `reshape`,
+`preprocessing` (image preprocessing and augmentation layers).
 `DEFAULT_HANDLERS` below is the table of Keras layer types figs_tf knows.
 """
 
@@ -22,8 +23,9 @@ from figs_tf.handlers.convolution import (ChannelProducer, ConvHandler, ConvTran
                                           DepthwiseConvHandler, SeparableConvHandler)
 from figs_tf.handlers.merge import ConcatenateHandler, ElementwiseOpHandler, MergeHandler
 from figs_tf.handlers.per_channel import (ActivationHandler, BatchNormalizationHandler, ChannelMixing,
-                                          LayerNormalizationHandler, PerChannel, SoftmaxHandler,
-                                          rescaling_preserves_zero)
+                                          LayerNormalizationHandler, PerChannel, SoftmaxHandler)
+from figs_tf.handlers.preprocessing import (ColorJitterHandler, NormalizationHandler, RandomErasingHandler,
+                                            RescalingHandler, preprocessing_handlers)
 from figs_tf.handlers.registry import handler_for, register_handler
 from figs_tf.handlers.reshape import ReshapeHandler
 
@@ -54,12 +56,12 @@ def _default_handlers():
                 L.AveragePooling3D, L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D,
                 L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
                 L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D, L.Cropping1D, L.Cropping2D, L.Cropping3D,
-                L.UpSampling1D, L.UpSampling2D, L.UpSampling3D, L.Resizing):
+                L.UpSampling1D, L.UpSampling2D, L.UpSampling3D):
         table[cls] = zero_preserving
     # f(0) != 0 per channel: a pruned channel must be masked again after these.
-    for cls in (L.Normalization, L.GaussianNoise):
-        table[cls] = PerChannel(zero_preserving=False)
-    table[L.Rescaling] = PerChannel(zero_preserving=rescaling_preserves_zero)
+    table[L.GaussianNoise] = PerChannel(zero_preserving=False)
+    # Image preprocessing and augmentation (Rescaling, Normalization, Resizing, RandomFlip, ...).
+    table.update(preprocessing_handlers(L))
     for cls in (L.Add, L.Subtract, L.Average, L.Maximum, L.Minimum):
         table[cls] = MergeHandler()
     table[L.Multiply] = MergeHandler(product=True)
@@ -83,9 +85,10 @@ for _layer_class, _handler in DEFAULT_HANDLERS.items():
     register_handler(_layer_class, _handler)
 
 __all__ = [
-    "ActivationHandler", "BatchNormalizationHandler", "ChannelMixing", "ChannelProducer", "ConcatenateHandler",
-    "ConvHandler", "ConvTransposeHandler", "DEFAULT_HANDLERS", "DenseHandler", "DepthwiseConvHandler",
-    "ElementwiseOpHandler", "LayerHandler", "LayerNormalizationHandler", "MergeHandler", "PerChannel",
-    "ReshapeHandler", "SeparableConvHandler", "SoftmaxHandler", "Term", "UnsupportedLayerError",
+    "ActivationHandler", "BatchNormalizationHandler", "ChannelMixing", "ChannelProducer", "ColorJitterHandler",
+    "ConcatenateHandler", "ConvHandler", "ConvTransposeHandler", "DEFAULT_HANDLERS", "DenseHandler",
+    "DepthwiseConvHandler", "ElementwiseOpHandler", "LayerHandler", "LayerNormalizationHandler", "MergeHandler",
+    "NormalizationHandler", "PerChannel", "RandomErasingHandler", "ReshapeHandler", "RescalingHandler",
+    "SeparableConvHandler", "SoftmaxHandler", "Term", "UnsupportedLayerError",
     "activation_name", "clone_layer", "handler_for", "register_handler",
 ]

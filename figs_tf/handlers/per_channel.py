@@ -99,13 +99,6 @@ def activation_preserves_zero(layer):
     return activation_name(layer.activation) in ZERO_PRESERVING_ACTIVATIONS
 
 
-def rescaling_preserves_zero(layer):
-    try:
-        return float(layer.offset) == 0.0
-    except TypeError:
-        return False
-
-
 class ActivationHandler(PerChannel):
     """Activation: per-channel unless its function mixes channels (softmax)."""
 
