@@ -20,6 +20,7 @@ from figs_tf.cost import count
 from figs_tf.cost_layer import CostLayer
 from figs_tf.export import (ExportedNetwork, expected_cost, export_architecture, exported_network,
                             load_architecture, load_channels, save_architecture, supernet_cost)
+from figs_tf.gated_recurrence import GatedRecurrence
 from figs_tf.handlers import LayerHandler, UnsupportedLayerError, register_handler
 from figs_tf.keras_graph import GraphError
 from figs_tf.mask_layer import MaskLayer
@@ -33,9 +34,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ApplyMask", "BudgetController", "ControllerSettings", "CostCallback", "CostLayer", "ExportedNetwork",
-    "GraphError", "LayerHandler", "MaskLayer", "ParetoCallback", "ParetoController", "UnsupportedLayerError",
-    "analyze", "build_from_architecture", "channel_graph_of", "count", "expected_cost", "export_architecture",
-    "exported_network", "gates_of", "get_strength", "get_target", "handlers", "load_architecture",
-    "load_channels", "plot_widths", "recalibrate_batchnorm", "register_handler", "save_architecture",
-    "set_strength", "set_target", "slim", "supernet_cost", "wrap",
+    "GatedRecurrence", "GraphError", "LayerHandler", "MaskLayer", "ParetoCallback", "ParetoController",
+    "UnsupportedLayerError", "analyze", "build_from_architecture", "channel_graph_of", "count", "expected_cost",
+    "export_architecture", "exported_network", "gates_of", "get_strength", "get_target", "handlers",
+    "load_architecture", "load_channels", "plot_widths", "recalibrate_batchnorm", "register_handler",
+    "save_architecture", "set_strength", "set_target", "slim", "supernet_cost", "wrap",
 ]

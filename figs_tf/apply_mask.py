@@ -23,6 +23,7 @@ class ApplyMask(keras.layers.Layer):
 
     def __init__(self, gate_indices, **kwargs):
         super().__init__(**kwargs)
+        self.supports_masking = True  # an RNN's step mask passes through, as through the layer it follows
         self.gate_indices = [int(i) for i in gate_indices]
         # A tensor that is one whole group in order reads a contiguous slice.
         first = self.gate_indices[0] if self.gate_indices else 0

@@ -16,6 +16,7 @@ import dataclasses
 from figs_tf import handlers as handlers_lib
 from figs_tf import keras_graph
 from figs_tf.channel_sets import Segment, groups_in, has_fixed_channels, num_channels
+from figs_tf.gated_recurrence import GatedRecurrence
 
 
 @dataclasses.dataclass
@@ -144,14 +145,26 @@ class ChannelGraph:
         """Calls that make new channels (conv, dense, ...), with their output set."""
         return [c for c in self.calls if self.handler(c).mixes_channels]
 
+    def own_set(self, call):
+        """The channels a producer makes, once: its output's first segment.
+
+        One group, or fixed channels; a Bidirectional RNN's concatenated
+        directions repeat that segment, and its width is its units.
+        """
+        return self.out_sets(call)[0][:1]
+
 
 # Layers figs_tf inserts itself; analysis sees through them to the user's graph.
 _FIGS_LAYER_TYPES = {}
 
 
 def register_figs_layer(layer_class, role):
-    """role: 'source' (produces gate tensors, ignored) or 'passthrough' (input 0)."""
+    """role: 'source' (produces gate tensors, ignored), 'passthrough' (input 0), or 'wraps'
+    (runs the user layer `layer_class.layer` with gates inside: analysed as that layer)."""
     _FIGS_LAYER_TYPES[layer_class] = role
+
+
+register_figs_layer(GatedRecurrence, "wraps")
 
 
 def _see_through_figs_layers(calls, output_keys):
@@ -165,6 +178,10 @@ def _see_through_figs_layers(calls, output_keys):
         if role == "passthrough":
             aliases[call.output_keys[0]] = call.input_keys[0]
             continue
+        if role == "wraps":  # called on (the user layer's input, gate vector, the user layer's keywords)
+            call = dataclasses.replace(call, layer=call.layer.layer, skipped_argument=1,
+                                       input_keys=call.input_keys[:1] + call.input_keys[2:],
+                                       input_tensors=call.input_tensors[:1] + call.input_tensors[2:])
         kept.append(call)
     return kept, [aliases.get(k, k) for k in output_keys]
 

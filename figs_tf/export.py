@@ -44,13 +44,13 @@ class ExportedNetwork:
     def channels(self):
         """{name: kept output channel indices} of every kept layer that makes channels."""
         live = {id(c) for c in self.live_calls}
-        return {call.name: alive_positions(self.graph.out_sets(call)[0], self.kept_channels).tolist()
+        return {call.name: alive_positions(self.graph.own_set(call), self.kept_channels).tolist()
                 for call in self.graph.producer_calls() if id(call) in live}
 
     def architecture(self):
         """{name: width} of every layer that makes channels; 0 = removed."""
         live = {id(c) for c in self.live_calls}
-        return {call.name: int(channels_alive(self.graph.out_sets(call)[0], self.widths)) if id(call) in live else 0
+        return {call.name: int(channels_alive(self.graph.own_set(call), self.widths)) if id(call) in live else 0
                 for call in self.graph.producer_calls()}
 
 

@@ -36,6 +36,10 @@ class LayerCall:
     output_keys: list  # keys of node.outputs, in that order
     input_tensors: list  # the symbolic KerasTensors (shapes for cost formulas)
     output_tensors: list
+    # A positional argument of the node that is not the layer's: a figs_tf layer that runs a user
+    # layer (GatedRecurrence) takes the gate vector as its second argument; the analysis sees the user
+    # layer, without it.
+    skipped_argument: int = None
 
     @property
     def name(self):
@@ -46,11 +50,20 @@ class LayerCall:
 
         `values` maps TensorKey to the new tensor.
         """
-        by_id = {
-                id(kt): values[key]
-                for kt, key in zip(self.node.arguments.keras_tensors, self.input_keys)
-        }
-        return self.node.arguments.fill_in(by_id)
+        tensors = list(self.node.arguments.keras_tensors)
+        if self.skipped_argument is not None:
+            del tensors[self.skipped_argument]
+        by_id = {id(kt): values[key] for kt, key in zip(tensors, self.input_keys)}
+        args, kwargs = self.node.arguments.fill_in(by_id)
+        if self.skipped_argument is not None:
+            args = args[:self.skipped_argument] + args[self.skipped_argument + 1:]
+        return args, kwargs
+
+    def keyword_positions(self, name):
+        """Positions in input_keys of the tensors passed as keyword argument `name` (an RNN's `mask`)."""
+        passed = self.node.arguments.kwargs.get(name)
+        ids = {id(t) for t in keras.tree.flatten(passed) if isinstance(t, keras.KerasTensor)}
+        return [i for i, tensor in enumerate(self.input_tensors) if id(tensor) in ids]
 
 
 class GraphError(ValueError):

@@ -158,7 +158,7 @@ def network_from_architecture(model, architecture, channels=None, choose_channel
     widths = [None] * graph.num_groups
     for name, call in producers.items():
         width = architecture[name]
-        out_set = graph.out_sets(call)[0]
+        out_set = graph.own_set(call)
         full = num_channels(out_set)
         groups = groups_in(out_set)
         if not groups:

@@ -22,7 +22,7 @@ import keras
 from figs_tf import channel_groups
 from figs_tf import cost as cost_lib
 from figs_tf import keras_graph
-from figs_tf.channel_sets import gate_indices
+from figs_tf.channel_sets import gate_indices, groups_in
 from figs_tf.apply_mask import ApplyMask
 from figs_tf.cost_layer import CostLayer
 from figs_tf.mask_layer import DEFAULT_INITIAL_LOGIT, DEFAULT_TEMPERATURE, MaskLayer
@@ -94,7 +94,11 @@ def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
     masked = set(graph.masked_keys)
     for call in graph.calls:
         args, kwargs = call.call_arguments(values)
-        outputs = keras.tree.flatten(call.layer(*args, **kwargs))
+        out_sets = graph.out_sets(call)
+        gating = None
+        if any(groups_in(s) for s in out_sets):
+            gating = (gate_vector, [gate_indices(s, offsets, always_on) for s in out_sets])
+        outputs = keras.tree.flatten(graph.handler(call).search_call(call, args, kwargs, gating))
         for index, (key, tensor) in enumerate(zip(call.output_keys, outputs)):
             if key in masked:
                 suffix = "" if len(outputs) == 1 else f"_{index}"

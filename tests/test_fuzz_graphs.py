@@ -1,9 +1,10 @@
 """Property test: random functional graphs wrap, export and slim exactly.
 
 Each example builds a random model from convolutions (plain, depthwise,
-separable), Dense, BatchNorm, activations, pooling, residual adds (with and
-without projections), concatenations, squeeze-excite products, nested
-submodels and one or two outputs; sets random gates (many groups entirely off,
+separable), Dense, BatchNorm, activations, pooling, image augmentation layers,
+residual adds (with and without projections), concatenations, squeeze-excite
+products, nested submodels, RNNs over the positions read as a sequence, and
+one or two outputs; sets random gates (many groups entirely off,
 which removes operators); and checks that the slimmed model computes what the
 search model computes in inference mode and that its size is the exported cost.
 
@@ -94,6 +95,34 @@ class _Builder:
         s = L.Conv2D(x.shape[-1], 1, activation="sigmoid", name=self.name("se_expand"))(s)
         return L.Multiply(name=self.name("excite"))([x, s])
 
+    def augment(self, x):
+        """Random in training, the identity in inference; some do not keep zeros (the gate acts after them)."""
+        kind = self.draw(st.sampled_from(["flip", "rotate", "brightness", "rescale"]))
+        if kind == "flip":
+            return L.RandomFlip(name=self.name("flip"))(x)
+        if kind == "rotate":
+            return L.RandomRotation(0.2, fill_mode="constant", fill_value=1.0, name=self.name("rotate"))(x)
+        if kind == "brightness":
+            return L.RandomBrightness(0.2, value_range=(-10, 10), name=self.name("brightness"))(x)
+        return L.Rescaling(0.5, offset=0.1, name=self.name("rescale"))(x)
+
+    def recurrent(self, x, return_sequences=True):
+        """An RNN over the 3x3 pooled positions read as a sequence (9 steps keep the test fast); back to
+        (6, 6, units) when it returns them."""
+        x = L.AveragePooling2D(2, name=self.name("avgpool"))(x)
+        x = L.Reshape((9, x.shape[-1]), name=self.name("to_sequence"))(x)
+        kind = self.draw(st.sampled_from([L.LSTM, L.GRU, L.SimpleRNN, "bidirectional"]))
+        if kind == "bidirectional":
+            layer = L.Bidirectional(L.GRU(self.channels(), return_sequences=return_sequences),
+                                    merge_mode=self.draw(st.sampled_from(["concat", "sum"])), name=self.name("bi"))
+        else:
+            layer = kind(self.channels(), return_sequences=return_sequences, name=self.name("rnn"))
+        x = layer(x)
+        if return_sequences:
+            x = L.Reshape((3, 3, x.shape[-1]), name=self.name("to_image"))(x)
+            x = L.UpSampling2D(2, name=self.name("upsample"))(x)
+        return x
+
     def nested(self, x):
         inner_in = keras.Input(x.shape[1:])
         y = L.Conv2D(self.channels(), 3, padding="same", name=self.name("inner_conv"))(inner_in)
@@ -107,8 +136,11 @@ class _Builder:
         return inner(x)
 
     def head(self, x, index):
-        if self.draw(st.booleans()):
+        kind = self.draw(st.sampled_from(["gap", "flatten", "rnn"]))
+        if kind == "gap":
             x = L.GlobalAveragePooling2D(name=self.name("gap"))(x)
+        elif kind == "rnn":
+            x = self.recurrent(x, return_sequences=False)
         else:
             x = L.Flatten(name=self.name("flatten"))(x)
             if self.draw(st.booleans()):
@@ -123,7 +155,8 @@ def random_models(draw):
     tensors = [builder.conv_block(inputs)]
     for _ in range(draw(st.integers(2, 7))):
         x = draw(st.sampled_from(tensors))
-        step = draw(st.sampled_from(["conv", "per_channel", "residual", "concat", "se", "nested"]))
+        step = draw(st.sampled_from(["conv", "per_channel", "residual", "concat", "se", "nested", "augment",
+                                     "recurrent"]))
         if step == "conv":
             y = builder.conv_block(x)
         elif step == "per_channel":
@@ -134,6 +167,10 @@ def random_models(draw):
             y = builder.concat(tensors)
         elif step == "se":
             y = builder.squeeze_excite(x)
+        elif step == "augment":
+            y = builder.augment(x)
+        elif step == "recurrent":
+            y = builder.recurrent(x)
         else:
             y = builder.nested(x)
         tensors.append(y)
@@ -167,7 +204,7 @@ def test_random_graphs_wrap_export_and_slim_exactly(model_and_seed):
     slim = figs_tf.slim(search)
     x = rng.random((2, SPATIAL, SPATIAL, 3)).astype(np.float32)
     expected = keras.tree.flatten(search(x, training=False))
-    got = keras.tree.flatten(slim(x))
+    got = keras.tree.flatten(slim(x, training=False))  # augmentation layers act unless told otherwise
     for e, g in zip(expected, got):
         e, g = to_numpy(e), to_numpy(g)
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(e).max()))

@@ -12,7 +12,8 @@ Modules: `base` (the `LayerHandler` interface, `Term`, conventions),
 `registry`, `convolution` (conv, dense, separable, transposed, depthwise),
 `per_channel` (BatchNorm, activations, pooling, channel-mixing layers),
 `merge` (Add and friends, Concatenate, `keras.ops` arithmetic), `reshape`,
-`preprocessing` (image preprocessing and augmentation layers).
+`preprocessing` (image preprocessing and augmentation layers), `recurrent`
+(LSTM, GRU, SimpleRNN, Bidirectional).
 `DEFAULT_HANDLERS` below is the table of Keras layer types figs_tf knows.
 """
 
@@ -26,6 +27,8 @@ from figs_tf.handlers.per_channel import (ActivationHandler, BatchNormalizationH
                                           LayerNormalizationHandler, PerChannel, SoftmaxHandler)
 from figs_tf.handlers.preprocessing import (ColorJitterHandler, NormalizationHandler, RandomErasingHandler,
                                             RescalingHandler, preprocessing_handlers)
+from figs_tf.handlers.recurrent import (AnyHandler, BidirectionalHandler, MaskingHandler, NotEqualHandler,
+                                        RecurrentHandler)
 from figs_tf.handlers.registry import handler_for, register_handler
 from figs_tf.handlers.reshape import ReshapeHandler
 
@@ -62,6 +65,10 @@ def _default_handlers():
     table[L.GaussianNoise] = PerChannel(zero_preserving=False)
     # Image preprocessing and augmentation (Rescaling, Normalization, Resizing, RandomFlip, ...).
     table.update(preprocessing_handlers(L))
+    for cls in (L.LSTM, L.GRU, L.SimpleRNN):
+        table[cls] = RecurrentHandler()
+    table[L.Bidirectional] = BidirectionalHandler()
+    table[L.Masking] = MaskingHandler()
     for cls in (L.Add, L.Subtract, L.Average, L.Maximum, L.Minimum):
         table[cls] = MergeHandler()
     table[L.Multiply] = MergeHandler(product=True)
@@ -70,6 +77,8 @@ def _default_handlers():
     for cls, operation in ((keras_numpy_ops.Add, "add"), (keras_numpy_ops.Subtract, "subtract"),
                            (keras_numpy_ops.Multiply, "multiply"), (keras_numpy_ops.TrueDivide, "divide")):
         table[cls] = ElementwiseOpHandler(operation)
+    table[keras_numpy_ops.NotEqual] = NotEqualHandler()  # masks of Masking and Embedding(mask_zero=True)
+    table[keras_numpy_ops.Any] = AnyHandler()
     table[L.Flatten] = ReshapeHandler()
     table[L.Reshape] = ReshapeHandler()
     try:  # ConvNeXt's per-channel scale (not a public Keras layer).
@@ -85,10 +94,11 @@ for _layer_class, _handler in DEFAULT_HANDLERS.items():
     register_handler(_layer_class, _handler)
 
 __all__ = [
-    "ActivationHandler", "BatchNormalizationHandler", "ChannelMixing", "ChannelProducer", "ColorJitterHandler",
-    "ConcatenateHandler", "ConvHandler", "ConvTransposeHandler", "DEFAULT_HANDLERS", "DenseHandler",
-    "DepthwiseConvHandler", "ElementwiseOpHandler", "LayerHandler", "LayerNormalizationHandler", "MergeHandler",
-    "NormalizationHandler", "PerChannel", "RandomErasingHandler", "ReshapeHandler", "RescalingHandler",
-    "SeparableConvHandler", "SoftmaxHandler", "Term", "UnsupportedLayerError",
-    "activation_name", "clone_layer", "handler_for", "register_handler",
+    "ActivationHandler", "AnyHandler", "BatchNormalizationHandler", "BidirectionalHandler", "ChannelMixing",
+    "ChannelProducer", "ColorJitterHandler", "ConcatenateHandler", "ConvHandler", "ConvTransposeHandler",
+    "DEFAULT_HANDLERS", "DenseHandler", "DepthwiseConvHandler", "ElementwiseOpHandler", "LayerHandler",
+    "LayerNormalizationHandler", "MaskingHandler", "MergeHandler", "NormalizationHandler", "NotEqualHandler",
+    "PerChannel", "RandomErasingHandler", "RecurrentHandler", "ReshapeHandler", "RescalingHandler",
+    "SeparableConvHandler", "SoftmaxHandler", "Term", "UnsupportedLayerError", "activation_name", "clone_layer",
+    "handler_for", "register_handler",
 ]

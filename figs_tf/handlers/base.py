@@ -86,6 +86,17 @@ class LayerHandler:
         """The layer's multiply-adds per example as a list of `Term`s."""
         return []
 
+    def search_call(self, call, args, kwargs, gating):
+        """Calls the layer inside the search model (`figs_tf.wrap`); returns its outputs.
+
+        `gating` is None when no output channel of the call is searched, else
+        (gate_vector, [for each output, the gate index of each of its channels]).
+        The default calls the layer as it is: wrap gates its outputs after it
+        where a reader needs that. A layer whose outputs feed back into it (an
+        RNN's units) has to apply the gates inside.
+        """
+        return call.layer(*args, **kwargs)
+
     def slim(self, call, kept_in, kept_out):
         """(new layer, its weights) keeping channel positions kept_in / kept_out.
 

@@ -131,13 +131,13 @@ def build_supernet(config):
 
 
 def producer_widths(model):
-    """{layer: output channels} of every layer that makes channels, in the supernet.
+    """{layer: output channels (an RNN: units)} of every layer that makes channels, in the supernet.
 
     For a search model these are the supernet's widths (gates do not change shapes).
     """
     searching = any(isinstance(layer, MaskLayer) for layer in model.layers)
     graph = wrapping.channel_graph_of(model) if searching else analyze(model)
-    return {call.name: sum(s.channels for s in graph.out_sets(call)[0]) for call in graph.producer_calls()}
+    return {call.name: sum(s.channels for s in graph.own_set(call)) for call in graph.producer_calls()}
 
 
 def set_batchnorm_momentum(model, momentum):
