@@ -19,10 +19,15 @@ class ApplyMask(keras.layers.Layer):
     """Multiplies channel c of a tensor by `gate_vector[gate_indices[c]]`.
 
     Called on `[x, gate_vector]` where `gate_vector` is MaskLayer's first output.
+
+    Args:
+      gate_indices: for each channel, its index into the gate vector.
+      axis: the channel axis (-1, or 1 for channels_first).
     """
 
-    def __init__(self, gate_indices, **kwargs):
+    def __init__(self, gate_indices, axis=-1, **kwargs):
         super().__init__(**kwargs)
+        self.axis = int(axis)
         self.supports_masking = True  # an RNN's step mask passes through, as through the layer it follows
         self.gate_indices = [int(i) for i in gate_indices]
         # A tensor that is one whole group in order reads a contiguous slice.
@@ -36,6 +41,9 @@ class ApplyMask(keras.layers.Layer):
             gates = gate_vector[self._slice[0]:self._slice[1]]
         else:
             gates = ops.take(gate_vector, ops.convert_to_tensor(self.gate_indices, dtype="int32"))
+        axis = self.axis % len(x.shape)
+        if axis != len(x.shape) - 1:  # channels_first: broadcast over the positions after the channel axis
+            gates = ops.reshape(gates, (-1,) + (1,) * (len(x.shape) - 1 - axis))
         return x * ops.cast(gates, x.dtype)
 
     def compute_output_spec(self, inputs):
@@ -45,6 +53,7 @@ class ApplyMask(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config["gate_indices"] = self.gate_indices
+        config["axis"] = self.axis
         return config
 
 

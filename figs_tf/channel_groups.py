@@ -108,7 +108,9 @@ class ChannelGraph:
     input_tensors: list  # the model's symbolic inputs (shapes, dtypes, names)
     output_structure: object  # the model's outputs as built (tensor, list or dict)
     output_keys: list
-    tensor_sets: dict  # TensorKey -> channel set (tuple of Segment)
+    tensor_sets: dict  # TensorKey -> channel set (tuple of Segment) along the tensor's channel axis
+    tensor_axes: dict  # TensorKey -> that axis (non-negative; the last unless a data_format says otherwise)
+    read_sets: dict  # id(call) -> the channel set each input is read with (handlers' in_sets)
     groups: list  # ChannelGroup, the prunable ones, indexed by group id
     masked_keys: list  # tensors whose pruned channels must be zeroed right after they are made
     keep_one_sets: list  # group-id lists: input groups of each channel-mixing layer
@@ -124,7 +126,8 @@ class ChannelGraph:
         return [g.size for g in self.groups]
 
     def in_sets(self, call):
-        return [self.tensor_sets[k] for k in call.input_keys]
+        """The channel set each input of `call` is read with (its own, unless read on another axis)."""
+        return self.read_sets[id(call)]
 
     def out_sets(self, call):
         return [self.tensor_sets[k] for k in call.output_keys]
@@ -219,26 +222,33 @@ def analyze(model, exclude=()):
                          f"Layer names look like {[c.name for c in calls[:5]]}.")
 
     builder = _GroupBuilder()
-    sets = {}
+    sets, axes, read_sets = {}, {}, {}
     for key, tensor in zip(input_keys, keras_graph.input_tensors(model)):
         sets[key] = (Segment(None, tensor.shape[-1] or 0),)
+        axes[key] = max(len(tensor.shape) - 1, 0)  # a model input's channels are never pruned, on any axis
     for call in calls:
         handler = handlers_lib.handler_for(call.layer)
         missing = [k for k in call.input_keys if k not in sets]
         if missing:
             raise keras_graph.GraphError(f"Layer '{call.name}' reads a tensor that is not "
                                          "computed from the model's inputs.")
-        out_sets = handler.output_sets(call, [sets[k] for k in call.input_keys], builder)
+        call.read_axes, call.output_axes = handler.channel_axes(call, [axes[k] for k in call.input_keys])
+        in_sets = [_read_on_axis(call, i, sets[k], axes[k], builder) for i, k in enumerate(call.input_keys)]
+        read_sets[id(call)] = in_sets
+        out_sets = handler.output_sets(call, in_sets, builder)
         if call.name in exclude:
             for out_set in out_sets:
                 builder.fix(out_set, f"'{call.name}' is excluded from search")
-        for key, out_set in zip(call.output_keys, out_sets):
+        for key, out_set, axis in zip(call.output_keys, out_sets, call.output_axes):
             sets[key] = tuple(out_set)
+            axes[key] = axis
     for key in output_keys:
         builder.fix(sets[key], "they are model outputs")
 
     canonical = _canonical_groups(builder)
     sets = {key: _canonical_set(s, builder, canonical) for key, s in sets.items()}
+    read_sets = {call_id: [_canonical_set(s, builder, canonical) for s in in_sets]
+                 for call_id, in_sets in read_sets.items()}
     groups = [None] * len(canonical)
     for root, group_id in canonical.items():
         groups[group_id] = ChannelGroup(size=builder.sizes[root], producers=sorted(builder.producers[root]))
@@ -247,11 +257,21 @@ def analyze(model, exclude=()):
                          input_tensors=keras_graph.input_tensors(model),
                          output_structure=keras_graph.output_structure(model),
                          output_keys=output_keys,
-                         tensor_sets=sets, groups=groups, masked_keys=[],
+                         tensor_sets=sets, tensor_axes=axes, read_sets=read_sets, groups=groups, masked_keys=[],
                          keep_one_sets=[], notes=builder.notes)
     graph.masked_keys = _place_masks(graph)
     graph.keep_one_sets = _keep_one_sets(graph)
     return graph
+
+
+def _read_on_axis(call, index, channel_set, axis, builder):
+    """The channel set input `index` is read with: its own, or fixed channels of another axis."""
+    read_axis = call.read_axes[index]
+    if read_axis == axis:
+        return channel_set
+    builder.fix(channel_set, f"'{call.name}' reads axis {read_axis} of a tensor whose channels are on axis "
+                f"{axis} as its channels")
+    return (Segment(None, call.input_tensors[index].shape[read_axis] or 0),)
 
 
 def _canonical_groups(builder):

@@ -1,11 +1,13 @@
 """Channel sets: which channel group owns each channel of a tensor.
 
-A tensor's last axis is described by a tuple of `Segment`s. A segment is a run
-of channels that belong to one channel group (or to no group: channels that are
-never pruned, such as image channels and class scores). `repeat` covers the
-depthwise multiplier, where each input channel owns `repeat` consecutive output
-channels. A Concatenate on the channel axis joins segment tuples; a Flatten of
-(H, W, C) repeats the C-channel tuple H*W times.
+A tensor's channel axis (the last one, or axis 1 after a channels_first layer:
+`ChannelGraph.tensor_axes`) is described by a tuple of `Segment`s. A segment is
+a run of channels that belong to one channel group (or to no group: channels
+that are never pruned, such as image channels and class scores). `repeat`
+covers the depthwise multiplier, where each input channel owns `repeat`
+consecutive output channels. A Concatenate on the channel axis joins segment
+tuples; a Flatten of (H, W, C) repeats the C-channel tuple H*W times, a
+Flatten of (C, H, W) repeats each channel H*W times (`repeat=H*W`).
 
     x_set = (Segment(group=0, size=64),)                 # conv output
     cat = x_set + (Segment(group=None, size=3),)         # concat with the image
@@ -31,7 +33,7 @@ class Segment:
 
 
 def num_channels(channel_set):
-    """The tensor's channel count (length of its last axis)."""
+    """The tensor's channel count (length of its channel axis)."""
     return sum(segment.channels for segment in channel_set)
 
 

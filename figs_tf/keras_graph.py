@@ -40,6 +40,10 @@ class LayerCall:
     # layer (GatedRecurrence) takes the gate vector as its second argument; the analysis sees the user
     # layer, without it.
     skipped_argument: int = None
+    # Set by the channel analysis (figs_tf.channel_groups): the axis each input's channels are read
+    # on, and each output's channel axis (non-negative; the last axis unless a data_format says otherwise).
+    read_axes: list = None
+    output_axes: list = None
 
     @property
     def name(self):

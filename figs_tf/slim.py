@@ -114,10 +114,10 @@ def build(network, name, fresh_weights=False):
 
     for call in network.live_calls:
         handler = graph.handler(call)
-        kept_in = [kept(k) for k in call.input_keys]
+        kept_in = [alive_positions(s, network.kept_channels) for s in graph.in_sets(call)]
         kept_out = [kept(k) for k in call.output_keys]
         if handler.drops_empty_inputs:
-            present = [values[k] for k in call.input_keys if len(kept(k))]
+            present = [values[k] for k, positions_in in zip(call.input_keys, kept_in) if len(positions_in)]
             if len(present) == 1:
                 outputs = present
             else:

@@ -103,7 +103,9 @@ def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
             if key in masked:
                 suffix = "" if len(outputs) == 1 else f"_{index}"
                 indices = gate_indices(graph.tensor_sets[key], offsets, always_on)
-                tensor = ApplyMask(indices, name=f"{call.name}{suffix}_figs_mask")([tensor, gate_vector])
+                axis = graph.tensor_axes[key]
+                axis = -1 if axis == len(tensor.shape) - 1 else axis
+                tensor = ApplyMask(indices, axis=axis, name=f"{call.name}{suffix}_figs_mask")([tensor, gate_vector])
             values[key] = tensor
     outputs = keras.tree.pack_sequence_as(graph.output_structure, [values[k] for k in graph.output_keys])
     search = keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name=f"{model.name}_figs")

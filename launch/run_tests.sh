@@ -15,6 +15,6 @@ PARALLEL=()
 if [ "$WORKERS" != "0" ]; then PARALLEL=(-n "$WORKERS" --dist loadfile); fi
 echo "[run_tests] KERAS_BACKEND=tensorflow: all tests (${WORKERS} workers)"
 KERAS_BACKEND=tensorflow $PYTHON -m pytest -q "${PARALLEL[@]}" tests "$@"
-echo "[run_tests] KERAS_BACKEND=jax: gate, channel-group and cost tests"
+echo "[run_tests] KERAS_BACKEND=jax: gate, channel-group, cost and channels_first tests"
 KERAS_BACKEND=jax $PYTHON -m pytest -q -m "not tensorflow_only" \
-  tests/test_mask_layer.py tests/test_channel_groups.py tests/test_cost.py "$@"
+  tests/test_mask_layer.py tests/test_channel_groups.py tests/test_cost.py tests/test_channels_first.py "$@"

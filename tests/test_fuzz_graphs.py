@@ -3,8 +3,8 @@
 Each example builds a random model from convolutions (plain, depthwise,
 separable), Dense, BatchNorm, activations, pooling, image augmentation layers,
 residual adds (with and without projections), concatenations, squeeze-excite
-products, nested submodels, RNNs over the positions read as a sequence, and
-one or two outputs; sets random gates (many groups entirely off,
+products, nested submodels, RNNs over the positions read as a sequence,
+channels_first sub-graphs between Permutes, and one or two outputs; sets random gates (many groups entirely off,
 which removes operators); and checks that the slimmed model computes what the
 search model computes in inference mode and that its size is the exported cost.
 
@@ -106,6 +106,17 @@ class _Builder:
             return L.RandomBrightness(0.2, value_range=(-10, 10), name=self.name("brightness"))(x)
         return L.Rescaling(0.5, offset=0.1, name=self.name("rescale"))(x)
 
+    def channels_first(self, x):
+        """A channels_first sub-graph between two Permutes: its layers gate and slim axis 1."""
+        first = dict(data_format="channels_first")
+        x = L.Permute((3, 1, 2), name=self.name("to_first"))(x)
+        x = L.Conv2D(self.channels(), 3, padding="same", name=self.name("conv_first"), **first)(x)
+        if self.draw(st.booleans()):
+            x = L.BatchNormalization(axis=1, name=self.name("bn"))(x)
+        if self.draw(st.booleans()):
+            x = L.MaxPooling2D(3, strides=1, padding="same", name=self.name("maxpool"), **first)(x)
+        return L.Permute((2, 3, 1), name=self.name("to_last"))(x)
+
     def recurrent(self, x, return_sequences=True):
         """An RNN over the 3x3 pooled positions read as a sequence (9 steps keep the test fast); back to
         (6, 6, units) when it returns them."""
@@ -155,8 +166,9 @@ def random_models(draw):
     tensors = [builder.conv_block(inputs)]
     for _ in range(draw(st.integers(2, 7))):
         x = draw(st.sampled_from(tensors))
-        step = draw(st.sampled_from(["conv", "per_channel", "residual", "concat", "se", "nested", "augment",
-                                     "recurrent"]))
+        step = draw(st.sampled_from(["conv", "per_channel", "residual", "concat", "se", "nested", "other_layout"]))
+        if step == "other_layout":  # augmentation, RNNs, channels_first: one step, so the others keep their share
+            step = draw(st.sampled_from(["augment", "recurrent", "channels_first"]))
         if step == "conv":
             y = builder.conv_block(x)
         elif step == "per_channel":
@@ -171,6 +183,8 @@ def random_models(draw):
             y = builder.augment(x)
         elif step == "recurrent":
             y = builder.recurrent(x)
+        elif step == "channels_first":
+            y = builder.channels_first(x)
         else:
             y = builder.nested(x)
         tensors.append(y)

@@ -30,7 +30,7 @@ from figs_tf.handlers.preprocessing import (ColorJitterHandler, NormalizationHan
 from figs_tf.handlers.recurrent import (AnyHandler, BidirectionalHandler, MaskingHandler, NotEqualHandler,
                                         RecurrentHandler)
 from figs_tf.handlers.registry import handler_for, register_handler
-from figs_tf.handlers.reshape import ReshapeHandler
+from figs_tf.handlers.reshape import PermuteHandler, ReshapeHandler
 
 
 def _default_handlers():
@@ -81,6 +81,7 @@ def _default_handlers():
     table[keras_numpy_ops.Any] = AnyHandler()
     table[L.Flatten] = ReshapeHandler()
     table[L.Reshape] = ReshapeHandler()
+    table[L.Permute] = PermuteHandler()
     try:  # ConvNeXt's per-channel scale (not a public Keras layer).
         from keras.src.applications.convnext import LayerScale  # pylint: disable=g-import-not-at-top
         table[LayerScale] = zero_preserving
@@ -98,7 +99,7 @@ __all__ = [
     "ChannelProducer", "ColorJitterHandler", "ConcatenateHandler", "ConvHandler", "ConvTransposeHandler",
     "DEFAULT_HANDLERS", "DenseHandler", "DepthwiseConvHandler", "ElementwiseOpHandler", "LayerHandler",
     "LayerNormalizationHandler", "MaskingHandler", "MergeHandler", "NormalizationHandler", "NotEqualHandler",
-    "PerChannel", "RandomErasingHandler", "RecurrentHandler", "ReshapeHandler", "RescalingHandler",
+    "PerChannel", "PermuteHandler", "RandomErasingHandler", "RecurrentHandler", "ReshapeHandler", "RescalingHandler",
     "SeparableConvHandler", "SoftmaxHandler", "Term", "UnsupportedLayerError", "activation_name", "clone_layer",
     "handler_for", "register_handler",
 ]

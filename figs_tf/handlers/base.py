@@ -1,7 +1,11 @@
 """What every layer handler is: the `LayerHandler` interface, cost `Term`s and shared helpers.
 
 Conventions, used by every handler:
-- channels are the last axis (channels_last); other data formats are refused;
+- channels are the last axis, unless the layer's `data_format` (or `axis`)
+  says otherwise: `channel_axes` tells the analysis which axis each input is
+  read on and where each output's channels are; a handler that does not
+  override it reads and makes channels on the last axis. A tensor read on
+  another axis than its channels' has its channels kept out of search;
 - parameters are what `count_params` counts, non-trainable statistics included;
 - FLOPs are multiply-adds per example of convolution and dense kernels only
   (BatchNorm, biases, activations and pooling are not multiply-adds), the
@@ -49,6 +53,22 @@ class LayerHandler:
     # Slimming leaves out an input with no channel left (Concatenate) instead of
     # requiring every input to be kept.
     drops_empty_inputs = False
+
+    def channel_axes(self, call, in_axes):
+        """(the axis each input's channels are read on, each output's channel axis), non-negative.
+
+        Args:
+          call: the `keras_graph.LayerCall`.
+          in_axes: the channel axis of each input tensor, where its producer put it.
+
+        The analysis stores both on the call (`call.read_axes`, `call.output_axes`)
+        before `output_sets`. An input read on another axis than its own channel
+        axis has its channels kept out of search (a layer that reads the positions
+        of a channels_first tensor as channels mixes them), and `in_sets` then
+        holds fixed channels of the read axis. The default is the last axis
+        everywhere, the convention of layers without a data format.
+        """
+        return last_axes(call.input_tensors), last_axes(call.output_tensors)
 
     def output_sets(self, call, in_sets, groups):
         """Channel sets of the call's outputs, given those of its inputs.
@@ -107,6 +127,27 @@ class LayerHandler:
         return clone_layer(call.layer), call.layer.get_weights()
 
 
+def last_axes(tensors):
+    return [max(len(t.shape) - 1, 0) for t in tensors]
+
+
+def data_format_axis(layer, rank):
+    """The channel axis of a rank-`rank` tensor in the layer's data format (none: channels_last)."""
+    return 1 if getattr(layer, "data_format", None) == "channels_first" else rank - 1
+
+
+def following_axes(call, in_axes):
+    """channel_axes of a layer that keeps its input's channels where they are (no data format of its own).
+
+    Every input is read on input 0's axis; an output of another rank (a reduction)
+    keeps the channel axis counted from the end if it was last, else from the front.
+    """
+    axis = in_axes[0]
+    rank = len(call.input_tensors[0].shape)
+    outputs = [axis if len(t.shape) == rank or axis < rank - 1 else len(t.shape) - 1 for t in call.output_tensors]
+    return [axis] * len(call.input_tensors), outputs
+
+
 def clone_layer(layer, **config_changes):
     """A fresh layer of the same type and name, with some config entries changed."""
     config = layer.get_config()
@@ -118,19 +159,10 @@ def to_numpy(variable):
     return keras.ops.convert_to_numpy(variable)
 
 
-def check_channels_last(layer):
-    """Raises unless the layer keeps channels on the last axis."""
-    data_format = getattr(layer, "data_format", "channels_last")
-    if data_format not in (None, "channels_last"):
-        raise UnsupportedLayerError(
-            f"Layer '{layer.name}' ({type(layer).__name__}) uses "
-            f"data_format='{data_format}'; figs_tf prunes the last axis and needs "
-            "channels_last. Build the model with data_format='channels_last'.")
-
-
-def spatial_positions(shape, layer_name):
-    """The number of positions (product of the axes between batch and channels) of a static shape."""
-    dims = shape[1:-1]
+def spatial_positions(shape, layer_name, axis=-1):
+    """The number of positions (product of the axes other than batch and channels) of a static shape."""
+    axis = axis % len(shape)
+    dims = [d for i, d in enumerate(shape) if i not in (0, axis)]
     if any(d is None for d in dims):
         raise UnsupportedLayerError(
             f"Layer '{layer_name}' has an unknown spatial size {tuple(shape)}: "
@@ -139,13 +171,38 @@ def spatial_positions(shape, layer_name):
     return math.prod(dims)
 
 
-def per_channel_weight_terms(layer, channel_set):
-    """Weights with the channel count as last dim scale with the alive channels."""
+def weight_channel_dim(weight_shape, tensor_shape, axis, channels):
+    """The dimension of a per-channel weight that runs along the tensor's channel axis, or None.
+
+    A weight shaped like the tensor without its batch axis (PReLU's alpha) has it
+    where the tensor does; a vector (BatchNorm's gamma) has it as its only axis;
+    otherwise a weight indexes channels by its last dimension when channels are
+    the tensor's last axis.
+    """
+    rank = len(tensor_shape)
+    if len(weight_shape) == rank - 1 and rank > 2:
+        return axis - 1 if weight_shape[axis - 1] == channels else None
+    if len(weight_shape) == 1:
+        return 0 if weight_shape[0] == channels else None
+    if len(weight_shape) and axis == rank - 1 and weight_shape[-1] == channels:
+        return len(weight_shape) - 1
+    return None
+
+
+def per_channel_weight_terms(layer, channel_set, tensor_shape=None, axis=-1):
+    """Weights that run along the channel axis scale with the alive channels (`weight_channel_dim`).
+
+    Without `tensor_shape`, a weight's last dimension indexes the channels.
+    """
     channels = num_channels(channel_set)
     per_channel, constant = 0, 0
     for weight in layer.weights:
         size = math.prod(weight.shape)
-        if len(weight.shape) and weight.shape[-1] == channels:
+        if tensor_shape is None:
+            dim = len(weight.shape) - 1 if len(weight.shape) and weight.shape[-1] == channels else None
+        else:
+            dim = weight_channel_dim(tuple(weight.shape), tuple(tensor_shape), axis % len(tensor_shape), channels)
+        if dim is not None:
             per_channel += size // channels
         else:
             constant += size

@@ -4,7 +4,9 @@ One handler class per kind: `ConvHandler` (Conv1D/2D/3D), `DenseHandler`,
 `SeparableConvHandler` (SeparableConv1D/2D), `ConvTransposeHandler`
 (Conv1D/2D/3DTranspose), all `ChannelProducer`s: their output starts a new
 channel group. `DepthwiseConvHandler` passes its input's groups on, each
-input channel owning `depth_multiplier` outputs.
+input channel owning `depth_multiplier` outputs. Convolutions read and make
+channels on the axis of their `data_format` (1 for channels_first); Keras keeps
+their kernels (..., in, out) in both formats, so slicing does not depend on it.
 """
 
 import math
@@ -13,7 +15,15 @@ import numpy as np
 
 from figs_tf.channel_sets import Segment, num_channels
 from figs_tf.handlers.base import (CHANNEL_MIXING_ACTIVATIONS, ZERO_PRESERVING_ACTIVATIONS, LayerHandler, Term,
-                                   activation_name, check_channels_last, clone_layer, spatial_positions, to_numpy)
+                                   activation_name, clone_layer, data_format_axis, last_axes, spatial_positions,
+                                   to_numpy)
+
+
+def data_format_axes(call):
+    """channel_axes of a layer with a data_format: its input and output channels on that format's axis."""
+    layer = call.layer
+    return ([data_format_axis(layer, len(t.shape)) for t in call.input_tensors],
+            [data_format_axis(layer, len(t.shape)) for t in call.output_tensors])
 
 
 class ChannelProducer(LayerHandler):
@@ -26,6 +36,9 @@ class ChannelProducer(LayerHandler):
     mixes_channels = True
     width_key = "filters"  # the config entry holding the output width
 
+    def channel_axes(self, call, in_axes):
+        return data_format_axes(call)
+
     def requires_clean_inputs(self, call):
         return True
 
@@ -34,7 +47,6 @@ class ChannelProducer(LayerHandler):
 
     def output_sets(self, call, in_sets, groups):
         layer = call.layer
-        check_channels_last(layer)
         width = getattr(layer, self.width_key)
         out = (Segment(groups.new_group(width, layer.name), width),)
         if activation_name(getattr(layer, "activation", None)) in CHANNEL_MIXING_ACTIVATIONS:
@@ -52,7 +64,7 @@ class ChannelProducer(LayerHandler):
         return [Term(math.prod(layer.kernel_size), (in_set, out_set))]
 
     def flop_terms(self, call, in_sets, out_sets):
-        positions = spatial_positions(call.output_tensors[0].shape, call.layer.name)
+        positions = spatial_positions(call.output_tensors[0].shape, call.layer.name, call.output_axes[0])
         return [Term(math.prod(call.layer.kernel_size) * positions, (in_sets[0], out_sets[0]))]
 
     def slim(self, call, kept_in, kept_out):
@@ -82,7 +94,6 @@ class ConvHandler(ChannelProducer):
     def output_sets(self, call, in_sets, groups):
         layer = call.layer
         if self._groups(layer) > 1:
-            check_channels_last(layer)
             groups.fix(in_sets[0], f"'{layer.name}' is a grouped convolution "
                        f"(groups={self._groups(layer)}); its channels are kept out of search")
             return [(Segment(None, layer.filters),)]
@@ -99,7 +110,7 @@ class ConvHandler(ChannelProducer):
     def flop_terms(self, call, in_sets, out_sets):
         layer = call.layer
         if self._groups(layer) > 1:
-            positions = spatial_positions(call.output_tensors[0].shape, layer.name)
+            positions = spatial_positions(call.output_tensors[0].shape, layer.name, call.output_axes[0])
             return [Term(self._grouped_fan_in(layer, in_sets[0]) * positions, (out_sets[0],))]
         return super().flop_terms(call, in_sets, out_sets)
 
@@ -113,6 +124,9 @@ class DenseHandler(ChannelProducer):
     """Dense, on rank-2 inputs or on every position of a longer input (multiply-adds × positions)."""
 
     width_key = "units"
+
+    def channel_axes(self, call, in_axes):
+        return last_axes(call.input_tensors), last_axes(call.output_tensors)  # Dense acts on the last axis
 
     def kernel_param_terms(self, layer, in_set, out_set):
         return [Term(1, (in_set, out_set))]
@@ -131,7 +145,7 @@ class SeparableConvHandler(ChannelProducer):
 
     def flop_terms(self, call, in_sets, out_sets):
         layer = call.layer
-        positions = spatial_positions(call.output_tensors[0].shape, layer.name)
+        positions = spatial_positions(call.output_tensors[0].shape, layer.name, call.output_axes[0])
         multiplier = layer.depth_multiplier
         return [Term(math.prod(layer.kernel_size) * multiplier * positions, (in_sets[0],)),
                 Term(multiplier * positions, (in_sets[0], out_sets[0]))]
@@ -153,7 +167,7 @@ class ConvTransposeHandler(ChannelProducer):
     """Conv1D/2D/3DTranspose: kernel (..., out, in); each input position is scattered through it."""
 
     def flop_terms(self, call, in_sets, out_sets):
-        positions = spatial_positions(call.input_tensors[0].shape, call.layer.name)
+        positions = spatial_positions(call.input_tensors[0].shape, call.layer.name, call.read_axes[0])
         return [Term(math.prod(call.layer.kernel_size) * positions, (in_sets[0], out_sets[0]))]
 
     def sliced_kernels(self, layer, kept_in, kept_out):
@@ -167,9 +181,11 @@ class ConvTransposeHandler(ChannelProducer):
 class DepthwiseConvHandler(LayerHandler):
     """DepthwiseConv1D/2D: each input channel owns `depth_multiplier` outputs."""
 
+    def channel_axes(self, call, in_axes):
+        return data_format_axes(call)
+
     def output_sets(self, call, in_sets, groups):
         layer = call.layer
-        check_channels_last(layer)
         multiplier = layer.depth_multiplier
         out = tuple(Segment(s.group, s.size, s.repeat * multiplier) for s in in_sets[0])
         if activation_name(layer.activation) in CHANNEL_MIXING_ACTIVATIONS:
@@ -190,7 +206,7 @@ class DepthwiseConvHandler(LayerHandler):
 
     def flop_terms(self, call, in_sets, out_sets):
         layer = call.layer
-        positions = spatial_positions(call.output_tensors[0].shape, layer.name)
+        positions = spatial_positions(call.output_tensors[0].shape, layer.name, call.output_axes[0])
         k = math.prod(layer.kernel_size) * layer.depth_multiplier
         return [Term(k * positions, (in_sets[0],))]
 

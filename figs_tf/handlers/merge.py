@@ -2,27 +2,32 @@
 
 import keras
 
-from figs_tf.handlers.base import LayerHandler, UnsupportedLayerError
+from figs_tf.handlers.base import LayerHandler, UnsupportedLayerError, following_axes
 
 
 class MergeHandler(LayerHandler):
-    """Add, Subtract, Average, Maximum, Minimum, Multiply: inputs share channels."""
+    """Add, Subtract, Average, Maximum, Minimum, Multiply: inputs share channels (on input 0's channel axis)."""
 
     def __init__(self, product=False):
         self.product = product  # Multiply: one clean factor makes the output clean
 
+    def channel_axes(self, call, in_axes):
+        return following_axes(call, in_axes)
+
     def _full_inputs(self, call):
-        channels = call.output_tensors[0].shape[-1]
-        return [i for i, t in enumerate(call.input_tensors) if t.shape[-1] == channels]
+        axis = call.output_axes[0]
+        channels = call.output_tensors[0].shape[axis]
+        return [i for i, t in enumerate(call.input_tensors) if t.shape[axis] == channels]
 
     def output_sets(self, call, in_sets, groups):
         full = self._full_inputs(call)
         broadcast = [i for i in range(len(in_sets)) if i not in full]
+        axis = call.read_axes[0]
         for i in broadcast:
-            if call.input_tensors[i].shape[-1] != 1:
+            if call.input_tensors[i].shape[axis] != 1:
                 raise UnsupportedLayerError(
                     f"Layer '{call.layer.name}' merges tensors with "
-                    f"{[t.shape[-1] for t in call.input_tensors]} channels.")
+                    f"{[t.shape[axis] for t in call.input_tensors]} channels.")
             # A one-channel factor broadcast over all channels: not a channel group
             # that can be pruned channel by channel.
             groups.fix(in_sets[i], f"'{call.layer.name}' broadcasts a one-channel input")
@@ -51,12 +56,16 @@ class MergeHandler(LayerHandler):
 
 
 class ConcatenateHandler(LayerHandler):
+    """Concatenate: on the channel axis it joins the inputs' channels; on another it ties them."""
+
     drops_empty_inputs = True
+
+    def channel_axes(self, call, in_axes):
+        return following_axes(call, in_axes)
 
     def output_sets(self, call, in_sets, groups):
         rank = len(call.output_tensors[0].shape)
-        axis = call.layer.axis
-        if axis in (-1, rank - 1):
+        if call.layer.axis % rank == call.read_axes[0]:
             joined = ()
             for channel_set in in_sets:
                 joined = joined + tuple(channel_set)

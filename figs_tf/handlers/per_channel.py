@@ -1,15 +1,19 @@
 """Layers that keep the channel axis: per-channel layers, BatchNorm, activations, channel-mixing ones."""
 
+import numpy as np
+
 from figs_tf.handlers.base import (CHANNEL_MIXING_ACTIVATIONS, ZERO_PRESERVING_ACTIVATIONS, LayerHandler,
-                                   UnsupportedLayerError, activation_name, check_channels_last, clone_layer,
-                                   per_channel_weight_terms)
+                                   UnsupportedLayerError, activation_name, clone_layer, data_format_axis,
+                                   following_axes, per_channel_weight_terms, weight_channel_dim)
 
 
 class PerChannel(LayerHandler):
-    """A layer that acts on each channel separately and keeps the last axis.
+    """A layer that acts on each channel separately and keeps the channel axis.
 
-    Weights whose last dimension is the channel count are sliced with the
-    channels (a per-channel scale, BatchNorm's statistics); others are kept.
+    The channel axis is the one the layer's `data_format` names (pooling,
+    padding, image preprocessing), else wherever its input has it. Weights
+    that run along the channel axis are sliced with the channels (a
+    per-channel scale, BatchNorm's statistics); others are kept.
 
     Args:
       zero_preserving: f(0) == 0 channel-wise (ReLU, pooling, padding,
@@ -29,32 +33,39 @@ class PerChannel(LayerHandler):
             return self.zero_preserving(layer)
         return self.zero_preserving
 
+    def channel_axes(self, call, in_axes):
+        layer = call.layer
+        if getattr(layer, "data_format", None) is None:
+            return following_axes(call, in_axes)
+        read = data_format_axis(layer, len(call.input_tensors[0].shape))
+        return [read] * len(call.input_tensors), [data_format_axis(layer, len(t.shape)) for t in call.output_tensors]
+
     def output_sets(self, call, in_sets, groups):
         layer = call.layer
-        check_channels_last(layer)
-        in_shape = call.input_tensors[0].shape
-        for out in call.output_tensors:
-            if out.shape[-1] != in_shape[-1]:
+        channels = call.input_tensors[0].shape[call.read_axes[0]]
+        for out, axis in zip(call.output_tensors, call.output_axes):
+            if out.shape[axis] != channels:
                 raise UnsupportedLayerError(
-                    f"Layer '{layer.name}' ({type(layer).__name__}) changes the last "
-                    f"axis from {in_shape[-1]} to {out.shape[-1]}; figs_tf expected "
-                    "it to keep channels. Register a handler for this use, or "
-                    "exclude the layer.")
+                    f"Layer '{layer.name}' ({type(layer).__name__}) changes its channel axis "
+                    f"from {channels} to {out.shape[axis]} entries; figs_tf expected it to keep "
+                    "channels. Register a handler for this use, or exclude the layer.")
         return [in_sets[0] for _ in call.output_tensors]
 
     def output_dirty(self, call, in_dirty):
         return in_dirty[0] or not self._preserves_zero(call.layer)
 
     def param_terms(self, call, in_sets, out_sets):
-        return per_channel_weight_terms(call.layer, in_sets[0])
+        return per_channel_weight_terms(call.layer, in_sets[0], call.input_tensors[0].shape, call.read_axes[0])
 
     def slim(self, call, kept_in, kept_out):
         layer = call.layer
-        channels = call.input_tensors[0].shape[-1]
+        shape = tuple(call.input_tensors[0].shape)
+        axis = call.read_axes[0]
         weights = []
         for weight in layer.get_weights():
-            if weight.ndim and weight.shape[-1] == channels:
-                weight = weight[..., kept_in[0]]
+            dim = weight_channel_dim(weight.shape, shape, axis, shape[axis])
+            if dim is not None:
+                weight = np.take(weight, kept_in[0], axis=dim)
             weights.append(weight)
         return clone_layer(layer), weights
 
@@ -80,19 +91,17 @@ class LayerNormalizationHandler(ChannelMixing):
 
 
 class BatchNormalizationHandler(PerChannel):
-    """BatchNormalization over the channel axis: per-channel, but f(0) = β ≠ 0."""
+    """BatchNormalization: per channel along its `axis` (1 after channels_first layers), but f(0) = β ≠ 0.
+
+    Normalising another axis than the tensor's channel axis keeps those channels out of search.
+    """
 
     def __init__(self):
         super().__init__(zero_preserving=False)
 
-    def output_sets(self, call, in_sets, groups):
-        axis = call.layer.axis
+    def channel_axes(self, call, in_axes):
         rank = len(call.input_tensors[0].shape)
-        if axis not in (-1, rank - 1):
-            raise UnsupportedLayerError(
-                f"BatchNormalization '{call.layer.name}' normalises axis "
-                f"{call.layer.axis}, not the channel (last) axis.")
-        return super().output_sets(call, in_sets, groups)
+        return [call.layer.axis % rank], [call.layer.axis % rank]
 
 
 def activation_preserves_zero(layer):
@@ -119,6 +128,6 @@ class SoftmaxHandler(ChannelMixing):
         axis = call.layer.axis
         rank = len(call.input_tensors[0].shape)
         axes = axis if isinstance(axis, (list, tuple)) else [axis]
-        if all(a not in (-1, rank - 1) for a in axes):
+        if all(a % rank != call.read_axes[0] for a in axes):
             return PerChannel.output_sets(self, call, in_sets, groups)
         return super().output_sets(call, in_sets, groups)

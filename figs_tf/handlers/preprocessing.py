@@ -23,10 +23,11 @@ channel still reads as exactly zero wherever it is read; the search model in
 inference then computes what the slimmed model computes.
 """
 
+import keras
 import numpy as np
 
 from figs_tf.channel_sets import num_channels
-from figs_tf.handlers.base import Term, clone_layer
+from figs_tf.handlers.base import Term, clone_layer, following_axes
 from figs_tf.handlers.per_channel import ChannelMixing, PerChannel
 
 
@@ -97,7 +98,7 @@ class RandomErasingHandler(PerChannel):
 
 
 def _per_channel_constant(value, channels):
-    """A Rescaling scale or offset that holds one entry per channel (last axis), as an array; else None."""
+    """A Rescaling scale or offset that holds one entry per channel, as an array; else None."""
     array = np.asarray(value)
     if array.ndim and array.shape[-1] == channels and channels != 1:
         return array
@@ -105,14 +106,26 @@ def _per_channel_constant(value, channels):
 
 
 class RescalingHandler(PerChannel):
-    """Rescaling: x * scale + offset, with scalars or per-channel arrays (sliced when slimming)."""
+    """Rescaling: x * scale + offset, with scalars or per-channel arrays (sliced when slimming).
+
+    A per-channel scale broadcasts against the last axis, or against axis -3
+    when Keras's `image_data_format` is channels_first (as Rescaling does).
+    """
 
     def __init__(self):
         super().__init__(zero_preserving=lambda layer: bool(np.all(np.asarray(layer.offset) == 0)))
 
+    def channel_axes(self, call, in_axes):
+        rank = len(call.input_tensors[0].shape)
+        if np.ndim(call.layer.scale) and keras.config.image_data_format() == "channels_first":
+            return [rank - 3], [rank - 3]
+        if np.ndim(call.layer.scale) or np.ndim(call.layer.offset):
+            return [rank - 1], [rank - 1]
+        return following_axes(call, in_axes)
+
     def slim(self, call, kept_in, kept_out):
         layer = call.layer
-        channels = call.input_tensors[0].shape[-1]
+        channels = call.input_tensors[0].shape[call.read_axes[0]]
         changes = {}
         for key in ("scale", "offset"):
             array = _per_channel_constant(getattr(layer, key), channels)
@@ -133,20 +146,20 @@ class NormalizationHandler(PerChannel):
         super().__init__(zero_preserving=False)
 
     @staticmethod
-    def _channel_dim(layer, rank, statistic_rank):
+    def _channel_dim(call, statistic_rank):
         """Index of the channel axis in a statistic aligned right-to-left to the kept axes, or None."""
-        keep = sorted(a % rank for a in layer.axis)
+        rank = len(call.input_tensors[0].shape)
+        keep = sorted(a % rank for a in call.layer.axis)
         aligned = keep[len(keep) - statistic_rank:] if statistic_rank else []
-        return aligned.index(rank - 1) if rank - 1 in aligned else None
+        return aligned.index(call.read_axes[0]) if call.read_axes[0] in aligned else None
 
     def param_terms(self, call, in_sets, out_sets):
         layer = call.layer
-        rank = len(call.input_tensors[0].shape)
         channels = num_channels(in_sets[0])
         per_channel, constant = 0, 0
         for weight in layer.weights:
             size = int(np.prod(weight.shape))
-            if self._channel_dim(layer, rank, len(weight.shape)) is not None:
+            if self._channel_dim(call, len(weight.shape)) is not None:
                 per_channel += size // channels
             else:
                 constant += size
@@ -159,12 +172,11 @@ class NormalizationHandler(PerChannel):
 
     def slim(self, call, kept_in, kept_out):
         layer = call.layer
-        rank = len(call.input_tensors[0].shape)
-        channels = call.input_tensors[0].shape[-1]
+        channels = call.input_tensors[0].shape[call.read_axes[0]]
 
         def cut(array):
             array = np.asarray(array)
-            dim = self._channel_dim(layer, rank, array.ndim)
+            dim = self._channel_dim(call, array.ndim)
             if dim is None or array.shape[dim] != channels:
                 return array  # a statistic broadcast along the channel axis
             return np.take(array, kept_in[0], axis=dim)

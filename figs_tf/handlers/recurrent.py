@@ -32,7 +32,8 @@ import keras
 
 from figs_tf.channel_sets import Segment
 from figs_tf.gated_recurrence import GatedRecurrence
-from figs_tf.handlers.base import LayerHandler, Term, UnsupportedLayerError, clone_layer, to_numpy
+from figs_tf.handlers.base import (LayerHandler, Term, UnsupportedLayerError, clone_layer, following_axes, last_axes,
+                                   to_numpy)
 from figs_tf.handlers.per_channel import PerChannel
 
 
@@ -219,6 +220,9 @@ class NotEqualHandler(_MaskOpHandler):
     False, as if absent; with another c the channels are kept out of search.
     """
 
+    def channel_axes(self, call, in_axes):
+        return following_axes(call, in_axes)
+
     def output_sets(self, call, in_sets, groups):
         scalars = [a for a in keras.tree.flatten(call.node.arguments.args) if not isinstance(a, keras.KerasTensor)]
         if len(call.input_tensors) != 1 or len(scalars) != 1 or np.ndim(scalars[0]):
@@ -233,14 +237,21 @@ class NotEqualHandler(_MaskOpHandler):
 class AnyHandler(_MaskOpHandler):
     """`any(x, axis)` recorded in a graph (Masking's mask): over the channel axis it makes a step mask."""
 
-    def _reduces_channels(self, call):
+    @staticmethod
+    def _reduced(call):
         rank = len(call.input_tensors[0].shape)
         axes = call.layer.axis
         axes = range(rank) if axes is None else (axes if isinstance(axes, (list, tuple)) else [axes])
-        return any(a % rank == rank - 1 for a in axes)
+        return {a % rank for a in axes}
+
+    def channel_axes(self, call, in_axes):
+        axis, reduced = in_axes[0], self._reduced(call)
+        if axis in reduced:
+            return [axis], last_axes(call.output_tensors)
+        return [axis], [axis if call.layer.keepdims else axis - sum(r < axis for r in reduced)]
 
     def output_sets(self, call, in_sets, groups):
-        if self._reduces_channels(call):
+        if call.read_axes[0] in self._reduced(call):
             return [(Segment(None, call.output_tensors[0].shape[-1] or 0),)]
         return [in_sets[0]]
 
@@ -256,6 +267,9 @@ class MaskingHandler(PerChannel):
 
     def __init__(self):
         super().__init__(zero_preserving=True)
+
+    def channel_axes(self, call, in_axes):
+        return last_axes(call.input_tensors), last_axes(call.output_tensors)  # compares along the last axis
 
     def output_sets(self, call, in_sets, groups):
         out_sets = super().output_sets(call, in_sets, groups)
