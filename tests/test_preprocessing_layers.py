@@ -16,7 +16,7 @@ import figs_tf
 from figs_tf.handlers import DEFAULT_HANDLERS, PerChannel
 from figs_tf.wrapping import gates_of
 
-from helpers import check_all_gates_on_is_the_supernet, randomize_batchnorm, to_numpy
+from helpers import check_all_gates_on_is_the_supernet, check_fresh_build_matches_slim, randomize_batchnorm, to_numpy
 
 L = keras.layers
 IMAGE_PREPROCESSING_MODULE = "keras.src.layers.preprocessing.image_preprocessing"
@@ -205,6 +205,7 @@ def test_the_tutorial_model_with_augmentation_wraps_and_slims_exactly():
     search.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = search.fit(x, np.array([0, 1, 2]), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+    check_fresh_build_matches_slim(model)
 
 
 # Augmentations between layers whose channels are searched: chains of per-channel
