@@ -34,9 +34,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ApplyMask", "BudgetController", "ControllerSettings", "CostCallback", "CostLayer", "ExportedNetwork",
-    "GatedRecurrence", "GraphError", "LayerHandler", "MaskLayer", "ParetoCallback", "ParetoController",
-    "UnsupportedLayerError", "analyze", "build_from_architecture", "channel_graph_of", "count", "expected_cost",
-    "export_architecture", "exported_network", "gates_of", "get_strength", "get_target", "handlers",
-    "load_architecture", "load_channels", "plot_widths", "recalibrate_batchnorm", "register_handler",
-    "save_architecture", "set_strength", "set_target", "slim", "supernet_cost", "wrap",
+    "GatedRecurrence",
+    "GraphError", "LayerHandler", "MaskLayer", "ParetoCallback", "ParetoController", "UnsupportedLayerError",
+    "analyze", "build_from_architecture", "channel_graph_of", "count", "expected_cost", "export_architecture",
+    "exported_network", "gates_of", "get_strength", "get_target", "handlers", "load_architecture",
+    "load_channels", "plot_widths", "recalibrate_batchnorm", "register_handler", "save_architecture",
+    "set_strength", "set_target", "slim", "supernet_cost", "wrap",
 ]

@@ -109,7 +109,8 @@ class ChannelGraph:
     output_structure: object  # the model's outputs as built (tensor, list or dict)
     output_keys: list
     tensor_sets: dict  # TensorKey -> channel set (tuple of Segment) along the tensor's channel axis
-    tensor_axes: dict  # TensorKey -> that axis (non-negative; the last unless a data_format says otherwise)
+    tensor_axes: dict  # TensorKey -> that axis (non-negative; the last unless a data_format says otherwise;
+    # None: channels never pruned that no layer has given an axis yet, a model input's)
     read_sets: dict  # id(call) -> the channel set each input is read with (handlers' in_sets)
     groups: list  # ChannelGroup, the prunable ones, indexed by group id
     masked_keys: list  # tensors whose pruned channels must be zeroed right after they are made
@@ -225,7 +226,7 @@ def analyze(model, exclude=()):
     sets, axes, read_sets = {}, {}, {}
     for key, tensor in zip(input_keys, keras_graph.input_tensors(model)):
         sets[key] = (Segment(None, tensor.shape[-1] or 0),)
-        axes[key] = max(len(tensor.shape) - 1, 0)  # a model input's channels are never pruned, on any axis
+        axes[key] = None  # a model input's channels are never pruned: any axis may be read as its channels
     for call in calls:
         handler = handlers_lib.handler_for(call.layer)
         missing = [k for k in call.input_keys if k not in sets]
@@ -265,9 +266,13 @@ def analyze(model, exclude=()):
 
 
 def _read_on_axis(call, index, channel_set, axis, builder):
-    """The channel set input `index` is read with: its own, or fixed channels of another axis."""
+    """The channel set input `index` is read with: its own, or fixed channels of another axis.
+
+    `axis` None: channels that are never pruned (a model input, and what layers
+    that keep their input's axis make of it), described along the last axis.
+    """
     read_axis = call.read_axes[index]
-    if read_axis == axis:
+    if read_axis == (len(call.input_tensors[index].shape) - 1 if axis is None else axis):
         return channel_set
     builder.fix(channel_set, f"'{call.name}' reads axis {read_axis} of a tensor whose channels are on axis "
                 f"{axis} as its channels")

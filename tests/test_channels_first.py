@@ -160,6 +160,22 @@ def test_flatten_of_a_channels_first_tensor_repeats_each_channel_over_the_positi
     _check_slim(search, model, x)
 
 
+def test_a_model_input_joins_a_channels_first_concatenation():
+    inputs = keras.Input((3, 6, 6), name="image")
+    x = L.Rescaling(0.5, name="rescale")(inputs)
+    y = L.Conv2D(4, 3, padding="same", data_format="channels_first", name="c")(x)
+    x = L.Concatenate(axis=1, name="cat")([x, y])  # the image's channels are on the axis its readers use
+    x = L.Conv2D(5, 1, data_format="channels_first", name="d")(x)
+    model = keras.Model(inputs, L.Dense(2, name="out")(L.GlobalAveragePooling2D(data_format="channels_first")(x)))
+    graph = figs_tf.analyze(model)
+    assert sorted(p for g in graph.groups for p in g.producers) == ["c", "d"]
+    cat = next(c for c in graph.calls if c.name == "cat")
+    assert graph.out_sets(cat)[0][0] == figs_tf.channel_sets.Segment(None, 3) and graph.tensor_axes[cat.output_keys[0]] == 1
+    search = figs_tf.wrap(model)
+    _set_random_gates(search, seed=7)
+    _check_slim(search, model, np.random.default_rng(0).random((2, 3, 6, 6)).astype(np.float32))
+
+
 def test_permute_carries_channels_between_formats_and_a_mismatched_reader_keeps_them_out():
     inputs = keras.Input((6, 6, 3))
     x = L.Conv2D(5, 3, padding="same", name="last")(inputs)

@@ -59,7 +59,9 @@ class LayerHandler:
 
         Args:
           call: the `keras_graph.LayerCall`.
-          in_axes: the channel axis of each input tensor, where its producer put it.
+          in_axes: the channel axis of each input tensor, where its producer put it
+            (None for channels that are never pruned and have no axis yet: a model
+            input, and what layers that keep their input's axis make of it).
 
         The analysis stores both on the call (`call.read_axes`, `call.output_axes`)
         before `output_sets`. An input read on another axis than its own channel
@@ -139,11 +141,16 @@ def data_format_axis(layer, rank):
 def following_axes(call, in_axes):
     """channel_axes of a layer that keeps its input's channels where they are (no data format of its own).
 
-    Every input is read on input 0's axis; an output of another rank (a reduction)
-    keeps the channel axis counted from the end if it was last, else from the front.
+    Every input is read on the first input's axis that is known; an output of
+    another rank (a reduction) keeps the channel axis counted from the end if it
+    was last, else from the front. Inputs without an axis (a model input's
+    channels) are read on the last axis, and the outputs have none either.
     """
-    axis = in_axes[0]
-    rank = len(call.input_tensors[0].shape)
+    known = [a for a in in_axes if a is not None]
+    if not known:
+        return last_axes(call.input_tensors), [None] * len(call.output_tensors)
+    axis = known[0]
+    rank = len(call.input_tensors[in_axes.index(axis)].shape)
     outputs = [axis if len(t.shape) == rank or axis < rank - 1 else len(t.shape) - 1 for t in call.output_tensors]
     return [axis] * len(call.input_tensors), outputs
 

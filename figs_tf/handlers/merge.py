@@ -15,7 +15,7 @@ class MergeHandler(LayerHandler):
         return following_axes(call, in_axes)
 
     def _full_inputs(self, call):
-        axis = call.output_axes[0]
+        axis = call.read_axes[0]
         channels = call.output_tensors[0].shape[axis]
         return [i for i, t in enumerate(call.input_tensors) if t.shape[axis] == channels]
 

@@ -44,6 +44,7 @@ class PerChannel(LayerHandler):
         layer = call.layer
         channels = call.input_tensors[0].shape[call.read_axes[0]]
         for out, axis in zip(call.output_tensors, call.output_axes):
+            axis = len(out.shape) - 1 if axis is None else axis  # channels never pruned, read on the last axis
             if out.shape[axis] != channels:
                 raise UnsupportedLayerError(
                     f"Layer '{layer.name}' ({type(layer).__name__}) changes its channel axis "

@@ -246,6 +246,8 @@ class AnyHandler(_MaskOpHandler):
 
     def channel_axes(self, call, in_axes):
         axis, reduced = in_axes[0], self._reduced(call)
+        if axis is None:  # channels never pruned (a model input's)
+            return last_axes(call.input_tensors), [None]
         if axis in reduced:
             return [axis], last_axes(call.output_tensors)
         return [axis], [axis if call.layer.keepdims else axis - sum(r < axis for r in reduced)]

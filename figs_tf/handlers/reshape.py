@@ -5,7 +5,7 @@ import math
 import keras
 
 from figs_tf.channel_sets import Segment
-from figs_tf.handlers.base import LayerHandler, clone_layer
+from figs_tf.handlers.base import LayerHandler, clone_layer, last_axes
 
 
 def _product(dims):
@@ -47,9 +47,10 @@ class ReshapeHandler(LayerHandler):
         return ("mixed",)
 
     def channel_axes(self, call, in_axes):
-        layout = self._layout(call, in_axes[0])
+        axis = last_axes(call.input_tensors)[0] if in_axes[0] is None else in_axes[0]
+        layout = self._layout(call, axis)
         out_axis = layout[1] if layout[0] == "axis" else len(call.output_tensors[0].shape) - 1
-        return [in_axes[0]], [out_axis]
+        return [axis], [out_axis]
 
     def output_sets(self, call, in_sets, groups):
         layout = self._layout(call, call.read_axes[0])
@@ -84,6 +85,8 @@ class PermuteHandler(LayerHandler):
     """Permute: moves the channel axis with the others (channels_last to channels_first and back)."""
 
     def channel_axes(self, call, in_axes):
+        if in_axes[0] is None:
+            return last_axes(call.input_tensors), [None]
         return [in_axes[0]], [list(call.layer.dims).index(in_axes[0]) + 1]
 
     def output_sets(self, call, in_sets, groups):
