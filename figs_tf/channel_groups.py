@@ -13,6 +13,7 @@ result, a `ChannelGraph`, is what wrapping, cost, export and slimming share.
 
 import dataclasses
 
+from figs_tf import branches as branches_lib
 from figs_tf import handlers as handlers_lib
 from figs_tf import keras_graph
 from figs_tf.channel_sets import Segment, groups_in, has_fixed_channels, num_channels
@@ -110,8 +111,9 @@ class ChannelGraph:
     tensor_sets: dict  # TensorKey -> channel set (tuple of Segment)
     groups: list  # ChannelGroup, the prunable ones, indexed by group id
     masked_keys: list  # tensors whose pruned channels must be zeroed right after they are made
-    keep_one_sets: list  # group-id lists: input groups of each channel-mixing layer
+    keep_one_sets: list  # the export rule's data: keep-one group lists, then summand rules (figs_tf.branches)
     notes: list  # why some channels are kept out of search
+    branches: list = dataclasses.field(default_factory=list)  # removable summands (figs_tf.branches.Branch)
     _term_cache: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property
@@ -233,6 +235,8 @@ def analyze(model, exclude=()):
                          tensor_sets=sets, groups=groups, masked_keys=[],
                          keep_one_sets=[], notes=builder.notes)
     graph.masked_keys = _place_masks(graph)
+    graph.branches, branch_notes = branches_lib.find_branches(graph)
+    graph.notes.extend(branch_notes)
     graph.keep_one_sets = _keep_one_sets(graph)
     return graph
 
@@ -289,11 +293,18 @@ def _place_masks(graph):
 
 
 def _keep_one_sets(graph):
-    """Input groups of each channel-mixing layer that could lose every input."""
+    """Input groups of each channel-mixing layer that could lose every input, then the summand rules.
+
+    A layer whose empty input makes its branch constant needs no keep-one
+    set: the branch is removed instead (figs_tf.branches).
+    """
+    cut = branches_lib.cut_calls(graph, graph.branches)
     keep_one = []
     for call in graph.producer_calls():
+        if id(call) in cut:
+            continue
         in_set = graph.in_sets(call)[0]
         groups = groups_in(in_set)
         if groups and not has_fixed_channels(in_set) and groups not in keep_one:
             keep_one.append(groups)
-    return keep_one
+    return keep_one + branches_lib.summand_rules(graph.branches)

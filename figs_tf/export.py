@@ -39,7 +39,7 @@ class ExportedNetwork:
 
     def cost(self, metric):
         cost_lib.check_metric(metric)
-        return int(sum(cost_lib.layer_costs(self.graph, metric, self.widths, self.live_calls).values()))
+        return cost_lib.network_cost(self.graph, metric, self.widths, self.live_calls)
 
     def channels(self):
         """{name: kept output channel indices} of every kept layer that makes channels."""

@@ -47,20 +47,24 @@ def _default_handlers():
     table[L.Softmax] = SoftmaxHandler()
     table[L.Activation] = ActivationHandler()
     zero_preserving = PerChannel(zero_preserving=True)
-    for cls in (L.ReLU, L.LeakyReLU, L.ELU, L.PReLU, L.Identity,
+    for cls in (L.ReLU, L.LeakyReLU, L.ELU, L.Identity,
                 L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D, L.AlphaDropout,
                 L.GaussianDropout,
                 L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D, L.AveragePooling2D,
                 L.AveragePooling3D, L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D,
                 L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
-                L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D, L.Cropping1D, L.Cropping2D, L.Cropping3D,
+                L.Cropping1D, L.Cropping2D, L.Cropping3D,
                 L.UpSampling1D, L.UpSampling2D, L.UpSampling3D, L.Resizing):
         table[cls] = zero_preserving
+    # zero-preserving, but a constant input does not stay the same at every position
+    for cls in (L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D, L.PReLU):
+        table[cls] = PerChannel(zero_preserving=True, keeps_uniform=False)
     # f(0) != 0 per channel: a pruned channel must be masked again after these.
-    for cls in (L.Normalization, L.GaussianNoise):
-        table[cls] = PerChannel(zero_preserving=False)
+    table[L.Normalization] = PerChannel(zero_preserving=False, keeps_uniform=False)  # its axis may be positions
+    table[L.GaussianNoise] = PerChannel(zero_preserving=False)
     table[L.Rescaling] = PerChannel(zero_preserving=rescaling_preserves_zero)
-    for cls in (L.Add, L.Subtract, L.Average, L.Maximum, L.Minimum):
+    table[L.Add] = MergeHandler(sums=True)
+    for cls in (L.Subtract, L.Average, L.Maximum, L.Minimum):
         table[cls] = MergeHandler()
     table[L.Multiply] = MergeHandler(product=True)
     table[L.Concatenate] = ConcatenateHandler()

@@ -95,6 +95,40 @@ class LayerHandler:
         """
         return clone_layer(call.layer), call.layer.get_weights()
 
+    # Dead branches (figs_tf.branches): a summand whose inner channels all close
+    # is removed and the constant it added is folded into what survives. The
+    # defaults below are the safe answers: a layer type that does not override
+    # them is never a sum, keeps a constant's position-dependence unknown (so a
+    # branch through it keeps one channel instead), and absorbs no shift.
+
+    def sums_inputs(self, call):
+        """True if the output is the plain elementwise sum of the call's inputs (Add)."""
+        return False
+
+    def uniform_output(self, call, in_uniform, in_zero):
+        """True if the output is the same at every position whenever the inputs are.
+
+        Asked about layers of a dead branch, whose inputs no longer depend on
+        the model's inputs: `in_uniform[i]` says input i has the same value at
+        every position (every axis but batch and channels), `in_zero[i]` that
+        it has no channel left at all (the readers see zeros). A layer on a
+        zero input gives its bias everywhere; a 'same'-padded 3x3 convolution
+        on a non-zero constant does not (the borders read the padding).
+        """
+        return False
+
+    def can_absorb_output_shift(self, call):
+        """True if adding a per-channel constant to the output can be folded into the weights."""
+        return False
+
+    def absorb_output_shift(self, call, weights, shift):
+        """`weights` (as returned by `slim`) changed so that the layer's output grows by `shift`.
+
+        `shift` has one value per kept output channel. Only called when
+        `can_absorb_output_shift(call)` is True.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot absorb a shift of its output.")
+
 
 def clone_layer(layer, **config_changes):
     """A fresh layer of the same type and name, with some config entries changed."""

@@ -8,8 +8,15 @@ from figs_tf.handlers.base import LayerHandler, UnsupportedLayerError
 class MergeHandler(LayerHandler):
     """Add, Subtract, Average, Maximum, Minimum, Multiply: inputs share channels."""
 
-    def __init__(self, product=False):
+    def __init__(self, product=False, sums=False):
         self.product = product  # Multiply: one clean factor makes the output clean
+        self.sums = sums  # Add: the output is the sum of the inputs (a dead summand can be folded)
+
+    def sums_inputs(self, call):
+        return self.sums
+
+    def uniform_output(self, call, in_uniform, in_zero):
+        return all(in_uniform)
 
     def _full_inputs(self, call):
         channels = call.output_tensors[0].shape[-1]
@@ -68,6 +75,10 @@ class ConcatenateHandler(LayerHandler):
     def requires_clean_inputs(self, call):
         return True
 
+    def uniform_output(self, call, in_uniform, in_zero):
+        axis, rank = call.layer.axis, len(call.output_tensors[0].shape)
+        return axis in (-1, rank - 1) and all(in_uniform)
+
 
 class ElementwiseOpHandler(MergeHandler):
     """keras.ops arithmetic recorded in a functional graph (`x + y`, `x * 0.5`).
@@ -88,6 +99,9 @@ class ElementwiseOpHandler(MergeHandler):
 
     def _is_unary(self, call):
         return len(call.input_tensors) == 1
+
+    def sums_inputs(self, call):
+        return self.operation == "add" and not self._is_unary(call)
 
     def output_sets(self, call, in_sets, groups):
         if not self._is_unary(call):

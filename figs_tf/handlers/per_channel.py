@@ -15,14 +15,18 @@ class PerChannel(LayerHandler):
       zero_preserving: f(0) == 0 channel-wise (ReLU, pooling, padding,
         dropout), so a pruned channel stays zero through it: a bool, or a
         function of the layer (an Activation depends on its function).
+      keeps_uniform: an input with the same value at every position gives
+        an output with the same value at every position (False for padding,
+        whose border differs, and for weights per position such as PReLU's).
 
     Example:
 
     >>> figs_tf.register_handler(MyGate, figs_tf.handlers.PerChannel(zero_preserving=True))
     """
 
-    def __init__(self, zero_preserving):
+    def __init__(self, zero_preserving, keeps_uniform=True):
         self.zero_preserving = zero_preserving
+        self.keeps_uniform = keeps_uniform
 
     def _preserves_zero(self, layer):
         if callable(self.zero_preserving):
@@ -47,6 +51,9 @@ class PerChannel(LayerHandler):
 
     def param_terms(self, call, in_sets, out_sets):
         return per_channel_weight_terms(call.layer, in_sets[0])
+
+    def uniform_output(self, call, in_uniform, in_zero):
+        return self.keeps_uniform and all(in_uniform)
 
     def slim(self, call, kept_in, kept_out):
         layer = call.layer
@@ -84,6 +91,13 @@ class BatchNormalizationHandler(PerChannel):
 
     def __init__(self):
         super().__init__(zero_preserving=False)
+
+    def can_absorb_output_shift(self, call):
+        return bool(call.layer.center)  # y = γ·(x − μ)/σ + β: a shift is a larger β
+
+    def absorb_output_shift(self, call, weights, shift):
+        index = [w.name.split("/")[-1] for w in call.layer.weights].index("beta")
+        return weights[:index] + [weights[index] + shift] + weights[index + 1:]
 
     def output_sets(self, call, in_sets, groups):
         axis = call.layer.axis
