@@ -14,6 +14,7 @@ from figs_tf import handlers
 from figs_tf.apply_mask import ApplyMask
 from figs_tf.budget import ControllerSettings
 from figs_tf.callbacks import BudgetController, CostCallback, ParetoCallback, ParetoController
+from figs_tf.channel_bias import ChannelBias
 from figs_tf.channel_groups import analyze
 from figs_tf.cost import count
 from figs_tf.cost_layer import CostLayer
@@ -31,8 +32,8 @@ from figs_tf.wrapping import (channel_graph_of, gates_of, get_strength, get_targ
 __version__ = "0.1.0"
 
 __all__ = [
-    "ApplyMask", "BudgetController", "ControllerSettings", "CostCallback", "CostLayer", "ExportedNetwork",
-    "GraphError", "LayerHandler", "MaskLayer", "ParetoCallback", "ParetoController", "UnsupportedLayerError",
+    "ApplyMask", "BudgetController", "ChannelBias", "ControllerSettings", "CostCallback", "CostLayer",
+    "ExportedNetwork", "GraphError", "LayerHandler", "MaskLayer", "ParetoCallback", "ParetoController", "UnsupportedLayerError",
     "analyze", "build_from_architecture", "channel_graph_of", "count", "expected_cost", "export_architecture",
     "exported_network", "gates_of", "get_strength", "get_target", "handlers", "load_architecture",
     "load_channels", "plot_widths", "recalibrate_batchnorm", "register_handler", "save_architecture",
