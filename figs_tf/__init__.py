@@ -33,7 +33,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ApplyMask", "BudgetController", "ChannelBias", "ControllerSettings", "CostCallback", "CostLayer",
-    "ExportedNetwork", "GraphError", "LayerHandler", "MaskLayer", "ParetoCallback", "ParetoController", "UnsupportedLayerError",
+    "ExportedNetwork", "GraphError", "LayerHandler", "MaskLayer", "ParetoCallback", "ParetoController",
+    "UnsupportedLayerError",
     "analyze", "build_from_architecture", "channel_graph_of", "count", "expected_cost", "export_architecture",
     "exported_network", "gates_of", "get_strength", "get_target", "handlers", "load_architecture",
     "load_channels", "plot_widths", "recalibrate_batchnorm", "register_handler", "save_architecture",
