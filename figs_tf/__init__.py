@@ -23,7 +23,7 @@ from figs_tf.export import (ExportedNetwork, expected_cost, export_architecture,
 from figs_tf.handlers import LayerHandler, UnsupportedLayerError, register_handler
 from figs_tf.keras_graph import GraphError
 from figs_tf.mask_layer import MaskLayer
-from figs_tf.plots import plot_widths
+from figs_tf.plots import plot_operators, plot_widths
 from figs_tf.recalibrate import recalibrate_batchnorm
 from figs_tf.slim import build_from_architecture, slim
 from figs_tf.wrapping import (channel_graph_of, gates_of, get_strength, get_target, set_strength, set_target,
@@ -37,6 +37,6 @@ __all__ = [
     "UnsupportedLayerError",
     "analyze", "build_from_architecture", "channel_graph_of", "count", "expected_cost", "export_architecture",
     "exported_network", "gates_of", "get_strength", "get_target", "handlers", "load_architecture",
-    "load_channels", "plot_widths", "recalibrate_batchnorm", "register_handler", "save_architecture",
-    "set_strength", "set_target", "slim", "supernet_cost", "wrap",
+    "load_channels", "plot_operators", "plot_widths", "recalibrate_batchnorm", "register_handler",
+    "save_architecture", "set_strength", "set_target", "slim", "supernet_cost", "wrap",
 ]

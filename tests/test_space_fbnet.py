@@ -1,5 +1,6 @@
 """FBNet space: published FBNet-A/B/C counts, hand-counted MAdds, FiGS wrap/export/train."""
 
+import json
 import os
 import subprocess
 import sys
@@ -10,12 +11,13 @@ import pytest
 
 import figs_tf
 from figs_tf.train import fashion_mnist
+from figs_tf import spaces
 from figs_tf.spaces import fbnet
 from figs_tf.wrapping import channel_graph_of, gates_of
 
 from helpers import (
     assign_logits, batchnorm_of_zero, check_all_gates_on_is_the_supernet, check_dead_branch_is_gone,
-    check_fresh_build_matches_slim, randomize_batchnorm, to_numpy)
+    check_fresh_build_matches_slim, randomize_batchnorm, set_all_logits, set_group_logits, to_numpy)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -187,6 +189,42 @@ def test_a_dead_operator_leaves_no_layer_behind():
     names = {layer.name for layer in slim.layers}
     assert {"s3b1_k3_e6_project_bn", "s3b1_skip_relu", "s3b1_add"} <= names
     assert not any("folded" in name for name in names)  # the constant went into s3b1_k3_e6_project_bn
+
+
+def test_operator_choices_name_what_each_layer_kept(tmp_path):
+    model = fbnet.fashion_mnist_supernet()
+    search = figs_tf.wrap(model, cost="flops")
+    set_all_logits(search, 30.0)
+    for producer in ("s3b1_k5_e6_expand", "s1b1_k3_e6_expand", "s1b1_k5_e6_expand"):
+        set_group_logits(search, producer, -30.0)
+    architecture = figs_tf.export_architecture(search)
+    choices = spaces.operator_choices_function("fbnet", op_set="reduced", width_multiplier=0.25,
+                                               layers_per_stage=(1,) * 7, small_input=True)(architecture)
+    assert list(choices) == [f"s{stage}b1" for stage in range(1, 8)]
+    assert choices["s3b1"] == {"k3_e6": True, "k5_e6": False, "skip": True}
+    assert choices["s1b1"] == {"k3_e6": False, "k5_e6": False, "skip": True}  # a skip layer: the identity
+    assert all(all(kept.values()) for layer, kept in choices.items() if layer not in ("s1b1", "s3b1"))
+    path = figs_tf.save_architecture(architecture, os.path.join(tmp_path, "arch.json"), operators=choices)
+    with open(path) as f:
+        assert json.load(f)["operators"]["s3b1"] == {"k3_e6": True, "k5_e6": False, "skip": True}
+    plot = figs_tf.plot_operators(choices, os.path.join(tmp_path, "operators.png"))
+    assert os.path.getsize(plot) > 1000
+
+
+def test_a_published_choice_sits_in_the_supernet_as_a_single_path():
+    model = fbnet.fashion_mnist_supernet()
+    choices = ("k3_e1", "k3_e6", "k5_e6", "skip", "k5_e3", "k5_e6", "k3_e6")
+    architecture = fbnet.single_path_architecture(model, choices)
+    kept = fbnet.operator_choices(architecture, layers_per_stage=(1,) * 7, width_multiplier=0.25)
+    assert [[op for op, on in ops.items() if on and op != "skip"] for ops in kept.values()] == [
+        ["k3_e6"], ["k3_e6"], ["k5_e6"], [], ["k5_e6"], ["k5_e6"], ["k3_e6"]]
+    # k3_e1 is the supernet's k3_e6 pruned to 1x its input width, k5_e3 its k5_e6 at 3x
+    assert architecture["s1b1_k3_e6_expand"] == model.get_layer("s1b1_k3_e6_expand").input.shape[-1]
+    assert architecture["s5b1_k5_e6_expand"] == 3 * model.get_layer("s5b1_k5_e6_expand").input.shape[-1]
+    network = figs_tf.build_from_architecture(model, architecture)
+    assert not [layer.name for layer in network.layers if layer.name.startswith("s4b1_k")]
+    with pytest.raises(ValueError, match="cannot express 'k3_e1_g2'"):
+        fbnet.single_path_architecture(model, ("k3_e1_g2",) + choices[1:])
 
 
 def test_a_layer_whose_operators_all_die_becomes_its_skip():

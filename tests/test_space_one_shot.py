@@ -174,10 +174,15 @@ def test_add_aggregator_removes_an_operator_whose_inner_gates_are_off():
     randomize_batchnorm(model, rng)
     gone = one_shot.operator_layer_names(0, 1, "sep3")
     x = rng.random((2, 28, 28, 1)).astype(np.float32)
-    _, slim, _ = check_dead_branch_is_gone(model, ["cell0_block1_sep3_conv1"], gone, x)
+    search, slim, _ = check_dead_branch_is_gone(model, ["cell0_block1_sep3_conv1"], gone, x)
     names = {layer.name for layer in slim.layers}
     for operator in ("sep5", "conv7x1", "avgpool"):
         assert set(one_shot.operator_layer_names(0, 1, operator)) <= names
+    choices = one_shot.operator_choices(figs_tf.export_architecture(search), "add", cells=2, blocks_per_cell=2,
+                                        operators=TINY_OPERATORS)
+    assert choices["cell0_block1"] == {"sep3": False, "sep5": True, "conv7x1": True, "avgpool": True,
+                                       "identity": True}
+    assert sum(not on for ops in choices.values() for on in ops.values()) == 1
     # the constant (bn2 of a separable conv reading zeros) went into the first summand with a shift
     before = to_numpy(model.get_layer("cell0_block1_sep5_bn2").beta)
     constant = batchnorm_of_zero(model.get_layer("cell0_block1_sep3_bn2"))

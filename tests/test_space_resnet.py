@@ -151,6 +151,10 @@ def test_a_bottleneck_whose_first_conv_dies_becomes_its_identity_shortcut():
     architecture = figs_tf.export_architecture(search)
     assert architecture["conv2_block2_2_conv"] == architecture["conv2_block2_3_conv"] == 0
     assert architecture["conv2_block1_3_conv"] == 64  # the stream keeps its width
+    assert resnet.operator_choices(architecture) == {
+        "conv2_block1": {"bottleneck": True, "shortcut": True}, "conv2_block2": {"bottleneck": False, "shortcut": True},
+        "conv3_block1": {"bottleneck": True, "shortcut": True}, "conv4_block1": {"bottleneck": True, "shortcut": True},
+        "conv5_block1": {"bottleneck": True, "shortcut": True}}
     # the identity shortcut has no shift of its own: one bias after the sum holds the constant,
     # by hand the last BatchNorm of conv3's bias (conv3 reads nothing once conv2's group is emptied)
     conv3 = model.get_layer("conv2_block2_3_conv")
