@@ -83,7 +83,7 @@ def plot_operators(choices, path, title="operators kept per layer"):
     axis.set_ylim(-0.7, len(operators) - 0.3)
     kept_count = sum(sum(bool(v) for v in kept.values()) for kept in choices.values())
     offered = sum(len(kept) for kept in choices.values())
-    axis.set_title(f"{title} (filled: kept, {kept_count} of {offered})", fontsize=9)
+    axis.set_title(f"{title}\n(filled: kept, {kept_count} of {offered})", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

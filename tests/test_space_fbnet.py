@@ -1,5 +1,6 @@
 """FBNet space: published FBNet-A/B/C counts, hand-counted MAdds, FiGS wrap/export/train."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -225,6 +226,18 @@ def test_a_published_choice_sits_in_the_supernet_as_a_single_path():
     assert not [layer.name for layer in network.layers if layer.name.startswith("s4b1_k")]
     with pytest.raises(ValueError, match="cannot express 'k3_e1_g2'"):
         fbnet.single_path_architecture(model, ("k3_e1_g2",) + choices[1:])
+
+
+def test_the_fashion_mnist_budget_is_the_cost_of_fbnet_b_choice():
+    spec = importlib.util.spec_from_file_location("fashion_mnist_experiment",
+                                                  os.path.join(REPO_ROOT, "experiments", "fashion_mnist.py"))
+    experiment = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(experiment)
+    config = experiment.get_config("fbnet_b_budget")
+    supernet = fbnet.fbnet_supernet(input_shape=(28, 28, 1), classes=10, **config.space_kwargs)
+    choices = tuple(fbnet.FBNET_B[i] for i in (0, 1, 5, 9, 13, 17, 21))  # the first layer of each stage
+    network = figs_tf.build_from_architecture(supernet, fbnet.single_path_architecture(supernet, choices))
+    assert figs_tf.count(network, "flops") == config.target
 
 
 def test_a_layer_whose_operators_all_die_becomes_its_skip():
