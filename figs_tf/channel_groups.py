@@ -16,6 +16,7 @@ import dataclasses
 from figs_tf import handlers as handlers_lib
 from figs_tf import keras_graph
 from figs_tf.channel_sets import Segment, groups_in, has_fixed_channels, num_channels
+from figs_tf.wrapper_layer import WrapperLayer
 
 
 @dataclasses.dataclass
@@ -112,6 +113,7 @@ class ChannelGraph:
     masked_keys: list  # tensors whose pruned channels must be zeroed right after they are made
     keep_one_sets: list  # group-id lists: input groups of each channel-mixing layer
     notes: list  # why some channels are kept out of search
+    inner_keys: dict = dataclasses.field(default_factory=dict)  # call name -> [(label, key)] (handlers' inner_sets)
     _term_cache: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property
@@ -125,8 +127,13 @@ class ChannelGraph:
     def in_sets(self, call):
         return [self.tensor_sets[k] for k in call.input_keys]
 
+    def out_keys(self, call):
+        """Keys of the call's outputs, then of its inner channel sets (attention heads)."""
+        return list(call.output_keys) + [key for _, key in self.inner_keys.get(call.name, ())]
+
     def out_sets(self, call):
-        return [self.tensor_sets[k] for k in call.output_keys]
+        """Channel sets of the call's outputs, then of its inner sets (`LayerHandler.inner_sets`)."""
+        return [self.tensor_sets[k] for k in self.out_keys(call)]
 
     def handler(self, call):
         return handlers_lib.handler_for(call.layer)
@@ -144,13 +151,31 @@ class ChannelGraph:
         """Calls that make new channels (conv, dense, ...), with their output set."""
         return [c for c in self.calls if self.handler(c).mixes_channels]
 
+    def width_entries(self):
+        """[(name, call, channel set)]: what an exported architecture gives a width to.
+
+        The first output of every layer that makes channels (named as the
+        layer), and every inner set (`"<layer>/<label>"`: an attention layer's
+        heads), in graph order.
+        """
+        entries = []
+        for call in self.calls:
+            if self.handler(call).mixes_channels:
+                entries.append((call.name, call, self.tensor_sets[call.output_keys[0]]))
+            for label, key in self.inner_keys.get(call.name, ()):
+                entries.append((f"{call.name}/{label}", call, self.tensor_sets[key]))
+        return entries
+
 
 # Layers figs_tf inserts itself; analysis sees through them to the user's graph.
 _FIGS_LAYER_TYPES = {}
 
 
 def register_figs_layer(layer_class, role):
-    """role: 'source' (produces gate tensors, ignored) or 'passthrough' (input 0)."""
+    """role: 'source' (produces gate tensors, ignored) or 'passthrough' (input 0).
+
+    A `WrapperLayer` stands for the call of its `wrapped_layer`, named as itself.
+    """
     _FIGS_LAYER_TYPES[layer_class] = role
 
 
@@ -165,6 +190,8 @@ def _see_through_figs_layers(calls, output_keys):
         if role == "passthrough":
             aliases[call.output_keys[0]] = call.input_keys[0]
             continue
+        if isinstance(call.layer, WrapperLayer):
+            call = keras_graph.unwrap_call(call, call.layer.wrapped_layer, call.layer.name, call.layer.gate_inputs)
         kept.append(call)
     return kept, [aliases.get(k, k) for k in output_keys]
 
@@ -176,7 +203,7 @@ def analyze(model, exclude=()):
       model: a functional or Sequential model (nested models are inlined).
       exclude: names of layers whose output channels are kept out of search.
     """
-    calls, input_keys, output_keys = keras_graph.flatten_model(model)
+    calls, input_keys, output_keys = keras_graph.flatten_model(model, expand=_functional_equivalent)
     calls, output_keys = _see_through_figs_layers(calls, output_keys)
     keras_graph.unique_layer_names(calls)
     exclude = set(exclude)
@@ -187,6 +214,7 @@ def analyze(model, exclude=()):
 
     builder = _GroupBuilder()
     sets = {}
+    inner_keys = {}
     for key, tensor in zip(input_keys, keras_graph.input_tensors(model)):
         sets[key] = (Segment(None, tensor.shape[-1] or 0),)
     for call in calls:
@@ -201,6 +229,10 @@ def analyze(model, exclude=()):
                 builder.fix(out_set, f"'{call.name}' is excluded from search")
         for key, out_set in zip(call.output_keys, out_sets):
             sets[key] = tuple(out_set)
+        for label, inner_set in handler.inner_sets(call, [sets[k] for k in call.input_keys], builder):
+            key = ("figs_inner", call.name, label)  # no tensor has this axis: a key of its own
+            sets[key] = tuple(inner_set)
+            inner_keys.setdefault(call.name, []).append((label, key))
     for key in output_keys:
         builder.fix(sets[key], "they are model outputs")
 
@@ -215,10 +247,16 @@ def analyze(model, exclude=()):
                          output_structure=keras_graph.output_structure(model),
                          output_keys=output_keys,
                          tensor_sets=sets, groups=groups, masked_keys=[],
-                         keep_one_sets=[], notes=builder.notes)
+                         keep_one_sets=[], notes=builder.notes, inner_keys=inner_keys)
     graph.masked_keys = _place_masks(graph)
     graph.keep_one_sets = _keep_one_sets(graph)
     return graph
+
+
+def _functional_equivalent(call):
+    """The functional equivalent of a layer that holds other layers (keras_graph inlines it), or None."""
+    handler = handlers_lib.find_handler(call.layer)
+    return None if handler is None else handler.functional_equivalent(call)
 
 
 def _canonical_groups(builder):
@@ -273,11 +311,17 @@ def _place_masks(graph):
 
 
 def _keep_one_sets(graph):
-    """Input groups of each channel-mixing layer that could lose every input."""
+    """Input groups of each channel-mixing layer that could lose every input,
+    and each inner set (a layer keeps at least one attention head)."""
     keep_one = []
     for call in graph.producer_calls():
         in_set = graph.in_sets(call)[0]
         groups = groups_in(in_set)
         if groups and not has_fixed_channels(in_set) and groups not in keep_one:
             keep_one.append(groups)
+    for call in graph.calls:
+        for _, key in graph.inner_keys.get(call.name, ()):
+            groups = groups_in(graph.tensor_sets[key])
+            if groups and groups not in keep_one:
+                keep_one.append(groups)
     return keep_one

@@ -82,16 +82,17 @@ def build(network, name, fresh_weights=False):
     for call in network.live_calls:
         handler = graph.handler(call)
         kept_in = [kept(k) for k in call.input_keys]
-        kept_out = [kept(k) for k in call.output_keys]
+        kept_out = [kept(k) for k in graph.out_keys(call)]
         if handler.drops_empty_inputs:
             present = [values[k] for k in call.input_keys if len(kept(k))]
             if len(present) == 1:
                 outputs = present
             else:
                 layer, _ = handler.slim(call, kept_in, kept_out)
-                outputs = [layer(present)]
+                outputs = [_named_as_call(layer, call)(present)]
         else:
             layer, weights = handler.slim(call, kept_in, kept_out)
+            layer = _named_as_call(layer, call)
             args, kwargs = call.call_arguments(values)
             outputs = keras.tree.flatten(layer(*args, **kwargs))
             if weights and not fresh_weights:
@@ -102,6 +103,13 @@ def build(network, name, fresh_weights=False):
     return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name=name)
 
 
+def _named_as_call(layer, call):
+    """A rebuilt sublayer of an expanded block takes the call's name (`<block>.<sublayer>`, unique)."""
+    if layer is not call.layer and layer.name != call.name:
+        layer.name = call.name
+    return layer
+
+
 def network_from_architecture(model, architecture, channels=None, choose_channels=True):
     """The ExportedNetwork a {layer name: width} architecture selects in a plain model.
 
@@ -109,7 +117,7 @@ def network_from_architecture(model, architecture, channels=None, choose_channel
     will be replaced anyway) instead of ranking them by kernel norm.
     """
     graph = channel_groups.analyze(model)
-    producers = {call.name: call for call in graph.producer_calls()}
+    producers = {name: (call, channel_set) for name, call, channel_set in graph.width_entries()}
     unknown = sorted(set(architecture) - set(producers))
     if unknown:
         raise ValueError(f"The architecture names layers that {model.name!r} does not have or that "
@@ -120,9 +128,8 @@ def network_from_architecture(model, architecture, channels=None, choose_channel
         raise ValueError(f"The architecture gives no width for {missing[:10]} of {model.name!r}: "
                          "it was exported from a different model.")
     widths = [None] * graph.num_groups
-    for name, call in producers.items():
+    for name, (call, out_set) in producers.items():
         width = architecture[name]
-        out_set = graph.out_sets(call)[0]
         full = num_channels(out_set)
         groups = groups_in(out_set)
         if not groups:
@@ -164,5 +171,13 @@ def _kept_channels(graph, group, width, channels, producers):
             raise ValueError(f"The channels listed for '{listed[0]}' ({chosen.tolist()[:8]}...) do not "
                              f"match its width {width} and size {graph.groups[group].size}.")
         return chosen
-    score = sum(graph.handler(producers[n]).output_channel_l1(producers[n].layer) for n in names)
+    score = sum(_channel_l1(graph, name, producers[name][0]) for name in names)
     return np.sort(np.argsort(-score, kind="stable")[:width])
+
+
+def _channel_l1(graph, name, call):
+    """The L1 norm of each channel of the width entry `name` (a layer's output, or `<layer>/<label>` inside it)."""
+    handler = graph.handler(call)
+    if name == call.name:
+        return handler.output_channel_l1(call.layer)
+    return handler.inner_channel_l1(call.layer, name[len(call.name) + 1:])

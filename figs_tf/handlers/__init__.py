@@ -24,7 +24,7 @@ from figs_tf.handlers.merge import ConcatenateHandler, ElementwiseOpHandler, Mer
 from figs_tf.handlers.per_channel import (ActivationHandler, BatchNormalizationHandler, ChannelMixing,
                                           LayerNormalizationHandler, PerChannel, SoftmaxHandler,
                                           rescaling_preserves_zero)
-from figs_tf.handlers.registry import handler_for, register_handler
+from figs_tf.handlers.registry import find_handler, handler_for, register_handler, register_lazily
 from figs_tf.handlers.reshape import ReshapeHandler
 
 
@@ -87,5 +87,5 @@ __all__ = [
     "ConvHandler", "ConvTransposeHandler", "DEFAULT_HANDLERS", "DenseHandler", "DepthwiseConvHandler",
     "ElementwiseOpHandler", "LayerHandler", "LayerNormalizationHandler", "MergeHandler", "PerChannel",
     "ReshapeHandler", "SeparableConvHandler", "SoftmaxHandler", "Term", "UnsupportedLayerError",
-    "activation_name", "clone_layer", "handler_for", "register_handler",
+    "activation_name", "clone_layer", "find_handler", "handler_for", "register_handler",
 ]
