@@ -53,10 +53,14 @@ class _GroupBuilder:
             group = self.parent[group]
         return group
 
-    def _union(self, a, b):
+    def _union(self, a, b, where):
         a, b = self.find(a), self.find(b)
         if a == b:
             return
+        if self.fixed[a] != self.fixed[b]:  # e.g. a Transformer block's output joins the residual stream
+            free, fixed = (a, b) if self.fixed[b] else (b, a)
+            self.notes.append(f"kept out of search: channels of {sorted(self.producers[free])} because '{where}' "
+                              f"adds them to channels kept out of search (those of '{min(self.producers[fixed])}')")
         if self.sizes[a] != self.sizes[b]:
             raise handlers_lib.UnsupportedLayerError(
                 f"Channel groups of {self.producers[a]} ({self.sizes[a]} channels) "
@@ -96,7 +100,7 @@ class _GroupBuilder:
                 group = b.group if a.group is None else a.group
                 self.fix((Segment(group, b.size),), f"'{where}' adds them to channels that are never pruned")
                 continue
-            self._union(a.group, b.group)
+            self._union(a.group, b.group, where)
 
 
 @dataclasses.dataclass

@@ -85,8 +85,9 @@ def flatten_model(model, expand=None):
     Args:
       model: a functional or Sequential model.
       expand: optional function of a `LayerCall`, returning a functional
-        model equivalent to that call (inputs: one per tensor of the call, in
-        order) to inline in its place, or None to keep the call as it is.
+        model equivalent to that call (inputs: one per distinct tensor of the
+        call, in order of first use) to inline in its place, or None to keep
+        the call as it is.
     """
     functional = _functional_of(model)
     calls = []
@@ -114,11 +115,12 @@ def _inline_equivalent(equivalent, call, scope, aliases, calls, expand):
     """Inlines the functional equivalent of an expanded layer call in its place."""
     inner_scope = scope + (len(calls), call.name)
     inner_aliases = dict(aliases)
-    if len(equivalent.inputs) != len(call.input_keys) or len(equivalent.outputs) != len(call.output_keys):
+    distinct_keys = list(dict.fromkeys(call.input_keys))
+    if len(equivalent.inputs) != len(distinct_keys) or len(equivalent.outputs) != len(call.output_keys):
         raise GraphError(f"The functional equivalent of '{call.name}' has {len(equivalent.inputs)} inputs and "
-                         f"{len(equivalent.outputs)} outputs; the call has {len(call.input_keys)} and "
-                         f"{len(call.output_keys)}.")
-    for inner_input, outer_key in zip(equivalent.inputs, call.input_keys):
+                         f"{len(equivalent.outputs)} outputs; the call reads {len(distinct_keys)} distinct tensors "
+                         f"and makes {len(call.output_keys)}.")
+    for inner_input, outer_key in zip(equivalent.inputs, distinct_keys):
         inner_aliases[(inner_scope, id(inner_input))] = outer_key
     inner_outputs = _inline(equivalent, inner_scope, inner_aliases, calls, expand, f"{call.name}.")
     for outer_output, inner_key in zip(call.output_tensors, inner_outputs):

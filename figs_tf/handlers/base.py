@@ -126,10 +126,25 @@ class LayerHandler:
 
         A layer that holds other layers (a keras_hub Transformer block) is
         analysed, wrapped and slimmed through its equivalent, inlined in its
-        place: its inputs are one `keras.Input` per tensor of the call
-        (`call.input_tensors`, in order) and its outputs those of the call.
+        place: its inputs are one `keras.Input` per distinct tensor of the
+        call, in order of first use (`equivalent_model` builds them), and its
+        outputs those of the call.
         """
         return None
+
+
+def equivalent_model(call, body):
+    """A functional model computing `body(args, kwargs)` on the call's arguments.
+
+    `args` and `kwargs` are the call's own, with one `keras.Input` per distinct
+    tensor in place of the tensors (see `LayerHandler.functional_equivalent`).
+    """
+    inputs = {}
+    for key, tensor in zip(call.input_keys, call.input_tensors):
+        if key not in inputs:
+            inputs[key] = keras.Input(shape=tensor.shape[1:], batch_size=tensor.shape[0], dtype=tensor.dtype)
+    args, kwargs = call.call_arguments(inputs)
+    return keras.Model(list(inputs.values()), body(args, kwargs), name=f"{call.layer.name}_equivalent")
 
 
 def clone_layer(layer, **config_changes):

@@ -37,6 +37,11 @@ def register_lazily(module_prefix, register):
     _LAZY.append((module_prefix, register))
 
 
+def find_handler_of_class(layer_class):
+    """The handler registered for exactly `layer_class`, or None (no lazy registration)."""
+    return _REGISTRY.get(layer_class)
+
+
 def find_handler(layer):
     """The handler of `layer`'s exact class, or None."""
     handler = _REGISTRY.get(type(layer))
