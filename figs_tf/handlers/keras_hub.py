@@ -24,9 +24,8 @@ import math
 import keras
 import numpy as np
 
-from figs_tf.channel_sets import Segment
-from figs_tf.handlers.base import (LayerHandler, Term, UnsupportedLayerError, check_channels_last, equivalent_model,
-                                   to_numpy)
+from figs_tf.handlers.base import LayerHandler, Term, UnsupportedLayerError, equivalent_model, to_numpy
+from figs_tf.handlers.convolution import ChannelProducer
 from figs_tf.handlers.embedding import EmbeddingHandler
 from figs_tf.handlers.per_channel import PerChannel
 
@@ -153,25 +152,14 @@ class TokenAndPositionEmbeddingHandler(BlockHandler):
         return tokens + layer.position_embedding(tokens, start_index=bound.get("start_index", 0))
 
 
-class ViTPatchingAndEmbeddingHandler(LayerHandler):
+class ViTPatchingAndEmbeddingHandler(ChannelProducer):
     """keras_hub ViT's patch embedding: a patch convolution, a class token and position embeddings.
 
     Its width (hidden_dim) is a channel group: the convolution's filters, the
     class token and the position embeddings are all cut with it.
     """
 
-    mixes_channels = True
-
-    def output_sets(self, call, in_sets, groups):
-        layer = call.layer
-        check_channels_last(layer)
-        return [(Segment(groups.new_group(layer.hidden_dim, call.name), layer.hidden_dim),)]
-
-    def requires_clean_inputs(self, call):
-        return True
-
-    def output_dirty(self, call, in_dirty):
-        return True
+    width_key = "hidden_dim"
 
     def param_terms(self, call, in_sets, out_sets):
         layer = call.layer
