@@ -195,7 +195,7 @@ def _see_through_figs_layers(calls, output_keys):
             aliases[call.output_keys[0]] = call.input_keys[0]
             continue
         if isinstance(call.layer, WrapperLayer):
-            call = keras_graph.unwrap_call(call, call.layer.wrapped_layer, call.layer.name, call.layer.gate_inputs)
+            call = keras_graph.unwrap_call(call, call.layer.wrapped_layer, call.name, call.layer.gate_inputs)
         kept.append(call)
     return kept, [aliases.get(k, k) for k in output_keys]
 

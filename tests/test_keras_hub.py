@@ -1,4 +1,4 @@
-"""keras_hub backbones (tiny configs, built offline): ViT and BERT wrap, export and slim exactly.
+"""keras_hub backbones (tiny configs, built offline): ViT, BERT and GPT-2 wrap, export and slim exactly.
 
 keras_hub is an optional dependency (in the `test` extra); these tests skip
 without it.
@@ -35,12 +35,14 @@ def tiny_vit_classifier(classes=3):
     return keras.Model(images, L.Dense(classes, name="classes")(features[:, 0, :]), name="vit_classifier")
 
 
-def tiny_bert():
-    """BERT at a fixed sequence length (its own inputs have length None, which leaves FLOPs undefined)."""
-    backbone = keras_hub.models.BertBackbone(**BERT)
-    inputs = {name: keras.Input((LENGTH,), dtype="int32", name=name)
-              for name in ("token_ids", "segment_ids", "padding_mask")}
+def at_fixed_length(backbone):
+    """The backbone traced at LENGTH tokens (its own inputs have length None, which leaves FLOPs undefined)."""
+    inputs = {name: keras.Input((LENGTH,), dtype="int32", name=name) for name in backbone.input}
     return keras.models.clone_model(backbone, input_tensors=inputs, clone_function=lambda layer: layer)
+
+
+def tiny_bert():
+    return at_fixed_length(keras_hub.models.BertBackbone(**BERT))
 
 
 def bert_inputs(batch=3, seed=0):
@@ -141,3 +143,22 @@ def test_pre_norm_transformer_encoder_with_token_and_position_embedding():
                                              + transformer_flops_by_hand(6, 12, 2, 16) + 12 * 2)
     check_all_gates_on_is_the_supernet(model, inputs)
     check_random_gates_slim_exactly(model, inputs, seed=2)
+
+
+def test_gpt2_backbone_a_decoder_only_family_wraps_and_slims_exactly():
+    """Causal self-attention with a padding mask; CachedMultiHeadAttention is rebuilt as MultiHeadAttention."""
+    model = at_fixed_length(keras_hub.models.GPT2Backbone(**BERT))
+    x = bert_inputs()
+    del x["segment_ids"]
+    assert figs_tf.count(model, "params") == model.count_params()
+    assert figs_tf.count(model, "flops") == 2 * transformer_flops_by_hand(LENGTH, 16, 4, 24)
+    check_all_gates_on_is_the_supernet(model, x)
+    _, slim, network = check_random_gates_slim_exactly(model, x, seed=1)
+    architecture = network.architecture()
+    for b in range(2):
+        name = f"transformer_layer_{b}.self_attention"
+        assert slim.get_layer(name).num_heads == architecture[f"{name}/heads"]
+    # the causal mask reaches the slimmed model: a later token does not change an earlier position's output
+    changed = dict(x, token_ids=x["token_ids"].copy())
+    changed["token_ids"][:, -1] = (changed["token_ids"][:, -1] + 1) % BERT["vocabulary_size"]
+    np.testing.assert_allclose(to_numpy(slim(changed))[:, :-1], to_numpy(slim(x))[:, :-1], rtol=1e-5, atol=1e-6)

@@ -35,7 +35,7 @@ from keras import ops
 from keras.src import backend as keras_backend  # get/set_keras_mask: no public name
 
 from figs_tf.channel_sets import Segment, groups_in
-from figs_tf.handlers.base import LayerHandler, Term, UnsupportedLayerError, clone_layer, to_numpy
+from figs_tf.handlers.base import LayerHandler, Term, UnsupportedLayerError, to_numpy
 from figs_tf.wrapper_layer import WrapperLayer
 
 _ROLES = ("query", "value", "key")
@@ -195,7 +195,11 @@ class MultiHeadAttentionHandler(LayerHandler):
             bias = to_numpy(output.bias)
             sliced[id(output.bias)] = bias[..., kept_outputs] if self._output_is_channels(layer) else bias
         weights = [sliced[id(v)] if id(v) in sliced else to_numpy(v) for v in layer.weights]
-        return clone_layer(layer, **changes), weights
+        # keras_hub's CachedMultiHeadAttention is read with MultiHeadAttention's call (AsMultiHeadAttention);
+        # its config is MultiHeadAttention's, so every kind is rebuilt as the plain layer
+        config = layer.get_config()
+        config.update(changes)
+        return keras.layers.MultiHeadAttention.from_config(config), weights
 
     def output_channel_l1(self, layer):
         kernel = np.abs(to_numpy(layer.output_dense.kernel))
@@ -267,3 +271,27 @@ class HeadGatedAttention(WrapperLayer):
         config = super().get_config()
         config["head_gate_indices"] = self.head_gate_indices
         return config
+
+
+class AsMultiHeadAttention(WrapperLayer):
+    """Calls a MultiHeadAttention subclass with MultiHeadAttention's own `call` (masks and all).
+
+    For functional equivalents of blocks whose attention is a subclass with
+    another signature (keras_hub's CachedMultiHeadAttention takes a ready-made
+    attention mask): the equivalent passes `value_mask` and `use_causal_mask`
+    instead of building the mask from `keras.ops`, and the analysis reads the
+    call as one of the wrapped layer (it is a `WrapperLayer`). It exists only
+    inside equivalents; search and slim models never hold it.
+    """
+
+    def call(self, query, value, key=None, query_mask=None, value_mask=None, key_mask=None, attention_mask=None,
+             return_attention_scores=False, training=None, use_causal_mask=False):
+        return keras.layers.MultiHeadAttention.call(
+            self.wrapped_layer, query, value, key, query_mask=query_mask, value_mask=value_mask, key_mask=key_mask,
+            attention_mask=attention_mask, return_attention_scores=return_attention_scores, training=training,
+            use_causal_mask=use_causal_mask)
+
+    def compute_output_spec(self, query, value, key=None, query_mask=None, value_mask=None, key_mask=None,
+                            attention_mask=None, return_attention_scores=False, training=None, use_causal_mask=False):
+        return self.wrapped_layer.compute_output_spec(query, value, key,
+                                                      return_attention_scores=return_attention_scores)

@@ -15,8 +15,9 @@ hidden_dim // num_heads). Each equivalent computes exactly what the block's
 `call` computes (tests/test_keras_hub.py checks it on every block kind).
 
 This module reads keras_hub's internal module paths (`keras_hub.src...`) for
-classes that keras_hub does not export (the ViT layers) and the private
-sublayer attributes of `TransformerEncoder` (`_self_attention_layer`, ...).
+classes that keras_hub does not export (the ViT layers, CachedMultiHeadAttention)
+and the private sublayer attributes of `TransformerEncoder` and
+`TransformerDecoder` (`_self_attention_layer`, ...).
 """
 
 import math
@@ -24,6 +25,7 @@ import math
 import keras
 import numpy as np
 
+from figs_tf.handlers.attention import AsMultiHeadAttention, MultiHeadAttentionHandler
 from figs_tf.handlers.base import LayerHandler, Term, UnsupportedLayerError, equivalent_model, to_numpy
 from figs_tf.handlers.convolution import ChannelProducer
 from figs_tf.handlers.embedding import EmbeddingHandler
@@ -135,6 +137,55 @@ class TransformerEncoderHandler(BlockHandler):
         return x
 
 
+class TransformerDecoderHandler(BlockHandler):
+    """keras_hub.layers.TransformerDecoder without cross-attention (GPT-2's block), post- or pre-LayerNorm.
+
+    The block's causal and padding masks become the attention's
+    `use_causal_mask` and `value_mask`, which MultiHeadAttention turns into the
+    same mask; its CachedMultiHeadAttention is called with MultiHeadAttention's
+    call (`AsMultiHeadAttention`), which without a cache computes the same.
+    """
+
+    def body(self, layer, args, kwargs):
+        names = ("decoder_sequence", "encoder_sequence", "decoder_padding_mask", "decoder_attention_mask")
+        bound = dict(zip(names, args))
+        bound.update(kwargs)
+        unsupported = [name for name in ("encoder_sequence", "encoder_padding_mask", "encoder_attention_mask",
+                                         "self_attention_cache", "self_attention_cache_update_index",
+                                         "cross_attention_cache", "cross_attention_cache_update_index")
+                       if bound.get(name) is not None]
+        if unsupported or layer._cross_attention_layer is not None:  # pylint: disable=protected-access
+            raise UnsupportedLayerError(f"'{layer.name}' is called with {unsupported or 'cross-attention'}; figs_tf "
+                                        "expands decoder-only blocks without a cache (a language model's training "
+                                        "graph).")
+        attention_kwargs = {"use_causal_mask": bool(bound.get("use_causal_mask", True))}
+        if bound.get("decoder_padding_mask") is not None:
+            attention_kwargs["value_mask"] = bound["decoder_padding_mask"]
+        if bound.get("decoder_attention_mask") is not None:
+            attention_kwargs["attention_mask"] = bound["decoder_attention_mask"]
+        attention = layer._self_attention_layer  # pylint: disable=protected-access
+        attention_norm = layer._self_attention_layer_norm  # pylint: disable=protected-access
+        feedforward_norm = layer._feedforward_layer_norm  # pylint: disable=protected-access
+        x = residual = bound["decoder_sequence"]
+        if layer.normalize_first:
+            x = attention_norm(x)
+        x = AsMultiHeadAttention(attention, name=attention.name)(x, x, **attention_kwargs)
+        x = layer._self_attention_dropout(x)  # pylint: disable=protected-access
+        x = x + residual
+        if not layer.normalize_first:
+            x = attention_norm(x)
+        residual = x
+        if layer.normalize_first:
+            x = feedforward_norm(x)
+        x = layer._feedforward_intermediate_dense(x)  # pylint: disable=protected-access
+        x = layer._feedforward_output_dense(x)  # pylint: disable=protected-access
+        x = layer._feedforward_dropout(x)  # pylint: disable=protected-access
+        x = x + residual
+        if not layer.normalize_first:
+            x = feedforward_norm(x)
+        return x
+
+
 class TokenAndPositionEmbeddingHandler(BlockHandler):
     """keras_hub.layers.TokenAndPositionEmbedding: token embedding + position embedding."""
 
@@ -196,6 +247,7 @@ class ViTPatchingAndEmbeddingHandler(ChannelProducer):
 def keras_hub_handlers():
     """{keras_hub layer class: handler} (imports keras_hub)."""
     import keras_hub  # pylint: disable=g-import-not-at-top
+    from keras_hub.src.layers.modeling import cached_multi_head_attention  # pylint: disable=g-import-not-at-top
     from keras_hub.src.models.vit import vit_layers  # pylint: disable=g-import-not-at-top  # not exported
 
     return {
@@ -203,6 +255,8 @@ def keras_hub_handlers():
         keras_hub.layers.PositionEmbedding: PerChannel(zero_preserving=False),
         keras_hub.layers.TokenAndPositionEmbedding: TokenAndPositionEmbeddingHandler(),
         keras_hub.layers.TransformerEncoder: TransformerEncoderHandler(),
+        keras_hub.layers.TransformerDecoder: TransformerDecoderHandler(),
+        cached_multi_head_attention.CachedMultiHeadAttention: MultiHeadAttentionHandler(),
         vit_layers.ViTPatchingAndEmbedding: ViTPatchingAndEmbeddingHandler(),
         vit_layers.ViTEncoder: ViTEncoderHandler(),
         vit_layers.ViTEncoderBlock: ViTEncoderBlockHandler(),
