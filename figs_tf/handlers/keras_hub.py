@@ -96,6 +96,30 @@ class ViTEncoderHandler(BlockHandler):
         return layer.layer_norm(x)
 
 
+def _attention_and_feedforward(layer, inputs, attend):
+    """keras_hub's TransformerEncoder/Decoder: x + attention, then x + feedforward, LayerNorms before or after."""
+    attention_norm = layer._self_attention_layer_norm  # pylint: disable=protected-access
+    feedforward_norm = layer._feedforward_layer_norm  # pylint: disable=protected-access
+    x = residual = inputs
+    if layer.normalize_first:
+        x = attention_norm(x)
+    x = attend(x)
+    x = layer._self_attention_dropout(x)  # pylint: disable=protected-access
+    x = x + residual
+    if not layer.normalize_first:
+        x = attention_norm(x)
+    residual = x
+    if layer.normalize_first:
+        x = feedforward_norm(x)
+    x = layer._feedforward_intermediate_dense(x)  # pylint: disable=protected-access
+    x = layer._feedforward_output_dense(x)  # pylint: disable=protected-access
+    x = layer._feedforward_dropout(x)  # pylint: disable=protected-access
+    x = x + residual
+    if not layer.normalize_first:
+        x = feedforward_norm(x)
+    return x
+
+
 class TransformerEncoderHandler(BlockHandler):
     """keras_hub.layers.TransformerEncoder (BERT's block), post- or pre-LayerNorm.
 
@@ -115,26 +139,8 @@ class TransformerEncoderHandler(BlockHandler):
             attention_kwargs["value_mask"] = bound["padding_mask"]
         if bound.get("attention_mask") is not None:
             attention_kwargs["attention_mask"] = bound["attention_mask"]
-        x = residual = bound["inputs"]
-        attention_norm = layer._self_attention_layer_norm  # pylint: disable=protected-access
-        feedforward_norm = layer._feedforward_layer_norm  # pylint: disable=protected-access
-        if layer.normalize_first:
-            x = attention_norm(x)
-        x = layer._self_attention_layer(x, x, **attention_kwargs)  # pylint: disable=protected-access
-        x = layer._self_attention_dropout(x)  # pylint: disable=protected-access
-        x = x + residual
-        if not layer.normalize_first:
-            x = attention_norm(x)
-        residual = x
-        if layer.normalize_first:
-            x = feedforward_norm(x)
-        x = layer._feedforward_intermediate_dense(x)  # pylint: disable=protected-access
-        x = layer._feedforward_output_dense(x)  # pylint: disable=protected-access
-        x = layer._feedforward_dropout(x)  # pylint: disable=protected-access
-        x = x + residual
-        if not layer.normalize_first:
-            x = feedforward_norm(x)
-        return x
+        attention = layer._self_attention_layer  # pylint: disable=protected-access
+        return _attention_and_feedforward(layer, bound["inputs"], lambda x: attention(x, x, **attention_kwargs))
 
 
 class TransformerDecoderHandler(BlockHandler):
@@ -163,27 +169,10 @@ class TransformerDecoderHandler(BlockHandler):
             attention_kwargs["value_mask"] = bound["decoder_padding_mask"]
         if bound.get("decoder_attention_mask") is not None:
             attention_kwargs["attention_mask"] = bound["decoder_attention_mask"]
-        attention = layer._self_attention_layer  # pylint: disable=protected-access
-        attention_norm = layer._self_attention_layer_norm  # pylint: disable=protected-access
-        feedforward_norm = layer._feedforward_layer_norm  # pylint: disable=protected-access
-        x = residual = bound["decoder_sequence"]
-        if layer.normalize_first:
-            x = attention_norm(x)
-        x = AsMultiHeadAttention(attention, name=attention.name)(x, x, **attention_kwargs)
-        x = layer._self_attention_dropout(x)  # pylint: disable=protected-access
-        x = x + residual
-        if not layer.normalize_first:
-            x = attention_norm(x)
-        residual = x
-        if layer.normalize_first:
-            x = feedforward_norm(x)
-        x = layer._feedforward_intermediate_dense(x)  # pylint: disable=protected-access
-        x = layer._feedforward_output_dense(x)  # pylint: disable=protected-access
-        x = layer._feedforward_dropout(x)  # pylint: disable=protected-access
-        x = x + residual
-        if not layer.normalize_first:
-            x = feedforward_norm(x)
-        return x
+        attention = AsMultiHeadAttention(layer._self_attention_layer,  # pylint: disable=protected-access
+                                         name=layer._self_attention_layer.name)  # pylint: disable=protected-access
+        return _attention_and_feedforward(layer, bound["decoder_sequence"],
+                                          lambda x: attention(x, x, **attention_kwargs))
 
 
 class TokenAndPositionEmbeddingHandler(BlockHandler):
