@@ -84,7 +84,7 @@ class LayerNormalizationHandler(ChannelMixing):
 
     def output_sets(self, call, in_sets, groups):
         out_sets = PerChannel.output_sets(self, call, in_sets, groups)
-        groups.fix(in_sets[0], f"'{call.name}' (LayerNormalization) normalises over them "
+        groups.fix(in_sets[0], f"'{call.name}' (LayerNormalization) mixes channels: it normalises over them "
                    "(a Transformer's residual stream stays out of search)")
         return out_sets
 
