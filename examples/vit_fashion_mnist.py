@@ -2,6 +2,7 @@
 
     python examples/vit_fashion_mnist.py                      # 300 AL steps, target 50 % of the FLOPs
     python examples/vit_fashion_mnist.py --steps 600 --target 0.35
+    python examples/vit_fashion_mnist.py --trace 10          # and how the controller moved
 
 A keras_hub `ViTBackbone` (28×28 images, 7×7 patches, 2 blocks of 4 heads,
 width 32, MLP 64) under a class-token classifier is wrapped with a FLOP cost;
@@ -48,6 +49,7 @@ def main():
     parser.add_argument("--mlp", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default="runs/vit_fashion_mnist")
+    parser.add_argument("--trace", type=int, default=0, help="print every N-th λ update of the controller")
     args = parser.parse_args()
     start = time.time()
     keras.utils.set_random_seed(args.seed)
@@ -65,8 +67,12 @@ def main():
     search.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(args.lr, args.steps)),
                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     epochs = max(1, args.steps * args.batch // len(x))
+    controller = figs_tf.BudgetController(target=target)
     search.fit(x, y, batch_size=args.batch, epochs=epochs, verbose=2,
-               callbacks=[figs_tf.BudgetController(target=target), figs_tf.CostCallback(args.workdir)])
+               callbacks=[controller, figs_tf.CostCallback(args.workdir)])
+    for update in controller.trace[::args.trace] if args.trace else ():
+        print(f"step {update['step']:4d}: exported {update['exported']:,} multiply-adds, "
+              f"reference {update['reference']:,.0f}, λ {update['strength']:.3g}")
 
     network = figs_tf.exported_network(search)
     architecture = network.architecture()
