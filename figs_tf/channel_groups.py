@@ -235,6 +235,8 @@ def analyze(model, exclude=()):
             sets[key] = tuple(out_set)
         for label, inner_set in handler.inner_sets(call, [sets[k] for k in call.input_keys], builder):
             key = ("figs_inner", call.name, label)  # no tensor has this axis: a key of its own
+            if call.name in exclude:
+                builder.fix(inner_set, f"'{call.name}' is excluded from search")
             sets[key] = tuple(inner_set)
             inner_keys.setdefault(call.name, []).append((label, key))
     for key in output_keys:

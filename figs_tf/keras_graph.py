@@ -42,6 +42,10 @@ class LayerCall:
     def name(self):
         return self.scoped_name or self.layer.name
 
+    def arguments(self):
+        """(args, kwargs) of the call as recorded: its symbolic tensors and its constants."""
+        return self.call_arguments(dict(zip(self.input_keys, self.input_tensors)))
+
     def call_arguments(self, values):
         """Returns (args, kwargs) of the original call with tensors replaced.
 

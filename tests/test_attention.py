@@ -169,6 +169,12 @@ def test_a_closed_head_is_cut_out_of_every_kernel():
     assert figs_tf.count(model, "flops") - figs_tf.count(slim, "flops") == 2 * head_flops
 
 
+def test_excluding_an_attention_layer_keeps_its_heads_too():
+    graph = figs_tf.analyze(functional_vit(), exclude=["attention_0"])
+    searched = {name for group in graph.groups for name in group.producers}
+    assert "attention_0/heads" not in searched and "attention_1/heads" in searched
+
+
 def test_every_head_closed_keeps_one():
     model = functional_vit(blocks=1)
     search = figs_tf.wrap(model)

@@ -22,7 +22,7 @@ class EmbeddingHandler(LayerHandler):
 
     def _check(self, call):
         layer = call.layer
-        if call.node.arguments.kwargs.get("reverse"):
+        if call.arguments()[1].get("reverse"):
             raise UnsupportedLayerError(
                 f"'{call.name}' is called with reverse=True (the tied output projection of a language model). "
                 "figs_tf supports the forward lookup only: wrap the backbone, which does not use the reverse call.")

@@ -25,7 +25,7 @@ class GetItemHandler(LayerHandler):
     """keras.ops GetItem (`x[:, 0, :]`): zero-preserving, per channel, when the last axis is left whole."""
 
     def output_sets(self, call, in_sets, groups):
-        args = call.node.arguments.args
+        args, _ = call.arguments()
         if len(call.input_tensors) != 1 or len(args) != 2:
             raise UnsupportedLayerError(f"'{call.name}' indexes with a tensor; figs_tf supports constant indices.")
         rank = len(call.input_tensors[0].shape)

@@ -17,13 +17,15 @@ hidden_dim // num_heads). Each equivalent computes exactly what the block's
 This module reads keras_hub's internal module paths (`keras_hub.src...`) for
 classes that keras_hub does not export (the ViT layers, CachedMultiHeadAttention)
 and the private sublayer attributes of `TransformerEncoder` and
-`TransformerDecoder` (`_self_attention_layer`, ...).
+`TransformerDecoder` (`_self_attention_layer`, ...); it reads a symbolic
+tensor's Keras mask through `keras.src.backend` to refuse implicit masks.
 """
 
 import math
 
 import keras
 import numpy as np
+from keras.src import backend as keras_backend  # get_keras_mask: no public name
 
 from figs_tf.handlers.attention import AsMultiHeadAttention, MultiHeadAttentionHandler
 from figs_tf.handlers.base import LayerHandler, Term, UnsupportedLayerError, equivalent_model, to_numpy
@@ -34,7 +36,7 @@ from figs_tf.handlers.per_channel import PerChannel
 
 def _no_keras_mask(call):
     for tensor in call.input_tensors:
-        if getattr(tensor, "_keras_mask", None) is not None:
+        if keras_backend.get_keras_mask(tensor) is not None:
             raise UnsupportedLayerError(
                 f"'{call.name}' reads a tensor with an implicit Keras mask (mask_zero=True); figs_tf expands "
                 f"{type(call.layer).__name__} into plain layers, which would drop it. Pass the mask explicitly "
