@@ -201,11 +201,27 @@ def _see_through_figs_layers(calls, output_keys):
 
 
 def analyze(model, exclude=()):
-    """Returns the ChannelGraph of a functional or Sequential Keras model.
+    """The channel structure of a functional or Sequential Keras model.
 
     Args:
       model: a functional or Sequential model (nested models are inlined).
       exclude: names of layers whose output channels are kept out of search.
+
+    Returns:
+      A `ChannelGraph`: the prunable groups (`groups`, `group_sizes`), each
+      tensor's channel set, where masks go, and `notes` saying which channels are
+      kept out of search and why.
+
+    Raises:
+      UnsupportedLayerError: a layer without a handler (the message says how to
+        register one) or used in a way its handler does not cover.
+      GraphError: a subclassed model, a shared layer, or duplicate layer names.
+      ValueError: `exclude` names layers that are not in the model.
+
+    Example:
+
+    >>> graph = figs_tf.analyze(keras.applications.ResNet50(weights=None))
+    >>> graph.num_groups, graph.notes
     """
     calls, input_keys, output_keys = keras_graph.flatten_model(model, expand=_functional_equivalent)
     calls, output_keys = _see_through_figs_layers(calls, output_keys)

@@ -125,6 +125,28 @@ def count(model, metric="params", exclude=()):
 
     Gate layers of a wrapped model are not counted (they are not part of the
     network being searched).
+
+    Args:
+      model: a functional or Sequential Keras model (nested models allowed).
+      metric: "params" (what `model.count_params()` counts, BatchNorm statistics
+        included) or "flops" (multiply-adds per example of convolution and dense
+        kernels; BatchNorm, biases, activations and pooling are not multiply-adds).
+      exclude: names of layers kept out of search (does not change the count).
+
+    Returns:
+      The count, an int.
+
+    Raises:
+      ValueError: an unknown metric.
+      UnsupportedLayerError: a layer without a handler, or FLOPs of a model
+        whose input size is not static.
+
+    Example:
+
+    >>> figs_tf.count(model, "params") == model.count_params()
+    True
+    >>> figs_tf.count(keras.applications.ResNet50(weights=None), "flops")
+    3857973248
     """
     check_metric(metric)
     graph = channel_groups.analyze(model, exclude=exclude)

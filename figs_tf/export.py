@@ -57,7 +57,19 @@ class ExportedNetwork:
 
 
 def exported_network(search):
-    """The ExportedNetwork of a search model at its current gate logits."""
+    """The network a search model's gates select now, as an `ExportedNetwork`.
+
+    Args:
+      search: a search model (figs_tf.wrap).
+
+    Returns:
+      An `ExportedNetwork`: widths and kept channels per group, the layers kept;
+      `.cost(metric)`, `.architecture()`, `.channels()`.
+
+    Example:
+
+    >>> figs_tf.exported_network(search).cost("flops")
+    """
     graph = wrap_lib.channel_graph_of(search)
     gates = wrap_lib.gates_of(search)
     mask = gates.exported_mask()
@@ -68,12 +80,28 @@ def exported_network(search):
 
 
 def export_architecture(search):
-    """`{layer name: width}` of the architecture the search model's gates select."""
+    """`{layer name: width}` of the architecture the search model's gates select.
+
+    Every layer that makes channels is listed; 0 means the layer is removed.
+
+    Example:
+
+    >>> arch = figs_tf.export_architecture(search)
+    >>> figs_tf.save_architecture(arch, "arch.json")
+    """
     return exported_network(search).architecture()
 
 
 def expected_cost(search, metric):
-    """λ-free expected cost (eq. 6) at the current logits, in raw counts."""
+    """The λ-free expected cost (eq. 6) at the current logits, in raw counts.
+
+    Args:
+      search: a search model (figs_tf.wrap).
+      metric: "params" or "flops".
+
+    Returns:
+      Σ over layers of the cost with each group's width Σπ, a float.
+    """
     graph = wrap_lib.channel_graph_of(search)
     gates = wrap_lib.gates_of(search)
     probabilities = gates.probabilities().astype(np.float64)
@@ -101,8 +129,23 @@ def supernet_cost(search, metric):
 def save_architecture(architecture, path, channels=None, **metadata):
     """Writes the architecture JSON atomically (a crash never leaves half a file).
 
-    `channels` ({layer name: kept channel indices}, e.g. ExportedNetwork.channels())
-    lets `figs_tf.slim(plain_model, path)` keep exactly the channels the gates chose.
+    Args:
+      architecture: {layer name: width}.
+      path: a local path or a gs:// URL.
+      channels: optional {layer name: kept channel indices} (e.g.
+        `ExportedNetwork.channels()`), so that `figs_tf.slim(plain_model, path)`
+        keeps exactly the channels the gates chose.
+      **metadata: JSON-serialisable facts stored under "metadata" (epoch, costs, λ).
+
+    Returns:
+      `path`.
+
+    Raises:
+      ValueError: a width that is not an integer >= 0.
+
+    Example:
+
+    >>> figs_tf.save_architecture(figs_tf.export_architecture(search), "arch.json", epoch=40)
     """
     _check_widths_dict(architecture, path)
     document = {"format": ARCHITECTURE_FORMAT, "version": ARCHITECTURE_VERSION,
@@ -116,7 +159,18 @@ def save_architecture(architecture, path, channels=None, **metadata):
 
 
 def load_architecture(path):
-    """Reads an architecture JSON written by save_architecture: `{name: width}`."""
+    """Reads an architecture JSON written by `save_architecture`: `{name: width}`.
+
+    Raises:
+      ValueError: the file is not JSON, not a figs_tf architecture, of another
+        version, or holds a width that is not an integer >= 0 (the message names
+        the file and the problem).
+
+    Example:
+
+    >>> figs_tf.load_architecture("runs/demo/search/architecture.json")
+    {'conv0': 27, 'conv1': 24, 'conv2': 108, 'classifier': 10}
+    """
     with files.open_file(path) as f:
         try:
             document = json.load(f)
@@ -136,7 +190,7 @@ def load_architecture(path):
 
 
 def load_channels(path):
-    """The kept channel indices saved with an architecture, or None."""
+    """The kept channel indices saved with an architecture ({layer: indices}), or None if it has none."""
     load_architecture(path)  # validates the document
     with files.open_file(path) as f:
         return json.load(f).get("channels")

@@ -1,19 +1,27 @@
 """Flattens a Keras functional model into one topologically ordered list of calls.
 
-This is the only module of figs_tf that reads private Keras graph internals
-(`_keras_history`, `_nodes_by_depth`, `Node.arguments`); everything else sees
-`LayerCall`s. Nested functional and Sequential models are inlined, so a
-backbone inside a classifier is analysed, wrapped and slimmed like any other
-part of the graph. A layer whose handler gives a functional equivalent (a
-keras_hub Transformer block, built from the block's own sublayers) is inlined
-the same way; its inner calls are named `<block>.<sublayer>` so that blocks
-with identically named sublayers stay apart.
+The library's one module that reads private Keras graph internals
+(`Functional`/`Sequential` classes, `_nodes_by_depth`, `_functional`,
+`_outputs_struct`, `_flatten_layers`, `Node.arguments`); everything else sees
+`LayerCall`s and `sublayers`. (The other private reads in figs_tf: the
+handler table names Keras op classes that have no public name, in
+figs_tf/handlers/__init__.py; the attention handler's gated layer calls
+MultiHeadAttention's own mask and attention methods, figs_tf/handlers/attention.py;
+the keras_hub handlers read keras_hub's block internals,
+figs_tf/handlers/keras_hub.py; and the binaries' checkpoint callback,
+figs_tf/train/workdir.py.) Nested functional and Sequential models are
+inlined, so a backbone inside a classifier is analysed, wrapped and slimmed
+like any other part of the graph. A layer whose handler gives a functional
+equivalent (a keras_hub Transformer block, built from the block's own
+sublayers) is inlined the same way; its inner calls are named
+`<block>.<sublayer>` so that blocks with identically named sublayers stay
+apart.
 
 Example:
 
-        calls, inputs, outputs = flatten_model(model)
-        for call in calls:
-                print(call.layer.name, call.input_keys, call.output_keys)
+    calls, inputs, outputs = flatten_model(model)
+    for call in calls:
+        print(call.layer.name, call.input_keys, call.output_keys)
 """
 
 import dataclasses
@@ -209,6 +217,11 @@ def output_structure(model):
     return _functional_of(model)._outputs_struct  # pylint: disable=protected-access
 
 
+def sublayers(model):
+    """Every layer inside `model`, nested models and layers inside layers included (not `model`)."""
+    return list(model._flatten_layers(include_self=False, recursive=True))  # pylint: disable=protected-access
+
+
 def fresh_inputs(tensors):
     """New `keras.Input`s with the shapes, dtypes and names of `tensors` (a model's inputs)."""
     return [keras.Input(shape=t.shape[1:], batch_size=t.shape[0], dtype=t.dtype,
@@ -217,4 +230,4 @@ def fresh_inputs(tensors):
 
 
 __all__ = ["LayerCall", "GraphError", "flatten_model", "fresh_inputs", "input_tensors",
-           "is_nested_model", "output_structure", "unique_layer_names", "unwrap_call"]
+           "is_nested_model", "output_structure", "sublayers", "unique_layer_names", "unwrap_call"]

@@ -12,6 +12,8 @@ statistics on training data (as slimmable networks do):
 import keras
 import numpy as np
 
+from figs_tf import keras_graph
+
 
 def recalibrate_batchnorm(model, images, batch_size=512):
     """Sets every BatchNorm's moving mean/variance to their averages over `images`.
@@ -19,10 +21,22 @@ def recalibrate_batchnorm(model, images, batch_size=512):
     Runs the model in training mode with momentum 0 batch by batch, then averages
     the per-batch statistics (the variance as the mean of per-batch variances,
     weighted by batch size). Weights other than the BatchNorm statistics are
-    untouched. Returns the number of BatchNorm layers updated.
+    untouched.
+
+    Args:
+      model: a Keras model (nested models included).
+      images: an array of inputs, e.g. 2048 training images.
+      batch_size: images per forward pass.
+
+    Returns:
+      The number of BatchNorm layers updated.
+
+    Example:
+
+    >>> slim = figs_tf.slim(search)
+    >>> figs_tf.recalibrate_batchnorm(slim, train_images[:2048])
     """
-    layers = [layer for layer in model._flatten_layers(include_self=False, recursive=True)  # pylint: disable=protected-access
-              if isinstance(layer, keras.layers.BatchNormalization)]
+    layers = [layer for layer in keras_graph.sublayers(model) if isinstance(layer, keras.layers.BatchNormalization)]
     if not layers:
         return 0
     momenta = [layer.momentum for layer in layers]

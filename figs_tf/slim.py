@@ -34,13 +34,31 @@ from figs_tf.channel_sets import alive_positions, count as channels_alive, group
 def slim(model, architecture=None, channels=None, name=None):
     """A plain Keras model with exactly the exported widths and inherited weights.
 
+    `slim(search)(x)` equals `search(x, training=False)` to float tolerance, its
+    `count_params()` equals the exported parameter count and `figs_tf.count(slim,
+    "flops")` the exported FLOPs.
+
     Args:
       model: a search model from figs_tf.wrap (its gates decide), or a plain
         model together with `architecture`.
       architecture: {layer name: width}, or the path of an architecture JSON.
       channels: {layer name: kept output channel indices}; read from the JSON
-        when `architecture` is a path that has them.
+        when `architecture` is a path that has them; otherwise the channels whose
+        kernels have the largest L1 norm are kept.
       name: name of the new model (default: "<model>_slim").
+
+    Returns:
+      A functional `keras.Model` without gates.
+
+    Raises:
+      ValueError: an architecture that does not fit the model (unknown layers,
+        missing widths, widths out of range, tied layers with different widths),
+        naming the layer.
+
+    Example:
+
+    >>> slim = figs_tf.slim(search)
+    >>> slim = figs_tf.slim(supernet, architecture="runs/a/search/architecture.json")
     """
     if architecture is None:
         network = export_lib.exported_network(model)
@@ -55,11 +73,26 @@ def slim(model, architecture=None, channels=None, name=None):
 
 
 def build_from_architecture(supernet, architecture, name=None):
-    """A freshly initialised network with the architecture's widths (for retraining).
+    """A freshly initialised network with the architecture's widths, for retraining.
 
     `supernet` supplies only the structure; weights come from each layer's own
-    initializers, so the result is what retraining from scratch starts from.
-    Its parameter count equals that of `figs_tf.slim` to the same architecture.
+    initializers. Its parameter count equals that of `figs_tf.slim` to the same
+    architecture.
+
+    Args:
+      supernet: the plain supernet the architecture was exported from.
+      architecture: {layer name: width}, or the path of an architecture JSON.
+      name: name of the new model (default: "<supernet>_arch").
+
+    Returns:
+      A functional `keras.Model`.
+
+    Raises:
+      ValueError: an architecture that does not fit the supernet, naming the layer.
+
+    Example:
+
+    >>> network = figs_tf.build_from_architecture(supernet, figs_tf.export_architecture(search))
     """
     if isinstance(architecture, str):
         architecture = export_lib.load_architecture(architecture)

@@ -130,7 +130,11 @@ def _offsets(group_sizes):
 
 
 def gates_of(search):
-    """The MaskLayer of a search model (raises if it has none)."""
+    """The `MaskLayer` of a search model.
+
+    Raises:
+      ValueError: the model has no figs_tf gates (it was not made by figs_tf.wrap).
+    """
     for layer in search.layers:
         if isinstance(layer, MaskLayer):
             return layer
@@ -138,6 +142,11 @@ def gates_of(search):
 
 
 def cost_layer_of(search):
+    """The `CostLayer` of a search model (its metric, λ and target).
+
+    Raises:
+      ValueError: the model has no figs_tf cost (it was not made by figs_tf.wrap).
+    """
     for layer in search.layers:
         if isinstance(layer, CostLayer):
             return layer
@@ -145,7 +154,12 @@ def cost_layer_of(search):
 
 
 def channel_graph_of(search):
-    """The ChannelGraph of a search model's underlying network (cached)."""
+    """The `ChannelGraph` of a search model's underlying network (cached on the model).
+
+    Raises:
+      ValueError: the model changed after figs_tf.wrap, so its gates no longer
+        match its channel groups.
+    """
     graph = getattr(search, "_figs_graph", None)
     if graph is None:
         gates = gates_of(search)
@@ -187,7 +201,7 @@ def get_strength(search):
 
 
 def get_target(search):
-    """The budget the search model is trained to (None if it has none).
+    """The budget the search model is trained to, or None.
 
     Set by `figs_tf.wrap(..., target=...)` or by `figs_tf.BudgetController(target=...)`,
     in the metric of the model's cost (`cost_layer_of(search).metric`).
@@ -196,7 +210,12 @@ def get_target(search):
 
 
 def set_target(search, value):
-    """Sets (or clears, with None) the budget stored on the search model."""
+    """Sets (or clears, with None) the budget stored on the search model.
+
+    Raises:
+      ValueError: a target that is not a positive number, or that the model
+        cannot export (below its smallest network or above the supernet).
+    """
     layer = cost_layer_of(search)
     layer.target = cost_lib.check_target(value, layer.metric, channel_graph_of(search),
                                            model_name=f"'{search.name}'")

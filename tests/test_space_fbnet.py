@@ -102,7 +102,7 @@ def test_parameter_counts_next_to_the_published_ones(published, variant):
     print(f"FBNet-{variant.upper()}: {trainable:,} trainable ({model.count_params():,} Keras); "
           f"paper {PAPER_PARAMS[variant] / 1e6:.1f}M, release {RELEASE_PARAMS[variant]:,}")
     assert trainable == pytest.approx(RELEASE_PARAMS[variant], rel=0.02)
-    # the paper's 4.5M for FBNet-B is ~6 % below its own release (see the module docstring)
+    # the paper's 4.5M for FBNet-B is ~6 % below its own release (docs/spaces.md)
     assert trainable == pytest.approx(PAPER_PARAMS[variant], rel=0.02 if variant != "b" else 0.08)
 
 

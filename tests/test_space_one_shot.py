@@ -20,7 +20,7 @@ PARAMETER_FREE = 3  # maxpool, avgpool, identity
 
 def hand_count(aggregator, size=224, image_channels=3, classes=1000, base=64, cells=8, blocks=4,
                every=2, small=False):
-    """(params, multiply-adds) from the structure in the module docstring, by hand.
+    """(params, multiply-adds) from the structure in docs/spaces.md, by hand.
 
     Every conv has no bias; BN has 4 numbers per channel; FLOPs count kernels only.
     """

@@ -1,144 +1,19 @@
-"""FBNet search space (Wu et al. 2019) as FiGS supernets, and the published FBNet-A/B/C.
+"""The FBNet search space (Wu et al. 2019) as FiGS supernets, and the published FBNet-A/B/C.
 
-FiGS (Chaudhuri et al. 2020, Sec. 3.3 and appendix) searches FBNet with its
-additive aggregator: every searchable layer holds all candidate operators in
-parallel and sums their outputs; a gate on each operator's inner channels can
-remove the operator, so FiGS picks any subset of operators per layer (Fig. 1c)
-and their widths. FiGS drops FBNet's group convolutions and its redundant
-operators: the reduced set is {k3_e6, k5_e6, skip} per layer (a pruned k3_e6
-subsumes k3_e1 and k3_e3). This module builds that supernet, the original
-9-operator one (and the 7 operators without the grouped ones), and fixed
-single-path networks such as FBNet-A/B/C. The FiGS-FBNet supernet at
-224x224x3 has 1,040.9M MAdds and 8,849,880 parameters (Keras count):
+Every searchable layer holds all candidate operators of its set in parallel
+and sums their outputs (FBNet's additive aggregator); FiGS's reduced set is
+{k3_e6, k5_e6, skip}. The macro-architecture is read off the authors'
+released model definitions; structure, residuals, every choice left open and
+the counts checked against the published FBNet-A/B/C: docs/spaces.md. Uses
+`keras.layers` only.
 
-    from figs_tf.spaces import fbnet
-    supernet = fbnet.fbnet_supernet()                      # FiGS-FBNet, 224x224x3
-    search = figs_tf.wrap(supernet, cost="flops", strength=2e-9)   # FiGS-FBNet-B λ
-    ...
+Example:
+
+    supernet = fbnet.fbnet_supernet()                                  # FiGS-FBNet, 224x224x3
+    search = figs_tf.wrap(supernet, cost="flops", strength=2e-9)       # FiGS-FBNet-B's λ
     retrain = figs_tf.build_from_architecture(supernet, figs_tf.export_architecture(search))
-
-    model_b = fbnet.published_fbnet("b")                   # FBNet-B, 291.0M MAdds
-    tiny = fbnet.fashion_mnist_supernet()                  # 28x28x1, 10 classes
-
-Macro-architecture. The FBNet paper gives it as its Table 1; we could not
-retrieve that table's text with our search tool, so the layout below is read
-off the authors' released definitions (facebookresearch/mobile-vision,
-mobile_cv/arch/fbnet_v2/fbnet_modeldef_cls_fbnet.py: stem, stage widths,
-layer counts and strides, head), and it agrees with what the FiGS paper
-states (stages 16-24-32-64-112-184-352, head 1x1 to 1984, 22 layers):
-
-    stem   3x3 conv, 16, stride 2, BN, ReLU
-    stage  1: 1 layer,  16 channels, stride 1
-    stage  2: 4 layers, 24 channels, first layer stride 2
-    stage  3: 4 layers, 32 channels, first layer stride 2
-    stage  4: 4 layers, 64 channels, first layer stride 2
-    stage  5: 4 layers, 112 channels, stride 1
-    stage  6: 4 layers, 184 channels, first layer stride 2
-    stage  7: 1 layer,  352 channels, stride 1
-    head   1x1 conv, 1984 (1504 for FBNet-A), BN, ReLU; global average pool; classifier
-
-22 searchable layers. Operator `kK_eE` (FBNet's inverted residual block): 1x1
-expansion to E x (input channels) + BN + ReLU (left out when E = 1, as in the
-authors' block: no expansion conv when the inner width equals the input
-width), KxK depthwise (carrying the layer's stride) + BN + ReLU, 1x1 linear
-projection to the layer's width + BN. `kK_e1_g2`: the same with the 1x1
-projection a grouped convolution with 2 groups (the released FBNet-A uses
-`pwl_groups=2`, no channel shuffle since there is no expansion conv to shuffle
-after). `skip`: the identity.
-
-Residuals and the additive aggregator. A layer whose stride is 1 and whose
-input and output widths agree has the residual identity x. In FBNet every
-inverted-residual operator adds x itself and `skip` *is* x, so in the
-supernet the layer computes
-
-    y = x + Σ_op f_op(x)        (f_op: an operator without its own residual)
-
-with the shared identity standing for both the operators' residuals and the
-`skip` operator. Keeping one operator gives exactly FBNet's block (with its
-residual); keeping none gives `skip`. The `Add` ties x and every operator's
-projection into one channel group: the residual stream of the stage, one
-searched width (the orange edges of FiGS Fig. 1b). Each operator's expansion
-conv starts its own group (the depthwise conv passes it on), so FiGS searches
-each operator's inner width and deletes the operator by pruning it to 0.
-
-Where the shape changes (the first layer of stages 2, 3, 4, 6 and the
-channel change into stages 5 and 7), there is no residual and the layer is
-Σ_op f_op(x). Choice: `skip` there is a strided 1x1 conv + BN + ReLU to the
-new width, as the authors' released `Identity` op does when shapes differ
-(`skip_projection=True`, the default); `skip_projection=False` leaves `skip`
-out of those six layers instead. The projection joins the stage's stream
-group through the `Add`.
-
-Grouped convolutions (op_set="original"): built as `Conv2D(groups=2)` as in
-FBNet, but figs_tf keeps a grouped convolution's input and output channels
-out of search. The input of `kK_e1_g2` is the layer input itself (no
-expansion conv) and its output joins the layer's sum, so in the original
-supernet every residual stream is fixed (checked in the test): FiGS there
-searches only the operators' inner widths, i.e. selects operators, as FBNet
-does. The FiGS paper leaves group convolutions out; use op_set="no_group"
-(the 7 non-grouped operators, every stream searched) or the default
-"reduced" set for fine-grained search.
-
-Published networks. FBNET_A, FBNET_B, FBNET_C are the per-layer operators of
-the authors' released model definitions (mobile-vision, file above; the paper
-shows them only as a figure). FBNet-A contains three g2 operators and a 1504-
-wide head (B and C: 1984), so `published_fbnet("a")` builds those. Measured
-in tests/test_space_fbnet.py, next to the numbers the authors publish:
-
-    MAdds     here (count)  paper     here/paper   release*
-    FBNet-A   244.45M       249M      -1.8 %       249.92M
-    FBNet-B   291.00M       295M      -1.4 %       295.56M
-    FBNet-C   378.14M       375M      +0.8 %       382.98M
-
-    params    trainable   Keras count_params   paper   release*    trainable/release
-    FBNet-A   4,319,712   4,353,008            4.3M    4,286,480   +0.8 %
-    FBNet-B   4,816,216   4,849,912            4.5M    4,777,296   +0.8 %
-    FBNet-C   5,590,784   5,635,024            5.5M    5,520,784   +1.3 %
-
-    * mobile_cv/model_zoo/models/model_info/fbnet/model_info.json in
-      facebookresearch/mobile-vision (flops_m, params_m of the released
-      ImageNet checkpoints).
-
-"here (count)" is `figs_tf.count(model, "flops")`: multiply-adds of conv and
-Dense kernels only (it also equals a hand count from the table above and the
-operator list, in the test). "trainable" counts what PyTorch counts as
-parameters; Keras's `count_params()` (= `figs_tf.count(model, "params")`)
-also counts BatchNorm's moving mean and variance, 2 per BN channel more.
-Differences, as far as we could pin them down:
-
-* MAdds: all three are within 2 % of the paper. The release's counter gives
-  4.6-5.5M more, which is not the bias or BatchNorm work (those sums do not
-  match the gaps); we did not find the exact cause. The FiGS paper (Table 2)
-  lists FBNet-C at 385M, close to the release's 383M.
-* Parameters: ours are 0.8-1.3 % above the release's with the release's
-  conventions as we read them (bias on every conv inside an operator, the
-  release's `use_bias`; no bias on the stem, head and skip projection;
-  classifier with bias); without the operator biases the gap is 0.4-0.9 %,
-  so the biases do not explain it and we did not find what does. The
-  paper's 4.5M for FBNet-B is ~6 % below both the release's 4.78M and
-  ours; the paper does not say how it counts parameters. The test checks
-  2 % against the release, 2 % against the paper for A and C, 8 % for B.
-
-Other choices where the papers leave details open:
-
-* `use_bias`: `fbnet()` defaults to the release's biases inside operators
-  (True) so counts follow it; the supernets default to False (every conv is
-  followed by BN, a bias is redundant and FiGS's gate sits after the BN).
-* Expansion widths are E x input width, without FBNet's rounding to a
-  multiple of 8 (all FBNet widths times 1, 3 or 6 are multiples of 8 anyway;
-  with `width_multiplier` != 1 FiGS picks the widths itself). The multiplier
-  scales stem, stage and head widths as max(1, round(width x multiplier)).
-* `small_input=True` (28x28 / 32x32 inputs): the stem has stride 1; stage
-  strides are kept (28 -> 28, 28, 14, 7, 4, 4, 2, 2).
-* `layers_per_stage`: seven positive ints overriding (1, 4, 4, 4, 4, 4, 1)
-  (tiny test models); the first layer of each stage keeps the stage's stride.
-* Classifier: global average pooling + Dense with bias (the release applies
-  a 1x1 conv with bias to the pooled features, the same thing); logits, no
-  softmax, no dropout (FiGS uses none). BatchNormalization with Keras's
-  defaults. "same" padding: the release's k//2 padding gives the same
-  output sizes (at stride 2 Keras pads asymmetrically; counts are equal).
-
-The module uses `keras.layers` only and imports without TensorFlow.
+    model_b = fbnet.published_fbnet("b")                               # FBNet-B, 291.0M MAdds
+    tiny = fbnet.fashion_mnist_supernet()                              # 28x28x1, 10 classes
 """
 
 import keras

@@ -1,98 +1,16 @@
-"""ResNet-{50, 101, 152} supernets (He et al. 2016) for FiGS width search.
+"""ResNet-{50, 101, 152} supernets (He et al. 2016, v1 bottleneck) for FiGS width search.
 
-The paper (Sec. 4.3, Fig. 3) runs FiGS on ResNet-50 and ResNet-152 on ImageNet
-and compares with width multiplier and MorphNet. This module builds those
-networks as ordinary Keras functional models; `figs_tf.wrap` finds the channel
-groups itself:
+The layer names and weight shapes are `keras.applications`'s. FiGS searches
+each bottleneck's two inner widths and one residual-stream width per stage
+(tied by the `Add`s). Structure, counts checked against Keras and He et al.,
+and the v1 / v1.5 difference in multiply-adds: docs/spaces.md.
 
-* each bottleneck's two inner convolutions (`convS_blockB_1_conv`, 1x1, and
-  `convS_blockB_2_conv`, 3x3) are a group each: FiGS searches their widths
-  independently;
-* the residual stream of each stage (the projection shortcut
-  `convS_block1_0_conv` and every `convS_blockB_3_conv` of the stage) is one
-  group, tied by the `Add`s: FiGS searches one width per stage for it;
-* the stem convolution `conv1_conv` is a group of its own;
-* the classifier's outputs are never pruned.
+Example:
 
-Usage::
-
-    from figs_tf.spaces import resnet
-    supernet = resnet.resnet(50)                          # ImageNet ResNet-50
+    supernet = resnet.resnet(50)                                       # ImageNet ResNet-50
     search = figs_tf.wrap(supernet, cost="flops", strength=1e-9)
-    ...
     retrain = figs_tf.build_from_architecture(supernet, figs_tf.export_architecture(search))
-
-    tiny = resnet.fashion_mnist_resnet()                  # 28x28x1, 10 classes
-
-Structure (checked against `keras.applications`: same layer names with the
-same weight shapes and parameter counts equal to the parameter, 25,636,712
-(ResNet-50) and 60,419,944 (ResNet-152) in tests/test_space_resnet.py, and
-44,707,176 (ResNet-101) once by hand, all at 224x224x3 with 1000 classes):
-
-* stem: `ZeroPadding2D(3)` + 7x7/2 convolution with bias (64 filters) + BN +
-  ReLU, then `ZeroPadding2D(1)` + 3x3/2 max-pool;
-* stages conv2..conv5 with bottleneck widths 64, 128, 256, 512 and expansion
-  4 (stream widths 256, 512, 1024, 2048); blocks per stage [3, 4, 6, 3]
-  (ResNet-50), [3, 4, 23, 3] (ResNet-101), [3, 8, 36, 3] (ResNet-152);
-* bottleneck v1 as in Keras (and the original Caffe ResNet): the stride-2
-  downsampling of stages 3-5 is on the *first 1x1* convolution and on the
-  projection shortcut, not on the 3x3 convolution ("ResNet v1.5");
-* every convolution has a bias (Keras's `use_bias=True` for v1 ResNets even
-  though a BN follows; it costs one parameter per output channel and keeps the
-  count equal to Keras's); BatchNormalization epsilon 1.001e-5, Keras's
-  default momentum;
-* projection shortcut (1x1 conv + BN) on the first block of every stage only
-  (He et al.'s option B); identity shortcuts elsewhere; ReLU after the `Add`;
-* global average pooling (`avg_pool`) and a Dense classifier (`predictions`).
-
-FLOPs (multiply-adds per 224x224 example of convolution and Dense kernels,
-`figs_tf.count(model, "flops")`; the test checks them against an independent
-hand count, sum over convolutions of k*k*Cin*Cout*Hout*Wout plus the Dense):
-
-* ResNet-50:   3,857,973,248 (3.86 G; He et al. 2016, Table 1: 3.8 x 10^9)
-* ResNet-101:  7,570,194,432 (7.57 G; He et al.: 7.6 x 10^9)
-* ResNet-152: 11,282,415,616 (11.28 G; He et al.: 11.3 x 10^9)
-
-The often quoted ~4.1 G (ResNet-50) and ~11.5 G (ResNet-152) multiply-adds
-are for "ResNet v1.5" (torchvision, TF official models), which moves the
-stride of stages 3-5 from the first 1x1 convolution to the 3x3 one: the first
-block's 1x1 then runs at the stage's input resolution and its 3x3 stays at the
-output resolution, so 4x more work in that 1x1. The same hand count with the
-stride on the 3x3 gives 4,089,184,256 and 11,513,626,624 (the test checks
-both). Parameters are the same for v1 and v1.5. Biases, BatchNorm, pooling
-and activations are not counted as multiply-adds.
-
-Choices where the paper leaves details open:
-
-* ResNet v1 exactly as `keras.applications` (not v1.5, not pre-activation v2),
-  so users can compare widths, names and counts with Keras's own models; the
-  FiGS paper only says "commonly used ResNet models".
-* `width_multiplier` scales every width (stem, bottlenecks, streams) as
-  `max(1, round(width * multiplier))`, no rounding to multiples of 8 (FiGS
-  itself picks the widths; the multiplier only sizes the supernet). Keep it
-  1.0 to reproduce the paper's supernets.
-* `small_input=True` (CIFAR-10 32x32, Fashion-MNIST 28x28): the stem is a 3x3
-  stride-1 "same" convolution (with bias, as the 7x7 one) + BN + ReLU and
-  there is no max-pool, so stage 2 runs at the input resolution and stages
-  3-5 downsample by 2 each (28 -> 28, 14, 7, 4). Layer names stay `conv1_*`.
-* `blocks_per_stage` overrides the depth's block counts (four positive ints),
-  for tiny test models; the model name then says so.
-* `classifier_activation` defaults to None (logits, for a
-  `from_logits=True` loss) where Keras defaults to softmax; it has no weights.
-* No input preprocessing layer: feed inputs scaled as you like (Keras's
-  `preprocess_input` is separate from its model too).
-
-Also checked in tests/test_space_resnet.py: the channel groups `figs_tf.wrap`
-finds are exactly those listed above; with every gate on (logits +30) the
-search model's output equals the supernet's; `figs_tf.build_from_architecture`
-of an exported architecture has the parameter count of `figs_tf.slim`; the
-Fashion-MNIST instantiation (`fashion_mnist_resnet`, 516,554 parameters,
-18,992,384 multiply-adds) trains as a search model with a parameter cost for
-an epoch on 512 real images with a finite loss, and the cost moves the gates.
-
-The module uses `keras.layers` only and imports without TensorFlow (building
-on Keras-on-JAX works, but on CPU takes ~15 s even for the tiny model: JAX
-sets up each variable separately).
+    tiny = resnet.fashion_mnist_resnet()                               # 28x28x1, 10 classes
 """
 
 import keras
