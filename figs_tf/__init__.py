@@ -10,6 +10,7 @@ never imports TensorFlow. The training binaries (`figs_tf.train`) add tf.data
 input pipelines and distribution.
 """
 
+from figs_tf import _binary_startup  # noqa: F401  first: the binaries' defaults before keras imports TensorFlow
 from figs_tf import handlers
 from figs_tf.apply_mask import ApplyMask
 from figs_tf.budget import ControllerSettings

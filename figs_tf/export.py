@@ -42,16 +42,16 @@ class ExportedNetwork:
         return cost_lib.network_cost(self.graph, metric, self.widths, self.live_calls)
 
     def channels(self):
-        """{name: kept output channel indices} of every kept layer that makes channels."""
+        """{name: kept channel indices} of every kept layer that makes channels (and of its heads)."""
         live = {id(c) for c in self.live_calls}
-        return {call.name: alive_positions(self.graph.out_sets(call)[0], self.kept_channels).tolist()
-                for call in self.graph.producer_calls() if id(call) in live}
+        return {name: alive_positions(channel_set, self.kept_channels).tolist()
+                for name, call, channel_set in self.graph.width_entries() if id(call) in live}
 
     def architecture(self):
-        """{name: width} of every layer that makes channels; 0 = removed."""
+        """{name: width} of every layer that makes channels, and `"<layer>/heads"` of attention; 0 = removed."""
         live = {id(c) for c in self.live_calls}
-        return {call.name: int(channels_alive(self.graph.out_sets(call)[0], self.widths)) if id(call) in live else 0
-                for call in self.graph.producer_calls()}
+        return {name: int(channels_alive(channel_set, self.widths)) if id(call) in live else 0
+                for name, call, channel_set in self.graph.width_entries()}
 
 
 

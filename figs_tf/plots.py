@@ -26,7 +26,7 @@ def plot_widths(search, path):
     network = export_lib.exported_network(search)
     exported = network.architecture()
     names = list(exported)
-    supernet = [num_channels(network.graph.out_sets(call)[0]) for call in network.graph.producer_calls()]
+    supernet = [num_channels(channel_set) for _, _, channel_set in network.graph.width_entries()]
     figure, axis = plt.subplots(figsize=(max(6, 0.25 * len(names) + 2), 4))
     positions = range(len(names))
     axis.bar(positions, supernet, color="#d0d7e1", label="supernet")

@@ -118,7 +118,7 @@ def build(network, name, fresh_weights=False):
     for call in network.live_calls:
         handler = graph.handler(call)
         kept_in = [kept(k) for k in call.input_keys]
-        kept_out = [kept(k) for k in call.output_keys]
+        kept_out = [kept(k) for k in graph.out_keys(call)]
         if handler.drops_empty_inputs or any((id(call), i) in removed for i in range(len(call.input_keys))):
             present = [values[k] for i, k in enumerate(call.input_keys)
                        if len(kept(k)) and (id(call), i) not in removed]
@@ -126,11 +126,12 @@ def build(network, name, fresh_weights=False):
                 outputs = present
             else:
                 layer, _ = handler.slim(call, kept_in, kept_out)
-                outputs = [layer(present)]
+                outputs = [_named_as_call(layer, call)(present)]
         else:
             layer, weights = handler.slim(call, kept_in, kept_out)
             if id(call) in shifts:
                 weights = handler.absorb_output_shift(call, weights, shifts[id(call)])
+            layer = _named_as_call(layer, call)
             args, kwargs = call.call_arguments(values)
             outputs = keras.tree.flatten(layer(*args, **kwargs))
             if weights and not fresh_weights:
@@ -165,6 +166,13 @@ def _folds(network, fresh_weights):
     return shifts, biases, removed
 
 
+def _named_as_call(layer, call):
+    """A rebuilt sublayer of an expanded block takes the call's name (`<block>.<sublayer>`, unique)."""
+    if layer is not call.layer and layer.name != call.name:
+        layer.name = call.name
+    return layer
+
+
 def network_from_architecture(model, architecture, channels=None, choose_channels=True):
     """The ExportedNetwork a {layer name: width} architecture selects in a plain model.
 
@@ -172,7 +180,7 @@ def network_from_architecture(model, architecture, channels=None, choose_channel
     will be replaced anyway) instead of ranking them by kernel norm.
     """
     graph = channel_groups.analyze(model)
-    producers = {call.name: call for call in graph.producer_calls()}
+    producers = {name: (call, channel_set) for name, call, channel_set in graph.width_entries()}
     unknown = sorted(set(architecture) - set(producers))
     if unknown:
         raise ValueError(f"The architecture names layers that {model.name!r} does not have or that "
@@ -184,9 +192,8 @@ def network_from_architecture(model, architecture, channels=None, choose_channel
                          "it was exported from a different model.")
     widths = [None] * graph.num_groups
     removed = {}  # producers given width 0: removed layers, checked once the kept layers are known
-    for name, call in producers.items():
+    for name, (call, out_set) in producers.items():
         width = architecture[name]
-        out_set = graph.out_sets(call)[0]
         full = num_channels(out_set)
         groups = groups_in(out_set)
         if not groups:
@@ -239,5 +246,13 @@ def _kept_channels(graph, group, width, channels, producers):
             raise ValueError(f"The channels listed for '{listed[0]}' ({chosen.tolist()[:8]}...) do not "
                              f"match its width {width} and size {graph.groups[group].size}.")
         return chosen
-    score = sum(graph.handler(producers[n]).output_channel_l1(producers[n].layer) for n in names)
+    score = sum(_channel_l1(graph, name, producers[name][0]) for name in names)
     return np.sort(np.argsort(-score, kind="stable")[:width])
+
+
+def _channel_l1(graph, name, call):
+    """The L1 norm of each channel of the width entry `name` (a layer's output, or `<layer>/<label>` inside it)."""
+    handler = graph.handler(call)
+    if name == call.name:
+        return handler.output_channel_l1(call.layer)
+    return handler.inner_channel_l1(call.layer, name[len(call.name) + 1:])

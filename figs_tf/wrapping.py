@@ -11,6 +11,8 @@ training the search model trains `model`'s layers), plus
   input;
 - `ApplyMask` layers where a pruned channel could otherwise be read as
   non-zero (after a conv's BatchNorm, before merges and kernels);
+- stand-ins (figs_tf.wrapper_layer) for the sublayers of expanded blocks and
+  for layers gated inside (attention heads);
 - one `CostLayer` ("figs_cost") on the first input's path that adds
   `strength × cost` as a loss in training (outputs keep their names, so
   per-output losses and metrics compile as before).
@@ -25,6 +27,7 @@ from figs_tf import keras_graph
 from figs_tf.channel_sets import gate_indices
 from figs_tf.apply_mask import ApplyMask
 from figs_tf.cost_layer import CostLayer
+from figs_tf.wrapper_layer import ScopedLayer
 from figs_tf.mask_layer import DEFAULT_INITIAL_LOGIT, DEFAULT_TEMPERATURE, MaskLayer
 
 GATES_NAME = "figs_gates"
@@ -94,7 +97,16 @@ def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
     masked = set(graph.masked_keys)
     for call in graph.calls:
         args, kwargs = call.call_arguments(values)
-        outputs = keras.tree.flatten(call.layer(*args, **kwargs))
+        inner = graph.inner_keys.get(call.name)
+        if inner:  # gates inside the layer (attention heads)
+            indices = [gate_indices(graph.tensor_sets[key], offsets, always_on) for _, key in inner]
+            args = (gate_vector, *args)
+            layer = graph.handler(call).gated_layer(call, indices)
+        elif call.name != call.layer.name:  # a sublayer of an expanded block
+            layer = ScopedLayer(call.layer, name=call.name)
+        else:
+            layer = call.layer
+        outputs = keras.tree.flatten(layer(*args, **kwargs))
         for index, (key, tensor) in enumerate(zip(call.output_keys, outputs)):
             if key in masked:
                 suffix = "" if len(outputs) == 1 else f"_{index}"

@@ -65,6 +65,9 @@ EOF
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SELF="$REPO/launch/gpu.sh"
+SCRIPT=gpu.sh
+# shellcheck source=launch/common.sh
+. "$REPO/launch/common.sh"
 PYTHON=${PYTHON:-python3}
 CONFIG=${CONFIG:-}
 WORKDIR=${WORKDIR:-}
@@ -78,10 +81,6 @@ IN_BACKGROUND=0
 GPU_CHECK=1
 EXTRA=()
 FORWARD=()  # the arguments again, for the nohup'ed copy of this script
-
-need_value() {
-  if [ "$2" -lt 2 ]; then echo "gpu.sh: $1 needs a value (see -h)" >&2; exit 2; fi
-}
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -113,11 +112,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-case "$ONLY" in
-  "") PHASES=(search retrain) ;;
-  search|retrain) PHASES=("$ONLY") ;;
-  *) echo "gpu.sh: --only takes search or retrain, not '$ONLY'" >&2; exit 2 ;;
-esac
+phases_for "$ONLY"
 case "$STRATEGY" in
   gpus|one_device) ;;
   multi_worker)
@@ -125,54 +120,21 @@ case "$STRATEGY" in
       echo "gpu.sh: --strategy multi_worker needs TF_CONFIG set on every machine (see the top of this script)" >&2
       exit 2
     fi ;;
-  *) echo "gpu.sh: --strategy takes gpus, one_device or multi_worker, not '$STRATEGY'" >&2; exit 2 ;;
+  *) die "--strategy takes gpus, one_device or multi_worker, not '$STRATEGY'" ;;
 esac
 
-quote() {
-  case "$1" in
-    ''|*[!A-Za-z0-9_./:=+,@%^-]*) printf "'%s'" "${1//\'/\'\\\'\'}" ;;
-    *) printf '%s' "$1" ;;
-  esac
-}
-show() {
-  local word line="+"
-  for word in "$@"; do line+=" $(quote "$word")"; done
-  echo "$line"
-}
-
-if [ -z "$NAME" ]; then
-  if [ -n "$CONFIG" ]; then
-    file=${CONFIG%%:*}
-    NAME=$(basename "$file" .py)
-    if [ "$CONFIG" != "$file" ]; then NAME+="_${CONFIG#*:}"; fi
-    NAME=$(printf '%s' "$NAME" | tr -c 'A-Za-z0-9_.-' '_')
-  else
-    NAME=default
-  fi
-fi
+NAME=${NAME:-$(default_run_name "$CONFIG")}
 WORKDIR=${WORKDIR:-runs/$NAME}
 case "$WORKDIR" in
   *://*) LOG="runs/$NAME.launch.log" ;;
   *) LOG="$WORKDIR/launch.log" ;;
 esac
 
-if ! command -v "$PYTHON" >/dev/null 2>&1; then
-  echo "gpu.sh: no Python interpreter '$PYTHON' (set PYTHON=...)" >&2
-  exit 1
-fi
-
-# A config file that is not there fails later inside absl; say it now.
-if [ -n "$CONFIG" ] && [[ "$CONFIG" != *://* ]] && [ ! -f "${CONFIG%%:*}" ]; then
-  echo "gpu.sh: no config file ${CONFIG%%:*} (relative to $(pwd))" >&2
-  if [ "$DRY_RUN" = 0 ]; then exit 2; fi
-fi
-
-# --config first: ml_collections refuses a --config.KEY override before it.
-ARGS=()
-if [ -n "$CONFIG" ]; then ARGS+=("--config=$CONFIG"); fi
-ARGS+=("--workdir=$WORKDIR" "--config.strategy=$STRATEGY")
-if [ -n "$MIXED_PRECISION" ]; then ARGS+=("--config.mixed_precision=$MIXED_PRECISION"); fi
-ARGS+=(${EXTRA[@]+"${EXTRA[@]}"})
+require_python
+check_config_file "$CONFIG" "$DRY_RUN"
+OPTIONS=("--config.strategy=$STRATEGY")
+if [ -n "$MIXED_PRECISION" ]; then OPTIONS+=("--config.mixed_precision=$MIXED_PRECISION"); fi
+binary_args "$CONFIG" "$WORKDIR" "${OPTIONS[@]}" ${EXTRA[@]+"${EXTRA[@]}"}
 
 if [ "$IN_BACKGROUND" = 0 ]; then
   echo "== FiGS on GPUs"
@@ -190,12 +152,7 @@ if [ "$IN_BACKGROUND" = 0 ]; then
   if [ "$BACKGROUND" = 1 ]; then echo "   log:      $LOG (nohup)"; fi
 fi
 
-missing=$("$PYTHON" - <<'PY'
-import importlib.util
-modules = ["figs_tf", "tensorflow", "keras", "tensorflow_datasets", "ml_collections", "absl"]
-print(" ".join(m for m in modules if importlib.util.find_spec(m) is None))
-PY
-)
+missing=$(missing_python_modules)
 
 if [ "$IN_BACKGROUND" = 0 ]; then
   echo
@@ -208,7 +165,7 @@ if [ "$IN_BACKGROUND" = 0 ]; then
     echo "# under nohup, output appended to $LOG:"
   fi
   for phase in "${PHASES[@]}"; do
-    show "$PYTHON" -m "figs_tf.$phase" "${ARGS[@]}"
+    show "$PYTHON" -m "$(phase_module "$phase")" "${ARGS[@]}"
   done
 fi
 
@@ -257,9 +214,9 @@ fi
 
 for phase in "${PHASES[@]}"; do
   echo
-  echo "== figs_tf.$phase ($(date '+%F %T'))"
-  show "$PYTHON" -m "figs_tf.$phase" "${ARGS[@]}"
-  "$PYTHON" -m "figs_tf.$phase" "${ARGS[@]}"
+  echo "== $(phase_module "$phase") ($(date '+%F %T'))"
+  show "$PYTHON" -m "$(phase_module "$phase")" "${ARGS[@]}"
+  "$PYTHON" -m "$(phase_module "$phase")" "${ARGS[@]}"
 done
 echo
 echo "== done ($(date '+%F %T')). Results in $WORKDIR; TensorBoard: tensorboard --logdir $(quote "$WORKDIR")"

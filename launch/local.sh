@@ -38,6 +38,9 @@ EOF
 }
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SCRIPT=local.sh
+# shellcheck source=launch/common.sh
+. "$REPO/launch/common.sh"
 PYTHON=${PYTHON:-python3}
 CONFIG=${CONFIG:-}
 WORKDIR=${WORKDIR:-}
@@ -45,10 +48,6 @@ NAME=${NAME:-}
 ONLY=""
 DRY_RUN=0
 EXTRA=()
-
-need_value() {  # need_value FLAG NUMBER_OF_REMAINING_ARGS
-  if [ "$2" -lt 2 ]; then echo "local.sh: $1 needs a value (see -h)" >&2; exit 2; fi
-}
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -68,63 +67,13 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-case "$ONLY" in
-  "") PHASES=(search retrain) ;;
-  search|retrain) PHASES=("$ONLY") ;;
-  *) echo "local.sh: --only takes search or retrain, not '$ONLY'" >&2; exit 2 ;;
-esac
-
-# Quotes one word for display only when it needs it, so the printed commands
-# can be pasted into a shell as they are.
-quote() {
-  case "$1" in
-    ''|*[!A-Za-z0-9_./:=+,@%^-]*) printf "'%s'" "${1//\'/\'\\\'\'}" ;;
-    *) printf '%s' "$1" ;;
-  esac
-}
-show() {
-  local word line="+"
-  for word in "$@"; do line+=" $(quote "$word")"; done
-  echo "$line"
-}
-
-# The run name: experiments/cifar10.py:resnet -> cifar10_resnet.
-if [ -z "$NAME" ]; then
-  if [ -n "$CONFIG" ]; then
-    file=${CONFIG%%:*}
-    NAME=$(basename "$file" .py)
-    if [ "$CONFIG" != "$file" ]; then NAME+="_${CONFIG#*:}"; fi
-    NAME=$(printf '%s' "$NAME" | tr -c 'A-Za-z0-9_.-' '_')
-  else
-    NAME=default
-  fi
-fi
+phases_for "$ONLY"
+NAME=${NAME:-$(default_run_name "$CONFIG")}
 WORKDIR=${WORKDIR:-runs/$NAME}
-
-if ! command -v "$PYTHON" >/dev/null 2>&1; then
-  echo "local.sh: no Python interpreter '$PYTHON' (set PYTHON=...)" >&2
-  exit 1
-fi
-
-# A config file that is not there fails later inside absl; say it now.
-if [ -n "$CONFIG" ] && [[ "$CONFIG" != *://* ]] && [ ! -f "${CONFIG%%:*}" ]; then
-  echo "local.sh: no config file ${CONFIG%%:*} (relative to $(pwd))" >&2
-  if [ "$DRY_RUN" = 0 ]; then exit 2; fi
-fi
-
-# --config must come before any --config.KEY override (ml_collections checks the order).
-ARGS=()
-if [ -n "$CONFIG" ]; then ARGS+=("--config=$CONFIG"); fi
-ARGS+=("--workdir=$WORKDIR")
-ARGS+=(${EXTRA[@]+"${EXTRA[@]}"})
-
-# Importable from here? (find_spec only: nothing is imported, so this is quick.)
-missing=$("$PYTHON" - <<'PY'
-import importlib.util
-modules = ["figs_tf", "tensorflow", "keras", "tensorflow_datasets", "ml_collections", "absl"]
-print(" ".join(m for m in modules if importlib.util.find_spec(m) is None))
-PY
-)
+require_python
+check_config_file "$CONFIG" "$DRY_RUN"
+binary_args "$CONFIG" "$WORKDIR" ${EXTRA[@]+"${EXTRA[@]}"}
+missing=$(missing_python_modules)
 
 echo "== FiGS local run"
 echo "   config:  ${CONFIG:-embedded default (figs_tf/train/default_config.py)}"
@@ -148,7 +97,7 @@ if [ -n "$missing" ]; then
   show "$PYTHON" -m pip install -e "$REPO"
 fi
 for phase in "${PHASES[@]}"; do
-  show "$PYTHON" -m "figs_tf.$phase" "${ARGS[@]}"
+  show "$PYTHON" -m "$(phase_module "$phase")" "${ARGS[@]}"
 done
 
 if [ "$DRY_RUN" = 1 ]; then
@@ -164,9 +113,9 @@ if [ -n "$missing" ]; then
 fi
 for phase in "${PHASES[@]}"; do
   echo
-  echo "== figs_tf.$phase ($(date '+%F %T'))"
-  show "$PYTHON" -m "figs_tf.$phase" "${ARGS[@]}"
-  "$PYTHON" -m "figs_tf.$phase" "${ARGS[@]}"
+  echo "== $(phase_module "$phase") ($(date '+%F %T'))"
+  show "$PYTHON" -m "$(phase_module "$phase")" "${ARGS[@]}"
+  "$PYTHON" -m "$(phase_module "$phase")" "${ARGS[@]}"
 done
 echo
 echo "== done ($(date '+%F %T')). Results in $WORKDIR; TensorBoard: tensorboard --logdir $(quote "$WORKDIR")"

@@ -123,20 +123,10 @@ EXTRA=()
 POSITIONAL=()
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-die() { echo "tpu_vm.sh: $*" >&2; exit 2; }
-need_value() { if [ "$2" -lt 2 ]; then die "$1 needs a value (see -h)"; fi; }
+SCRIPT=tpu_vm.sh
+# shellcheck source=launch/common.sh
+. "$REPO/launch/common.sh"
 
-quote() {  # for display: quotes a word only when the shell needs it
-  case "$1" in
-    ''|*[!A-Za-z0-9_./:=+,@%^-]*) printf "'%s'" "${1//\'/\'\\\'\'}" ;;
-    *) printf '%s' "$1" ;;
-  esac
-}
-show() {
-  local word line="+"
-  for word in "$@"; do line+=" $(quote "$word")"; done
-  echo "$line"
-}
 run() {  # prints a command, then runs it unless --dry-run
   show "$@"
   if [ "$DRY_RUN" = 0 ]; then "$@"; fi

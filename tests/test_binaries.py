@@ -42,6 +42,37 @@ def _environment():
     return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
+def test_the_binaries_print_only_their_results(tmp_path):
+    """What the README's first command shows: the results, no tfds or TensorFlow start-up noise.
+
+    TF_CPP_MIN_LOG_LEVEL unset, as for a user: the binaries choose its default
+    themselves (figs_tf/_binary_startup.py).
+    """
+    env = {k: v for k, v in _environment().items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    flags = [f"--workdir={tmp_path}", "--config.space_kwargs.widths=(8, 16, 16)", "--config.train_examples=256",
+             "--config.eval_examples=500", "--config.search.epochs=1", "--config.retrain.epochs=1",
+             "--config.progress=none"]
+    for phase, title in (("search", "FiGS search"), ("retrain", "FiGS retraining")):
+        result = subprocess.run([sys.executable, "-m", f"figs_tf.train.{phase}", *flags], capture_output=True,
+                                text=True, timeout=300, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stderr == ""  # no "Variant folder ... has no dataset_info.json", no I0000 lines
+        assert result.stdout.lstrip().startswith(title)
+    again = subprocess.run([sys.executable, "-m", "figs_tf.train.search", *flags], capture_output=True, text=True,
+                           timeout=300, env=env)
+    assert again.returncode == 0
+    assert "has already finished; not touching it" in again.stderr  # a status line, through absl logging
+    assert again.stderr.count("\n") == 1
+
+
+def test_only_the_binaries_change_tensorflow_logging():
+    from figs_tf import _binary_startup  # pylint: disable=import-outside-toplevel
+    assert _binary_startup.running_a_binary(["/venv/bin/figs-search", "--workdir=w"], [])
+    assert _binary_startup.running_a_binary(["-m"], ["python3", "-m", "figs_tf.train.retrain", "--workdir=w"])
+    assert not _binary_startup.running_a_binary(["train.py"], ["python3", "train.py"])
+    assert not _binary_startup.running_a_binary(["-c"], ["python3", "-m", "pytest", "figs_tf.train.search"])
+
+
 def test_search_then_retrain_on_real_fashion_mnist(tmp_path):
     config = tiny_config()
     found = search.run(config, str(tmp_path))
@@ -127,7 +158,7 @@ def test_a_killed_search_resumes_from_its_checkpoint_and_finishes(tmp_path):
     result = subprocess.run(_search_command(workdir), capture_output=True, text=True, timeout=600,
                             env=_environment())
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    assert "Resuming search" in result.stdout
+    assert "Resuming search" in result.stderr  # a status line, through absl logging
     with open(os.path.join(workdir, "search", "summary.json")) as f:
         summary = json.load(f)
     assert summary["resumed_from_epoch"] >= 2
@@ -141,7 +172,7 @@ def test_a_killed_search_resumes_from_its_checkpoint_and_finishes(tmp_path):
     before = os.path.getmtime(os.path.join(workdir, "search", "summary.json"))
     again = subprocess.run(_search_command(workdir), capture_output=True, text=True, timeout=300,
                            env=_environment())
-    assert again.returncode == 0 and "already finished" in again.stdout
+    assert again.returncode == 0 and "already finished" in again.stderr
     assert os.path.getmtime(os.path.join(workdir, "search", "summary.json")) == before
 
 
@@ -246,10 +277,25 @@ def test_pareto_budgets_give_one_architecture_per_budget(tmp_path):
         # an independent count: the architecture built fresh, counted by Keras
         network = figs_tf.build_from_architecture(loop.build_supernet(config), export.load_architecture(path))
         assert network.count_params() <= float(budget)
-    with pytest.raises(ValueError, match=r"config.target and config.pareto_budgets are both set"):
+    with pytest.raises(ValueError, match=r"config.target and config.pareto_budgets are both set.*"
+                                         r"unset the others \(--config.target=None or --config.pareto_budgets=\(\)\)"):
         search.run(tiny_config(target=5_000.0, pareto_budgets=(7_000,)), str(tmp_path / "both"))
+    with pytest.raises(ValueError, match=r"config.target and config.target_fraction are both set"):
+        search.run(tiny_config(target=5_000.0, target_fraction=0.5), str(tmp_path / "both"))
     with pytest.raises(ValueError, match=r"config.pareto_budgets: \(7000, -1\) is out of range"):
         search.run(tiny_config(pareto_budgets=(7_000, -1)), str(tmp_path / "negative"))
+
+
+def test_a_target_fraction_is_a_fraction_of_the_supernets_cost(tmp_path):
+    config = tiny_config(target_fraction=0.8)
+    with pytest.warns(UserWarning, match="missed the target"):  # 4 AL steps are too few to land
+        found = search.run(config, str(tmp_path))
+    # independent truth: Keras's own count of the supernet the config builds
+    assert found["target"] == pytest.approx(0.8 * loop.build_supernet(config).count_params())
+    assert found["supernet"]["params"] == loop.build_supernet(config).count_params()
+    with pytest.raises(ValueError, match=r"config.target_fraction: 1.5 is out of range; expected None or a "
+                                         r"fraction in \(0, 1\]"):
+        search.run(tiny_config(target_fraction=1.5), str(tmp_path / "over"))
 
 
 def test_unwritable_workdir_is_rejected_before_any_work(tmp_path):

@@ -24,7 +24,7 @@ def load(path):
 def variants(module):
     table = getattr(module, "STRENGTHS", None) or getattr(module, "VARIANTS", None)
     if table is None:  # resnet_imagenet: depths, optionally with a budget fraction
-        return list(module.SUPERNET_MADDS) + ["50:0.3"]
+        return list(module.DEPTHS) + ["50:0.3"]
     return list(table)
 
 

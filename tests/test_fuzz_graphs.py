@@ -3,12 +3,14 @@
 Each example builds a random model from convolutions (plain, depthwise,
 separable), Dense, BatchNorm, activations, pooling, residual adds (with and
 without projections), concatenations, squeeze-excite products, nested
-submodels, summed branches (the shape of FBNet's operators and of bottlenecks)
-and one or two outputs; sets random gates (many groups entirely off, which
-removes operators, and half of the summed branches killed on purpose); and
-checks that the slimmed model computes what the search model computes in
-inference mode, that its size is the exported cost and that
-`build_from_architecture` builds the same layers.
+submodels, summed branches (the shape of FBNet's operators and of bottlenecks),
+attention over the 36 positions as a sequence (MultiHeadAttention,
+LayerNormalization, Reshape), a token input through an Embedding, and one or
+two outputs; sets random gates (many groups entirely off, which removes
+operators, and half of the summed branches killed on purpose); and checks that
+the slimmed model computes what the search model computes in inference mode,
+that its size is the exported cost and that `build_from_architecture` builds
+the same layers.
 
 CI runs FIGS_FUZZ_EXAMPLES (default 135, of which a few draw graphs with
 nothing to prune) derandomized examples; for a longer
@@ -133,6 +135,26 @@ class _Builder:
                                       L.ReLU(name=self.name("seq_relu"))], name=self.name("sequential"))
         return inner(x)
 
+    def attention(self, x):
+        """x as a sequence of 36 tokens: [LayerNorm] → MultiHeadAttention → back to 6×6 [+ x]."""
+        tokens = L.Reshape((SPATIAL * SPATIAL, x.shape[-1]), name=self.name("tokens"))(x)
+        if self.draw(st.booleans()):
+            tokens = L.LayerNormalization(name=self.name("ln"))(tokens)
+        output_shape = self.draw(st.sampled_from([None, self.channels()]))
+        y = L.MultiHeadAttention(self.draw(st.integers(1, 3)), self.draw(st.integers(1, 3)),
+                                 value_dim=self.draw(st.sampled_from([None, 2])), output_shape=output_shape,
+                                 use_bias=self.draw(st.booleans()), name=self.name("attention"))(tokens, tokens)
+        y = L.Reshape((SPATIAL, SPATIAL, y.shape[-1]), name=self.name("grid"))(y)
+        if y.shape[-1] == x.shape[-1] and self.draw(st.booleans()):
+            y = L.Add(name=self.name("add"))([x, y])
+        return y
+
+    def tokens(self, x, tokens):
+        """An Embedding of a second, integer input, laid out as 6×6 and concatenated to x."""
+        e = L.Embedding(10, self.channels(), name=self.name("embedding"))(tokens)
+        e = L.Reshape((SPATIAL, SPATIAL, e.shape[-1]), name=self.name("grid"))(e)
+        return L.Concatenate(name=self.name("concat"))([x, e])
+
     def head(self, x, index):
         if self.draw(st.booleans()):
             x = L.GlobalAveragePooling2D(name=self.name("gap"))(x)
@@ -148,9 +170,13 @@ def random_models(draw):
     builder = _Builder(draw)
     inputs = keras.Input((SPATIAL, SPATIAL, 3), name="image")
     tensors = [builder.conv_block(inputs)]
+    if draw(st.integers(0, 5)) == 0:
+        inputs = [inputs, keras.Input((SPATIAL * SPATIAL,), dtype="int32", name="tokens")]
+        tensors = [builder.tokens(tensors[0], inputs[1])]
     for _ in range(draw(st.integers(2, 7))):
         x = draw(st.sampled_from(tensors))
-        step = draw(st.sampled_from(["conv", "per_channel", "residual", "concat", "se", "nested", "branches"]))
+        step = draw(st.sampled_from(["conv", "per_channel", "residual", "concat", "se", "nested", "branches",
+                                     "attention"]))
         if step == "conv":
             y = builder.conv_block(x)
         elif step == "per_channel":
@@ -163,6 +189,8 @@ def random_models(draw):
             y = builder.squeeze_excite(x)
         elif step == "branches":
             y = builder.summed_branches(x)
+        elif step == "attention":
+            y = builder.attention(x)
         else:
             y = builder.nested(x)
         tensors.append(y)
@@ -198,6 +226,8 @@ def test_random_graphs_wrap_export_and_slim_exactly(model_and_seed):
     network = figs_tf.exported_network(search)
     slim = figs_tf.slim(search)
     x = rng.random((2, SPATIAL, SPATIAL, 3)).astype(np.float32)
+    if len(model.inputs) == 2:
+        x = [x, rng.integers(0, 10, (2, SPATIAL * SPATIAL))]
     expected = keras.tree.flatten(search(x, training=False))
     got = keras.tree.flatten(slim(x))
     for e, g in zip(expected, got):
@@ -229,7 +259,8 @@ def test_fuzz_coverage_report():
           f"{COVERAGE['removed branches']} (sums given a ChannelBias for their constant: "
           f"{COVERAGE['folded into a bias after the sum']}; the other constants went into a BatchNorm shift or bias)")
     assert len(layer_types) >= 12
-    if EXAMPLES >= 135:  # the CI budget: at least 100 graphs fully checked
+    if EXAMPLES >= 135:  # the CI budget: at least 100 graphs fully checked, attention and embeddings among them
         assert sum(COVERAGE[k] for k in combinations) >= 100
+        assert {"MultiHeadAttention", "LayerNormalization", "Embedding"} <= layer_types
     assert COVERAGE[("removed layers", True)] > 0
     assert COVERAGE["removed branches"] > 0

@@ -1,12 +1,14 @@
 """The training recipe and the strategy choice, checked without a TPU."""
 
 import keras
+import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import figs_tf
-from figs_tf.train import default_config, input_pipeline, strategies, loop
+from figs_tf import spaces
+from figs_tf.train import config_checks, default_config, input_pipeline, strategies, loop
 from figs_tf.train import workdir as workdir_lib
 
 pytestmark = pytest.mark.tensorflow_only
@@ -72,6 +74,47 @@ def test_unknown_strategy_and_multi_worker_without_tf_config(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ValueError, match="TF_CONFIG"):
         strategies.make_strategy("multi_worker")
+
+
+def test_the_config_checks_read_keys_and_types_from_the_default_config(monkeypatch):
+    """A key added to default_config.py is checked without being written anywhere else."""
+    original = default_config.get_config
+
+    def with_a_new_key(arg=None):
+        config = original(arg)
+        config.new_knob = 3
+        config.search.new_rate = ml_collections.config_dict.placeholder(float)
+        return config
+
+    monkeypatch.setattr(default_config, "get_config", with_a_new_key)
+    config = with_a_new_key()
+    config_checks.check(config)  # the default itself passes
+    values = config.to_dict()  # as a config file that builds its own dicts could have it
+    values["new_knob"], values["search"]["new_rate"] = "three", 0.5
+    with pytest.raises(ValueError) as error:
+        config_checks.check(ml_collections.ConfigDict(values))
+    assert "config.new_knob: must be int, got 'three'" in str(error.value)
+    assert "config.search.new_rate" not in str(error.value)  # a float placeholder takes 0.5 (or None)
+    del config["new_knob"]
+    with pytest.raises(ValueError, match=r"config.new_knob: missing; start from figs_tf/train/default_config.py"):
+        config_checks.check(config)
+
+
+def test_every_range_names_a_key_of_the_default_config_and_choices_come_from_the_registries():
+    def dotted(types, prefix=""):
+        for key, value in types.items():
+            yield from dotted(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"]
+    keys = set(dotted(config_checks.schema()))
+    assert set(config_checks.RULES) <= keys and set(config_checks.HINTS) <= keys
+    config = default_config.get_config()
+    for key, registry in (("dataset", input_pipeline.KNOWN_DATASETS), ("space", spaces.SPACES)):
+        for name in registry:
+            assert config_checks.RULES[key].check(name), (key, name)
+        assert not config_checks.RULES[key].check("mnist")
+    config.space = "tiny_resnet"
+    with pytest.raises(ValueError, match=r"config.space: 'tiny_resnet' is out of range; expected one of "
+                                         r"\('small_cnn', 'resnet', 'fbnet', 'one_shot'\)"):
+        config_checks.check(config)
 
 
 def test_tpu_batches_are_full_and_split_per_replica(monkeypatch):

@@ -11,20 +11,27 @@ model):
 Modules: `base` (the `LayerHandler` interface, `Term`, conventions),
 `registry`, `convolution` (conv, dense, separable, transposed, depthwise),
 `per_channel` (BatchNorm, activations, pooling, channel-mixing layers),
-`merge` (Add and friends, Concatenate, `keras.ops` arithmetic), `reshape`.
+`merge` (Add and friends, Concatenate, `keras.ops` arithmetic), `reshape`,
+`embedding`, `attention` (MultiHeadAttention, one gate per head), `indexing`
+(`x[:, 0, :]`), `keras_hub` (registered when a model holds a keras_hub layer).
 `DEFAULT_HANDLERS` below is the table of Keras layer types figs_tf knows.
 """
 
 import keras
 
-from figs_tf.handlers.base import LayerHandler, Term, UnsupportedLayerError, activation_name, clone_layer
+from figs_tf.handlers.attention import HeadGatedAttention, MultiHeadAttentionHandler
+from figs_tf.handlers.base import (LayerHandler, Term, UnsupportedLayerError, activation_name, clone_layer,
+                                   equivalent_model)
 from figs_tf.handlers.convolution import (ChannelProducer, ConvHandler, ConvTransposeHandler, DenseHandler,
                                           DepthwiseConvHandler, SeparableConvHandler)
+from figs_tf.handlers.embedding import EmbeddingHandler
+from figs_tf.handlers.indexing import GetItemHandler
 from figs_tf.handlers.merge import ConcatenateHandler, ElementwiseOpHandler, MergeHandler
 from figs_tf.handlers.per_channel import (ActivationHandler, BatchNormalizationHandler, ChannelMixing,
                                           LayerNormalizationHandler, PerChannel, SoftmaxHandler,
                                           rescaling_preserves_zero)
-from figs_tf.handlers.registry import handler_for, register_handler
+from figs_tf.handlers.registry import (find_handler, find_handler_of_class, handler_for, register_handler,
+                                       register_lazily)
 from figs_tf.handlers.reshape import ReshapeHandler
 
 
@@ -73,6 +80,10 @@ def _default_handlers():
                            (keras_numpy_ops.Multiply, "multiply"), (keras_numpy_ops.TrueDivide, "divide")):
         table[cls] = ElementwiseOpHandler(operation)
     table[L.Flatten] = ReshapeHandler()
+    for cls in (L.Embedding, L.ReversibleEmbedding):
+        table[cls] = EmbeddingHandler()
+    table[L.MultiHeadAttention] = MultiHeadAttentionHandler()
+    table[keras_numpy_ops.GetItem] = GetItemHandler()
     table[L.Reshape] = ReshapeHandler()
     try:  # ConvNeXt's per-channel scale (not a public Keras layer).
         from keras.src.applications.convnext import LayerScale  # pylint: disable=g-import-not-at-top
@@ -86,10 +97,23 @@ DEFAULT_HANDLERS = _default_handlers()
 for _layer_class, _handler in DEFAULT_HANDLERS.items():
     register_handler(_layer_class, _handler)
 
+
+def _register_keras_hub_handlers():
+    """Registers figs_tf.handlers.keras_hub's table, keeping handlers the user registered."""
+    from figs_tf.handlers import keras_hub as keras_hub_handlers  # pylint: disable=g-import-not-at-top
+    for layer_class, handler in keras_hub_handlers.keras_hub_handlers().items():
+        if find_handler_of_class(layer_class) is None:
+            register_handler(layer_class, handler)
+
+
+register_lazily("keras_hub.", _register_keras_hub_handlers)
+
 __all__ = [
     "ActivationHandler", "BatchNormalizationHandler", "ChannelMixing", "ChannelProducer", "ConcatenateHandler",
     "ConvHandler", "ConvTransposeHandler", "DEFAULT_HANDLERS", "DenseHandler", "DepthwiseConvHandler",
-    "ElementwiseOpHandler", "LayerHandler", "LayerNormalizationHandler", "MergeHandler", "PerChannel",
+    "ElementwiseOpHandler", "EmbeddingHandler", "GetItemHandler", "HeadGatedAttention", "LayerHandler",
+    "LayerNormalizationHandler", "MergeHandler", "MultiHeadAttentionHandler", "PerChannel",
     "ReshapeHandler", "SeparableConvHandler", "SoftmaxHandler", "Term", "UnsupportedLayerError",
-    "activation_name", "clone_layer", "handler_for", "register_handler",
+    "activation_name", "clone_layer", "equivalent_model", "find_handler", "handler_for", "register_handler",
+    "register_lazily",
 ]

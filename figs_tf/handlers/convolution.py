@@ -36,7 +36,7 @@ class ChannelProducer(LayerHandler):
         layer = call.layer
         check_channels_last(layer)
         width = getattr(layer, self.width_key)
-        out = (Segment(groups.new_group(width, layer.name), width),)
+        out = (Segment(groups.new_group(width, call.name), width),)
         if activation_name(getattr(layer, "activation", None)) in CHANNEL_MIXING_ACTIVATIONS:
             groups.fix(out, f"'{layer.name}' ends in a channel-mixing activation")
         return [out]

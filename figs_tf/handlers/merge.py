@@ -35,7 +35,7 @@ class MergeHandler(LayerHandler):
             groups.fix(in_sets[i], f"'{call.layer.name}' broadcasts a one-channel input")
         first = in_sets[full[0]]
         for i in full[1:]:
-            groups.tie(first, in_sets[i], call.layer.name)
+            groups.tie(first, in_sets[i], call.name)
         return [first]
 
     def requires_clean_inputs(self, call):
@@ -69,7 +69,7 @@ class ConcatenateHandler(LayerHandler):
                 joined = joined + tuple(channel_set)
             return [joined]
         for other in in_sets[1:]:
-            groups.tie(in_sets[0], other, call.layer.name)
+            groups.tie(in_sets[0], other, call.name)
         return [in_sets[0]]
 
     def requires_clean_inputs(self, call):

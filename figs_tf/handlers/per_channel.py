@@ -78,12 +78,22 @@ class ChannelMixing(PerChannel):
 
     def output_sets(self, call, in_sets, groups):
         out_sets = super().output_sets(call, in_sets, groups)
-        groups.fix(in_sets[0], f"'{call.layer.name}' ({type(call.layer).__name__}) mixes channels")
+        groups.fix(in_sets[0], f"'{call.name}' ({type(call.layer).__name__}) mixes channels")
         return out_sets
 
 
 class LayerNormalizationHandler(ChannelMixing):
-    """LayerNormalization over the channel axis: its statistics mix channels."""
+    """LayerNormalization over the channel axis: its statistics mix channels.
+
+    In a Transformer this keeps the residual stream (the embedding width and
+    every layer added to it) out of search.
+    """
+
+    def output_sets(self, call, in_sets, groups):
+        out_sets = PerChannel.output_sets(self, call, in_sets, groups)
+        groups.fix(in_sets[0], f"'{call.name}' (LayerNormalization) mixes channels: it normalises over them "
+                   "(a Transformer's residual stream stays out of search)")
+        return out_sets
 
 
 class BatchNormalizationHandler(PerChannel):
@@ -129,7 +139,7 @@ class ActivationHandler(PerChannel):
     def output_sets(self, call, in_sets, groups):
         out_sets = super().output_sets(call, in_sets, groups)
         if activation_name(call.layer.activation) in CHANNEL_MIXING_ACTIVATIONS:
-            groups.fix(in_sets[0], f"'{call.layer.name}' is a channel-mixing activation")
+            groups.fix(in_sets[0], f"'{call.name}' is a channel-mixing activation")
         return out_sets
 
 

@@ -1,26 +1,47 @@
-"""Checks a training config before any work starts: keys, types and ranges.
+"""Checks a training config before any work starts: keys, types, ranges and choices.
 
 ml_collections already rejects an unknown `--config.key=value` override of a
 locked config; this module also catches what a config *file* can get wrong
 (a misspelt key, a string where a number belongs, a negative λ) and names the
 key and the fix.
 
+The key set and the type of every key are read from the embedded default
+(`figs_tf/train/default_config.py`) itself: every key of its `get_config()`
+and the type of its default (a placeholder carries its type and also allows
+None). A new key is therefore written once, in the default config. This
+module adds only what a default cannot say: ranges and choices (`RULES`),
+with the choices taken from the registries they name (datasets from
+`input_pipeline.KNOWN_DATASETS`, spaces from `figs_tf.spaces.SPACES`, costs
+from `figs_tf.cost.METRICS`, strategies from `strategies.STRATEGIES`).
+
     config_checks.check(config)   # raises ValueError listing every problem
 """
 
+import dataclasses
 import numbers
+from typing import Callable, Optional
+
+import ml_collections
 
 from figs_tf import cost as cost_lib
+from figs_tf import spaces
+from figs_tf.train import default_config
+from figs_tf.train import input_pipeline
 from figs_tf.train.strategies import STRATEGIES
 
-DATASETS = ("fashion_mnist", "cifar10", "imagenet2012")
 PRECISIONS = (None, "float32", "mixed_bfloat16", "mixed_float16")
 PROGRESS = ("bar", "epoch", "none")
+# Keys whose contents the default cannot describe: the search space's builder
+# arguments differ per space (figs_tf.spaces.build_supernet checks them).
+FREE_FORM = ("space_kwargs",)
 
 
-class _Rule:
-    def __init__(self, kinds, check=None, hint=""):
-        self.kinds, self.check, self.hint = kinds, check, hint
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """A range or choice for one key: `check(value)` is True for a good value (None is
+    accepted wherever the default is a placeholder); `hint` says what is expected."""
+    check: Callable
+    hint: str
 
 
 def _number(low=None, high=None, low_open=False, high_open=False):
@@ -34,95 +55,156 @@ def _number(low=None, high=None, low_open=False, high_open=False):
 
 
 def _one_of(choices):
-    return lambda value: value in choices
+    return Rule(lambda value: value in choices, f"one of {tuple(choices)}")
 
 
-_REAL = (numbers.Real,)
-_INT = (numbers.Integral,)
-_PHASE = {
-    "epochs": _Rule(_REAL, _number(0, low_open=True), "a positive number of passes over the data"),
-    "batch_size": _Rule(_INT, _number(1), "the global batch, a positive int"),
-    "learning_rate": _Rule(_REAL, _number(0, low_open=True), "a positive float"),
-    "decay_epochs": _Rule(_REAL, _number(0, low_open=True), "epochs per ×decay_factor, positive"),
-    "decay_factor": _Rule(_REAL, _number(0, 1, low_open=True), "in (0, 1]"),
-    "steps_per_checkpoint": _Rule(_INT + (type(None),), lambda v: v is None or v >= 1,
-                                  "None (one pass over the data) or a positive int"),
+def _positive_budgets(budgets):
+    return all(isinstance(b, numbers.Real) and not isinstance(b, bool) and b > 0 for b in budgets)
+
+
+_PHASE_RULES = {
+    "epochs": Rule(_number(0, low_open=True), "a positive number of passes over the data"),
+    "batch_size": Rule(_number(1), "the global batch, a positive int"),
+    "learning_rate": Rule(_number(0, low_open=True), "a positive float"),
+    "decay_epochs": Rule(_number(0, low_open=True), "epochs per ×decay_factor, positive"),
+    "decay_factor": Rule(_number(0, 1, low_open=True), "in (0, 1]"),
+    "steps_per_checkpoint": Rule(_number(1), "None (one pass over the data) or a positive int"),
 }
-SCHEMA = {
-    "seed": _Rule(_INT),
-    "dataset": _Rule((str,), _one_of(DATASETS), f"one of {DATASETS}"),
-    "data_dir": _Rule((str, type(None)), hint="a tfds data_dir (local or gs://) or None"),
-    "image_size": _Rule(_INT + (type(None),), lambda v: v is None or v >= 8, "None or a size ≥ 8"),
-    "augment": _Rule((bool,)),
-    "train_examples": _Rule(_INT + (type(None),), lambda v: v is None or v >= 1, "None (all) or a positive int"),
-    "eval_examples": _Rule(_INT + (type(None),), lambda v: v is None or v >= 1, "None (all) or a positive int"),
-    "eval_batch_size": _Rule(_INT, _number(1)),
-    "space": _Rule((str,)),
-    "space_kwargs": _Rule((dict,)),
-    "bn_momentum": _Rule(_REAL, _number(0, 1, high_open=True), "in [0, 1)"),
-    "cost": _Rule((str,), _one_of(cost_lib.METRICS), f"one of {cost_lib.METRICS}"),
-    "strength": _Rule(_REAL, _number(0), "λ ≥ 0"),
-    "target": _Rule(_REAL + (type(None),), lambda v: v is None or v > 0,
-                    "None (fixed λ) or a positive budget in the cost's unit"),
-    "pareto_budgets": _Rule((tuple, list), lambda v: all(isinstance(b, numbers.Real) and not isinstance(b, bool)
-                                                         and b > 0 for b in v),
-                            "a tuple of positive budgets in the cost's unit, e.g. (60000, 40000), or ()"),
-    "temperature": _Rule(_REAL, _number(0, low_open=True), "τ of the gates' relaxation, > 0 (paper: 1e-3)"),
-    "initial_logit": _Rule(_REAL, hint="the gates' initial logit ν (paper: 2.5)"),
-    "logit_gradient_multiplier": _Rule(_REAL, _number(0, low_open=True),
-                                       "multiplies the gate logits' gradient, > 0 (paper: 1)"),
-    "strategy": _Rule((str,), _one_of(STRATEGIES), f"one of {STRATEGIES}"),
-    "tpu": _Rule((str, type(None)), hint="'local' on a TPU VM, or a TPU name"),
-    "mixed_precision": _Rule((str, type(None)), _one_of(PRECISIONS), f"one of {PRECISIONS}"),
-    "jit_compile": _Rule((bool,)),
-    "steps_per_execution": _Rule(_INT, _number(1)),
-    "progress": _Rule((str,), _one_of(PROGRESS), f"one of {PROGRESS}"),
-    "optimizer": {
-        "beta_1": _Rule(_REAL, _number(0, 1, high_open=True)),
-        "beta_2": _Rule(_REAL, _number(0, 1, high_open=True)),
-        "epsilon": _Rule(_REAL, _number(0, low_open=True)),
-        "weight_decay": _Rule(_REAL, _number(0), "≥ 0"),
-        "ema_momentum": _Rule(_REAL + (type(None),), lambda v: v is None or 0 < v < 1, "None (off) or in (0, 1)"),
-    },
-    "search": dict(_PHASE, recalibrated_eval=_Rule(
-        (bool,), hint="also evaluate the slimmed network with inherited weights (small configs)")),
-    "retrain": dict(_PHASE, architecture=_Rule((str, type(None)),
-                                               hint="None (the search run's export) or an architecture JSON")),
+# Ranges and choices, by dotted key. Types and the key set come from the default config.
+RULES = {
+    "dataset": _one_of(input_pipeline.KNOWN_DATASETS),
+    "image_size": Rule(_number(8), "None or a size ≥ 8"),
+    "train_examples": Rule(_number(1), "None (all) or a positive int"),
+    "eval_examples": Rule(_number(1), "None (all) or a positive int"),
+    "eval_batch_size": Rule(_number(1), "a positive int"),
+    "space": _one_of(tuple(spaces.SPACES)),
+    "bn_momentum": Rule(_number(0, 1, high_open=True), "in [0, 1)"),
+    "cost": _one_of(cost_lib.METRICS),
+    "strength": Rule(_number(0), "λ ≥ 0"),
+    "target": Rule(_number(0, low_open=True), "None (fixed λ) or a positive budget in the cost's unit"),
+    "target_fraction": Rule(_number(0, 1, low_open=True),
+                            "None or a fraction in (0, 1] of the supernet's cost in config.cost"),
+    "pareto_budgets": Rule(_positive_budgets,
+                           "a tuple of positive budgets in the cost's unit, e.g. (60000, 40000), or ()"),
+    "temperature": Rule(_number(0, low_open=True), "τ of the gates' relaxation, > 0 (paper: 1e-3)"),
+    "logit_gradient_multiplier": Rule(_number(0, low_open=True),
+                                      "multiplies the gate logits' gradient, > 0 (paper: 1)"),
+    "strategy": _one_of(STRATEGIES),
+    "mixed_precision": _one_of(PRECISIONS),
+    "steps_per_execution": Rule(_number(1), "a positive int"),
+    "progress": _one_of(PROGRESS),
+    "optimizer.beta_1": Rule(_number(0, 1, high_open=True), "in [0, 1)"),
+    "optimizer.beta_2": Rule(_number(0, 1, high_open=True), "in [0, 1)"),
+    "optimizer.epsilon": Rule(_number(0, low_open=True), "> 0 (paper: 1.0)"),
+    "optimizer.weight_decay": Rule(_number(0), "≥ 0"),
+    "optimizer.ema_momentum": Rule(_number(0, 1, low_open=True, high_open=True), "None (off) or in (0, 1)"),
+    **{f"{phase}.{key}": rule for phase in ("search", "retrain") for key, rule in _PHASE_RULES.items()},
 }
+# What a key is for, where its type alone does not say (added to a type error).
+HINTS = {
+    "data_dir": "a tfds data_dir (local or gs://) or None",
+    "tpu": "'local' on a TPU VM, or a TPU name",
+    "initial_logit": "the gates' initial logit ν (paper: 2.5)",
+    "search.recalibrated_eval": "also evaluate the slimmed network with inherited weights (small configs)",
+    "retrain.architecture": "None (the search run's export) or an architecture JSON",
+}
+# Budget keys of which at most one may be set, and how to unset each.
+EXCLUSIVE = {"target": "None", "target_fraction": "None", "pareto_budgets": "()"}
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyType:
+    """The type of one key, read from the default config."""
+    kinds: tuple
+    optional: bool  # the default is a placeholder: None is allowed
+
+    def accepts(self, value):
+        if value is None:
+            return self.optional
+        if isinstance(value, bool):  # bool is an int in Python; `epochs=True` is a mistake
+            return bool in self.kinds
+        return isinstance(value, self.kinds)
+
+    def describe(self):
+        names = {bool: "bool", numbers.Integral: "int", numbers.Real: "float", str: "str", tuple: "tuple"}
+        text = " or ".join(dict.fromkeys(names.get(kind, kind.__name__) for kind in self.kinds if kind is not list))
+        return text + (" or None" if self.optional else "")
+
+
+def _key_type(python_type, optional):
+    if python_type is bool:
+        return KeyType((bool,), optional)
+    if python_type is int:
+        return KeyType((numbers.Integral,), optional)
+    if python_type is float:  # an int where a float belongs is fine: epochs=2
+        return KeyType((numbers.Real,), optional)
+    if python_type in (tuple, list):
+        return KeyType((tuple, list), optional)
+    return KeyType((python_type,), optional)
+
+
+def schema(config=None):
+    """{key: KeyType or nested schema} of `config` (default: the embedded default config).
+
+    Every key and the type of its default; a placeholder (e.g.
+    `placeholder(float)`) gives its type and allows None; a ConfigDict gives a
+    nested schema, except the free-form `FREE_FORM` keys (any dict).
+    """
+    config = default_config.get_config() if config is None else config
+    types = {}
+    for key, value in config.items(preserve_field_references=True):
+        if isinstance(value, ml_collections.ConfigDict) and key not in FREE_FORM:
+            types[key] = schema(value)
+            continue
+        optional = isinstance(value, ml_collections.FieldReference) and value.get() is None
+        python_type = config.get_type(key)
+        if issubclass(python_type, ml_collections.ConfigDict):
+            python_type = dict
+        types[key] = _key_type(python_type, optional)
+    return types
 
 
 def check(config):
     """Raises ValueError listing every missing, unknown, mistyped or out-of-range key."""
     values = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-    problems = list(_problems(values, SCHEMA, ""))
-    if not problems and values["target"] is not None and values["pareto_budgets"]:
-        problems.append("config.target and config.pareto_budgets are both set: one AL run either lands on "
-                        "one target or steps through several budgets; set the other to None / ()")
+    problems = list(_problems(values, schema(), ""))
+    if not problems:
+        problems.extend(_exclusive_budgets(values))
     if problems:
         raise ValueError("Bad config:\n  " + "\n  ".join(problems))
 
 
-def _problems(values, schema, prefix):
-    for key in sorted(set(values) - set(schema)):
-        yield (f"config.{prefix}{key}: unknown key; the known keys here are {sorted(schema)} "
+def _exclusive_budgets(values):
+    """At most one of target, target_fraction and pareto_budgets."""
+    chosen = [key for key in EXCLUSIVE if values[key] not in (None, (), [])]
+    if len(chosen) > 1:
+        unset = " or ".join(f"--config.{key}={EXCLUSIVE[key]}" for key in chosen)
+        both = "both" if len(chosen) == 2 else "all"
+        yield (f"{' and '.join(f'config.{key}' for key in chosen)} are {both} set: one AL run either lands on one "
+               f"target (an absolute budget, or a fraction of the supernet's cost) or steps through several "
+               f"Pareto budgets; keep one and unset the others ({unset})")
+
+
+def _problems(values, types, prefix):
+    for key in sorted(set(values) - set(types)):
+        yield (f"config.{prefix}{key}: unknown key; the known keys here are {sorted(types)} "
                f"(a misspelling?)")
-    for key, rule in schema.items():
-        name = f"config.{prefix}{key}"
+    for key, key_type in types.items():
+        name, dotted = f"config.{prefix}{key}", f"{prefix}{key}"
         if key not in values:
             yield f"{name}: missing; start from figs_tf/train/default_config.py, which sets every key"
             continue
         value = values[key]
-        if isinstance(rule, dict):
+        if isinstance(key_type, dict):
             if not isinstance(value, dict):
-                yield f"{name}: must be a ConfigDict of {sorted(rule)}, got {type(value).__name__}"
+                yield f"{name}: must be a ConfigDict of {sorted(key_type)}, got {type(value).__name__}"
             else:
-                yield from _problems(value, rule, f"{prefix}{key}.")
+                yield from _problems(value, key_type, f"{dotted}.")
             continue
-        # bool is an int in Python; a flag like `epochs=True` is a mistake.
-        wrong_type = not isinstance(value, rule.kinds) or (isinstance(value, bool) and bool not in rule.kinds)
-        if wrong_type:
-            expected = " or ".join(k.__name__ if k is not type(None) else "None" for k in rule.kinds)
-            yield (f"{name}: must be {expected.replace('Integral', 'int').replace('Real', 'float')}, "
-                   f"got {value!r} ({type(value).__name__}){'; ' + rule.hint if rule.hint else ''}")
-        elif rule.check is not None and not rule.check(value):
-            yield f"{name}: {value!r} is out of range; expected {rule.hint or 'a valid value'}"
+        rule: Optional[Rule] = RULES.get(dotted)
+        if not key_type.accepts(value):
+            hint = HINTS.get(dotted) or (rule.hint if rule else "")
+            yield (f"{name}: must be {key_type.describe()}, got {value!r} ({type(value).__name__})"
+                   f"{'; ' + hint if hint else ''}")
+        elif value is not None and rule is not None and not rule.check(value):
+            yield f"{name}: {value!r} is out of range; expected {rule.hint}"

@@ -33,12 +33,14 @@ def get_config(arg=None):
     # The paper's 0.9997 needs ~10k steps to settle; a short run needs a faster average.
     config.bn_momentum = 0.9
 
-    # Cost: λ · E[params] (paper eq. 6); `target` (a budget) adjusts λ during AL.
+    # Cost: λ · E[params] (paper eq. 6); a budget adjusts λ during AL: `target` in the
+    # cost's unit, or `target_fraction` of the supernet's cost (resolved once it is built).
     config.cost = "params"
     # With Adam at ε = 1 a logit moves about lr · λ · (cost of its channel) · π(1-π)
     # per step: 3e-5 at lr 1.0 exports ~40 % of the supernet after 2 epochs.
     config.strength = 3e-5
     config.target = ml_collections.config_dict.placeholder(float)
+    config.target_fraction = ml_collections.config_dict.placeholder(float)
     # A Pareto set from one AL run (figs_tf.ParetoCallback): budgets in the cost's unit,
     # e.g. (60000, 40000, 20000); one architecture JSON each in <workdir>/search/pareto/.
     config.pareto_budgets = ()

@@ -34,8 +34,10 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
+import logging
 import os
 import warnings
 import zlib
@@ -51,6 +53,7 @@ __all__ = [
     "FASHION_MNIST_IDX_FILE_NAMES",
     "FASHION_MNIST_SPLIT_SIZES",
     "IdxFormatError",
+    "asking_tfds_quietly",
     "clear_fashion_mnist_cache",
     "fashion_mnist_dataset",
     "find_fashion_mnist_idx_files",
@@ -268,9 +271,36 @@ def _import_tfds() -> Any | None:
     return tfds
 
 
+class _NotPreparedWarnings(logging.Filter):
+    """Drops tfds's "Variant folder <dir> has no dataset_info.json" (one per look at an
+    unprepared directory)."""
+
+    def filter(self, record):
+        return not str(record.msg).startswith("Variant folder ")
+
+
+@contextlib.contextmanager
+def asking_tfds_quietly():
+    """While inside, tfds asks whether a dataset is prepared without a warning when it is not.
+
+    Asking is how this module and the input pipelines find out that a dataset is
+    not prepared (e.g. on the offline Fashion-MNIST path); tfds answers with a
+    warning for each directory it looked into, which a user reads as a fault.
+    Other tfds warnings pass.
+    """
+    quiet = _NotPreparedWarnings()
+    logger = logging.getLogger("absl")  # tfds logs through absl.logging
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
 def _tfds_has_prepared_fashion_mnist(tfds: Any, data_dir: str | None) -> bool:
     try:
-        return bool(tfds.builder(TFDS_DATASET_NAME, data_dir=data_dir).is_prepared())
+        with asking_tfds_quietly():
+            return bool(tfds.builder(TFDS_DATASET_NAME, data_dir=data_dir).is_prepared())
     except Exception:
         return False
 

@@ -9,11 +9,14 @@ is locked: an override of a key that does not exist is an error. Without
 `--config` the embedded default (figs_tf/train/default_config.py) is used.
 """
 
+import logging as std_logging
 import os
 
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # figs_tf/
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_config.py")
 
@@ -26,10 +29,20 @@ WORKDIR = flags.DEFINE_string(
 flags.mark_flag_as_required("workdir")
 
 
+class OwnInfoOnly(std_logging.Filter):
+    """Passes warnings and errors of every library, but INFO lines only from figs_tf."""
+
+    def filter(self, record):
+        return record.levelno >= std_logging.WARNING or record.pathname.startswith(PACKAGE_DIR)
+
+
 def quiet_logging():
-    """INFO logs of tfds and TensorFlow hide the progress; show them only on request."""
+    """The binaries' status lines (resuming, already finished, processes) at INFO; the INFO
+    logs of tfds, TensorFlow and JAX would bury the progress, so they show only when
+    `--verbosity` is given."""
     if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
+        logging.set_verbosity(logging.INFO)
+        logging.get_absl_handler().addFilter(OwnInfoOnly())
 
 
 def main_for(run):

@@ -241,9 +241,10 @@ def num_examples(
     _check_optional_positive_int("max_examples", max_examples)
     count = None
     try:
-        builder = tfds.builder(name, data_dir=data_dir)
-        if builder.is_prepared():
-            count = _prepared_split_size(builder, split)
+        with fashion_mnist.asking_tfds_quietly():
+            builder = tfds.builder(name, data_dir=data_dir)
+            if builder.is_prepared():
+                count = _prepared_split_size(builder, split)
     except Exception:  # Unreadable data_dir, tfds import problems: use the table.
         count = None
     if count is None:
@@ -455,8 +456,9 @@ def _read_prepared_tfds(
     Images are uint8 arrays, or JPEG bytes for ImageNet. Raises
     DatasetNotPreparedError if tfds has no data to serve.
     """
-    builder = tfds.builder(info.name, data_dir=data_dir)
-    split_size = _prepared_split_size(builder, split) or info.num_examples[split]
+    with fashion_mnist.asking_tfds_quietly():
+        builder = tfds.builder(info.name, data_dir=data_dir)
+        split_size = _prepared_split_size(builder, split) or info.num_examples[split]
     total = split_size if max_examples is None else min(split_size, max_examples)
     start, end = _share_range(total, num_pipelines, pipeline_id, equal_shares)
     split_slice = split if (start, end) == (0, split_size) else f"{split}[{start}:{end}]"
@@ -471,9 +473,10 @@ def _read_prepared_tfds(
         try_autocache=False,
     )
     try:
-        examples = builder.as_dataset(
-            split=split_slice, shuffle_files=training, decoders=decoders,
-            read_config=read_config)
+        with fashion_mnist.asking_tfds_quietly():
+            examples = builder.as_dataset(
+                split=split_slice, shuffle_files=training, decoders=decoders,
+                read_config=read_config)
     except AssertionError as error:  # tfds's way of saying "no data here".
         raise DatasetNotPreparedError(_not_prepared_message(info.name, data_dir)) from error
     examples = examples.map(

@@ -35,6 +35,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from figs_tf import files
 from figs_tf import spaces
@@ -136,7 +137,7 @@ def producer_widths(model):
     """
     searching = any(isinstance(layer, MaskLayer) for layer in model.layers)
     graph = wrapping.channel_graph_of(model) if searching else analyze(model)
-    return {call.name: sum(s.channels for s in graph.out_sets(call)[0]) for call in graph.producer_calls()}
+    return {name: sum(s.channels for s in channel_set) for name, _, channel_set in graph.width_entries()}
 
 
 def set_batchnorm_momentum(model, momentum):
@@ -254,8 +255,9 @@ def fit(model, config, plan, strategy, directory, callbacks=()):
     backup_dir = workdir_lib.checkpoint_dir(directory, strategy)
     start_epoch = workdir_lib.resumed_epoch(backup_dir)
     if start_epoch:
-        print(f"Resuming {plan.phase} from its checkpoint in {backup_dir}: Keras epoch {start_epoch} of "
-              f"{plan.epochs} ({start_epoch * plan.steps_per_epoch} of {plan.total_steps} steps done).")
+        logging.info("Resuming %s from its checkpoint in %s: Keras epoch %d of %d (%d of %d steps done).",
+                     plan.phase, backup_dir, start_epoch, plan.epochs, start_epoch * plan.steps_per_epoch,
+                     plan.total_steps)
     # A resumed run reads the data in a fresh order rather than replaying the
     # first epochs' batches (tf.data iterator state is not checkpointed).
     train_data, _ = datasets(config, plan, strategy, seed=config.seed + 1000 * start_epoch)

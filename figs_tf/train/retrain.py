@@ -13,6 +13,7 @@ model.keras and summary.json. A rerun resumes after preemption.
 """
 
 from absl import app
+from absl import logging
 
 from figs_tf import export
 from figs_tf import files
@@ -59,7 +60,7 @@ def run(config, workdir, callbacks=()):
     directory = workdir_lib.phase_dir(workdir, "retrain")
     finished = workdir_lib.finished_summary(directory)
     if finished is not None:
-        print(f"The retraining in {directory} has already finished; not touching it.")
+        logging.info("The retraining in %s has already finished; not touching it.", directory)
         report.print_summary(finished)
         return finished
     path = architecture_source(config, workdir)

@@ -20,6 +20,7 @@ with `--config.retrain.architecture=<that file>` and a new --workdir.
 """
 
 from absl import app
+from absl import logging
 
 from figs_tf import callbacks as callbacks_lib
 from figs_tf import export
@@ -43,8 +44,8 @@ def run(config, workdir, callbacks=()):
     directory = workdir_lib.phase_dir(workdir, "search")
     finished = workdir_lib.finished_summary(directory)
     if finished is not None:
-        print(f"The search in {directory} has already finished; not touching it (use a new --workdir "
-              f"to search again).")
+        logging.info("The search in %s has already finished; not touching it (use a new --workdir to "
+                     "search again).", directory)
         report.print_summary(finished)
         return finished
     loop.prepare(config, directory)
@@ -59,12 +60,13 @@ def run(config, workdir, callbacks=()):
         loop.compile_model(search, config, plan)
     chief = strategies.is_chief(strategy)
     # every worker steers λ alike (the controller reads the same logits); only the chief writes
+    target = budget_target(config, search)
     controllers = []
     if config.pareto_budgets:
         controllers.append(callbacks_lib.ParetoController(directory if chief else None,
                                                           budgets=list(config.pareto_budgets)))
-    elif config.target is not None:
-        controllers.append(callbacks_lib.BudgetController(target=config.target))
+    elif target is not None:
+        controllers.append(callbacks_lib.BudgetController(target=target))
     operators = spaces.operator_choices_function(config.space, **config.space_kwargs.to_dict())
     reporter = callbacks_lib.CostCallback(directory if chief else None, plot=chief, operators=operators)
     start_epoch = loop.fit(search, config, plan, strategy, directory,
@@ -84,6 +86,7 @@ def run(config, workdir, callbacks=()):
         "configured_steps": plan.total_steps,
         "resumed_from_epoch": start_epoch,
         "strength": numbers["figs_strength"],
+        "target": target,
         "supernet": {m: export.supernet_cost(search, m) for m in reporter.reported_metrics},
         "exported": {m: network.cost(m) for m in reporter.reported_metrics},
         "architecture": network.architecture(),
@@ -105,7 +108,12 @@ def run(config, workdir, callbacks=()):
 
 
 
-
+def budget_target(config, search):
+    """AL's budget in the cost's unit: `config.target`, or `config.target_fraction` of the
+    supernet's cost in `config.cost`; None without either (a fixed λ)."""
+    if config.target_fraction is not None:
+        return config.target_fraction * export.supernet_cost(search, config.cost)
+    return config.target
 
 
 def exported_accuracy(search, config, plan):

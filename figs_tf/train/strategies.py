@@ -18,11 +18,10 @@ Names (`config.strategy` or `--strategy`):
 - "auto": "tpu" on a TPU VM (a TPU device can be found locally), else "gpus"
   with more than one GPU, else "default".
 
-Why "auto" does not pick OneDeviceStrategy for one device: on the 2-core CPU
-of the README command a training step of the default config under
-`OneDeviceStrategy("/cpu:0")` took 209 ms against 95-103 ms under the default
-strategy (same model, data and optimizer; 12x the system CPU time;
-benchmarks/strategy_step.py, docs/results.md).
+"auto" does not pick OneDeviceStrategy for one device: a training step of the
+default config takes about twice as long under it on a CPU (measured:
+docs/results.md, "Why `strategy="auto"` uses TensorFlow's default strategy on
+one device"; benchmarks/strategy_step.py).
 """
 
 import json

@@ -16,6 +16,7 @@ import tempfile
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from figs_tf import files
 from figs_tf.train import strategies
@@ -142,8 +143,8 @@ class Checkpoint(keras.callbacks.BackupAndRestore):
             if files.exists(self._prev_weights_path):
                 raise  # Keras fell back to the previous checkpoint and that failed too
             # killed during the very first checkpoint: there is no earlier one, start over
-            print(f"The first checkpoint in {self.backup_dir} is incomplete (the run was killed while "
-                  "writing it); starting this phase from the beginning.")
+            logging.warning("The first checkpoint in %s is incomplete (the run was killed while writing it); "
+                            "starting this phase from the beginning.", self.backup_dir)
             for path in (self._weights_path, self._training_metadata_path):
                 if files.exists(path):
                     tf.io.gfile.remove(path)
