@@ -15,6 +15,7 @@ from figs_tf import handlers
 from figs_tf.apply_mask import ApplyMask
 from figs_tf.budget import ControllerSettings
 from figs_tf.callbacks import BudgetController, CostCallback, ParetoCallback, ParetoController
+from figs_tf.channel_bias import ChannelBias
 from figs_tf.channel_groups import analyze
 from figs_tf.cost import count
 from figs_tf.cost_layer import CostLayer
@@ -24,7 +25,7 @@ from figs_tf.gated_recurrence import GatedRecurrence
 from figs_tf.handlers import LayerHandler, UnsupportedLayerError, register_handler
 from figs_tf.keras_graph import GraphError
 from figs_tf.mask_layer import MaskLayer
-from figs_tf.plots import plot_widths
+from figs_tf.plots import plot_operators, plot_widths
 from figs_tf.recalibrate import recalibrate_batchnorm
 from figs_tf.slim import build_from_architecture, slim
 from figs_tf.wrapping import (channel_graph_of, gates_of, get_strength, get_target, set_strength, set_target,
@@ -33,11 +34,11 @@ from figs_tf.wrapping import (channel_graph_of, gates_of, get_strength, get_targ
 __version__ = "0.1.0"
 
 __all__ = [
-    "ApplyMask", "BudgetController", "ControllerSettings", "CostCallback", "CostLayer", "ExportedNetwork",
-    "GatedRecurrence",
-    "GraphError", "LayerHandler", "MaskLayer", "ParetoCallback", "ParetoController", "UnsupportedLayerError",
+    "ApplyMask", "BudgetController", "ChannelBias", "ControllerSettings", "CostCallback", "CostLayer",
+    "ExportedNetwork", "GatedRecurrence", "GraphError", "LayerHandler", "MaskLayer", "ParetoCallback",
+    "ParetoController", "UnsupportedLayerError",
     "analyze", "build_from_architecture", "channel_graph_of", "count", "expected_cost", "export_architecture",
     "exported_network", "gates_of", "get_strength", "get_target", "handlers", "load_architecture",
-    "load_channels", "plot_widths", "recalibrate_batchnorm", "register_handler", "save_architecture",
-    "set_strength", "set_target", "slim", "supernet_cost", "wrap",
+    "load_channels", "plot_operators", "plot_widths", "recalibrate_batchnorm", "register_handler",
+    "save_architecture", "set_strength", "set_target", "slim", "supernet_cost", "wrap",
 ]

@@ -34,6 +34,7 @@ from figs_tf import wrapping as wrap_lib
 
 ARCHITECTURE_FILE = "architecture.json"
 WIDTHS_PLOT_FILE = "widths.png"
+OPERATORS_PLOT_FILE = "operators.png"
 PARETO_DIR = "pareto"
 
 
@@ -54,6 +55,10 @@ class CostCallback(keras.callbacks.Callback):
       metrics: costs to report, "params" and/or "flops" (FLOPs are skipped with
         a warning if the model's input size is not static).
       plot: save the width plot at the end of training.
+      operators: optional function {layer: width} -> {layer: {operator: kept}}
+        for a space whose layers choose among operators (e.g.
+        `figs_tf.spaces.operator_choices_function("fbnet")`): the choices go
+        into architecture.json, and `<workdir>/operators.png` is plotted.
 
     Raises:
       TypeError: given `target` or `controller` (λ control moved to
@@ -68,7 +73,7 @@ class CostCallback(keras.callbacks.Callback):
     ...                       keras.callbacks.CSVLogger("runs/a/log.csv")])
     """
 
-    def __init__(self, workdir=None, metrics=cost_lib.METRICS, plot=True, **removed):
+    def __init__(self, workdir=None, metrics=cost_lib.METRICS, plot=True, operators=None, **removed):
         super().__init__()
         if removed:
             raise TypeError(
@@ -78,6 +83,7 @@ class CostCallback(keras.callbacks.Callback):
         self.workdir = workdir
         self.metrics = [cost_lib.check_metric(m) for m in metrics]
         self.plot = plot
+        self.operators = operators
         self.history = []  # one dict per epoch: the figs_* numbers
         self.reported_metrics = list(self.metrics)  # those the model can be counted in (on_train_begin)
         self.supernet = {}
@@ -129,23 +135,35 @@ class CostCallback(keras.callbacks.Callback):
                         "exported_cost": {m: network.cost(m) for m in self.reported_metrics},
                         "supernet_cost": self.supernet,
                         "strength": numbers["figs_strength"]}
-            save_network(network, files.join(self.workdir, ARCHITECTURE_FILE), metadata)
+            save_network(network, files.join(self.workdir, ARCHITECTURE_FILE), metadata, self.operators)
 
     def on_train_end(self, logs=None):
         if not (self.plot and self.workdir is not None):
             return
-        path = files.join(self.workdir, WIDTHS_PLOT_FILE)
+        self._plot(WIDTHS_PLOT_FILE, lambda path: plots.plot_widths(self.model, path))
+        if self.operators is not None:
+            choices = self.operators(export_lib.export_architecture(self.model))
+            self._plot(OPERATORS_PLOT_FILE, lambda path: plots.plot_operators(choices, path,
+                                                                              f"{self.model.name}: operators kept"))
+
+    def _plot(self, name, draw):
+        path = files.join(self.workdir, name)
         if files.is_url(path):  # matplotlib writes local files: plot, then copy up
-            local = plots.plot_widths(self.model, os.path.join(tempfile.gettempdir(),
-                                                               f"figs_widths_{os.getpid()}.png"))
-            files.copy(local, path)
+            files.copy(draw(os.path.join(tempfile.gettempdir(), f"figs_{os.getpid()}_{name}")), path)
         else:
-            plots.plot_widths(self.model, path)
+            draw(path)
 
 
-def save_network(network, path, metadata):
-    """Writes an ExportedNetwork's architecture JSON with its kept channels (atomically)."""
-    return export_lib.save_architecture(network.architecture(), path, channels=network.channels(), **metadata)
+def save_network(network, path, metadata, operators=None):
+    """Writes an ExportedNetwork's architecture JSON with its kept channels (atomically).
+
+    `operators`: optional function {layer: width} -> {layer: {operator: kept}}
+    (a space's operator choices), stored in the file too.
+    """
+    architecture = network.architecture()
+    return export_lib.save_architecture(architecture, path, channels=network.channels(),
+                                        operators=None if operators is None else operators(architecture),
+                                        **metadata)
 
 
 class BudgetController(keras.callbacks.Callback):

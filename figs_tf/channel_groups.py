@@ -13,10 +13,11 @@ result, a `ChannelGraph`, is what wrapping, cost, export and slimming share.
 
 import dataclasses
 
+from figs_tf import branches as branches_lib
 from figs_tf import handlers as handlers_lib
 from figs_tf import keras_graph
 from figs_tf.channel_sets import Segment, groups_in, has_fixed_channels, num_channels
-from figs_tf.gated_recurrence import GatedRecurrence
+from figs_tf.wrapper_layer import WrapperLayer
 
 
 @dataclasses.dataclass
@@ -53,10 +54,14 @@ class _GroupBuilder:
             group = self.parent[group]
         return group
 
-    def _union(self, a, b):
+    def _union(self, a, b, where):
         a, b = self.find(a), self.find(b)
         if a == b:
             return
+        if self.fixed[a] != self.fixed[b]:  # e.g. a Transformer block's output joins the residual stream
+            free, fixed = (a, b) if self.fixed[b] else (b, a)
+            self.notes.append(f"kept out of search: channels of {sorted(self.producers[free])} because '{where}' "
+                              f"adds them to channels kept out of search (those of '{min(self.producers[fixed])}')")
         if self.sizes[a] != self.sizes[b]:
             raise handlers_lib.UnsupportedLayerError(
                 f"Channel groups of {self.producers[a]} ({self.sizes[a]} channels) "
@@ -96,7 +101,7 @@ class _GroupBuilder:
                 group = b.group if a.group is None else a.group
                 self.fix((Segment(group, b.size),), f"'{where}' adds them to channels that are never pruned")
                 continue
-            self._union(a.group, b.group)
+            self._union(a.group, b.group, where)
 
 
 @dataclasses.dataclass
@@ -114,8 +119,10 @@ class ChannelGraph:
     read_sets: dict  # id(call) -> the channel set each input is read with (handlers' in_sets)
     groups: list  # ChannelGroup, the prunable ones, indexed by group id
     masked_keys: list  # tensors whose pruned channels must be zeroed right after they are made
-    keep_one_sets: list  # group-id lists: input groups of each channel-mixing layer
+    keep_one_sets: list  # the export rule's data: keep-one group lists, then summand rules (figs_tf.branches)
     notes: list  # why some channels are kept out of search
+    branches: list = dataclasses.field(default_factory=list)  # removable summands (figs_tf.branches.Branch)
+    inner_keys: dict = dataclasses.field(default_factory=dict)  # call name -> [(label, key)] (handlers' inner_sets)
     _term_cache: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property
@@ -130,8 +137,13 @@ class ChannelGraph:
         """The channel set each input of `call` is read with (its own, unless read on another axis)."""
         return self.read_sets[id(call)]
 
+    def out_keys(self, call):
+        """Keys of the call's outputs, then of its inner channel sets (attention heads)."""
+        return list(call.output_keys) + [key for _, key in self.inner_keys.get(call.name, ())]
+
     def out_sets(self, call):
-        return [self.tensor_sets[k] for k in call.output_keys]
+        """Channel sets of the call's outputs, then of its inner sets (`LayerHandler.inner_sets`)."""
+        return [self.tensor_sets[k] for k in self.out_keys(call)]
 
     def handler(self, call):
         return handlers_lib.handler_for(call.layer)
@@ -157,18 +169,33 @@ class ChannelGraph:
         """
         return self.out_sets(call)[0][:1]
 
+    def width_entries(self):
+        """[(name, call, channel set)]: what an exported architecture gives a width to.
+
+        The channels every layer that makes channels makes (`own_set`, named as the
+        layer), and every inner set (`"<layer>/<label>"`: an attention layer's
+        heads), in graph order.
+        """
+        entries = []
+        for call in self.calls:
+            if self.handler(call).mixes_channels:
+                entries.append((call.name, call, self.own_set(call)))
+            for label, key in self.inner_keys.get(call.name, ()):
+                entries.append((f"{call.name}/{label}", call, self.tensor_sets[key]))
+        return entries
+
 
 # Layers figs_tf inserts itself; analysis sees through them to the user's graph.
 _FIGS_LAYER_TYPES = {}
 
 
 def register_figs_layer(layer_class, role):
-    """role: 'source' (produces gate tensors, ignored), 'passthrough' (input 0), or 'wraps'
-    (runs the user layer `layer_class.layer` with gates inside: analysed as that layer)."""
+    """role: 'source' (produces gate tensors, ignored) or 'passthrough' (input 0).
+
+    A `WrapperLayer` stands for the call of its `wrapped_layer`, named as itself.
+    """
     _FIGS_LAYER_TYPES[layer_class] = role
 
-
-register_figs_layer(GatedRecurrence, "wraps")
 
 
 def _see_through_figs_layers(calls, output_keys):
@@ -182,10 +209,8 @@ def _see_through_figs_layers(calls, output_keys):
         if role == "passthrough":
             aliases[call.output_keys[0]] = call.input_keys[0]
             continue
-        if role == "wraps":  # called on (the user layer's input, gate vector, the user layer's keywords)
-            call = dataclasses.replace(call, layer=call.layer.layer, skipped_argument=1,
-                                       input_keys=call.input_keys[:1] + call.input_keys[2:],
-                                       input_tensors=call.input_tensors[:1] + call.input_tensors[2:])
+        if isinstance(call.layer, WrapperLayer):
+            call = keras_graph.unwrap_call(call, call.layer.wrapped_layer, call.name, call.layer.gate_positions)
         kept.append(call)
     return kept, [aliases.get(k, k) for k in output_keys]
 
@@ -213,7 +238,7 @@ def analyze(model, exclude=()):
     >>> graph = figs_tf.analyze(keras.applications.ResNet50(weights=None))
     >>> graph.num_groups, graph.notes
     """
-    calls, input_keys, output_keys = keras_graph.flatten_model(model)
+    calls, input_keys, output_keys = keras_graph.flatten_model(model, expand=_functional_equivalent)
     calls, output_keys = _see_through_figs_layers(calls, output_keys)
     keras_graph.unique_layer_names(calls)
     exclude = set(exclude)
@@ -224,6 +249,7 @@ def analyze(model, exclude=()):
 
     builder = _GroupBuilder()
     sets, axes, read_sets = {}, {}, {}
+    inner_keys = {}
     for key, tensor in zip(input_keys, keras_graph.input_tensors(model)):
         sets[key] = (Segment(None, tensor.shape[-1] or 0),)
         axes[key] = None  # a model input's channels are never pruned: any axis may be read as its channels
@@ -243,6 +269,12 @@ def analyze(model, exclude=()):
         for key, out_set, axis in zip(call.output_keys, out_sets, call.output_axes):
             sets[key] = tuple(out_set)
             axes[key] = axis
+        for label, inner_set in handler.inner_sets(call, in_sets, builder):
+            key = ("figs_inner", call.name, label)  # no tensor has this axis: a key of its own
+            if call.name in exclude:
+                builder.fix(inner_set, f"'{call.name}' is excluded from search")
+            sets[key] = tuple(inner_set)
+            inner_keys.setdefault(call.name, []).append((label, key))
     for key in output_keys:
         builder.fix(sets[key], "they are model outputs")
 
@@ -259,8 +291,10 @@ def analyze(model, exclude=()):
                          output_structure=keras_graph.output_structure(model),
                          output_keys=output_keys,
                          tensor_sets=sets, tensor_axes=axes, read_sets=read_sets, groups=groups, masked_keys=[],
-                         keep_one_sets=[], notes=builder.notes)
+                         keep_one_sets=[], notes=builder.notes, inner_keys=inner_keys)
     graph.masked_keys = _place_masks(graph)
+    graph.branches, branch_notes = branches_lib.find_branches(graph)
+    graph.notes.extend(branch_notes)
     graph.keep_one_sets = _keep_one_sets(graph)
     return graph
 
@@ -277,6 +311,12 @@ def _read_on_axis(call, index, channel_set, axis, builder):
     builder.fix(channel_set, f"'{call.name}' reads axis {read_axis} of a tensor whose channels are on axis "
                 f"{axis} as its channels")
     return (Segment(None, call.input_tensors[index].shape[read_axis] or 0),)
+
+
+def _functional_equivalent(call):
+    """The functional equivalent of a layer that holds other layers (keras_graph inlines it), or None."""
+    handler = handlers_lib.find_handler(call.layer)
+    return None if handler is None else handler.functional_equivalent(call)
 
 
 def _canonical_groups(builder):
@@ -331,11 +371,24 @@ def _place_masks(graph):
 
 
 def _keep_one_sets(graph):
-    """Input groups of each channel-mixing layer that could lose every input."""
+    """Input groups of each channel-mixing layer that could lose every input,
+    each inner set (a layer keeps at least one attention head), then the summand rules.
+
+    A layer whose empty input makes its branch constant needs no keep-one
+    set: the branch is removed instead (figs_tf.branches).
+    """
+    cut = branches_lib.cut_calls(graph, graph.branches)
     keep_one = []
     for call in graph.producer_calls():
+        if id(call) in cut:
+            continue
         in_set = graph.in_sets(call)[0]
         groups = groups_in(in_set)
         if groups and not has_fixed_channels(in_set) and groups not in keep_one:
             keep_one.append(groups)
-    return keep_one
+    for call in graph.calls:
+        for _, key in graph.inner_keys.get(call.name, ()):
+            groups = groups_in(graph.tensor_sets[key])
+            if groups and groups not in keep_one:
+                keep_one.append(groups)
+    return keep_one + branches_lib.summand_rules(graph.branches)

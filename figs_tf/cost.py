@@ -21,6 +21,7 @@ mean the same here.
 import numpy as np
 from keras import ops
 
+from figs_tf import branches as branches_lib
 from figs_tf import channel_groups
 from figs_tf.channel_sets import count as channels_alive
 from figs_tf.channel_sets import membership
@@ -163,8 +164,10 @@ def live_calls(graph, widths):
     Returns:
       The LayerCalls the network at these widths keeps, in graph order: a
       layer whose output has no channel left, or only feeds removed layers,
-      is gone with its branch.
+      is gone with its branch, and so is a dead summand of a sum
+      (figs_tf.branches: its constant is folded into what survives).
     """
+    removed = branches_lib.dead_inputs(graph, widths)
     needed = set(graph.output_keys)
     live = []
     for call in reversed(graph.calls):
@@ -173,16 +176,22 @@ def live_calls(graph, widths):
         if not any(channels_alive(graph.tensor_sets[k], widths) > 0 for k in call.output_keys):
             continue
         live.append(call)
-        for key in call.input_keys:
-            if channels_alive(graph.tensor_sets[key], widths) > 0:
+        for index, key in enumerate(call.input_keys):
+            if (id(call), index) not in removed and channels_alive(graph.tensor_sets[key], widths) > 0:
                 needed.add(key)
     live.reverse()
     return live
 
 
-def network_cost(graph, metric, widths):
-    """Exact cost of the network at integer `widths`, over the layers it keeps (`live_calls`)."""
-    return int(sum(layer_costs(graph, metric, widths, live_calls(graph, widths)).values()))
+def network_cost(graph, metric, widths, calls=None):
+    """Exact cost of the network at integer `widths`, over the layers it keeps (`live_calls`).
+
+    Includes the bias a removed summand's constant may need after its sum
+    (figs_tf.branches). `calls`: the kept calls, if already known.
+    """
+    calls = live_calls(graph, widths) if calls is None else calls
+    return int(sum(layer_costs(graph, metric, widths, calls).values())
+               + branches_lib.fold_cost(graph, metric, widths, calls))
 
 
 def cost_range(graph, metric):

@@ -39,19 +39,19 @@ class ExportedNetwork:
 
     def cost(self, metric):
         cost_lib.check_metric(metric)
-        return int(sum(cost_lib.layer_costs(self.graph, metric, self.widths, self.live_calls).values()))
+        return cost_lib.network_cost(self.graph, metric, self.widths, self.live_calls)
 
     def channels(self):
-        """{name: kept output channel indices} of every kept layer that makes channels."""
+        """{name: kept channel indices} of every kept layer that makes channels (and of its heads)."""
         live = {id(c) for c in self.live_calls}
-        return {call.name: alive_positions(self.graph.own_set(call), self.kept_channels).tolist()
-                for call in self.graph.producer_calls() if id(call) in live}
+        return {name: alive_positions(channel_set, self.kept_channels).tolist()
+                for name, call, channel_set in self.graph.width_entries() if id(call) in live}
 
     def architecture(self):
-        """{name: width} of every layer that makes channels; 0 = removed."""
+        """{name: width} of every layer that makes channels, and `"<layer>/heads"` of attention; 0 = removed."""
         live = {id(c) for c in self.live_calls}
-        return {call.name: int(channels_alive(self.graph.own_set(call), self.widths)) if id(call) in live else 0
-                for call in self.graph.producer_calls()}
+        return {name: int(channels_alive(channel_set, self.widths)) if id(call) in live else 0
+                for name, call, channel_set in self.graph.width_entries()}
 
 
 
@@ -126,7 +126,7 @@ def supernet_cost(search, metric):
     return int(sum(cost_lib.layer_costs(graph, metric, cost_lib.full_widths(graph)).values()))
 
 
-def save_architecture(architecture, path, channels=None, **metadata):
+def save_architecture(architecture, path, channels=None, operators=None, **metadata):
     """Writes the architecture JSON atomically (a crash never leaves half a file).
 
     Args:
@@ -135,6 +135,8 @@ def save_architecture(architecture, path, channels=None, **metadata):
       channels: optional {layer name: kept channel indices} (e.g.
         `ExportedNetwork.channels()`), so that `figs_tf.slim(plain_model, path)`
         keeps exactly the channels the gates chose.
+      operators: optional {layer: {operator: kept}} (a search space's operator
+        choices, e.g. `figs_tf.spaces.fbnet.operator_choices(architecture)`).
       **metadata: JSON-serialisable facts stored under "metadata" (epoch, costs, λ).
 
     Returns:
@@ -152,6 +154,9 @@ def save_architecture(architecture, path, channels=None, **metadata):
                 "widths": {name: int(w) for name, w in architecture.items()}}
     if channels is not None:
         document["channels"] = {name: [int(c) for c in kept] for name, kept in channels.items()}
+    if operators is not None:
+        document["operators"] = {layer: {op: bool(kept) for op, kept in ops.items()}
+                                 for layer, ops in operators.items()}
     if metadata:
         document["metadata"] = metadata
     files.write_atomically(str(path), json.dumps(document, indent=2, sort_keys=True) + "\n")

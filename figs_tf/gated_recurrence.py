@@ -20,6 +20,8 @@ layer.
 import keras
 from keras import ops
 
+from figs_tf.wrapper_layer import WrapperLayer
+
 
 class _GatedCell(keras.layers.Layer):
     """One step of a user cell, then its states and output times the units' gates.
@@ -49,7 +51,7 @@ class _GatedCell(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="figs_tf")
-class GatedRecurrence(keras.layers.Layer):
+class GatedRecurrence(WrapperLayer):
     """Runs `layer` (LSTM, GRU, SimpleRNN, or Bidirectional over one) with unit c gated by `gate_vector[gate_indices[c]]`.
 
     Called on `(sequences, gate_vector)`, with the wrapped layer's `mask` and
@@ -63,9 +65,10 @@ class GatedRecurrence(keras.layers.Layer):
       gate_indices: for each unit, its index into the gate vector.
     """
 
+    gate_positions = (1,)  # called on (sequences, gate_vector): the sequences stay first for Keras's masks
+
     def __init__(self, layer, gate_indices, **kwargs):
-        super().__init__(**kwargs)
-        self.layer = layer
+        super().__init__(layer, **kwargs)
         self.gate_indices = [int(i) for i in gate_indices]
         directions = [layer.forward_layer, layer.backward_layer] if self._bidirectional else [layer]
         self._loops = [keras.layers.RNN(_GatedCell(d.cell), return_sequences=d.return_sequences,
@@ -76,11 +79,11 @@ class GatedRecurrence(keras.layers.Layer):
 
     @property
     def _bidirectional(self):
-        return isinstance(self.layer, keras.layers.Bidirectional)
+        return isinstance(self.wrapped_layer, keras.layers.Bidirectional)
 
     def build(self, sequences_shape, gate_vector_shape=None):
-        if not self.layer.built:
-            self.layer.build(sequences_shape)
+        if not self.wrapped_layer.built:
+            self.wrapped_layer.build(sequences_shape)
         self.built = True
 
     def call(self, sequences, gate_vector, training=None, mask=None):
@@ -111,12 +114,12 @@ class GatedRecurrence(keras.layers.Layer):
         """Bidirectional's merge of the two directions (keras.layers.Bidirectional.call)."""
         forward, backward = results
         states = ()
-        if self.layer.return_state:
+        if self.wrapped_layer.return_state:
             states = tuple(forward[1:]) + tuple(backward[1:])
             forward, backward = forward[0], backward[0]
-        if self.layer.return_sequences:
+        if self.wrapped_layer.return_sequences:
             backward = ops.flip(backward, axis=1)
-        mode = self.layer.merge_mode
+        mode = self.wrapped_layer.merge_mode
         if mode == "concat":
             output = ops.concatenate([forward, backward], axis=-1)
         elif mode == "sum":
@@ -132,18 +135,12 @@ class GatedRecurrence(keras.layers.Layer):
         return (output if isinstance(output, tuple) else (output,)) + states
 
     def compute_output_spec(self, sequences, gate_vector, training=None, mask=None):
-        return self.layer.compute_output_spec(sequences)
+        return self.wrapped_layer.compute_output_spec(sequences)
 
     def compute_mask(self, sequences, mask=None):
-        return self.layer.compute_mask(sequences, mask)
+        return self.wrapped_layer.compute_mask(sequences, mask)
 
     def get_config(self):
-        config = super().get_config()
-        config.update({"layer": keras.saving.serialize_keras_object(self.layer), "gate_indices": self.gate_indices})
+        config = super().get_config()  # the wrapped layer (WrapperLayer)
+        config["gate_indices"] = self.gate_indices
         return config
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        config["layer"] = keras.saving.deserialize_keras_object(config["layer"], custom_objects=custom_objects)
-        return cls(**config)

@@ -5,10 +5,17 @@ The library's one module that reads private Keras graph internals
 `_outputs_struct`, `_flatten_layers`, `Node.arguments`); everything else sees
 `LayerCall`s and `sublayers`. (The other private reads in figs_tf: the
 handler table names Keras op classes that have no public name, in
-figs_tf/handlers/__init__.py, and the binaries' checkpoint callback,
+figs_tf/handlers/__init__.py; the attention handler's gated layer calls
+MultiHeadAttention's own mask and attention methods, figs_tf/handlers/attention.py;
+the keras_hub handlers read keras_hub's block internals,
+figs_tf/handlers/keras_hub.py; and the binaries' checkpoint callback,
 figs_tf/train/workdir.py.) Nested functional and Sequential models are
 inlined, so a backbone inside a classifier is analysed, wrapped and slimmed
-like any other part of the graph.
+like any other part of the graph. A layer whose handler gives a functional
+equivalent (a keras_hub Transformer block, built from the block's own
+sublayers) is inlined the same way; its inner calls are named
+`<block>.<sublayer>` so that blocks with identically named sublayers stay
+apart.
 
 Example:
 
@@ -36,10 +43,10 @@ class LayerCall:
     output_keys: list  # keys of node.outputs, in that order
     input_tensors: list  # the symbolic KerasTensors (shapes for cost formulas)
     output_tensors: list
-    # A positional argument of the node that is not the layer's: a figs_tf layer that runs a user
-    # layer (GatedRecurrence) takes the gate vector as its second argument; the analysis sees the user
-    # layer, without it.
-    skipped_argument: int = None
+    scoped_name: str = None  # `<block>.<sublayer>` inside an expanded layer; None: the layer's name
+    # Positions of the node's positional tensors that are not the layer's: the gate vectors a figs_tf
+    # wrapper layer (figs_tf.wrapper_layer) passes to the user layer it runs.
+    gate_positions: tuple = ()
     # Set by the channel analysis (figs_tf.channel_groups): the axis each input's channels are read
     # on, and each output's channel axis (non-negative; the last axis unless a data_format says otherwise).
     read_axes: list = None
@@ -47,21 +54,21 @@ class LayerCall:
 
     @property
     def name(self):
-        return self.layer.name
+        return self.scoped_name or self.layer.name
+
+    def arguments(self):
+        """(args, kwargs) of the call as recorded: its symbolic tensors and its constants."""
+        return self.call_arguments(dict(zip(self.input_keys, self.input_tensors)))
 
     def call_arguments(self, values):
         """Returns (args, kwargs) of the original call with tensors replaced.
 
         `values` maps TensorKey to the new tensor.
         """
-        tensors = list(self.node.arguments.keras_tensors)
-        if self.skipped_argument is not None:
-            del tensors[self.skipped_argument]
+        tensors = [t for i, t in enumerate(self.node.arguments.keras_tensors) if i not in self.gate_positions]
         by_id = {id(kt): values[key] for kt, key in zip(tensors, self.input_keys)}
         args, kwargs = self.node.arguments.fill_in(by_id)
-        if self.skipped_argument is not None:
-            args = args[:self.skipped_argument] + args[self.skipped_argument + 1:]
-        return args, kwargs
+        return tuple(a for i, a in enumerate(args) if i not in self.gate_positions), kwargs
 
     def keyword_positions(self, name):
         """Positions in input_keys of the tensors passed as keyword argument `name` (an RNN's `mask`)."""
@@ -96,12 +103,20 @@ def is_nested_model(layer):
     return isinstance(layer, (Functional, Sequential))
 
 
-def flatten_model(model):
-    """Returns (calls, input_keys, output_keys) of `model`, nested models inlined."""
+def flatten_model(model, expand=None):
+    """Returns (calls, input_keys, output_keys) of `model`, nested models inlined.
+
+    Args:
+      model: a functional or Sequential model.
+      expand: optional function of a `LayerCall`, returning a functional
+        model equivalent to that call (inputs: one per distinct tensor of the
+        call, in order of first use) to inline in its place, or None to keep
+        the call as it is.
+    """
     functional = _functional_of(model)
     calls = []
     input_keys = [((), id(t)) for t in functional.inputs]
-    output_keys = _inline(functional, (), {}, calls)
+    output_keys = _inline(functional, (), {}, calls, expand, "")
     seen = {}
     for call in calls:
         if id(call.layer) in seen:
@@ -120,8 +135,27 @@ def _key(scope, tensor, aliases):
     return aliases.get(key, key)
 
 
-def _inline(functional, scope, aliases, calls):
-    """Appends the calls of `functional` to `calls`; returns its output keys."""
+def _inline_equivalent(equivalent, call, scope, aliases, calls, expand):
+    """Inlines the functional equivalent of an expanded layer call in its place."""
+    inner_scope = scope + (len(calls), call.name)
+    inner_aliases = dict(aliases)
+    distinct_keys = list(dict.fromkeys(call.input_keys))
+    if len(equivalent.inputs) != len(distinct_keys) or len(equivalent.outputs) != len(call.output_keys):
+        raise GraphError(f"The functional equivalent of '{call.name}' has {len(equivalent.inputs)} inputs and "
+                         f"{len(equivalent.outputs)} outputs; the call reads {len(distinct_keys)} distinct tensors "
+                         f"and makes {len(call.output_keys)}.")
+    for inner_input, outer_key in zip(equivalent.inputs, distinct_keys):
+        inner_aliases[(inner_scope, id(inner_input))] = outer_key
+    inner_outputs = _inline(equivalent, inner_scope, inner_aliases, calls, expand, f"{call.name}.")
+    for outer_output, inner_key in zip(call.output_tensors, inner_outputs):
+        aliases[(scope, id(outer_output))] = inner_key
+
+
+def _inline(functional, scope, aliases, calls, expand, prefix):
+    """Appends the calls of `functional` to `calls`; returns its output keys.
+
+    `prefix` names the calls of an expanded layer's equivalent ("" elsewhere).
+    """
     depths = sorted(functional._nodes_by_depth.keys(), reverse=True)  # pylint: disable=protected-access
     for depth in depths:
         for node in functional._nodes_by_depth[depth]:  # pylint: disable=protected-access
@@ -140,20 +174,39 @@ def _inline(functional, scope, aliases, calls):
                             f"tensors but has {len(inner_inputs)} inputs.")
                 for inner_input, outer_key in zip(inner_inputs, input_keys):
                     inner_aliases[(inner_scope, id(inner_input))] = outer_key
-                inner_outputs = _inline(inner, inner_scope, inner_aliases, calls)
+                inner_outputs = _inline(inner, inner_scope, inner_aliases, calls, expand, prefix)
                 for outer_output, inner_key in zip(node.outputs, inner_outputs):
                     aliases[(scope, id(outer_output))] = inner_key
                 continue
-            calls.append(
-                    LayerCall(
-                            layer=op,
-                            node=node,
-                            input_keys=input_keys,
-                            output_keys=[_key(scope, t, aliases) for t in node.outputs],
-                            input_tensors=list(node.arguments.keras_tensors),
-                            output_tensors=list(node.outputs),
-                    ))
+            call = LayerCall(
+                    layer=op,
+                    node=node,
+                    input_keys=input_keys,
+                    output_keys=[_key(scope, t, aliases) for t in node.outputs],
+                    input_tensors=list(node.arguments.keras_tensors),
+                    output_tensors=list(node.outputs),
+                    # ops (x + y) are named uniquely by Keras; layers of a block repeat their names
+                    scoped_name=f"{prefix}{op.name}" if prefix and isinstance(op, keras.layers.Layer) else None,
+            )
+            equivalent = expand(call) if expand is not None else None
+            if equivalent is not None:
+                _inline_equivalent(equivalent, call, scope, aliases, calls, expand)
+                continue
+            calls.append(call)
     return [_key(scope, t, aliases) for t in functional.outputs]
+
+
+def unwrap_call(call, layer, name, gate_positions):
+    """The call of `layer` that a figs_tf wrapper layer's call stands for.
+
+    The positional tensors at `gate_positions` of the wrapper's call (gate
+    vectors) are not the wrapped layer's.
+    """
+    kept = [i for i in range(len(call.input_keys)) if i not in gate_positions]
+    return dataclasses.replace(call, layer=layer, scoped_name=name if name != layer.name else None,
+                               input_keys=[call.input_keys[i] for i in kept],
+                               input_tensors=[call.input_tensors[i] for i in kept],
+                               gate_positions=tuple(gate_positions))
 
 
 def unique_layer_names(calls):
@@ -190,4 +243,4 @@ def fresh_inputs(tensors):
 
 
 __all__ = ["LayerCall", "GraphError", "flatten_model", "fresh_inputs", "input_tensors",
-           "is_nested_model", "output_structure", "sublayers", "unique_layer_names"]
+           "is_nested_model", "output_structure", "sublayers", "unique_layer_names", "unwrap_call"]

@@ -24,10 +24,12 @@ import numpy as np
 
 import keras
 
+from figs_tf import branches as branches_lib
 from figs_tf import channel_groups
 from figs_tf import cost as cost_lib
 from figs_tf import export as export_lib
 from figs_tf import keras_graph
+from figs_tf.channel_bias import ChannelBias
 from figs_tf.channel_sets import alive_positions, count as channels_alive, groups_in, num_channels
 
 
@@ -112,19 +114,24 @@ def build(network, name, fresh_weights=False):
             positions[key] = alive_positions(graph.tensor_sets[key], network.kept_channels)
         return positions[key]
 
+    shifts, biases, removed = _folds(network, fresh_weights)
     for call in network.live_calls:
         handler = graph.handler(call)
         kept_in = [alive_positions(s, network.kept_channels) for s in graph.in_sets(call)]
-        kept_out = [kept(k) for k in call.output_keys]
-        if handler.drops_empty_inputs:
-            present = [values[k] for k, positions_in in zip(call.input_keys, kept_in) if len(positions_in)]
+        kept_out = [kept(k) for k in graph.out_keys(call)]
+        if handler.drops_empty_inputs or any((id(call), i) in removed for i in range(len(call.input_keys))):
+            present = [values[k] for i, (k, positions_in) in enumerate(zip(call.input_keys, kept_in))
+                       if len(positions_in) and (id(call), i) not in removed]
             if len(present) == 1:
                 outputs = present
             else:
                 layer, _ = handler.slim(call, kept_in, kept_out)
-                outputs = [layer(present)]
+                outputs = [_named_as_call(layer, call)(present)]
         else:
             layer, weights = handler.slim(call, kept_in, kept_out)
+            if id(call) in shifts:
+                weights = handler.absorb_output_shift(call, weights, shifts[id(call)])
+            layer = _named_as_call(layer, call)
             args, kwargs = call.call_arguments(values)
             outputs = keras.tree.flatten(layer(*args, **kwargs))
             if weights and not fresh_weights:
@@ -132,10 +139,41 @@ def build(network, name, fresh_weights=False):
                 if hasattr(layer, "finalize_state"):
                     # Normalization reads tensors derived from its weights; Keras refreshes them on loading too.
                     layer.finalize_state()
+        if id(call) in biases:
+            bias = ChannelBias(name=f"{call.name}_folded_bias")
+            outputs = [bias(outputs[0])]
+            if not fresh_weights:
+                bias.set_weights([biases[id(call)]])
         for key, tensor in zip(call.output_keys, outputs):
             values[key] = tensor
     outputs = keras.tree.pack_sequence_as(graph.output_structure, [values[k] for k in graph.output_keys])
     return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name=name)
+
+
+def _folds(network, fresh_weights):
+    """Where the constants of removed summands go (figs_tf.branches).
+
+    Returns ({id(call): shift added to its output}, {id(sum call): bias after
+    it}, {(id(sum call), input index) of removed summands}); no values with
+    fresh weights.
+    """
+    shifts, biases, removed = {}, {}, set()
+    for fold in branches_lib.fold_plan(network.graph, network.widths, network.live_calls):
+        removed.update((id(fold.sum_call), b.input_index) for b in fold.branches)
+        constant = None if fresh_weights else branches_lib.fold_constant(network.graph, fold,
+                                                                           network.kept_channels)
+        if fold.target is None:
+            biases[id(fold.sum_call)] = constant
+        elif constant is not None:
+            shifts[id(fold.target)] = shifts.get(id(fold.target), 0.0) + constant
+    return shifts, biases, removed
+
+
+def _named_as_call(layer, call):
+    """A rebuilt sublayer of an expanded block takes the call's name (`<block>.<sublayer>`, unique)."""
+    if layer is not call.layer and layer.name != call.name:
+        layer.name = call.name
+    return layer
 
 
 def network_from_architecture(model, architecture, channels=None, choose_channels=True):
@@ -145,7 +183,7 @@ def network_from_architecture(model, architecture, channels=None, choose_channel
     will be replaced anyway) instead of ranking them by kernel norm.
     """
     graph = channel_groups.analyze(model)
-    producers = {call.name: call for call in graph.producer_calls()}
+    producers = {name: (call, channel_set) for name, call, channel_set in graph.width_entries()}
     unknown = sorted(set(architecture) - set(producers))
     if unknown:
         raise ValueError(f"The architecture names layers that {model.name!r} does not have or that "
@@ -156,13 +194,16 @@ def network_from_architecture(model, architecture, channels=None, choose_channel
         raise ValueError(f"The architecture gives no width for {missing[:10]} of {model.name!r}: "
                          "it was exported from a different model.")
     widths = [None] * graph.num_groups
-    for name, call in producers.items():
+    removed = {}  # producers given width 0: removed layers, checked once the kept layers are known
+    for name, (call, out_set) in producers.items():
         width = architecture[name]
-        out_set = graph.own_set(call)
         full = num_channels(out_set)
         groups = groups_in(out_set)
         if not groups:
-            if width != full:
+            if width == 0:
+                removed[name] = (f"The architecture gives '{name}' width 0, but its {full} channels are never "
+                                 "pruned (model output or kept out of search) and the layer is still used.")
+            elif width != full:
                 raise ValueError(f"The architecture gives '{name}' width {width}, but its {full} "
                                  "channels are never pruned (model output or kept out of search).")
             continue
@@ -170,17 +211,25 @@ def network_from_architecture(model, architecture, channels=None, choose_channel
         if not 0 <= width <= full:
             raise ValueError(f"The architecture gives '{name}' width {width}; it has {full} channels "
                              f"(widths must be in 0..{full}).")
+        tied = graph.groups[group].producers
+        if width == 0:
+            # a layer of a removed branch may share its group with kept layers (its sum ties them)
+            removed[name] = (f"The architecture gives different widths to layers whose channels are tied by a "
+                             f"merge: {tied} must share one width (got 0 for '{name}', which is still used).")
+            continue
         if widths[group] is not None and widths[group] != width:
-            tied = graph.groups[group].producers
             raise ValueError(f"The architecture gives different widths to layers whose channels are "
                              f"tied by a merge: {tied} must share one width (got {width} for '{name}').")
         widths[group] = width
+    widths = [0 if w is None else w for w in widths]
     if choose_channels:
         kept = [_kept_channels(graph, g, widths[g], channels, producers) for g in range(graph.num_groups)]
     else:
         kept = [np.arange(widths[g]) for g in range(graph.num_groups)]
     live = cost_lib.live_calls(graph, widths)
     for call in live:
+        if call.name in removed:
+            raise ValueError(removed[call.name])
         if graph.handler(call).mixes_channels and channels_alive(graph.in_sets(call)[0], widths) == 0:
             raise ValueError(f"The architecture leaves layer '{call.name}' without input channels "
                              "while its output is used; give its input layers at least one channel.")
@@ -200,5 +249,13 @@ def _kept_channels(graph, group, width, channels, producers):
             raise ValueError(f"The channels listed for '{listed[0]}' ({chosen.tolist()[:8]}...) do not "
                              f"match its width {width} and size {graph.groups[group].size}.")
         return chosen
-    score = sum(graph.handler(producers[n]).output_channel_l1(producers[n].layer) for n in names)
+    score = sum(_channel_l1(graph, name, producers[name][0]) for name in names)
     return np.sort(np.argsort(-score, kind="stable")[:width])
+
+
+def _channel_l1(graph, name, call):
+    """The L1 norm of each channel of the width entry `name` (a layer's output, or `<layer>/<label>` inside it)."""
+    handler = graph.handler(call)
+    if name == call.name:
+        return handler.output_channel_l1(call.layer)
+    return handler.inner_channel_l1(call.layer, name[len(call.name) + 1:])

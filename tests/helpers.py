@@ -87,9 +87,10 @@ def check_all_gates_on_is_the_supernet(model, x, cost="params"):
     """Wraps `model`, turns every gate fully on, and compares inference outputs."""
     search = figs_tf.wrap(model, cost=cost)
     set_all_logits(search, 30.0)
-    expected = to_numpy(model(x, training=False))
-    np.testing.assert_allclose(to_numpy(search(x, training=False)), expected,
-                               rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    expected = keras.tree.flatten(model(x, training=False))  # one output, or a list or dict of them
+    for got, want in zip(keras.tree.flatten(search(x, training=False)), expected, strict=True):
+        want = to_numpy(want)
+        np.testing.assert_allclose(to_numpy(got), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
     return search
 
 
@@ -107,3 +108,54 @@ def check_fresh_build_matches_slim(model, seed=1):
     assert fresh.count_params() == slim.count_params() < model.count_params()
     assert figs_tf.count(fresh, "flops") == figs_tf.count(slim, "flops")
     return architecture, fresh
+
+
+def assign_logits(search, values):
+    """Sets every gate logit ν (through `set_logits` where the gates have it)."""
+    gates = gates_of(search)
+    values = np.asarray(values, dtype="float32")
+    if hasattr(gates, "set_logits"):
+        gates.set_logits(values)
+    else:
+        gates.logits.assign(values)
+    return gates
+
+
+def layer_structure(model):
+    """(type, name, weight shapes) of every layer: what two builds of one architecture share."""
+    return [(type(layer).__name__, layer.name, [tuple(w.shape) for w in layer.weights]) for layer in model.layers]
+
+
+def check_dead_branch_is_gone(model, closed, gone, x, rtol=1e-5):
+    """Every gate on except the groups of `closed` (producer names); the branch `gone` must vanish.
+
+    Checks: no layer of `gone` in `figs_tf.slim(search)` and width 0 for its
+    producers in the architecture; slim(x) == search(x, training=False);
+    the slim model's multiply-adds and parameters are the exported costs;
+    `build_from_architecture` builds the same layers with the same shapes.
+    Returns (search, slim, fresh build).
+    """
+    search = figs_tf.wrap(model, cost="flops")
+    set_all_logits(search, 30.0)
+    for name in closed:
+        set_group_logits(search, name, -30.0)
+    network = figs_tf.exported_network(search)
+    slim = figs_tf.slim(search)
+    assert not {layer.name for layer in slim.layers} & set(gone)
+    architecture = network.architecture()
+    assert all(architecture[name] == 0 for name in gone if name in architecture)
+    expected = to_numpy(search(x, training=False))
+    np.testing.assert_allclose(to_numpy(slim(x)), expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+    assert figs_tf.count(slim, "flops") == network.cost("flops")
+    assert slim.count_params() == network.cost("params")
+    fresh = figs_tf.build_from_architecture(model, architecture)
+    assert layer_structure(fresh) == layer_structure(slim)
+    return search, slim, fresh
+
+
+def batchnorm_of_zero(layer, bias=None):
+    """A BatchNormalization's inference output for the input `bias` (0: no bias), by hand."""
+    gamma, beta, mean, variance = (to_numpy(w) for w in (layer.gamma, layer.beta, layer.moving_mean,
+                                                         layer.moving_variance))
+    x = 0.0 if bias is None else bias
+    return gamma * (x - mean) / np.sqrt(variance + layer.epsilon) + beta

@@ -16,6 +16,7 @@ import pytest
 
 import figs_tf
 from figs_tf import export
+from figs_tf.spaces import resnet
 from figs_tf.train import default_config, retrain, search, loop
 from figs_tf.train import workdir as workdir_lib
 
@@ -251,6 +252,18 @@ def test_gate_temperature_and_initial_logit_come_from_the_config(tmp_path):
     # and 4 steps the export keeps one channel per layer (the keep-one rule)
     found = search.run(tiny_config(initial_logit=-3.0, strength=0.0), str(tmp_path / "low"))
     assert [found["architecture"][name] for name in ("conv0", "conv1", "conv2")] == [1, 1, 1]
+
+
+def test_a_space_with_operators_reports_which_ones_each_layer_kept(tmp_path):
+    config = tiny_config(space="resnet", strength=1e-4)
+    config.space_kwargs = ml_collections.ConfigDict(dict(width_multiplier=0.125, small_input=True,
+                                                         blocks_per_stage=(1, 1, 1, 1)))
+    found = search.run(config, str(tmp_path))
+    with open(workdir_lib.architecture_path(str(tmp_path))) as f:
+        document = json.load(f)
+    assert document["operators"] == found["operators"] == resnet.operator_choices(found["architecture"])
+    assert list(found["operators"]) == [f"conv{stage}_block1" for stage in range(2, 6)]
+    assert os.path.getsize(os.path.join(str(tmp_path), "search", "operators.png")) > 1000
 
 
 def test_pareto_budgets_give_one_architecture_per_budget(tmp_path):

@@ -3,10 +3,15 @@
 Each example builds a random model from convolutions (plain, depthwise,
 separable), Dense, BatchNorm, activations, pooling, image augmentation layers,
 residual adds (with and without projections), concatenations, squeeze-excite
-products, nested submodels, RNNs over the positions read as a sequence,
-channels_first sub-graphs between Permutes, and one or two outputs; sets random gates (many groups entirely off,
-which removes operators); and checks that the slimmed model computes what the
-search model computes in inference mode and that its size is the exported cost.
+products, nested submodels, summed branches (the shape of FBNet's operators and
+of bottlenecks), attention over the 36 positions as a sequence
+(MultiHeadAttention, LayerNormalization, Reshape), a token input through an
+Embedding, RNNs over the positions read as a sequence, channels_first
+sub-graphs between Permutes, and one or two outputs; sets random gates (many
+groups entirely off, which removes operators, and half of the summed branches
+killed on purpose); and checks that the slimmed model computes what the search
+model computes in inference mode, that its size is the exported cost and that
+`build_from_architecture` builds the same layers.
 
 CI runs FIGS_FUZZ_EXAMPLES (default 135, of which a few draw graphs with
 nothing to prune) derandomized examples; for a longer
@@ -25,7 +30,7 @@ from hypothesis import strategies as st
 import figs_tf
 from figs_tf.wrapping import gates_of
 
-from helpers import randomize_batchnorm, to_numpy
+from helpers import layer_structure, randomize_batchnorm, to_numpy
 
 EXAMPLES = int(os.environ.get("FIGS_FUZZ_EXAMPLES", "135"))
 SPATIAL = 6
@@ -134,6 +139,30 @@ class _Builder:
             x = L.UpSampling2D(2, name=self.name("upsample"))(x)
         return x
 
+    def summed_branches(self, x):
+        """[x +] 1-3 branches summed (FBNet's operators, a bottleneck): chains of convolutions
+        back to x's width, sometimes with a squeeze-excite inside, a non-affine tail (a ReLU
+        or sigmoid of the last BatchNorm) or a padded depthwise tail (a constant that would
+        differ at the borders: that branch must keep one channel)."""
+        terms = [x] if self.draw(st.booleans()) else []
+        for _ in range(self.draw(st.integers(1, 3))):
+            y = x
+            for _ in range(self.draw(st.integers(1, 2))):
+                y = self.conv_block(y)
+            if self.draw(st.integers(0, 3)) == 0:
+                y = self.squeeze_excite(y)
+            y = L.Conv2D(x.shape[-1], self.draw(st.sampled_from([1, 3])), padding="same",
+                         use_bias=self.draw(st.booleans()), name=self.name("out"))(y)
+            tail = self.draw(st.sampled_from(["bn", "bn", "none", "bn_relu", "bn_sigmoid", "bn_depthwise"]))
+            if tail != "none":
+                y = L.BatchNormalization(name=self.name("bn"))(y)
+            if tail in ("bn_relu", "bn_sigmoid"):
+                y = L.Activation(tail[3:], name=self.name(tail[3:]))(y)
+            if tail == "bn_depthwise":
+                y = L.DepthwiseConv2D(3, padding="same", name=self.name("dw"))(y)
+            terms.append(y)
+        return terms[0] if len(terms) == 1 else L.Add(name=self.name("sum"))(terms)
+
     def nested(self, x):
         inner_in = keras.Input(x.shape[1:])
         y = L.Conv2D(self.channels(), 3, padding="same", name=self.name("inner_conv"))(inner_in)
@@ -145,6 +174,26 @@ class _Builder:
                                       L.Conv2D(self.channels(), 1, name=self.name("seq_conv")),
                                       L.ReLU(name=self.name("seq_relu"))], name=self.name("sequential"))
         return inner(x)
+
+    def attention(self, x):
+        """x as a sequence of 36 tokens: [LayerNorm] → MultiHeadAttention → back to 6×6 [+ x]."""
+        tokens = L.Reshape((SPATIAL * SPATIAL, x.shape[-1]), name=self.name("tokens"))(x)
+        if self.draw(st.booleans()):
+            tokens = L.LayerNormalization(name=self.name("ln"))(tokens)
+        output_shape = self.draw(st.sampled_from([None, self.channels()]))
+        y = L.MultiHeadAttention(self.draw(st.integers(1, 3)), self.draw(st.integers(1, 3)),
+                                 value_dim=self.draw(st.sampled_from([None, 2])), output_shape=output_shape,
+                                 use_bias=self.draw(st.booleans()), name=self.name("attention"))(tokens, tokens)
+        y = L.Reshape((SPATIAL, SPATIAL, y.shape[-1]), name=self.name("grid"))(y)
+        if y.shape[-1] == x.shape[-1] and self.draw(st.booleans()):
+            y = L.Add(name=self.name("add"))([x, y])
+        return y
+
+    def tokens(self, x, tokens):
+        """An Embedding of a second, integer input, laid out as 6×6 and concatenated to x."""
+        e = L.Embedding(10, self.channels(), name=self.name("embedding"))(tokens)
+        e = L.Reshape((SPATIAL, SPATIAL, e.shape[-1]), name=self.name("grid"))(e)
+        return L.Concatenate(name=self.name("concat"))([x, e])
 
     def head(self, x, index):
         kind = self.draw(st.sampled_from(["gap", "flatten", "rnn"]))
@@ -164,9 +213,13 @@ def random_models(draw):
     builder = _Builder(draw)
     inputs = keras.Input((SPATIAL, SPATIAL, 3), name="image")
     tensors = [builder.conv_block(inputs)]
+    if draw(st.integers(0, 5)) == 0:
+        inputs = [inputs, keras.Input((SPATIAL * SPATIAL,), dtype="int32", name="tokens")]
+        tensors = [builder.tokens(tensors[0], inputs[1])]
     for _ in range(draw(st.integers(2, 7))):
         x = draw(st.sampled_from(tensors))
-        step = draw(st.sampled_from(["conv", "per_channel", "residual", "concat", "se", "nested", "other_layout"]))
+        step = draw(st.sampled_from(["conv", "per_channel", "residual", "concat", "se", "nested", "branches",
+                                     "attention", "other_layout"]))
         if step == "other_layout":  # augmentation, RNNs, channels_first: one step, so the others keep their share
             step = draw(st.sampled_from(["augment", "recurrent", "channels_first"]))
         if step == "conv":
@@ -185,6 +238,10 @@ def random_models(draw):
             y = builder.recurrent(x)
         elif step == "channels_first":
             y = builder.channels_first(x)
+        elif step == "branches":
+            y = builder.summed_branches(x)
+        elif step == "attention":
+            y = builder.attention(x)
         else:
             y = builder.nested(x)
         tensors.append(y)
@@ -213,10 +270,15 @@ def test_random_graphs_wrap_export_and_slim_exactly(model_and_seed):
     for group in range(len(gates.group_sizes)):
         block = gates.group_slice(group)
         logits[block] = rng.normal(rng.uniform(-6, 5), 3.0, block.stop - block.start)
+    for branch in figs_tf.channel_graph_of(search).branches:  # kill summed branches on purpose
+        if rng.random() < 0.5:
+            logits[gates.group_slice(int(rng.choice(branch.internal_groups)))] = -30.0
     gates.logits.assign(logits)
     network = figs_tf.exported_network(search)
     slim = figs_tf.slim(search)
     x = rng.random((2, SPATIAL, SPATIAL, 3)).astype(np.float32)
+    if len(model.inputs) == 2:
+        x = [x, rng.integers(0, 10, (2, SPATIAL * SPATIAL))]
     expected = keras.tree.flatten(search(x, training=False))
     got = keras.tree.flatten(slim(x, training=False))  # augmentation layers act unless told otherwise
     for e, g in zip(expected, got):
@@ -224,10 +286,16 @@ def test_random_graphs_wrap_export_and_slim_exactly(model_and_seed):
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(e).max()))
     assert slim.count_params() == network.cost("params")
     assert figs_tf.count(slim, "flops") == network.cost("flops")
+    dead = [b for b in network.graph.branches if b.is_dead(network.widths)]
+    if dead:  # the fresh build of the architecture has the slim model's layers and shapes
+        assert layer_structure(figs_tf.build_from_architecture(model, network.architecture())) == \
+            layer_structure(slim)
     removed = len(network.graph.calls) - len(network.live_calls)
     kinds = frozenset(type(c.layer).__name__ for c in network.graph.calls)
     COVERAGE[kinds] += 1
     COVERAGE[("removed layers", removed > 0)] += 1
+    COVERAGE["removed branches"] += len(dead)
+    COVERAGE["folded into a bias after the sum"] += sum(isinstance(l, figs_tf.ChannelBias) for l in slim.layers)
 
 
 def test_fuzz_coverage_report():
@@ -238,8 +306,12 @@ def test_fuzz_coverage_report():
     layer_types = set().union(*combinations)
     print(f"\nfuzz: {sum(COVERAGE[k] for k in combinations)} graphs, {len(combinations)} distinct "
           f"layer-type combinations, {len(layer_types)} layer types: {sorted(layer_types)}; "
-          f"graphs with removed layers: {COVERAGE[('removed layers', True)]}")
+          f"graphs with removed layers: {COVERAGE[('removed layers', True)]}; summed branches removed: "
+          f"{COVERAGE['removed branches']} (sums given a ChannelBias for their constant: "
+          f"{COVERAGE['folded into a bias after the sum']}; the other constants went into a BatchNorm shift or bias)")
     assert len(layer_types) >= 12
-    if EXAMPLES >= 135:  # the CI budget: at least 100 graphs fully checked
+    if EXAMPLES >= 135:  # the CI budget: at least 100 graphs fully checked, attention and embeddings among them
         assert sum(COVERAGE[k] for k in combinations) >= 100
+        assert {"MultiHeadAttention", "LayerNormalization", "Embedding"} <= layer_types
     assert COVERAGE[("removed layers", True)] > 0
+    assert COVERAGE["removed branches"] > 0

@@ -1,5 +1,7 @@
 """FBNet space: published FBNet-A/B/C counts, hand-counted MAdds, FiGS wrap/export/train."""
 
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -10,12 +12,13 @@ import pytest
 
 import figs_tf
 from figs_tf.train import fashion_mnist
+from figs_tf import spaces
 from figs_tf.spaces import fbnet
 from figs_tf.wrapping import channel_graph_of, gates_of
 
 from helpers import (
-    check_all_gates_on_is_the_supernet, check_fresh_build_matches_slim, randomize_batchnorm,
-    to_numpy)
+    assign_logits, batchnorm_of_zero, check_all_gates_on_is_the_supernet, check_dead_branch_is_gone,
+    check_fresh_build_matches_slim, randomize_batchnorm, set_all_logits, set_group_logits, to_numpy)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -172,6 +175,102 @@ def test_with_all_gates_on_the_search_model_is_the_supernet():
 def test_build_from_architecture_has_the_slim_parameter_count():
     architecture, fresh = check_fresh_build_matches_slim(_tiny())
     assert fresh.get_layer("s2b2_k5_e6_expand").filters == architecture["s2b2_k5_e6_expand"]
+
+
+def test_a_dead_operator_leaves_no_layer_behind():
+    # The example of issue 19: before, all 8 layers of s3b1_k5_e6 stayed with one channel (146 -> 146).
+    model = fbnet.fashion_mnist_supernet()
+    rng = np.random.default_rng(3)
+    randomize_batchnorm(model, rng)
+    gone = [layer.name for layer in model.layers if layer.name.startswith("s3b1_k5_e6_")]
+    assert len(gone) == 8
+    x = rng.random((2, 28, 28, 1)).astype(np.float32)
+    _, slim, _ = check_dead_branch_is_gone(model, ["s3b1_k5_e6_expand"], gone, x)
+    assert len(slim.layers) == len(model.layers) - 8
+    names = {layer.name for layer in slim.layers}
+    assert {"s3b1_k3_e6_project_bn", "s3b1_skip_relu", "s3b1_add"} <= names
+    assert not any("folded" in name for name in names)  # the constant went into s3b1_k3_e6_project_bn
+
+
+def test_operator_choices_name_what_each_layer_kept(tmp_path):
+    model = fbnet.fashion_mnist_supernet()
+    search = figs_tf.wrap(model, cost="flops")
+    set_all_logits(search, 30.0)
+    for producer in ("s3b1_k5_e6_expand", "s1b1_k3_e6_expand", "s1b1_k5_e6_expand"):
+        set_group_logits(search, producer, -30.0)
+    architecture = figs_tf.export_architecture(search)
+    choices = spaces.operator_choices_function("fbnet", op_set="reduced", width_multiplier=0.25,
+                                               layers_per_stage=(1,) * 7, small_input=True)(architecture)
+    assert list(choices) == [f"s{stage}b1" for stage in range(1, 8)]
+    assert choices["s3b1"] == {"k3_e6": True, "k5_e6": False, "skip": True}
+    assert choices["s1b1"] == {"k3_e6": False, "k5_e6": False, "skip": True}  # a skip layer: the identity
+    assert all(all(kept.values()) for layer, kept in choices.items() if layer not in ("s1b1", "s3b1"))
+    path = figs_tf.save_architecture(architecture, os.path.join(tmp_path, "arch.json"), operators=choices)
+    with open(path) as f:
+        assert json.load(f)["operators"]["s3b1"] == {"k3_e6": True, "k5_e6": False, "skip": True}
+    plot = figs_tf.plot_operators(choices, os.path.join(tmp_path, "operators.png"))
+    assert os.path.getsize(plot) > 1000
+
+
+def test_a_published_choice_sits_in_the_supernet_as_a_single_path():
+    model = fbnet.fashion_mnist_supernet()
+    choices = ("k3_e1", "k3_e6", "k5_e6", "skip", "k5_e3", "k5_e6", "k3_e6")
+    architecture = fbnet.single_path_architecture(model, choices)
+    kept = fbnet.operator_choices(architecture, layers_per_stage=(1,) * 7, width_multiplier=0.25)
+    assert [[op for op, on in ops.items() if on and op != "skip"] for ops in kept.values()] == [
+        ["k3_e6"], ["k3_e6"], ["k5_e6"], [], ["k5_e6"], ["k5_e6"], ["k3_e6"]]
+    # k3_e1 is the supernet's k3_e6 pruned to 1x its input width, k5_e3 its k5_e6 at 3x
+    assert architecture["s1b1_k3_e6_expand"] == model.get_layer("s1b1_k3_e6_expand").input.shape[-1]
+    assert architecture["s5b1_k5_e6_expand"] == 3 * model.get_layer("s5b1_k5_e6_expand").input.shape[-1]
+    network = figs_tf.build_from_architecture(model, architecture)
+    assert not [layer.name for layer in network.layers if layer.name.startswith("s4b1_k")]
+    with pytest.raises(ValueError, match="cannot express 'k3_e1_g2'"):
+        fbnet.single_path_architecture(model, ("k3_e1_g2",) + choices[1:])
+
+
+def test_the_fashion_mnist_budget_is_the_cost_of_fbnet_b_choice():
+    spec = importlib.util.spec_from_file_location("fashion_mnist_experiment",
+                                                  os.path.join(REPO_ROOT, "experiments", "fashion_mnist.py"))
+    experiment = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(experiment)
+    config = experiment.get_config("fbnet_b_budget")
+    supernet = fbnet.fbnet_supernet(input_shape=(28, 28, 1), classes=10, **config.space_kwargs)
+    choices = tuple(fbnet.FBNET_B[i] for i in (0, 1, 5, 9, 13, 17, 21))  # the first layer of each stage
+    network = figs_tf.build_from_architecture(supernet, fbnet.single_path_architecture(supernet, choices))
+    assert figs_tf.count(network, "flops") == config.target
+
+
+def test_a_layer_whose_operators_all_die_becomes_its_skip():
+    model = _tiny(layers=(1, 2, 1, 1, 1, 1, 1))
+    rng = np.random.default_rng(4)
+    randomize_batchnorm(model, rng)
+    gone = [layer.name for layer in model.layers if layer.name.startswith("s2b2_")]
+    x = rng.random((2, 28, 28, 1)).astype(np.float32)
+    _, slim, _ = check_dead_branch_is_gone(model, ["s2b2_k3_e6_expand", "s2b2_k5_e6_expand"], gone, x)
+    assert not any(name.startswith("s2b2") for name in (layer.name for layer in slim.layers))
+    # s2b2 = x + K with x = s2b1's sum, read by nothing else now: K is folded into the first
+    # BatchNorm shift that feeds that sum. K by hand: each projection reads zeros (no bias).
+    constant = sum(batchnorm_of_zero(model.get_layer(f"s2b2_{op}_project_bn")) for op in ("k3_e6", "k5_e6"))
+    before = to_numpy(model.get_layer("s2b1_k3_e6_project_bn").beta)
+    np.testing.assert_allclose(to_numpy(slim.get_layer("s2b1_k3_e6_project_bn").beta), before + constant,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_without_skip_projections_a_shape_changing_layer_keeps_one_operator():
+    # There the sum has no identity and no projection: removing both operators would cut the network.
+    model = fbnet.fbnet_supernet(input_shape=(28, 28, 1), classes=10, small_input=True, width_multiplier=0.25,
+                                 layers_per_stage=(1,) * 7, skip_projection=False)
+    search = figs_tf.wrap(model)
+    logits = np.full(gates_of(search).logits.shape, -30.0, np.float32)
+    k5 = next(i for i, g in enumerate(channel_graph_of(search).groups) if "s3b1_k5_e6_expand" in g.producers)
+    logits[gates_of(search).group_slice(k5).start] = -20.0  # s3b1's k5_e6 is the better operator to keep
+    assign_logits(search, logits)
+    architecture = figs_tf.export_architecture(search)
+    for stage in range(2, 8):
+        kept = [op for op in ("k3_e6", "k5_e6") if architecture[f"s{stage}b1_{op}_project"] > 0]
+        assert len(kept) == 1, (stage, kept)
+    assert architecture["s3b1_k5_e6_expand"] == 1 and architecture["s3b1_k3_e6_expand"] == 0
+    assert architecture["s1b1_k3_e6_project"] == architecture["s1b1_k5_e6_project"] == 0  # s1b1 has x
 
 
 def test_bad_arguments_are_refused():

@@ -11,7 +11,8 @@ from figs_tf.train import fashion_mnist
 from figs_tf.spaces import one_shot
 from figs_tf.wrapping import channel_graph_of, gates_of
 
-from helpers import randomize_batchnorm, set_all_logits, set_group_logits, to_numpy
+from helpers import (batchnorm_of_zero, check_dead_branch_is_gone, randomize_batchnorm, set_all_logits,
+                     set_group_logits, to_numpy)
 
 AGGREGATORS = ("concat", "add")
 SEPARABLE_KERNELS = (3, 5, 7)  # sep3, sep5, sep7 pairs
@@ -165,6 +166,28 @@ def test_add_aggregator_ties_operator_outputs_to_the_block_input():
     assert {"cell0_block1_proj_conv", "cell0_block1_sep5_conv2", "cell0_block1_conv7x1_conv2"} <= set(tied)
     # the inner convolution of a pair stays a group of its own
     assert any(g.producers == ["cell0_block1_sep3_conv1"] for g in groups)
+
+
+def test_add_aggregator_removes_an_operator_whose_inner_gates_are_off():
+    model = tiny("add")
+    rng = np.random.default_rng(7)
+    randomize_batchnorm(model, rng)
+    gone = one_shot.operator_layer_names(0, 1, "sep3")
+    x = rng.random((2, 28, 28, 1)).astype(np.float32)
+    search, slim, _ = check_dead_branch_is_gone(model, ["cell0_block1_sep3_conv1"], gone, x)
+    names = {layer.name for layer in slim.layers}
+    for operator in ("sep5", "conv7x1", "avgpool"):
+        assert set(one_shot.operator_layer_names(0, 1, operator)) <= names
+    choices = one_shot.operator_choices(figs_tf.export_architecture(search), "add", cells=2, blocks_per_cell=2,
+                                        operators=TINY_OPERATORS)
+    assert choices["cell0_block1"] == {"sep3": False, "sep5": True, "conv7x1": True, "avgpool": True,
+                                       "identity": True}
+    assert sum(not on for ops in choices.values() for on in ops.values()) == 1
+    # the constant (bn2 of a separable conv reading zeros) went into the first summand with a shift
+    before = to_numpy(model.get_layer("cell0_block1_sep5_bn2").beta)
+    constant = batchnorm_of_zero(model.get_layer("cell0_block1_sep3_bn2"))
+    np.testing.assert_allclose(to_numpy(slim.get_layer("cell0_block1_sep5_bn2").beta), before + constant,
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_fashion_mnist_supernet_trains_with_a_params_cost():

@@ -14,8 +14,8 @@ from figs_tf.spaces import resnet
 from figs_tf.wrapping import channel_graph_of, gates_of
 
 from helpers import (
-    check_all_gates_on_is_the_supernet, check_fresh_build_matches_slim, randomize_batchnorm,
-    to_numpy)
+    batchnorm_of_zero, check_all_gates_on_is_the_supernet, check_dead_branch_is_gone,
+    check_fresh_build_matches_slim, randomize_batchnorm, to_numpy)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KERAS_PARAMS = {50: 25_636_712, 152: 60_419_944}  # keras.applications docs / their count_params()
@@ -132,6 +132,51 @@ def test_build_from_architecture_has_the_slim_parameter_count():
     streams = {fresh.get_layer(n).filters for n in ("conv2_block1_0_conv", "conv2_block1_3_conv",
                                                      "conv2_block2_3_conv")}
     assert len(streams) == 1
+
+
+def _block_layers(model, block):
+    return [layer.name for layer in model.layers if layer.name.startswith(f"{block}_")
+            and layer.name[len(block) + 1] in "123"]
+
+
+def test_a_bottleneck_whose_first_conv_dies_becomes_its_identity_shortcut():
+    model = _tiny()
+    rng = np.random.default_rng(5)
+    randomize_batchnorm(model, rng)
+    gone = _block_layers(model, "conv2_block2") + ["conv2_block2_add"]
+    assert len(gone) == 9
+    x = rng.random((2, 28, 28, 1)).astype(np.float32)
+    # only conv1's gates close: conv2's and conv3's stay open, yet their outputs are constants now
+    search, slim, _ = check_dead_branch_is_gone(model, ["conv2_block2_1_conv"], gone, x)
+    architecture = figs_tf.export_architecture(search)
+    assert architecture["conv2_block2_2_conv"] == architecture["conv2_block2_3_conv"] == 0
+    assert architecture["conv2_block1_3_conv"] == 64  # the stream keeps its width
+    assert resnet.operator_choices(architecture) == {
+        "conv2_block1": {"bottleneck": True, "shortcut": True}, "conv2_block2": {"bottleneck": False, "shortcut": True},
+        "conv3_block1": {"bottleneck": True, "shortcut": True}, "conv4_block1": {"bottleneck": True, "shortcut": True},
+        "conv5_block1": {"bottleneck": True, "shortcut": True}}
+    # the identity shortcut has no shift of its own: one bias after the sum holds the constant,
+    # by hand the last BatchNorm of conv3's bias (conv3 reads nothing once conv2's group is emptied)
+    conv3 = model.get_layer("conv2_block2_3_conv")
+    constant = batchnorm_of_zero(model.get_layer("conv2_block2_3_bn"), to_numpy(conv3.bias))
+    np.testing.assert_allclose(to_numpy(slim.get_layer("conv2_block2_add_folded_bias").bias), constant,
+                               rtol=1e-5, atol=1e-6)
+    assert figs_tf.count(slim, "params") == slim.count_params()
+
+
+def test_a_bottleneck_with_a_projection_shortcut_folds_into_its_batchnorm():
+    model = _tiny()
+    rng = np.random.default_rng(6)
+    randomize_batchnorm(model, rng)
+    gone = _block_layers(model, "conv3_block1") + ["conv3_block1_add"]
+    x = rng.random((2, 28, 28, 1)).astype(np.float32)
+    _, slim, _ = check_dead_branch_is_gone(model, ["conv3_block1_2_conv"], gone, x)
+    assert not any("folded" in layer.name for layer in slim.layers)
+    conv3 = model.get_layer("conv3_block1_3_conv")
+    constant = batchnorm_of_zero(model.get_layer("conv3_block1_3_bn"), to_numpy(conv3.bias))
+    before = to_numpy(model.get_layer("conv3_block1_0_bn").beta)
+    np.testing.assert_allclose(to_numpy(slim.get_layer("conv3_block1_0_bn").beta), before + constant,
+                               rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.tensorflow_only

@@ -13,15 +13,21 @@ Modules: `base` (the `LayerHandler` interface, `Term`, conventions),
 `per_channel` (BatchNorm, activations, pooling, channel-mixing layers),
 `merge` (Add and friends, Concatenate, `keras.ops` arithmetic), `reshape`,
 `preprocessing` (image preprocessing and augmentation layers), `recurrent`
-(LSTM, GRU, SimpleRNN, Bidirectional).
+(LSTM, GRU, SimpleRNN, Bidirectional), `embedding`, `attention`
+(MultiHeadAttention, one gate per head), `indexing` (`x[:, 0, :]`),
+`keras_hub` (registered when a model holds a keras_hub layer).
 `DEFAULT_HANDLERS` below is the table of Keras layer types figs_tf knows.
 """
 
 import keras
 
-from figs_tf.handlers.base import LayerHandler, Term, UnsupportedLayerError, activation_name, clone_layer
+from figs_tf.handlers.attention import HeadGatedAttention, MultiHeadAttentionHandler
+from figs_tf.handlers.base import (LayerHandler, Term, UnsupportedLayerError, activation_name, clone_layer,
+                                   equivalent_model)
 from figs_tf.handlers.convolution import (ChannelProducer, ConvHandler, ConvTransposeHandler, DenseHandler,
                                           DepthwiseConvHandler, SeparableConvHandler)
+from figs_tf.handlers.embedding import EmbeddingHandler
+from figs_tf.handlers.indexing import GetItemHandler
 from figs_tf.handlers.merge import ConcatenateHandler, ElementwiseOpHandler, MergeHandler
 from figs_tf.handlers.per_channel import (ActivationHandler, BatchNormalizationHandler, ChannelMixing,
                                           LayerNormalizationHandler, PerChannel, SoftmaxHandler)
@@ -29,7 +35,8 @@ from figs_tf.handlers.preprocessing import (ColorJitterHandler, NormalizationHan
                                             RescalingHandler, preprocessing_handlers)
 from figs_tf.handlers.recurrent import (AnyHandler, BidirectionalHandler, MaskingHandler, NotEqualHandler,
                                         RecurrentHandler)
-from figs_tf.handlers.registry import handler_for, register_handler
+from figs_tf.handlers.registry import (find_handler, find_handler_of_class, handler_for, register_handler,
+                                       register_lazily)
 from figs_tf.handlers.reshape import PermuteHandler, ReshapeHandler
 
 
@@ -52,7 +59,7 @@ def _default_handlers():
     table[L.Softmax] = SoftmaxHandler()
     table[L.Activation] = ActivationHandler()
     zero_preserving = PerChannel(zero_preserving=True)
-    for cls in (L.ReLU, L.LeakyReLU, L.ELU, L.PReLU, L.Identity,
+    for cls in (L.ReLU, L.LeakyReLU, L.ELU, L.Identity,
                 L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D, L.AlphaDropout,
                 L.GaussianDropout,
                 L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D, L.AveragePooling2D,
@@ -61,6 +68,9 @@ def _default_handlers():
                 L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D, L.Cropping1D, L.Cropping2D, L.Cropping3D,
                 L.UpSampling1D, L.UpSampling2D, L.UpSampling3D):
         table[cls] = zero_preserving
+    # zero-preserving, but a constant input does not stay the same at every position
+    for cls in (L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D, L.PReLU):
+        table[cls] = PerChannel(zero_preserving=True, keeps_uniform=False)
     # f(0) != 0 per channel: a pruned channel must be masked again after these.
     table[L.GaussianNoise] = PerChannel(zero_preserving=False)
     # Image preprocessing and augmentation (Rescaling, Normalization, Resizing, RandomFlip, ...).
@@ -69,7 +79,8 @@ def _default_handlers():
         table[cls] = RecurrentHandler()
     table[L.Bidirectional] = BidirectionalHandler()
     table[L.Masking] = MaskingHandler()
-    for cls in (L.Add, L.Subtract, L.Average, L.Maximum, L.Minimum):
+    table[L.Add] = MergeHandler(sums=True)
+    for cls in (L.Subtract, L.Average, L.Maximum, L.Minimum):
         table[cls] = MergeHandler()
     table[L.Multiply] = MergeHandler(product=True)
     table[L.Concatenate] = ConcatenateHandler()
@@ -80,6 +91,10 @@ def _default_handlers():
     table[keras_numpy_ops.NotEqual] = NotEqualHandler()  # masks of Masking and Embedding(mask_zero=True)
     table[keras_numpy_ops.Any] = AnyHandler()
     table[L.Flatten] = ReshapeHandler()
+    for cls in (L.Embedding, L.ReversibleEmbedding):
+        table[cls] = EmbeddingHandler()
+    table[L.MultiHeadAttention] = MultiHeadAttentionHandler()
+    table[keras_numpy_ops.GetItem] = GetItemHandler()
     table[L.Reshape] = ReshapeHandler()
     table[L.Permute] = PermuteHandler()
     try:  # ConvNeXt's per-channel scale (not a public Keras layer).
@@ -94,12 +109,24 @@ DEFAULT_HANDLERS = _default_handlers()
 for _layer_class, _handler in DEFAULT_HANDLERS.items():
     register_handler(_layer_class, _handler)
 
+
+def _register_keras_hub_handlers():
+    """Registers figs_tf.handlers.keras_hub's table, keeping handlers the user registered."""
+    from figs_tf.handlers import keras_hub as keras_hub_handlers  # pylint: disable=g-import-not-at-top
+    for layer_class, handler in keras_hub_handlers.keras_hub_handlers().items():
+        if find_handler_of_class(layer_class) is None:
+            register_handler(layer_class, handler)
+
+
+register_lazily("keras_hub.", _register_keras_hub_handlers)
+
 __all__ = [
     "ActivationHandler", "AnyHandler", "BatchNormalizationHandler", "BidirectionalHandler", "ChannelMixing",
     "ChannelProducer", "ColorJitterHandler", "ConcatenateHandler", "ConvHandler", "ConvTransposeHandler",
-    "DEFAULT_HANDLERS", "DenseHandler", "DepthwiseConvHandler", "ElementwiseOpHandler", "LayerHandler",
-    "LayerNormalizationHandler", "MaskingHandler", "MergeHandler", "NormalizationHandler", "NotEqualHandler",
-    "PerChannel", "PermuteHandler", "RandomErasingHandler", "RecurrentHandler", "ReshapeHandler", "RescalingHandler",
+    "DEFAULT_HANDLERS", "DenseHandler", "DepthwiseConvHandler", "ElementwiseOpHandler", "EmbeddingHandler",
+    "GetItemHandler", "HeadGatedAttention", "LayerHandler", "LayerNormalizationHandler", "MaskingHandler",
+    "MergeHandler", "MultiHeadAttentionHandler", "NormalizationHandler", "NotEqualHandler", "PerChannel",
+    "PermuteHandler", "RandomErasingHandler", "RecurrentHandler", "ReshapeHandler", "RescalingHandler",
     "SeparableConvHandler", "SoftmaxHandler", "Term", "UnsupportedLayerError", "activation_name", "clone_layer",
-    "handler_for", "register_handler",
+    "equivalent_model", "find_handler", "handler_for", "register_handler", "register_lazily",
 ]

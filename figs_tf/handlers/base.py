@@ -18,6 +18,7 @@ import math
 import keras
 
 from figs_tf.channel_sets import num_channels
+from figs_tf.wrapper_layer import ScopedLayer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,20 +114,108 @@ class LayerHandler:
 
         `gating` is None when no output channel of the call is searched, else
         (gate_vector, [for each output, the gate index of each of its channels]).
-        The default calls the layer as it is: wrap gates its outputs after it
-        where a reader needs that. A layer whose outputs feed back into it (an
-        RNN's units) has to apply the gates inside.
+        The default calls the layer as it is (a sublayer of an expanded block
+        through a `ScopedLayer` named `<block>.<sublayer>`): wrap gates its
+        outputs after it where a reader needs that. A layer whose outputs feed
+        back into it (an RNN's units) has to apply the gates inside.
         """
+        if call.name != call.layer.name:
+            return ScopedLayer(call.layer, name=call.name)(*args, **kwargs)
         return call.layer(*args, **kwargs)
 
     def slim(self, call, kept_in, kept_out):
         """(new layer, its weights) keeping channel positions kept_in / kept_out.
 
         `kept_in[i]` and `kept_out[j]` are index arrays along the last axis of
-        input i and output j. The default fits layers whose weights and config
-        do not depend on the channel count.
+        input i and output j; after the outputs, `kept_out` holds the kept
+        channels of each inner set (`inner_sets`). The default fits layers
+        whose weights and config do not depend on the channel count.
         """
         return clone_layer(call.layer), call.layer.get_weights()
+
+    # Dead branches (figs_tf.branches): a summand whose inner channels all close
+    # is removed and the constant it added is folded into what survives. The
+    # defaults below are the safe answers: a layer type that does not override
+    # them is never a sum, keeps a constant's position-dependence unknown (so a
+    # branch through it keeps one channel instead), and absorbs no shift.
+
+    def sums_inputs(self, call):
+        """True if the output is the plain elementwise sum of the call's inputs (Add)."""
+        return False
+
+    def uniform_output(self, call, in_uniform, in_zero):
+        """True if the output is the same at every position whenever the inputs are.
+
+        Asked about layers of a dead branch, whose inputs no longer depend on
+        the model's inputs: `in_uniform[i]` says input i has the same value at
+        every position (every axis but batch and channels), `in_zero[i]` that
+        it has no channel left at all (the readers see zeros). A layer on a
+        zero input gives its bias everywhere; a 'same'-padded 3x3 convolution
+        on a non-zero constant does not (the borders read the padding).
+        """
+        return False
+
+    def can_absorb_output_shift(self, call):
+        """True if adding a per-channel constant to the output can be folded into the weights."""
+        return False
+
+    def absorb_output_shift(self, call, weights, shift):
+        """`weights` (as returned by `slim`) changed so that the layer's output grows by `shift`.
+
+        `shift` has one value per kept output channel. Only called when
+        `can_absorb_output_shift(call)` is True.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot absorb a shift of its output.")
+
+    # --- Channel groups inside a layer (attention heads); most layers have none. ---
+
+    def inner_sets(self, call, in_sets, groups):
+        """[(label, channel set)] of channel groups that live inside the layer.
+
+        Attention heads are one: no tensor of the graph has a heads axis, yet a
+        head can be gated and cut. The analysis passes these sets after the
+        outputs' (`out_sets`, `kept_out`), exports their widths as
+        `"<layer>/<label>"` and keeps at least one channel of each.
+        """
+        return []
+
+    def gated_layer(self, call, inner_gate_indices):
+        """A layer computing the call with its inner channels gated, for the search model.
+
+        Called as `layer(gate_vector, *args, **kwargs)` with the call's own
+        arguments; `inner_gate_indices[i][c]` is the index in `gate_vector` of
+        channel c of inner set i. Only layers with `inner_sets` need it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has inner channel sets but no gated layer.")
+
+    def inner_channel_l1(self, layer, label):
+        """L1 norm of each channel of inner set `label` (channel choice without gates)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot rank the channels of inner set '{label}'.")
+
+    def functional_equivalent(self, call):
+        """None, or a functional model computing the call from the layer's own sublayers.
+
+        A layer that holds other layers (a keras_hub Transformer block) is
+        analysed, wrapped and slimmed through its equivalent, inlined in its
+        place: its inputs are one `keras.Input` per distinct tensor of the
+        call, in order of first use (`equivalent_model` builds them), and its
+        outputs those of the call.
+        """
+        return None
+
+
+def equivalent_model(call, body):
+    """A functional model computing `body(args, kwargs)` on the call's arguments.
+
+    `args` and `kwargs` are the call's own, with one `keras.Input` per distinct
+    tensor in place of the tensors (see `LayerHandler.functional_equivalent`).
+    """
+    inputs = {}
+    for key, tensor in zip(call.input_keys, call.input_tensors):
+        if key not in inputs:
+            inputs[key] = keras.Input(shape=tensor.shape[1:], batch_size=tensor.shape[0], dtype=tensor.dtype)
+    args, kwargs = call.call_arguments(inputs)
+    return keras.Model(list(inputs.values()), body(args, kwargs), name=f"{call.layer.name}_equivalent")
 
 
 def last_axes(tensors):

@@ -48,7 +48,7 @@ class ChannelProducer(LayerHandler):
     def output_sets(self, call, in_sets, groups):
         layer = call.layer
         width = getattr(layer, self.width_key)
-        out = (Segment(groups.new_group(width, layer.name), width),)
+        out = (Segment(groups.new_group(width, call.name), width),)
         if activation_name(getattr(layer, "activation", None)) in CHANNEL_MIXING_ACTIVATIONS:
             groups.fix(out, f"'{layer.name}' ends in a channel-mixing activation")
         return [out]
@@ -83,6 +83,20 @@ class ChannelProducer(LayerHandler):
         """L1 norm of each output channel's kernel slice (channel selection without gates)."""
         kernel = np.abs(to_numpy(layer.kernel))
         return kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
+
+    def uniform_output(self, call, in_uniform, in_zero):
+        # On a zero input the output is the bias (through the activation) everywhere.
+        return all(in_zero) or (all(in_uniform) and self.reads_padding_free_windows(call.layer))
+
+    def reads_padding_free_windows(self, layer):
+        """True if every output position sees a window of real input positions (no padding)."""
+        return all(k == 1 for k in layer.kernel_size) or layer.padding == "valid"
+
+    def can_absorb_output_shift(self, call):
+        return bool(call.layer.use_bias) and activation_name(call.layer.activation) == "linear"
+
+    def absorb_output_shift(self, call, weights, shift):
+        return weights[:-1] + [weights[-1] + shift]  # the bias is the last weight
 
 
 class ConvHandler(ChannelProducer):
@@ -127,6 +141,9 @@ class DenseHandler(ChannelProducer):
 
     def channel_axes(self, call, in_axes):
         return last_axes(call.input_tensors), last_axes(call.output_tensors)  # Dense acts on the last axis
+
+    def reads_padding_free_windows(self, layer):
+        return True  # acts on each position alone
 
     def kernel_param_terms(self, layer, in_set, out_set):
         return [Term(1, (in_set, out_set))]
@@ -173,6 +190,9 @@ class ConvTransposeHandler(ChannelProducer):
     def sliced_kernels(self, layer, kept_in, kept_out):
         return [to_numpy(layer.kernel)[..., kept_out, :][..., kept_in]]
 
+    def reads_padding_free_windows(self, layer):
+        return False  # overlapping windows scatter a constant unevenly
+
     def output_channel_l1(self, layer):
         kernel = np.moveaxis(np.abs(to_numpy(layer.kernel)), -2, -1)
         return kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
@@ -216,3 +236,14 @@ class DepthwiseConvHandler(LayerHandler):
         if layer.use_bias:
             weights.append(to_numpy(layer.bias)[kept_out[0]])
         return clone_layer(layer), weights
+
+    def uniform_output(self, call, in_uniform, in_zero):
+        layer = call.layer
+        padding_free = all(k == 1 for k in layer.kernel_size) or layer.padding == "valid"
+        return all(in_zero) or (all(in_uniform) and padding_free)
+
+    def can_absorb_output_shift(self, call):
+        return bool(call.layer.use_bias) and activation_name(call.layer.activation) == "linear"
+
+    def absorb_output_shift(self, call, weights, shift):
+        return weights[:-1] + [weights[-1] + shift]

@@ -8,8 +8,15 @@ from figs_tf.handlers.base import LayerHandler, UnsupportedLayerError, following
 class MergeHandler(LayerHandler):
     """Add, Subtract, Average, Maximum, Minimum, Multiply: inputs share channels (on input 0's channel axis)."""
 
-    def __init__(self, product=False):
+    def __init__(self, product=False, sums=False):
         self.product = product  # Multiply: one clean factor makes the output clean
+        self.sums = sums  # Add: the output is the sum of the inputs (a dead summand can be folded)
+
+    def sums_inputs(self, call):
+        return self.sums
+
+    def uniform_output(self, call, in_uniform, in_zero):
+        return all(in_uniform)
 
     def channel_axes(self, call, in_axes):
         return following_axes(call, in_axes)
@@ -33,7 +40,7 @@ class MergeHandler(LayerHandler):
             groups.fix(in_sets[i], f"'{call.layer.name}' broadcasts a one-channel input")
         first = in_sets[full[0]]
         for i in full[1:]:
-            groups.tie(first, in_sets[i], call.layer.name)
+            groups.tie(first, in_sets[i], call.name)
         return [first]
 
     def requires_clean_inputs(self, call):
@@ -71,11 +78,15 @@ class ConcatenateHandler(LayerHandler):
                 joined = joined + tuple(channel_set)
             return [joined]
         for other in in_sets[1:]:
-            groups.tie(in_sets[0], other, call.layer.name)
+            groups.tie(in_sets[0], other, call.name)
         return [in_sets[0]]
 
     def requires_clean_inputs(self, call):
         return True
+
+    def uniform_output(self, call, in_uniform, in_zero):
+        axis, rank = call.layer.axis, len(call.output_tensors[0].shape)
+        return axis in (-1, rank - 1) and all(in_uniform)
 
 
 class ElementwiseOpHandler(MergeHandler):
@@ -97,6 +108,9 @@ class ElementwiseOpHandler(MergeHandler):
 
     def _is_unary(self, call):
         return len(call.input_tensors) == 1
+
+    def sums_inputs(self, call):
+        return self.operation == "add" and not self._is_unary(call)
 
     def output_sets(self, call, in_sets, groups):
         if not self._is_unary(call):

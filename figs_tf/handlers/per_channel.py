@@ -19,14 +19,18 @@ class PerChannel(LayerHandler):
       zero_preserving: f(0) == 0 channel-wise (ReLU, pooling, padding,
         dropout), so a pruned channel stays zero through it: a bool, or a
         function of the layer (an Activation depends on its function).
+      keeps_uniform: an input with the same value at every position gives
+        an output with the same value at every position (False for padding,
+        whose border differs, and for weights per position such as PReLU's).
 
     Example:
 
     >>> figs_tf.register_handler(MyGate, figs_tf.handlers.PerChannel(zero_preserving=True))
     """
 
-    def __init__(self, zero_preserving):
+    def __init__(self, zero_preserving, keeps_uniform=True):
         self.zero_preserving = zero_preserving
+        self.keeps_uniform = keeps_uniform
 
     def _preserves_zero(self, layer):
         if callable(self.zero_preserving):
@@ -58,6 +62,9 @@ class PerChannel(LayerHandler):
     def param_terms(self, call, in_sets, out_sets):
         return per_channel_weight_terms(call.layer, in_sets[0], call.input_tensors[0].shape, call.read_axes[0])
 
+    def uniform_output(self, call, in_uniform, in_zero):
+        return self.keeps_uniform and all(in_uniform)
+
     def slim(self, call, kept_in, kept_out):
         layer = call.layer
         shape = tuple(call.input_tensors[0].shape)
@@ -83,12 +90,22 @@ class ChannelMixing(PerChannel):
 
     def output_sets(self, call, in_sets, groups):
         out_sets = super().output_sets(call, in_sets, groups)
-        groups.fix(in_sets[0], f"'{call.layer.name}' ({type(call.layer).__name__}) mixes channels")
+        groups.fix(in_sets[0], f"'{call.name}' ({type(call.layer).__name__}) mixes channels")
         return out_sets
 
 
 class LayerNormalizationHandler(ChannelMixing):
-    """LayerNormalization over the channel axis: its statistics mix channels."""
+    """LayerNormalization over the channel axis: its statistics mix channels.
+
+    In a Transformer this keeps the residual stream (the embedding width and
+    every layer added to it) out of search.
+    """
+
+    def output_sets(self, call, in_sets, groups):
+        out_sets = PerChannel.output_sets(self, call, in_sets, groups)
+        groups.fix(in_sets[0], f"'{call.name}' (LayerNormalization) mixes channels: it normalises over them "
+                   "(a Transformer's residual stream stays out of search)")
+        return out_sets
 
 
 class BatchNormalizationHandler(PerChannel):
@@ -99,6 +116,13 @@ class BatchNormalizationHandler(PerChannel):
 
     def __init__(self):
         super().__init__(zero_preserving=False)
+
+    def can_absorb_output_shift(self, call):
+        return bool(call.layer.center)  # y = γ·(x − μ)/σ + β: a shift is a larger β
+
+    def absorb_output_shift(self, call, weights, shift):
+        index = [w.name.split("/")[-1] for w in call.layer.weights].index("beta")
+        return weights[:index] + [weights[index] + shift] + weights[index + 1:]
 
     def channel_axes(self, call, in_axes):
         rank = len(call.input_tensors[0].shape)
@@ -118,7 +142,7 @@ class ActivationHandler(PerChannel):
     def output_sets(self, call, in_sets, groups):
         out_sets = super().output_sets(call, in_sets, groups)
         if activation_name(call.layer.activation) in CHANNEL_MIXING_ACTIVATIONS:
-            groups.fix(in_sets[0], f"'{call.layer.name}' is a channel-mixing activation")
+            groups.fix(in_sets[0], f"'{call.name}' is a channel-mixing activation")
         return out_sets
 
 

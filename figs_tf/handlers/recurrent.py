@@ -129,7 +129,7 @@ class RecurrentHandler(LayerHandler):
             return call.layer(*args, **kwargs)
         gate_vector, gate_indices = gating
         units = self.units(call.layer)
-        return GatedRecurrence(call.layer, gate_indices[0][:units], name=f"{call.name}_figs_gated")(
+        return GatedRecurrence(call.layer, gate_indices[0][:units], name=call.name)(
             args[0], gate_vector, **kwargs)
 
     def kept_units(self, call, kept_out):

@@ -3,6 +3,7 @@
 from figs_tf.handlers.base import LayerHandler, UnsupportedLayerError
 
 _REGISTRY = {}
+_LAZY = []  # (module prefix, function registering the handlers of that library's layers)
 
 
 def register_handler(layer_class, handler):
@@ -27,13 +28,39 @@ def register_handler(layer_class, handler):
     _REGISTRY[layer_class] = handler
 
 
+def register_lazily(module_prefix, register):
+    """Runs `register()` the first time a layer from a module under `module_prefix` is looked up.
+
+    For optional libraries (keras_hub): their handlers are registered only once
+    a model holds one of their layers, so importing figs_tf never imports them.
+    """
+    _LAZY.append((module_prefix, register))
+
+
+def find_handler_of_class(layer_class):
+    """The handler registered for exactly `layer_class`, or None (no lazy registration)."""
+    return _REGISTRY.get(layer_class)
+
+
+def find_handler(layer):
+    """The handler of `layer`'s exact class, or None."""
+    handler = _REGISTRY.get(type(layer))
+    if handler is None:
+        module = type(layer).__module__
+        for prefix, register in [entry for entry in _LAZY if module.startswith(entry[0])]:
+            _LAZY.remove((prefix, register))
+            register()
+        handler = _REGISTRY.get(type(layer))
+    return handler
+
+
 def handler_for(layer):
     """The handler of `layer`'s exact class.
 
     Raises:
       UnsupportedLayerError: no handler is registered, naming the layer and how to register one.
     """
-    handler = _REGISTRY.get(type(layer))
+    handler = find_handler(layer)
     if handler is None:
         raise UnsupportedLayerError(
             f"figs_tf has no channel rule for layer '{getattr(layer, 'name', layer)}' "

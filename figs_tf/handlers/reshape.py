@@ -70,6 +70,9 @@ class ReshapeHandler(LayerHandler):
     def output_dirty(self, call, in_dirty):
         return False
 
+    def uniform_output(self, call, in_uniform, in_zero):
+        return all(in_uniform) and call.output_tensors[0].shape[-1] == call.input_tensors[0].shape[-1]
+
     def slim(self, call, kept_in, kept_out):
         layer = call.layer
         if isinstance(layer, keras.layers.Reshape):

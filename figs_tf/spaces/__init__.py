@@ -8,6 +8,11 @@ The training binaries pick a space by name (`config.space`) and pass
 `config.space_kwargs` to its builder:
 
     supernet = spaces.build_supernet("resnet", (224, 224, 3), 1000, depth=50)
+
+Spaces whose layers choose among operators (FBNet, One-Shot, ResNet blocks)
+also say which operators an architecture kept (`operator_choices_function`);
+the search binary writes that into architecture.json, its summary and
+operators.png.
 """
 
 import inspect
@@ -21,6 +26,37 @@ SPACES = {
     "fbnet": fbnet.fbnet_supernet,
     "one_shot": one_shot.one_shot_supernet,
 }
+
+
+# name -> operator_choices(architecture, **space_kwargs): {layer: {operator: kept}}
+OPERATOR_CHOICES = {
+    "resnet": resnet.operator_choices,
+    "fbnet": fbnet.operator_choices,
+    "one_shot": one_shot.operator_choices,
+}
+
+
+def operator_choices_function(space, **space_kwargs):
+    """For a space whose layers choose among operators: architecture -> {layer: {operator: kept}}.
+
+    Returns None for spaces without operators (e.g. "small_cnn"). The
+    function reads an architecture dict (`figs_tf.export_architecture`, or a
+    JSON read with `figs_tf.load_architecture`); `space_kwargs` are the
+    builder's arguments (the config's `space_kwargs`), passed on where the
+    space's `operator_choices` takes them.
+
+    Example:
+
+    >>> choices = operator_choices_function("fbnet", op_set="reduced")(architecture)
+    >>> choices["s1b1"]
+    {'k3_e6': True, 'k5_e6': False, 'skip': True}
+    """
+    function = OPERATOR_CHOICES.get(space)
+    if function is None:
+        return None
+    accepted = inspect.signature(function).parameters
+    kwargs = {key: value for key, value in space_kwargs.items() if key in accepted and key != "architecture"}
+    return lambda architecture: function(architecture, **kwargs)
 
 
 def build_supernet(space, input_shape, classes, **space_kwargs):

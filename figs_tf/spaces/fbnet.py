@@ -16,6 +16,8 @@ Example:
     tiny = fbnet.fashion_mnist_supernet()                              # 28x28x1, 10 classes
 """
 
+import re
+
 import keras
 
 STEM_WIDTH = 16
@@ -278,3 +280,112 @@ def fashion_mnist_supernet(op_set="reduced", width_multiplier=0.25, layers_per_s
     return fbnet_supernet(op_set=op_set, input_shape=(28, 28, 1), classes=classes, small_input=True,
                           width_multiplier=width_multiplier, layers_per_stage=layers_per_stage,
                           name=name)
+
+
+def _layer_inputs(layers_per_stage, width_multiplier):
+    """[(name, width, residual)] per searchable layer; residual: stride 1 and the width kept."""
+    layers, in_width = [], scaled(STEM_WIDTH, width_multiplier)
+    for stage, block, width, stride in layer_plan(layers_per_stage, width_multiplier):
+        layers.append((f"s{stage}b{block}", width, stride == 1 and in_width == width))
+        in_width = width
+    return layers
+
+
+def operator_choices(architecture, op_set="reduced", layers_per_stage=None, width_multiplier=1.0,
+                     skip_projection=True):
+    """Which operators each searchable layer of an exported architecture kept.
+
+    An operator kK_eE is kept iff its projection keeps channels (a dead
+    operator is removed whole: figs_tf.branches). 'skip' is the identity where
+    the layer keeps its shape (always there: it is the residual) and the 1x1
+    projection elsewhere (kept with the stage's stream); a layer that kept
+    no other operator is a skip layer.
+
+    Args:
+      architecture: {layer: width} from `figs_tf.export_architecture` or an
+        architecture JSON (`figs_tf.load_architecture`).
+      op_set, layers_per_stage, width_multiplier, skip_projection: as given
+        to `fbnet_supernet` (the training config's `space_kwargs`).
+
+    Returns:
+      {layer ("s2b1", ...): {operator: kept}} in network order.
+
+    Example::
+
+        choices = operator_choices(figs_tf.export_architecture(search))
+        choices["s3b1"]                         # {'k3_e6': True, 'k5_e6': False, 'skip': True}
+    """
+    if op_set not in OP_SETS:
+        raise ValueError(f"op_set must be one of {sorted(OP_SETS)}, got {op_set!r}.")
+    choices = {}
+    for name, _, residual in _layer_inputs(layers_per_stage, width_multiplier):
+        kept = {}
+        for op in OP_SETS[op_set]:
+            if op != "skip":
+                kept[op] = architecture[f"{name}_{op}_project"] > 0
+            elif residual:
+                kept[op] = True
+            elif skip_projection:
+                kept[op] = architecture[f"{name}_skip_conv"] > 0
+        choices[name] = kept
+    return choices
+
+
+def single_path_architecture(supernet, choices):
+    """The architecture of a supernet that keeps one operator per layer, at full width.
+
+    How a fixed network such as FBNet-B's choice sits in a FiGS supernet (for
+    `figs_tf.build_from_architecture`, or retraining with
+    `--config.retrain.architecture`): every other operator gets width 0 and is
+    removed. An operator the supernet lacks is its kK_e6 operator pruned to
+    the inner width E x (layer input width): a pruned k3_e6 is a k3_e1 or
+    k3_e3 (FiGS Sec. 3.3). 'skip' keeps no operator. Shape-changing layers
+    keep the supernet's 1x1 skip projection, which is part of the stream.
+
+    Args:
+      supernet: a model from `fbnet_supernet`.
+      choices: one operator name per searchable layer (e.g. FBNET_B).
+
+    Returns:
+      {layer: width} of every layer of the supernet that makes channels.
+
+    Raises:
+      ValueError: the wrong number of choices, or an operator the supernet
+        can express neither as itself nor as a pruned kK_e6.
+
+    Example::
+
+        supernet = fashion_mnist_supernet()
+        architecture = single_path_architecture(supernet, ("k3_e1",) + ("k5_e6",) * 6)
+    """
+    widths = {layer.name: (layer.filters if hasattr(layer, "filters") else layer.units) for layer in supernet.layers
+              if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))}
+    names = sorted({n.split("_")[0] for n in widths if re.fullmatch(r"s\d+b\d+", n.split("_")[0])},
+                   key=lambda n: tuple(int(part) for part in n[1:].split("b")))
+    choices = tuple(choices)
+    if len(choices) != len(names):
+        raise ValueError(f"Need one operator per searchable layer of {supernet.name!r} ({len(names)}), "
+                         f"got {len(choices)}.")
+    for name, choice in zip(names, choices):
+        present = sorted({n[len(name) + 1:-len("_project")] for n in widths
+                          if n.startswith(f"{name}_") and n.endswith("_project")})
+        for op in present:
+            for suffix in ("_expand", "_project"):
+                if f"{name}_{op}{suffix}" in widths:
+                    widths[f"{name}_{op}{suffix}"] = 0
+        if choice == "skip":
+            continue
+        if choice not in OPERATORS:
+            raise ValueError(f"Unknown FBNet operator {choice!r}; known: {sorted(OPERATORS)}.")
+        kernel, expansion, groups = OPERATORS[choice]
+        host = choice if choice in present else f"k{kernel}_e6"
+        if host not in present or groups != 1 and host != choice:
+            raise ValueError(f"Layer {name} of {supernet.name!r} has operators {present}: it cannot express "
+                             f"{choice!r}.")
+        project = supernet.get_layer(f"{name}_{host}_project")
+        widths[f"{name}_{host}_project"] = project.filters
+        if f"{name}_{host}_expand" in widths:
+            expand = supernet.get_layer(f"{name}_{host}_expand")
+            widths[f"{name}_{host}_expand"] = expand.filters if host == choice else \
+                expansion * expand.input.shape[-1]
+    return widths

@@ -185,3 +185,34 @@ def _cell(cell_input, cell, width, blocks, operators, aggregator):
     if len(block_outputs) == 1:
         return block_outputs[0]
     return keras.layers.Concatenate(name=f"cell{cell}_output")(block_outputs)
+
+
+def operator_choices(architecture, aggregator="concat", cells=8, blocks_per_cell=4, operators=OPERATORS):
+    """Which operators each block of an exported architecture kept.
+
+    A convolution pair is kept iff its second convolution keeps channels (a
+    dead pair is removed whole, under either aggregator). The parameter-free
+    operators pass the block's input projection on and are kept with it.
+
+    Args:
+      architecture: {layer: width} (`figs_tf.export_architecture`, or an
+        architecture JSON read with `figs_tf.load_architecture`).
+      aggregator, cells, blocks_per_cell, operators: as given to
+        `one_shot_supernet` (the training config's `space_kwargs`).
+
+    Returns:
+      {block ("cell0_block1", ...): {operator: kept}} in network order.
+
+    Example::
+
+        operator_choices(figs_tf.export_architecture(search), "add", cells=2, blocks_per_cell=2)
+    """
+    del aggregator  # both aggregators name their layers alike
+    choices = {}
+    for cell in range(cells):
+        for block in range(blocks_per_cell):
+            prefix = f"cell{cell}_block{block}"
+            projection = architecture[f"{prefix}_proj_conv"] > 0
+            choices[prefix] = {op: architecture[f"{prefix}_{op}_conv2"] > 0 if op in _SEPARABLE or op == "conv7x1"
+                               else projection for op in operators}
+    return choices

@@ -149,3 +149,19 @@ def fashion_mnist_resnet(width_multiplier=0.25, blocks_per_stage=(1, 1, 1, 1), c
     """
     return resnet(input_shape=(28, 28, 1), classes=classes, width_multiplier=width_multiplier,
                   small_input=True, blocks_per_stage=blocks_per_stage, name=name)
+
+
+def operator_choices(architecture):
+    """Which bottleneck blocks an exported architecture kept ({block: {"bottleneck": kept, "shortcut": True}}).
+
+    A bottleneck one of whose inner convolutions kept no channel is a
+    constant: it is removed and the block is its shortcut (figs_tf.branches),
+    so FiGS searches depth too.
+
+    Example::
+
+        operator_choices(figs_tf.export_architecture(search))["conv2_block2"]   # {'bottleneck': False, ...}
+    """
+    blocks = sorted((name[:-len("_3_conv")] for name in architecture if name.endswith("_3_conv")),
+                    key=lambda n: tuple(int(part) for part in n[len("conv"):].split("_block")))
+    return {block: {"bottleneck": architecture[f"{block}_3_conv"] > 0, "shortcut": True} for block in blocks}

@@ -137,7 +137,7 @@ def producer_widths(model):
     """
     searching = any(isinstance(layer, MaskLayer) for layer in model.layers)
     graph = wrapping.channel_graph_of(model) if searching else analyze(model)
-    return {call.name: sum(s.channels for s in graph.own_set(call)) for call in graph.producer_calls()}
+    return {name: sum(s.channels for s in channel_set) for name, _, channel_set in graph.width_entries()}
 
 
 def set_batchnorm_momentum(model, momentum):

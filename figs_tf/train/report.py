@@ -18,11 +18,27 @@ def print_summary(summary):
     for metric, exported in summary["exported"].items():
         supernet = summary["supernet"][metric]
         print(f"  {_UNITS[metric]:14s} supernet {supernet:,}  exported {exported:,} ({exported / supernet:.1%})")
+    if summary.get("operators"):
+        _print_operators(summary["operators"])
     if summary["phase"] == "search":
         _print_search_results(summary)
     else:
         print(f"  retrained from scratch for {summary['steps']} steps: test accuracy "
               f"{summary['test_accuracy']:.4f}")
+
+
+def _print_operators(choices):
+    """Per layer, the operators kept and removed; how many layers kept one operator or none."""
+    print("  operators kept per layer (removed in brackets):")
+    for layer, kept in choices.items():
+        removed = [op for op, on in kept.items() if not on]
+        print(f"  {layer:24s} {' '.join(op for op, on in kept.items() if on) or '-'}"
+              + (f"  [{' '.join(removed)}]" if removed else ""))
+    every = sum(all(kept.values()) for kept in choices.values())
+    single = [f"{layer} ({op})" for layer, kept in choices.items() for op, on in kept.items()
+              if on and sum(kept.values()) == 1 and len(kept) > 1]
+    print(f"  {len(choices)} layers: {every} kept every operator, {len(choices) - every} removed some; "
+          f"{len(single)} kept a single one{': ' + ', '.join(single) if single else ''}")
 
 
 def _print_search_results(summary):

@@ -7,7 +7,9 @@ r"""Architecture learning (AL): train a supernet's weights and gates under a cos
 
 Writes into `<workdir>/search/`: config.json, checkpoint/ (resume point),
 history.csv, tensorboard/, architecture.json (the exported architecture,
-rewritten every epoch), widths.png and, when done, summary.json. Run the same
+rewritten every epoch; in spaces with operators also the operators each layer
+kept), widths.png, operators.png (FBNet, One-Shot, ResNet) and, when done,
+summary.json. Run the same
 command again after a preemption to resume; after completion it prints the
 summary and does nothing else. `figs-retrain` then reads the architecture.
 
@@ -23,6 +25,7 @@ from absl import logging
 from figs_tf import callbacks as callbacks_lib
 from figs_tf import export
 from figs_tf import recalibrate
+from figs_tf import spaces
 from figs_tf import wrapping
 from figs_tf.slim import slim
 from figs_tf.train import flags as figs_flags
@@ -64,7 +67,8 @@ def run(config, workdir, callbacks=()):
                                                           budgets=list(config.pareto_budgets)))
     elif target is not None:
         controllers.append(callbacks_lib.BudgetController(target=target))
-    reporter = callbacks_lib.CostCallback(directory if chief else None, plot=chief)
+    operators = spaces.operator_choices_function(config.space, **config.space_kwargs.to_dict())
+    reporter = callbacks_lib.CostCallback(directory if chief else None, plot=chief, operators=operators)
     start_epoch = loop.fit(search, config, plan, strategy, directory,
                            callbacks=[*controllers, reporter, *callbacks])
 
@@ -73,6 +77,7 @@ def run(config, workdir, callbacks=()):
     if chief:
         export.save_architecture(network.architecture(), workdir_lib.architecture_path(workdir),
                                  channels=network.channels(), final=True, steps=plan.total_steps,
+                                 operators=operators and operators(network.architecture()),
                                  exported_cost={m: network.cost(m) for m in reporter.reported_metrics},
                                  strength=numbers["figs_strength"])
     summary = {
@@ -85,6 +90,7 @@ def run(config, workdir, callbacks=()):
         "supernet": {m: export.supernet_cost(search, m) for m in reporter.reported_metrics},
         "exported": {m: network.cost(m) for m in reporter.reported_metrics},
         "architecture": network.architecture(),
+        "operators": operators and operators(network.architecture()),
         "supernet_widths": loop.producer_widths(search),
         "search_model_accuracy": loop.evaluate(search, config, plan, strategy),
         "wall_seconds_this_process": stopwatch.seconds(),
