@@ -222,28 +222,11 @@ def random_models(draw):
                                      "attention", "other_layout"]))
         if step == "other_layout":  # augmentation, RNNs, channels_first: one step, so the others keep their share
             step = draw(st.sampled_from(["augment", "recurrent", "channels_first"]))
-        if step == "conv":
-            y = builder.conv_block(x)
-        elif step == "per_channel":
-            y = builder.per_channel(x)
-        elif step == "residual":
-            y = builder.residual(x)
-        elif step == "concat":
-            y = builder.concat(tensors)
-        elif step == "se":
-            y = builder.squeeze_excite(x)
-        elif step == "augment":
-            y = builder.augment(x)
-        elif step == "recurrent":
-            y = builder.recurrent(x)
-        elif step == "channels_first":
-            y = builder.channels_first(x)
-        elif step == "branches":
-            y = builder.summed_branches(x)
-        elif step == "attention":
-            y = builder.attention(x)
-        else:
-            y = builder.nested(x)
+        steps = {"conv": builder.conv_block, "per_channel": builder.per_channel, "residual": builder.residual,
+                 "concat": lambda _: builder.concat(tensors), "se": builder.squeeze_excite,
+                 "augment": builder.augment, "recurrent": builder.recurrent, "channels_first": builder.channels_first,
+                 "branches": builder.summed_branches, "attention": builder.attention, "nested": builder.nested}
+        y = steps[step](x)
         tensors.append(y)
     heads = draw(st.integers(1, 2))
     outputs = [builder.head(tensors[-1 - i] if i < len(tensors) else tensors[-1], i) for i in range(heads)]
