@@ -162,7 +162,7 @@ def test_random_graphs_wrap_export_and_slim_exactly(model_and_seed):
     for group in range(len(gates.group_sizes)):
         block = gates.group_slice(group)
         logits[block] = rng.normal(rng.uniform(-6, 5), 3.0, block.stop - block.start)
-    gates.logits.assign(logits)
+    gates.set_logits(logits)
     network = figs_tf.exported_network(search)
     slim = figs_tf.slim(search)
     x = rng.random((2, SPATIAL, SPATIAL, 3)).astype(np.float32)
