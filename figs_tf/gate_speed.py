@@ -382,7 +382,8 @@ def plan_gate_speed(path, schedule, optimizer, total_steps, strength, multiplier
             return travel(path, end_points, end_sums, response, candidate, strength, multiplier, rest,
                           direction)[-1]
 
-        enough = end_travel(candidate) / end_slowdown
+        # travel ∝ s (normalised steps) or s² (SGD-like) lands exactly on a quarter: allow for rounding
+        enough = end_travel(candidate) / end_slowdown * (1 - 1e-9)
         end_speed = next((2.0 ** k for k in range(int(math.log2(candidate)) + 1) if end_travel(2.0 ** k) >= enough),
                          candidate)
     return GateSpeedPlan(speed=candidate, reachable=shortfall <= 1.0, needed=float(wanted.max() / margin),

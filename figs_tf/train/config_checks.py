@@ -71,6 +71,8 @@ SCHEMA = {
     "initial_logit": _Rule(_REAL, hint="the gates' initial logit ν (paper: 2.5)"),
     "logit_gradient_multiplier": _Rule(_REAL, _number(0, low_open=True),
                                        "multiplies the gate logits' gradient, > 0 (paper: 1)"),
+    "gate_speed": _Rule(_REAL + (type(None),), lambda v: v is None or 0 < v < float("inf"),
+                        "None (chosen by the budget controller) or a gate speed > 0 (paper: 1)"),
     "strategy": _Rule((str,), _one_of(STRATEGIES), f"one of {STRATEGIES}"),
     "tpu": _Rule((str, type(None)), hint="'local' on a TPU VM, or a TPU name"),
     "mixed_precision": _Rule((str, type(None)), _one_of(PRECISIONS), f"one of {PRECISIONS}"),
