@@ -8,10 +8,12 @@ a fresh AL run to choose s (`gate_speed="auto"`) and, for a fixed s, to say
 before training when the target is out of reach. The rule (docs/budget.md,
 "Gate speed"):
 
-- The optimizer's step response r(x): the steady step Δθ per unit learning
-  rate under a constant gradient x, measured on a copy of the compiled
-  optimizer (`step_response`; SGD: x/(1 − momentum), Adam: x/(x + ε), so ≈ 1
-  at the usual ε and ≈ x for the paper's ε = 1; Lion: 1).
+- The optimizer's step response r(x, t): its step Δθ per unit learning rate
+  under a constant gradient x at step t (`step_response`): a closed form for
+  Keras's SGD, Adam/AdamW, Adamax, RMSprop, Lion and Adagrad (SGD:
+  x/(1 − momentum) once the velocity has built up; Adam: about x/(x + ε), so
+  ≈ 1 at the usual ε and ≈ x for the paper's ε = 1; Lion: 1), measured on a
+  copy of the optimizer for any other class.
 - The learning rate summed over the planned steps (`learning_rate_sums`; a
   float, or a `LearningRateSchedule` evaluated along the run).
 - The gradient a logit gets from the cost at λ: λ·M·∂E[cost]/∂ν, computed
@@ -24,10 +26,12 @@ before training when the target is out of reach. The rule (docs/budget.md,
   each step (`figs_tf.budget.TargetSchedule`, `ParetoSchedule`).
 
 `plan_gate_speed` returns the smallest power of two s ≥ 1 for which the
-travel at the controller's initial λ is at least `margin` × the demand at
-every step of the run; powers of two make rescaling θ exact (ν does not move).
+travel at the given λ (the controller passes λ's ceiling) is at least
+`margin` × the demand at every step of the run; powers of two make rescaling
+θ exact (ν does not move). With `end_step` it also plans the lower speed for
+the rest of the run once the path has come to rest.
 
-    plan = plan_gate_speed(path, schedule, optimizer, total_steps, strength=λ0,
+    plan = plan_gate_speed(path, schedule, optimizer, total_steps, strength=λ,
                            multiplier=M, initial_logit=2.5)
     plan.speed        # s
     plan.reachable    # False: no s up to 2**30 moves the logits far enough

@@ -132,9 +132,9 @@ def hard_widths(logits, group_sizes, keep_one_sets):
 def hard_widths_numpy(logits, group_sizes, keep_one_sets):
     """NumPy twin of `hard_widths`: the same widths, as a list of ints.
 
-    For the host (the budget controller reads the export every few steps:
-    the backend version costs ~35 ms of eager dispatch per call on
-    TensorFlow, this one well under a millisecond). tests/test_budget.py
+    For the host: the budget controller reads the export every few steps,
+    and the backend version pays TensorFlow's eager dispatch for each of its
+    ops on every call (both timed in docs/budget.md). tests/test_budget.py
     checks that both give the same widths.
     """
     logits = np.asarray(logits, dtype=np.float32)

@@ -301,6 +301,20 @@ def test_a_fixed_gate_speed_that_cannot_reach_the_target_is_reported_before_trai
     assert controller.gate_plan.reachable
 
 
+def test_a_run_no_gate_speed_can_save_is_reported_before_training():
+    """gate_speed='auto' with an optimizer that does not move the logits (learning rate 0): the
+    warning names the optimizer's rate or schedule and the AL steps instead of a gate speed."""
+    search = figs_tf.wrap(small_cnn(), cost="params", target=15_000)
+    search.compile(optimizer=keras.optimizers.Adam(0.0), loss="sparse_categorical_crossentropy")
+    controller = figs_tf.BudgetController()
+    controller.set_model(search)
+    controller.params = {"epochs": 4, "steps": 250}
+    with pytest.warns(UserWarning, match=r"cannot be reached in this run.*No gate speed up to 2\*\*30 helps.*"
+                                         r"learning rate or schedule"):
+        controller.on_train_begin()
+    assert not controller.gate_plan.reachable and int(search.optimizer.iterations.numpy()) == 0
+
+
 # --- one AL run lands on the target ----------------------------------------------------------
 
 

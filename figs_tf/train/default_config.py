@@ -36,7 +36,7 @@ def get_config(arg=None):
     # Cost: λ · E[params] (paper eq. 6); `target` (a budget) adjusts λ during AL.
     config.cost = "params"
     # With Adam at ε = 1 a logit moves about lr · λ · (cost of its channel) · π(1-π)
-    # per step: 3e-5 at lr 1.0 exports ~40 % of the supernet after 2 epochs.
+    # per step; what 3e-5 at lr 1.0 exports: docs/results.md, "The README's first command".
     config.strength = 3e-5
     config.target = ml_collections.config_dict.placeholder(float)
     # A Pareto set from one AL run (figs_tf.ParetoCallback): budgets in the cost's unit,
