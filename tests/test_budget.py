@@ -278,23 +278,25 @@ def test_the_controller_chooses_the_gate_speed_before_the_first_step_without_mov
     assert history.history["figs_gate_speed"] == [plan.speed] * 2
 
 
-def test_a_fixed_gate_speed_that_cannot_reach_the_target_is_reported_before_training():
-    search = figs_tf.wrap(small_cnn(), cost="params", target=15_000, gate_speed=1.0)
-    search.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+def _controller_before_training(optimizer, gate_speed):
+    """A BudgetController on a compiled 15,000-parameter budget, 1,000 planned steps, not yet started."""
+    search = figs_tf.wrap(small_cnn(), cost="params", target=15_000, gate_speed=gate_speed)
+    search.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
     controller = figs_tf.BudgetController()
     controller.set_model(search)
     controller.params = {"epochs": 4, "steps": 250}
+    return search, controller
+
+
+def test_a_fixed_gate_speed_that_cannot_reach_the_target_is_reported_before_training():
+    search, controller = _controller_before_training(keras.optimizers.Adam(1e-3), gate_speed=1.0)
     with pytest.warns(UserWarning, match=r"cannot be reached in this run.*gate_speed='auto'.*set_gate_speed"
                                          r"\(search, (\d+)\)"):
         controller.on_train_begin()
     assert int(search.optimizer.iterations.numpy()) == 0 and figs_tf.get_gate_speed(search) == 1.0
     assert not controller.gate_plan.reachable and controller.gate_plan.shortfall > 1
     # the paper's optimizer (Adam with ε = 1 at learning rate 1) reaches it at gate speed 1: no warning
-    paper = figs_tf.wrap(small_cnn(), cost="params", target=15_000, gate_speed=1.0)
-    paper.compile(optimizer=keras.optimizers.Adam(1.0, epsilon=1.0), loss="sparse_categorical_crossentropy")
-    controller = figs_tf.BudgetController()
-    controller.set_model(paper)
-    controller.params = {"epochs": 4, "steps": 250}
+    _, controller = _controller_before_training(keras.optimizers.Adam(1.0, epsilon=1.0), gate_speed=1.0)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="figs_tf")
         controller.on_train_begin()
@@ -304,11 +306,7 @@ def test_a_fixed_gate_speed_that_cannot_reach_the_target_is_reported_before_trai
 def test_a_run_no_gate_speed_can_save_is_reported_before_training():
     """gate_speed='auto' with an optimizer that does not move the logits (learning rate 0): the
     warning names the optimizer's rate or schedule and the AL steps instead of a gate speed."""
-    search = figs_tf.wrap(small_cnn(), cost="params", target=15_000)
-    search.compile(optimizer=keras.optimizers.Adam(0.0), loss="sparse_categorical_crossentropy")
-    controller = figs_tf.BudgetController()
-    controller.set_model(search)
-    controller.params = {"epochs": 4, "steps": 250}
+    search, controller = _controller_before_training(keras.optimizers.Adam(0.0), gate_speed="auto")
     with pytest.warns(UserWarning, match=r"cannot be reached in this run.*No gate speed up to 2\*\*30 helps.*"
                                          r"learning rate or schedule"):
         controller.on_train_begin()
