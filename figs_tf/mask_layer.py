@@ -139,7 +139,8 @@ def hard_widths_numpy(logits, group_sizes, keep_one_sets):
     """
     logits = np.asarray(logits, dtype=np.float32)
     starts = np.cumsum([0] + list(group_sizes[:-1]))
-    probabilities = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+    with np.errstate(over="ignore"):  # ν < −88 overflows exp(−ν) to inf: π = 0, as the backend's sigmoid
+        probabilities = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
     widths = np.floor(np.add.reduceat(probabilities, starts))
     group_max = np.maximum.reduceat(logits, starts)
     for groups in keep_one_sets:
