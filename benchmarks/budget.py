@@ -114,7 +114,9 @@ def run_user(name, metric, fraction, steps, images, labels, args):
     examples = per_epoch * args.batch
     search.compile(optimizer=OPTIMIZERS[name](epochs * per_epoch), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                    metrics=["accuracy"])
-    callback = figs_tf.BudgetController(target=target)
+    settings = figs_tf.ControllerSettings() if args.end_gate_slowdown is None else \
+        figs_tf.ControllerSettings(end_gate_slowdown=args.end_gate_slowdown)
+    callback = figs_tf.BudgetController(target=target, settings=settings)
     start = time.time()
     history = search.fit(images[:examples], labels[:examples], batch_size=args.batch, epochs=epochs,
                          callbacks=[callback], verbose=0)
@@ -133,7 +135,8 @@ def user_optimizers(args, tolerance):
     images = images.astype("float32") / 255.0
     spaces = {"readme": "README CNN 32/64/128, flatten head", "second": "2-conv CNN 16/32, GAP",
               "five": "five-conv CNN 16/24/40/56/72, GAP"}
-    print(f"{spaces[args.space]}; real Fashion-MNIST, batch {args.batch}, BudgetController defaults, gate speed "
+    settings = "defaults" if args.end_gate_slowdown is None else f"end_gate_slowdown={args.end_gate_slowdown:g}"
+    print(f"{spaces[args.space]}; real Fashion-MNIST, batch {args.batch}, BudgetController {settings}, gate speed "
           f"{args.gate_speed}, seed {args.seed}, {os.cpu_count()} CPU cores")
     print("| optimizer | AL steps | metric | target (% supernet) | gate speed | exported / target − 1 | final λ "
           "| widths | s |")
@@ -154,7 +157,8 @@ def user_optimizers(args, tolerance):
     print_landings(rows, tolerance)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"budget_optimizers_{args.space}_{args.gate_speed}_"
-                           f"{'_'.join(str(n) for n in args.lengths)}.json"), "w",
+                           f"{'_'.join(str(n) for n in args.lengths)}"
+                           f"{'' if args.end_gate_slowdown is None else f'_slowdown{args.end_gate_slowdown:g}'}.json"), "w",
               encoding="utf-8") as f:
         json.dump(rows, f, indent=1)
 
@@ -249,6 +253,9 @@ def main():
     parser.add_argument("--gate-speed", default="auto", type=lambda v: v if v == "auto" else float(v),
                         help="with --optimizers: 'auto' (chosen by the controller) or a fixed gate speed "
                              "(1: the paper's gates, as before the gate speed existed)")
+    parser.add_argument("--end-gate-slowdown", type=float, default=None,
+                        help="with --optimizers: ControllerSettings.end_gate_slowdown (default: the controller's; "
+                             "1: the chosen gate speed kept to the end)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=OUT)
     args = parser.parse_args()
