@@ -24,7 +24,11 @@ would compile it (Adam 1e-3, AdamW 1e-3, SGD 0.05 with momentum 0.9, RMSprop
 `figs_tf.BudgetController(target=...)` with its defaults (the gate speed chosen
 for the run), for each target fraction (`--targets`, default 25/50/75 %) and
 AL length in steps (`--lengths`); `--space second` uses the issue's 2-conv
-CNN (16/32, global average pooling) instead.
+CNN (16/32, global average pooling) instead, `--space five` the five-conv CNN
+above. `--flops-targets 0.5` adds FLOP targets to the parameter ones (the
+issue's acceptance: `--lengths 1000 --metrics params --flops-targets 0.5`);
+`--gate-speed 1` fixes the paper's gates, `--end-gate-slowdown 1` keeps the
+chosen speed to the end of the run.
 
     python benchmarks/budget.py --lattice --widths 16 32 64 --pools 0 1
 
