@@ -137,6 +137,9 @@ def _by_hand(name, speed, strength, steps, initial_logit):
         if name == "adam":
             m, v = 0.9 * m + 0.1 * gradient, 0.999 * v + 0.001 * gradient ** 2
             theta -= 1e-3 * math.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t) * m / (math.sqrt(v) + 1e-7)
+        elif name == "lion":  # the sign of an interpolation of momentum and gradient (β1 0.9, β2 0.99)
+            theta -= 1e-4 * np.sign(0.9 * m + 0.1 * gradient)
+            m = 0.99 * m + 0.01 * gradient
         else:
             momentum = 0.9 if name == "sgd_momentum" else 0.0
             rate = 0.05 if name == "sgd_momentum" else 0.1
@@ -150,6 +153,7 @@ def _by_hand(name, speed, strength, steps, initial_logit):
     ("adam", 8.0, 0.8),  # ν from 0.8 to -0.8: the pull λ·∂E/∂ν = λ·21·σ'(ν) stays within 15 %
     ("sgd_momentum", 4.0, 2.5),
     ("sgd", 8.0, 2.5),
+    ("lion", 64.0, 2.5),  # s·lr = 0.0064 per step whatever the pull: 1.28 in 200 steps
 ])
 def test_a_logit_moves_the_planned_distance(name, speed, initial_logit):
     """Training moves the logits as far as the plan says, and as the optimizer's update written out does."""
@@ -161,8 +165,9 @@ def test_a_logit_moves_the_planned_distance(name, speed, initial_logit):
     assert moved == pytest.approx(_by_hand(name, speed, strength, steps, initial_logit), rel=1e-3)
     # the plan: one Euler step per optimizer step, with the step response of a constant gradient
     assert planned == pytest.approx(moved, rel=0.02)
-    if name == "adam":  # an optimizer that normalises its steps: s × Σ lr, whatever λ
-        assert planned == pytest.approx(speed * 1e-3 * steps, rel=1e-3)
+    if name in ("adam", "lion"):  # an optimizer that normalises its steps: s × Σ lr, whatever λ
+        rate = 1e-3 if name == "adam" else 1e-4
+        assert planned == pytest.approx(speed * rate * steps, rel=1e-3)
 
 
 @pytest.mark.tensorflow_only
