@@ -55,7 +55,8 @@ def main():
         batch = rng.integers(0, len(images), 128)
         with tf.GradientTape() as tape:
             task = loss(labels[batch], search(images[batch], training=True))
-        gradients.append(tape.gradient(task, gates.logits).numpy())
+        # ∂L/∂ν = ∂L/∂θ / s: the trained variable is θ, the logits are ν = s·θ
+        gradients.append(tape.gradient(task, gates.logit_parameters.value).numpy() / gates.gate_speed)
     gradients = np.array(gradients)
 
     # the cost's gradient: d(λ · E[params])/dν, through the gates' and the CostLayer's own functions

@@ -29,7 +29,7 @@ def keep_fraction(search, fraction):
         block = gates.group_slice(group)
         keep = max(1, int(np.ceil(fraction * size)))
         logits[block.start:block.start + keep] = 30.0
-    gates.logits.assign(logits)
+    gates.set_logits(logits)
 
 
 def median_latency_ms(functions, batch, repeats, warmup=3):

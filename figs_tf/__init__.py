@@ -28,8 +28,8 @@ from figs_tf.mask_layer import MaskLayer
 from figs_tf.plots import plot_operators, plot_widths
 from figs_tf.recalibrate import recalibrate_batchnorm
 from figs_tf.slim import build_from_architecture, slim
-from figs_tf.wrapping import (channel_graph_of, gates_of, get_strength, get_target, set_strength, set_target,
-                              wrap)
+from figs_tf.wrapping import (channel_graph_of, gates_of, get_gate_speed, get_strength, get_target, set_gate_speed,
+                              set_strength, set_target, wrap)
 
 __version__ = "0.1.0"
 
@@ -38,7 +38,8 @@ __all__ = [
     "ExportedNetwork", "GatedRecurrence", "GraphError", "LayerHandler", "MaskLayer", "ParetoCallback",
     "ParetoController", "UnsupportedLayerError",
     "analyze", "build_from_architecture", "channel_graph_of", "count", "expected_cost", "export_architecture",
-    "exported_network", "gates_of", "get_strength", "get_target", "handlers", "load_architecture",
-    "load_channels", "plot_operators", "plot_widths", "recalibrate_batchnorm", "register_handler",
-    "save_architecture", "set_strength", "set_target", "slim", "supernet_cost", "wrap",
+    "exported_network", "gates_of", "get_gate_speed", "get_strength", "get_target", "handlers",
+    "load_architecture", "load_channels", "plot_operators", "plot_widths", "recalibrate_batchnorm",
+    "register_handler", "save_architecture", "set_gate_speed", "set_strength", "set_target", "slim",
+    "supernet_cost", "wrap",
 ]

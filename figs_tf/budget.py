@@ -41,6 +41,13 @@ class ControllerSettings:
       ramp: fraction of the AL steps at which the reference path reaches the band.
       tolerance: the band, relative to the target.
       total_steps: AL length in steps; None: epochs × steps per epoch of `fit`.
+      gate_margin: with `gate_speed="auto"`, how far the gate logits must be
+        able to travel at λ₀, as a multiple of the reference path's travel
+        (figs_tf.gate_speed).
+      end_gate_slowdown: with `gate_speed="auto"`, once the reference path has
+        come to rest (at `ramp`) the gates are slowed so that they can travel
+        1 / end_gate_slowdown as far as before over the rest of the run (1:
+        they keep their speed).
 
     Raises:
       ValueError: a knob out of its range, naming it.
@@ -62,6 +69,8 @@ class ControllerSettings:
     ramp: float = 0.6
     tolerance: float = 0.02
     total_steps: int = None
+    gate_margin: float = 2.0
+    end_gate_slowdown: float = 4.0
 
     def __post_init__(self):
         if self.interval is not None and int(self.interval) < 1:
@@ -85,6 +94,12 @@ class ControllerSettings:
         if self.warmup > self.ramp:
             raise ValueError(f"ControllerSettings needs warmup <= ramp (both fractions of the AL steps: "
                              f"the ramp ends after the warm-up), got warmup={self.warmup}, ramp={self.ramp}.")
+        if not 1 <= self.gate_margin < float("inf"):
+            raise ValueError(f"ControllerSettings.gate_margin is how much farther than the reference path the gate "
+                             f"logits must be able to travel: a finite number >= 1, got {self.gate_margin}.")
+        if not 1 <= self.end_gate_slowdown < float("inf"):
+            raise ValueError(f"ControllerSettings.end_gate_slowdown divides how far the gates can travel after the "
+                             f"ramp: a finite number >= 1 (1: no slowdown), got {self.end_gate_slowdown}.")
         if not 0 < self.tolerance < 1:
             raise ValueError(f"ControllerSettings.tolerance is relative, in (0, 1), got {self.tolerance}.")
 

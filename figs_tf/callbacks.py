@@ -28,6 +28,7 @@ from figs_tf import budget as budget_lib
 from figs_tf import cost as cost_lib
 from figs_tf import export as export_lib
 from figs_tf import files
+from figs_tf import gate_speed as gate_speed_lib
 from figs_tf import handlers as handlers_lib
 from figs_tf import plots
 from figs_tf import wrapping as wrap_lib
@@ -177,8 +178,21 @@ class BudgetController(keras.callbacks.Callback):
     `figs_target_<metric>` and `figs_reference_<metric>` into `logs`; at the end
     it warns if the export missed the band.
 
-    Preemption: its state is λ (restored with the weights) and the optimizer's
-    step counter; the reference path is re-derived from the gates' config.
+    Gate speed: at the start of a fresh AL run (optimizer step 0) it chooses
+    the gates' speed s when they have `gate_speed="auto"` (the default of
+    `figs_tf.wrap`): the smallest power of two ≥ 1 with which the compiled
+    optimizer, over the planned steps and at its learning rate (or schedule),
+    moves the gate logits at least `settings.gate_margin` times as far as the
+    reference path at λ's ceiling (figs_tf.gate_speed; docs/budget.md, "Gate
+    speed"), and lowers it once the path has come to rest (at `ramp`;
+    `settings.end_gate_slowdown`). With a fixed gate speed it checks instead
+    that the logits can keep up at λ's ceiling, and warns before training when
+    they cannot, naming what to change. Without a BudgetController (a fixed
+    λ) "auto" leaves the gate speed at 1, the paper's.
+
+    Preemption: its state is λ and the gate speed (both weights, restored with
+    the others) and the optimizer's step counter; the reference path is
+    re-derived from the gates' config.
 
     Args:
       target: budget for the exported cost, in the metric of the search
@@ -190,6 +204,7 @@ class BudgetController(keras.callbacks.Callback):
     Attributes:
       trace: one dict per λ update: step, mode, reference, expected, exported, strength.
       strength_controller: the `figs_tf.budget.StrengthController` (during and after fit).
+      gate_plan: the `figs_tf.gate_speed.GateSpeedPlan` of this fit (None on a resumed one).
 
     Raises:
       ValueError: (at the start of training) no target here or on the model,
@@ -212,7 +227,10 @@ class BudgetController(keras.callbacks.Callback):
         self.strength_controller = None
         self.metric = None
         self._path = None
-        self._batches_since_update = 0
+        self.gate_plan = None
+        self._gates_settled = False
+        self._steps_since_update = 0
+        self._steps_this_epoch = 0
 
     @staticmethod
     def is_steering(search):
@@ -230,12 +248,67 @@ class BudgetController(keras.callbacks.Callback):
         initial = self.settings.initial_strength
         if initial is None:
             initial = layer.initial_strength or 1.0 / cost_lib.cost_range(graph, layer.metric)[1]
+        total_steps = self._total_steps()
         self.strength_controller = budget_lib.StrengthController(
-            self._schedule(start_cost, self._total_steps()), self.settings, initial)
-        if self._step() == 0:  # a fresh AL run; on resume λ comes back with the weights
+            self._schedule(start_cost, total_steps), self.settings, initial)
+        fresh = self._step() == 0  # on resume λ and the gate speed come back with the weights
+        if fresh:
             wrap_lib.set_strength(self.model, initial)
-        self._batches_since_update = 0
+        self.gate_plan = self._plan_gate_speed(gates, total_steps, initial, fresh)
+        self._gates_settled = False
+        self._steps_since_update = 0
+        self._steps_this_epoch = 0
         self.model._figs_budget_controller = self  # pylint: disable=protected-access  # read by CostCallback
+
+    def _end_step(self, total_steps):
+        """The step from which the gates slow down (the reference path has come to rest); None: never."""
+        return int(self.settings.ramp * total_steps)
+
+    def _plan_gate_speed(self, gates, total_steps, initial, fresh):
+        """Chooses s ("auto"), or checks a fixed s at λ's ceiling; warns when the logits cannot keep up.
+
+        On a resumed run (not `fresh`) s is the restored one: only the plan is
+        re-derived (it is a function of the config), for the speed after the ramp.
+        """
+        schedule = self.strength_controller.schedule
+        common = dict(path=self._path, schedule=schedule, optimizer=self.model.optimizer, total_steps=total_steps,
+                      multiplier=gates.logit_gradient_multiplier, initial_logit=gates.initial_logit)
+        response = gate_speed_lib.step_response(self.model.optimizer)
+        ceiling = self.settings.bounds[1] * abs(initial)
+        if gates.automatic_gate_speed:
+            plan = gate_speed_lib.plan_gate_speed(strength=ceiling, margin=self.settings.gate_margin,
+                                                  response=response, end_step=self._end_step(total_steps),
+                                                  end_slowdown=self.settings.end_gate_slowdown, **common)
+            if not fresh:
+                return plan
+            gates.set_gate_speed(plan.speed)
+            if plan.reachable:
+                return plan
+            full = plan
+        elif not fresh:
+            return None
+        else:
+            plan = gate_speed_lib.plan_gate_speed(strength=ceiling, margin=1.0, speed=gates.gate_speed,
+                                                  response=response, **common)
+            if plan.reachable:
+                return plan
+            full = gate_speed_lib.plan_gate_speed(strength=ceiling, margin=1.0, response=response, **common)
+        self._warn_unreachable(plan, full, total_steps)
+        return plan
+
+    def _warn_unreachable(self, plan, full, total_steps):
+        what = (f"the gate logits can travel about {plan.travelled:.2g} (logit units) over the {total_steps:,} "
+                f"planned steps at gate speed {plan.speed:g}, while the reference path to the budget "
+                f"{self.strength_controller.schedule.budget(total_steps):,.0f} needs {plan.needed:.2g} and moves faster than they can by a factor of "
+                f"{plan.shortfall:.2g} at its worst")
+        if full.reachable:
+            fix = (f"Use gate_speed='auto' in figs_tf.wrap (or figs_tf.set_gate_speed(search, {full.speed:g})), "
+                   f"or about {plan.shortfall:.2g}× the AL steps or the learning rate")
+        else:
+            fix = (f"No gate speed up to 2**{gate_speed_lib.MAX_EXPONENT} helps: the optimizer hardly moves "
+                   "the logits (check its learning rate or schedule over the run), or give AL more steps")
+        warnings.warn(f"figs_tf.BudgetController: the target cannot be reached in this run: {what}. {fix}. "
+                      "(Checked before training, at λ's ceiling; docs/budget.md, 'Gate speed'.)", stacklevel=2)
 
     def _resolve_target(self, layer):
         """Checks the target against this model and stores it there."""
@@ -276,13 +349,17 @@ class BudgetController(keras.callbacks.Callback):
         return (budget_lib.expected_cost_at(layer.polynomial, gates, logits),
                 budget_lib.exported_cost_at(graph, gates, layer.metric, logits))
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._steps_this_epoch = 0
+
     def on_train_batch_end(self, batch, logs=None):
-        # counted on the host: between updates nothing is read from the device (with
-        # steps_per_execution > 1 this counts executions, so updates come that much rarer)
-        self._batches_since_update += 1
-        if self._batches_since_update < self.strength_controller.interval:
+        # steps counted on the host: between updates nothing is read from the device. `batch` is
+        # the last step of this call, so with steps_per_execution > 1 one call counts several
+        self._steps_since_update += max(1, batch + 1 - self._steps_this_epoch)
+        self._steps_this_epoch = batch + 1
+        if self._steps_since_update < self.strength_controller.interval:
             return
-        self._batches_since_update = 0
+        self._steps_since_update = 0
         step = self._step()
         expected, exported = self.control_costs()
         controller = self.strength_controller
@@ -291,7 +368,21 @@ class BudgetController(keras.callbacks.Callback):
         self.trace.append({"step": step, "mode": controller.mode(step, exported),
                            "reference": controller.schedule.reference(step), "expected": expected,
                            "exported": exported, "strength": strength})
+        self._settle_gates(step)
         self._after_update(step, exported)
+
+    def _settle_gates(self, step):
+        """Once the reference path has come to rest, lowers an automatic gate speed to the plan's end speed.
+
+        Exact in ν (powers of two); s is a weight, so a resumed run keeps it.
+        """
+        plan = self.gate_plan
+        if self._gates_settled or plan is None or plan.end_step is None or step < plan.end_step:
+            return
+        gates = wrap_lib.gates_of(self.model)
+        if gates.automatic_gate_speed and gates.gate_speed > plan.end_speed:
+            gates.set_gate_speed(plan.end_speed)
+        self._gates_settled = True
 
     def _after_update(self, step, exported):
         """Hook for ParetoController: runs after every λ update."""
@@ -302,6 +393,7 @@ class BudgetController(keras.callbacks.Callback):
             schedule = self.strength_controller.schedule
             logs[f"figs_target_{self.metric}"] = schedule.budget(step)
             logs[f"figs_reference_{self.metric}"] = schedule.reference(step)
+            logs["figs_gate_speed"] = wrap_lib.get_gate_speed(self.model)
 
     def on_train_end(self, logs=None):
         self.model._figs_budget_controller = None  # pylint: disable=protected-access
@@ -377,6 +469,9 @@ class ParetoController(BudgetController):
 
     def _schedule(self, start_cost, total_steps):
         return budget_lib.ParetoSchedule(self.budgets, start_cost, total_steps, self.settings, self._path)
+
+    def _end_step(self, total_steps):
+        return None  # every budget has its own segment of the path: the gates keep their speed
 
     def path_for(self, budget):
         name = f"{int(budget)}" if float(budget).is_integer() else f"{budget:g}"

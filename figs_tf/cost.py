@@ -260,6 +260,15 @@ class CostPolynomial:
         return float(np.sum(self.pair_coefficients * left * right)
                      + np.sum(self.single_coefficients * single) + self.constant)
 
+    def gradient(self, widths):
+        """∂cost/∂w of every group at real-valued widths (NumPy, float64)."""
+        w = np.asarray(widths, dtype=np.float64)
+        left = self.pair_left @ w + self.pair_left_constant
+        right = self.pair_right @ w + self.pair_right_constant
+        return (self.pair_left.T @ (self.pair_coefficients * right)
+                + self.pair_right.T @ (self.pair_coefficients * left)
+                + self.single.T @ self.single_coefficients)
+
     def float32_arrays(self):
         return {key: value.astype(np.float32)
                 for key, value in vars(self).items() if isinstance(value, np.ndarray)}

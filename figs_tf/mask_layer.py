@@ -1,8 +1,8 @@
 """The FiGS gate: per-channel Bernoulli gates with a Logistic-Sigmoid relaxation.
 
 `MaskLayer` holds the logits ν of every channel of every channel group in one
-float32 weight named `logits` (initial value 2.5, π = sigmoid(ν) ≈ 0.92), so a
-training step draws one noise vector and runs one sigmoid for the whole model
+float32 weight (initial value 2.5, π = sigmoid(ν) ≈ 0.92; see "Gate speed"
+below for how it is stored), so a training step draws one noise vector and runs one sigmoid for the whole model
 instead of one per layer. Called on any tensor of the model (only to place it in
 the graph), it returns
 
@@ -27,18 +27,19 @@ the graph), it returns
 Gate arithmetic is float32 even under a `mixed_bfloat16` policy; the mask is
 cast to the activation dtype right before the multiply.
 
-`logit_gradient_multiplier` M (default 1: the paper) multiplies the gradient
-that reaches the logits in training, task and cost alike; the forward pass is
-unchanged. With the paper's Adam (ε = 1, steps ≈ lr × gradient) that is a gate
-learning rate M times the weights'. Why a short AL run needs it: a gate's
-expected task gradient is π(1−π)·∂L/∂m, small (1.5e-4 to 5e-4 for a channel
-of the README's CNN: benchmarks/gate_gradients.py), while the cost must move
-every logit by ~3-4 units within the run. The paper's 100 ImageNet epochs
-(~250k steps) leave room for both; in a few hundred steps the cost alone
-decides and each layer shrinks in proportion to its per-channel cost. A
-larger M lets the task gradient move the gates as far as the cost within the
-run (the budget controller lowers λ to match). Optimizers that normalise each
-step (Adam with a small ε) ignore M.
+Gate speed: the logits are ν = s·θ, with θ the trainable variable
+(`logit_parameters`) and s the gate speed (a non-trainable weight, saved and
+restored with the model). Any optimizer's step on θ moves ν s times as far, so
+the gates can travel the distance a budget needs within the run whatever the
+optimizer does to the step's size (Adam at its usual ε moves a parameter about
+its learning rate per step however large the gradient). s = 1 is the paper's
+parametrisation. `gate_speed="auto"` lets `figs_tf.BudgetController` choose s
+at the start of AL (figs_tf/gate_speed.py); every reader sees ν (`logits`,
+`set_logits`). `logit_gradient_multiplier` M multiplies the gradient reaching ν
+(the forward pass is unchanged): a gate learning rate M × lr for optimizers
+whose step is proportional to the gradient (SGD, the paper's Adam with ε = 1);
+optimizers that normalise the step ignore it. Why short AL runs need either,
+and what they change, measured: docs/budget.md ("Gate speed").
 """
 
 import keras
@@ -50,12 +51,30 @@ from figs_tf import channel_groups
 
 DEFAULT_TEMPERATURE = 1e-3
 DEFAULT_INITIAL_LOGIT = 2.5
+AUTO = "auto"  # gate_speed chosen by the budget controller at the start of AL
 _UNIFORM_EPS = 1e-6  # keeps log(u) and log(1 - u) finite
 
 
 def _check_positive(name, value, why):
     if not value > 0:
         raise ValueError(f"{name} must be > 0, got {value}. {why}")
+
+
+def check_gate_speed(gate_speed):
+    """"auto" or a finite float > 0; raises ValueError naming the fix otherwise."""
+    if isinstance(gate_speed, str):
+        if gate_speed == AUTO:
+            return AUTO
+    elif not isinstance(gate_speed, bool):
+        try:
+            value = float(gate_speed)
+        except (TypeError, ValueError):
+            value = None
+        if value is not None and np.isfinite(value) and value > 0:
+            return value
+    raise ValueError(f"gate_speed must be 'auto' or a finite number > 0, got {gate_speed!r}. It multiplies how "
+                     "far an optimizer step moves the gate logits (ν = gate_speed × θ): 1 is the paper's "
+                     "setting; 'auto' lets figs_tf.BudgetController choose it for the planned AL run.")
 
 
 def group_ids(group_sizes):
@@ -125,14 +144,15 @@ def hard_widths(logits, group_sizes, keep_one_sets):
 def hard_widths_numpy(logits, group_sizes, keep_one_sets):
     """NumPy twin of `hard_widths`: the same widths, as a list of ints.
 
-    For the host (the budget controller reads the export every few steps:
-    the backend version costs ~35 ms of eager dispatch per call on
-    TensorFlow, this one well under a millisecond). tests/test_budget.py
+    For the host: the budget controller reads the export every few steps,
+    and the backend version pays TensorFlow's eager dispatch for each of its
+    ops on every call (both timed in docs/budget.md). tests/test_budget.py
     checks that both give the same widths.
     """
     logits = np.asarray(logits, dtype=np.float32)
     starts = np.cumsum([0] + list(group_sizes[:-1]))
-    probabilities = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+    with np.errstate(over="ignore"):  # ν < −88 overflows exp(−ν) to inf: π = 0, as the backend's sigmoid
+        probabilities = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
     widths = np.floor(np.add.reduceat(probabilities, starts))
     group_max = np.maximum.reduceat(logits, starts)
     for groups in branches_lib.keep_one_sets_only(keep_one_sets):
@@ -182,12 +202,30 @@ class MaskLayer(keras.layers.Layer):
       seed: seed of the gate noise (None: Keras's global seed state).
       logit_gradient_multiplier: M > 0, multiplies the logits' gradient in
         training (module docstring; paper: 1).
+      gate_speed: s, with ν = s·θ and θ the trainable variable: a float > 0
+        (1: the paper), or "auto": 1 until `figs_tf.BudgetController` chooses
+        it at the start of AL from the planned steps and the optimizer.
+
+    Attributes:
+      logits: ν of every channel, a float32 tensor (read-only: `set_logits`).
+      logit_parameters: θ, the trainable variable.
+      gate_speed: s now, a float (`set_gate_speed`).
+
+    Raises:
+      ValueError: a non-positive temperature, multiplier or group size, or a
+        gate_speed that is neither "auto" nor a number > 0.
+
+    Example:
+
+    >>> gates = MaskLayer(group_sizes=[4, 3], gate_speed=8.0)
+    >>> gates.set_logits(np.linspace(-1, 1, 7))
+    >>> gates.logits          # ν = 8 × θ
     """
 
     def __init__(self, group_sizes, temperature=DEFAULT_TEMPERATURE,
                  initial_logit=DEFAULT_INITIAL_LOGIT, keep_one_sets=(),
                  sampled_widths=False, group_keys=None, exclude=(), seed=None,
-                 logit_gradient_multiplier=1.0, **kwargs):
+                 logit_gradient_multiplier=1.0, gate_speed=AUTO, **kwargs):
         kwargs.setdefault("dtype", "float32")  # gate math stays float32 under mixed precision
         super().__init__(**kwargs)
         _check_positive("temperature", temperature, "The Logistic-Sigmoid relaxation divides by it "
@@ -195,6 +233,7 @@ class MaskLayer(keras.layers.Layer):
         _check_positive("logit_gradient_multiplier", logit_gradient_multiplier,
                         "1 is the paper's setting; larger moves the gates faster.")
         self.logit_gradient_multiplier = float(logit_gradient_multiplier)
+        self.gate_speed_setting = check_gate_speed(gate_speed)
         self.group_sizes = [int(s) for s in group_sizes]
         if any(s <= 0 for s in self.group_sizes):
             raise ValueError(f"group_sizes must be positive, got {self.group_sizes}")
@@ -208,14 +247,59 @@ class MaskLayer(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.num_channels = sum(self.group_sizes)
         self._group_ids = group_ids(self.group_sizes)
-        self.logits = self.add_weight(
-            name="logits", shape=(self.num_channels,),
-            initializer=keras.initializers.Constant(self.initial_logit),
+        speed = 1.0 if self.gate_speed_setting == AUTO else self.gate_speed_setting
+        # θ first, s second: a store saved before the gate speed existed holds only ν (load_own_variables)
+        self.logit_parameters = self.add_weight(
+            name="logit_parameters", shape=(self.num_channels,),
+            initializer=keras.initializers.Constant(float(np.float32(self.initial_logit) / np.float32(speed))),
             dtype="float32", trainable=True)
+        self.speed = self.add_weight(name="gate_speed", shape=(), dtype="float32", trainable=False,
+                                     initializer=keras.initializers.Constant(speed))
+
+    @property
+    def logits(self):
+        """ν = s·θ of every channel, a float32 tensor."""
+        return (ops.convert_to_tensor(self.speed, dtype="float32")
+                * ops.convert_to_tensor(self.logit_parameters, dtype="float32"))
+
+    def set_logits(self, values):
+        """Sets ν (θ = ν / s): exact when s is a power of two, as "auto" always chooses."""
+        values = np.asarray(values if isinstance(values, (np.ndarray, list, tuple)) else ops.convert_to_numpy(values),
+                            dtype=np.float32)
+        if values.shape != (self.num_channels,):
+            raise ValueError(f"set_logits needs {self.num_channels} logits (one per channel), got shape "
+                             f"{values.shape}.")
+        self.logit_parameters.assign(values / np.float32(self.gate_speed))
+
+    @property
+    def gate_speed(self):
+        """s now (ν = s·θ), as a float."""
+        return float(ops.convert_to_numpy(self.speed))
+
+    @property
+    def automatic_gate_speed(self):
+        """True when the budget controller chooses s (`gate_speed="auto"`)."""
+        return self.gate_speed_setting == AUTO
+
+    def set_gate_speed(self, value):
+        """Sets s and rescales θ so that ν does not move (exactly, for powers of two)."""
+        value = check_gate_speed(value)
+        if value == AUTO:
+            raise ValueError("set_gate_speed needs a number > 0; 'auto' is a setting of the layer, "
+                             "resolved by figs_tf.BudgetController.")
+        logits = np.asarray(ops.convert_to_numpy(self.logits), dtype=np.float32)
+        self.speed.assign(np.float32(value))
+        self.logit_parameters.assign(logits / np.float32(value))
+
+    def load_own_variables(self, store):
+        if len(store.keys()) == 1:  # saved before the gate speed existed: the store holds ν
+            self.set_logits(np.asarray(store["0"]))
+            return
+        super().load_own_variables(store)
 
     def call(self, anchor, training=None):
         del anchor  # only places the layer in the functional graph
-        logits = ops.convert_to_tensor(self.logits, dtype="float32")
+        logits = self.logits
         ids = ops.convert_to_tensor(self._group_ids, dtype="int32")
         num_groups = len(self.group_sizes)
         if training:
@@ -265,6 +349,7 @@ class MaskLayer(keras.layers.Layer):
             "exclude": self.exclude,
             "seed": self.seed,
             "logit_gradient_multiplier": self.logit_gradient_multiplier,
+            "gate_speed": self.gate_speed_setting,
         })
         return config
 

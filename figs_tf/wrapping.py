@@ -27,7 +27,7 @@ from figs_tf import keras_graph
 from figs_tf.channel_sets import gate_indices, groups_in
 from figs_tf.apply_mask import ApplyMask
 from figs_tf.cost_layer import CostLayer
-from figs_tf.mask_layer import DEFAULT_INITIAL_LOGIT, DEFAULT_TEMPERATURE, MaskLayer
+from figs_tf.mask_layer import AUTO, DEFAULT_INITIAL_LOGIT, DEFAULT_TEMPERATURE, MaskLayer
 
 GATES_NAME = "figs_gates"
 COST_NAME = "figs_cost"
@@ -36,7 +36,7 @@ ESTIMATORS = ("expected", "sampled")
 
 def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
          temperature=DEFAULT_TEMPERATURE, initial_logit=DEFAULT_INITIAL_LOGIT, seed=None, target=None,
-         logit_gradient_multiplier=1.0):
+         logit_gradient_multiplier=1.0, gate_speed=AUTO):
     """Returns a search model: `model` with FiGS gates and a cost loss.
 
     Args:
@@ -60,6 +60,13 @@ def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
         rate M times the weights': for AL runs far shorter than the paper's,
         where the task loss otherwise has too few steps to move the gates
         (figs_tf.mask_layer).
+      gate_speed: s > 0, the gate logits are ν = s·θ with θ the trainable
+        variable, so an optimizer step moves them s times as far; 1 is the
+        paper. "auto" (default): a `figs_tf.BudgetController` in `fit` chooses
+        s at the start of AL so that, with the compiled optimizer and the
+        planned steps, the logits can travel as far as the target needs
+        (docs/budget.md, "Gate speed"); without a controller (a fixed λ) s
+        stays 1. Change it by hand with `figs_tf.set_gate_speed`.
 
     Example:
 
@@ -83,7 +90,7 @@ def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
         group_sizes=graph.group_sizes, temperature=temperature, initial_logit=initial_logit,
         keep_one_sets=graph.keep_one_sets, sampled_widths=(estimator == "sampled"),
         group_keys=[g.key for g in graph.groups], exclude=list(exclude), seed=seed,
-        logit_gradient_multiplier=logit_gradient_multiplier, name=GATES_NAME)
+        logit_gradient_multiplier=logit_gradient_multiplier, gate_speed=gate_speed, name=GATES_NAME)
     cost_layer = CostLayer(metric, polynomial, strength=strength, target=target, name=COST_NAME)
 
     inputs = keras_graph.fresh_inputs(graph.input_tensors)
@@ -200,6 +207,28 @@ def get_strength(search):
     2e-09
     """
     return float(ops.convert_to_numpy(cost_layer_of(search).strength))
+
+
+def get_gate_speed(search):
+    """The gate speed s of a search model now (its logits are ν = s·θ), as a float."""
+    return gates_of(search).gate_speed
+
+
+def set_gate_speed(search, value):
+    """Sets the gate speed s; θ is rescaled so the logits ν do not move.
+
+    Exact for powers of two (the automatic choice is one). Takes effect at the
+    next training step. With `gate_speed="auto"` a BudgetController chooses s
+    again at the start of a fresh AL run (optimizer step 0).
+
+    Raises:
+      ValueError: a value that is not a finite number > 0.
+
+    Example:
+
+    >>> figs_tf.set_gate_speed(search, 16.0)   # Adam at 1e-3: gates move up to 0.016 per step
+    """
+    gates_of(search).set_gate_speed(value)
 
 
 def get_target(search):

@@ -11,7 +11,7 @@ from figs_tf.wrapping import gates_of, channel_graph_of
 
 def set_all_logits(search, value):
     gates = gates_of(search)
-    gates.logits.assign(np.full(gates.logits.shape, value, dtype="float32"))
+    gates.set_logits(np.full(gates.logits.shape, value, dtype="float32"))
     return gates
 
 
@@ -22,7 +22,7 @@ def set_group_logits(search, producer, values):
     group = next(i for i, g in enumerate(graph.groups) if producer in g.producers)
     logits = np.array(gates.logits.numpy() if hasattr(gates.logits, "numpy") else keras.ops.convert_to_numpy(gates.logits))
     logits[gates.group_slice(group)] = values
-    gates.logits.assign(logits.astype("float32"))
+    gates.set_logits(logits.astype("float32"))
     return group
 
 
@@ -101,7 +101,7 @@ def check_fresh_build_matches_slim(model, seed=1):
     """
     search = figs_tf.wrap(model)
     gates = gates_of(search)
-    gates.logits.assign(np.random.default_rng(seed).normal(0.5, 2.0, gates.logits.shape).astype(np.float32))
+    gates.set_logits(np.random.default_rng(seed).normal(0.5, 2.0, gates.logits.shape).astype(np.float32))
     architecture = figs_tf.export_architecture(search)
     fresh = figs_tf.build_from_architecture(model, architecture)
     slim = figs_tf.slim(search)
@@ -111,13 +111,9 @@ def check_fresh_build_matches_slim(model, seed=1):
 
 
 def assign_logits(search, values):
-    """Sets every gate logit ν (through `set_logits` where the gates have it)."""
+    """Sets every gate logit ν (`MaskLayer.set_logits`)."""
     gates = gates_of(search)
-    values = np.asarray(values, dtype="float32")
-    if hasattr(gates, "set_logits"):
-        gates.set_logits(values)
-    else:
-        gates.logits.assign(values)
+    gates.set_logits(np.asarray(values, dtype="float32"))
     return gates
 
 

@@ -62,7 +62,7 @@ def check_random_gates_slim_exactly(model, x, seed=0):
     """Random gates: slim(search) computes search(x, training=False); its size and FLOPs are the exported ones."""
     search = figs_tf.wrap(model)
     gates = gates_of(search)
-    gates.logits.assign(np.random.default_rng(seed).normal(0.5, 2.0, gates.logits.shape).astype(np.float32))
+    gates.set_logits(np.random.default_rng(seed).normal(0.5, 2.0, gates.logits.shape).astype(np.float32))
     network = figs_tf.exported_network(search)
     slim = figs_tf.slim(search)
     for got, want in zip(keras.tree.flatten(slim(x)), keras.tree.flatten(search(x, training=False)), strict=True):
@@ -233,7 +233,7 @@ def test_a_search_model_with_heads_saves_loads_and_slims_alike(tmp_path):
     model = functional_vit()
     search = figs_tf.wrap(model)
     gates = gates_of(search)
-    gates.logits.assign(np.random.default_rng(6).normal(0.5, 2.0, gates.logits.shape).astype(np.float32))
+    gates.set_logits(np.random.default_rng(6).normal(0.5, 2.0, gates.logits.shape).astype(np.float32))
     path = os.path.join(tmp_path, "search.keras")
     search.save(path)
     loaded = keras.models.load_model(path)
@@ -248,7 +248,7 @@ def test_a_plain_vit_slims_to_a_saved_architecture_with_heads(tmp_path):
     model = functional_vit()
     search = figs_tf.wrap(model)
     gates = gates_of(search)
-    gates.logits.assign(np.random.default_rng(8).normal(0.5, 2.0, gates.logits.shape).astype(np.float32))
+    gates.set_logits(np.random.default_rng(8).normal(0.5, 2.0, gates.logits.shape).astype(np.float32))
     network = figs_tf.exported_network(search)
     path = os.path.join(tmp_path, "architecture.json")
     figs_tf.save_architecture(network.architecture(), path, channels=network.channels())

@@ -266,6 +266,26 @@ def test_a_space_with_operators_reports_which_ones_each_layer_kept(tmp_path):
     assert os.path.getsize(os.path.join(str(tmp_path), "search", "operators.png")) > 1000
 
 
+def test_gate_speed_comes_from_the_config(tmp_path):
+    with pytest.raises(ValueError, match=r"config.gate_speed: 0.0 is out of range; expected None \(chosen by the budget"):
+        search.run(tiny_config(gate_speed=0.0), str(tmp_path / "zero"))
+    search.run(tiny_config(gate_speed=4.0, target=7_000.0), str(tmp_path / "fixed"))  # a number: kept
+    with open(os.path.join(str(tmp_path / "fixed"), "search", "history.csv")) as f:
+        assert [float(row["figs_gate_speed"]) for row in csv.DictReader(f)] == [4.0]
+
+
+def test_a_budget_run_chooses_the_same_gate_speed_under_mirrored_strategy(tmp_path):
+    result = subprocess.run([sys.executable, os.path.join(HERE, "scripts", "budget_gate_speed_mirrored.py"),
+                             str(tmp_path)], capture_output=True, text=True, timeout=600, env=_environment())
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")][-1]
+    outcome = json.loads(line[len("RESULT "):])
+    assert outcome["mirrored"]["replicas"] == 2 and outcome["single"]["replicas"] == 1
+    assert outcome["mirrored"]["steps"] == outcome["single"]["steps"] == 8
+    # chosen from the config alone, assigned to every replica: the same gate speed as on one device
+    assert outcome["mirrored"]["speeds"] == outcome["single"]["speeds"] and outcome["single"]["speeds"][0] > 1
+
+
 def test_pareto_budgets_give_one_architecture_per_budget(tmp_path):
     config = tiny_config(pareto_budgets=(7_000, 6_000))  # the initial export has 7,419 of 8,946
     config.train_examples, config.search.batch_size = 4096, 32  # 128 AL steps

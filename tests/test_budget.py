@@ -10,7 +10,9 @@ half its size; docs/results.md has the numbers).
 """
 
 import json
+import math
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -125,7 +127,7 @@ def test_smallest_exportable_cost_is_the_network_with_every_gate_off():
     search = figs_tf.wrap(model)
     smallest, supernet = cost_range(figs_tf.channel_graph_of(search), "params")
     assert supernet == model.count_params()
-    gates_of(search).logits.assign(np.full(gates_of(search).logits.shape, -30.0, "float32"))
+    gates_of(search).set_logits(np.full(gates_of(search).logits.shape, -30.0, "float32"))
     assert smallest == figs_tf.exported_network(search).cost("params")
     figs_tf.wrap(model, target=smallest)  # reachable, accepted
     with pytest.raises(ValueError, match=f"at least {smallest:,}"):
@@ -143,9 +145,13 @@ def test_host_side_widths_follow_the_one_export_rule():
             logits = rng.normal(rng.uniform(-3, 3), 2, gates.logits.shape).astype("float32")
             if trial % 2:
                 logits[rng.random(logits.shape) < 0.7] = -30.0  # empty groups: the keep-one rule
-            gates.logits.assign(logits)
-            assert hard_widths_numpy(logits, gates.group_sizes, gates.keep_one_sets) == \
-                gates.exported_widths()
+            if trial % 4 == 3:
+                logits[rng.random(logits.shape) < 0.2] = -200.0  # fast gates pulled far down: exp(200) overflows
+            gates.set_logits(logits)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                assert hard_widths_numpy(logits, gates.group_sizes, gates.keep_one_sets) == \
+                    gates.exported_widths()
             assert budget.exported_cost_at(graph, gates, "flops") == \
                 figs_tf.exported_network(search).cost("flops")
 
@@ -173,18 +179,23 @@ def test_controller_state_is_rederived_after_a_restart():
 
 
 class _Preempt(keras.callbacks.Callback):
-    """Records λ when training starts; stops it after `epoch` (once BackupAndRestore saved it)."""
+    """Records λ, the gate speed and logits when training starts; stops it after `epoch` (once
+    BackupAndRestore saved it)."""
 
     def __init__(self, epoch=None):
         super().__init__()
         self.epoch = epoch
 
+    def _state(self):
+        return (figs_tf.get_strength(self.model), figs_tf.get_gate_speed(self.model),
+                keras.ops.convert_to_numpy(gates_of(self.model).logits).copy())
+
     def on_train_begin(self, logs=None):
-        self.strength_at_start = figs_tf.get_strength(self.model)
+        self.strength_at_start, self.speed_at_start, self.logits_at_start = self._state()
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch == self.epoch:
-            self.strength = figs_tf.get_strength(self.model)
+            self.strength, self.speed, self.logits = self._state()
             raise RuntimeError("preempted")
 
 
@@ -211,6 +222,11 @@ def test_preempted_al_resumes_with_lambda_and_step_from_backup_and_restore(tmp_p
     assert preempt.strength != pytest.approx(1.0 / figs_tf.supernet_cost(search, "params"))  # λ had moved
     assert probe.strength_at_start == pytest.approx(preempt.strength)  # and came back with the weights
     assert callback.trace[0]["step"] == 9  # the schedule goes on from the restored optimizer step
+    # the gate speed chosen at the first start comes back with the weights, and so do the logits, exactly
+    assert preempt.speed > 1 and probe.speed_at_start == preempt.speed
+    np.testing.assert_array_equal(probe.logits_at_start, preempt.logits)
+    # (the controller runs before the restore here, so it chose again: the same s, then overwritten)
+    assert callback.gate_plan.speed == preempt.speed
 
 
 def test_controller_assigns_lambda_under_a_distribution_strategy():
@@ -224,6 +240,10 @@ def test_controller_assigns_lambda_under_a_distribution_strategy():
                callbacks=[callback])
     assert "Mirrored" in type(cost_layer_of(search).strength.value).__name__
     assert figs_tf.get_strength(search) == pytest.approx(callback.trace[-1]["strength"])
+    # the gate speed is chosen and assigned from the host too, on every replica
+    assert "Mirrored" in type(gates_of(search).speed.value).__name__
+    plan = callback.gate_plan
+    assert plan.speed > 1 and figs_tf.get_gate_speed(search) == plan.end_speed  # slowed after the ramp
 
 
 def test_without_a_target_lambda_is_left_alone():
@@ -232,9 +252,69 @@ def test_without_a_target_lambda_is_left_alone():
     search.fit(np.zeros((32, 28, 28, 1), "float32"), np.zeros(32, "int64"), batch_size=16, verbose=0,
                callbacks=[figs_tf.CostCallback()])
     assert figs_tf.get_strength(search) == pytest.approx(1e-5)
+    assert figs_tf.get_gate_speed(search) == 1.0  # "auto" without a controller: the paper's gates
     with pytest.raises(ValueError, match="has no target"):  # a controller without a budget says so
         search.fit(np.zeros((32, 28, 28, 1), "float32"), np.zeros(32, "int64"), batch_size=16, verbose=0,
                    callbacks=[figs_tf.BudgetController()])
+
+
+# --- the gate speed ----------------------------------------------------------------------------
+
+
+class _LogitsAtStart(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.speed = figs_tf.get_gate_speed(self.model)
+        self.logits = keras.ops.convert_to_numpy(gates_of(self.model).logits).copy()
+
+
+def test_the_controller_chooses_the_gate_speed_before_the_first_step_without_moving_the_logits():
+    search = figs_tf.wrap(small_cnn(), cost="params", target=15_000)
+    search.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    settings = figs_tf.ControllerSettings(end_gate_slowdown=1.0)  # keep the speed after the ramp here
+    controller, start = figs_tf.BudgetController(settings=settings), _LogitsAtStart()
+    history = search.fit(np.zeros((64, 28, 28, 1), "float32"), np.zeros(64, "int64"), batch_size=16, epochs=2,
+                         verbose=0, callbacks=[controller, start])
+    plan = controller.gate_plan
+    # 8 steps of Adam at 1e-3 move θ about 0.008: the path to 15,000 parameters needs s in the hundreds
+    assert plan.reachable and plan.speed == start.speed == figs_tf.get_gate_speed(search) >= 128
+    assert math.log2(plan.speed).is_integer()
+    np.testing.assert_array_equal(start.logits, np.full(start.logits.shape, 2.5, np.float32))  # ν unmoved
+    assert history.history["figs_gate_speed"] == [plan.speed] * 2
+
+
+def _controller_before_training(optimizer, gate_speed):
+    """A BudgetController on a compiled 15,000-parameter budget, 1,000 planned steps, not yet started."""
+    search = figs_tf.wrap(small_cnn(), cost="params", target=15_000, gate_speed=gate_speed)
+    search.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    controller = figs_tf.BudgetController()
+    controller.set_model(search)
+    controller.params = {"epochs": 4, "steps": 250}
+    return search, controller
+
+
+def test_a_fixed_gate_speed_that_cannot_reach_the_target_is_reported_before_training():
+    search, controller = _controller_before_training(keras.optimizers.Adam(1e-3), gate_speed=1.0)
+    with pytest.warns(UserWarning, match=r"cannot be reached in this run.*gate_speed='auto'.*set_gate_speed"
+                                         r"\(search, (\d+)\)"):
+        controller.on_train_begin()
+    assert int(search.optimizer.iterations.numpy()) == 0 and figs_tf.get_gate_speed(search) == 1.0
+    assert not controller.gate_plan.reachable and controller.gate_plan.shortfall > 1
+    # the paper's optimizer (Adam with ε = 1 at learning rate 1) reaches it at gate speed 1: no warning
+    _, controller = _controller_before_training(keras.optimizers.Adam(1.0, epsilon=1.0), gate_speed=1.0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="figs_tf")
+        controller.on_train_begin()
+    assert controller.gate_plan.reachable
+
+
+def test_a_run_no_gate_speed_can_save_is_reported_before_training():
+    """gate_speed='auto' with an optimizer that does not move the logits (learning rate 0): the
+    warning names the optimizer's rate or schedule and the AL steps instead of a gate speed."""
+    search, controller = _controller_before_training(keras.optimizers.Adam(0.0), gate_speed="auto")
+    with pytest.warns(UserWarning, match=r"cannot be reached in this run.*No gate speed up to 2\*\*30 helps.*"
+                                         r"learning rate or schedule"):
+        controller.on_train_begin()
+    assert not controller.gate_plan.reachable and int(search.optimizer.iterations.numpy()) == 0
 
 
 # --- one AL run lands on the target ----------------------------------------------------------
@@ -256,6 +336,40 @@ def test_one_al_run_lands_within_two_percent_of_the_target(metric):
     assert figs_tf.count(figs_tf.slim(search), metric) == exported
     assert history.history[f"figs_target_{metric}"] == [target] * EPOCHS
     assert len(callback.trace) == steps  # one λ update per step on runs shorter than 512 steps
+
+
+@pytest.mark.parametrize("name", ["adam_1e-3", "sgd_momentum", "lion_cosine"])
+def test_the_users_optimizer_as_it_is_lands_within_two_percent(name):
+    """Optimizers as a user compiles them, with the gate speed chosen for the run: at 1e-3 Adam
+    moves θ ~0.2 in these 192 steps, far less than the ~1.5 the logits must fall."""
+    x, y = _data()
+    steps = EPOCHS * EXAMPLES // BATCH
+    optimizer = {"adam_1e-3": lambda: keras.optimizers.Adam(1e-3),
+                 "sgd_momentum": lambda: keras.optimizers.SGD(0.05, momentum=0.9),
+                 "lion_cosine": lambda: keras.optimizers.Lion(keras.optimizers.schedules.CosineDecay(1e-4, steps))}
+    keras.utils.set_random_seed(0)
+    search = figs_tf.wrap(budget_supernet(), cost="params", seed=0)
+    target = 0.5 * figs_tf.supernet_cost(search, "params")
+    search.compile(optimizer=optimizer[name](), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    callback = figs_tf.BudgetController(target=target)
+    history = search.fit(x, y, batch_size=BATCH, epochs=EPOCHS, callbacks=[callback], verbose=0)
+    exported = figs_tf.exported_network(search).cost("params")
+    assert abs(exported / target - 1) <= 0.02, (name, exported, target, callback.gate_plan)
+    plan = callback.gate_plan
+    assert plan.reachable and plan.speed > 1  # the paper's s = 1 would not get there
+    # after the ramp the gates slow down, exactly to the plan's end speed
+    assert history.history["figs_gate_speed"] == [plan.speed, plan.end_speed] and plan.end_speed < plan.speed
+
+
+def test_steps_per_execution_counts_steps_between_updates():
+    """With several steps per call of the train function the controller counts steps, not calls."""
+    search = figs_tf.wrap(small_cnn(), cost="params", target=15_000)
+    search.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                   steps_per_execution=4)
+    controller = figs_tf.BudgetController(settings=figs_tf.ControllerSettings(interval=4, warmup=0.0))
+    search.fit(np.zeros((256, 28, 28, 1), "float32"), np.zeros(256, "int64"), batch_size=16, epochs=2, verbose=0,
+               callbacks=[controller])
+    assert [row["step"] for row in controller.trace] == list(range(4, 33, 4))
 
 
 def test_pareto_controller_saves_one_architecture_per_budget(tmp_path):

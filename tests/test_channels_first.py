@@ -91,7 +91,7 @@ def _set_random_gates(*searches, seed=1):
         gates = gates_of(search)
         if logits is None:
             logits = np.random.default_rng(seed).normal(0.3, 2.5, gates.logits.shape).astype(np.float32)
-        gates.logits.assign(logits)
+        gates.set_logits(logits)
 
 
 def _check_slim(search, model, x):

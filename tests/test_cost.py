@@ -378,7 +378,7 @@ def _set_logits(search, per_group):
     logits = _np(gates.logits).astype(np.float32).copy()
     for g, values in per_group.items():
         logits[gates.group_slice(g)] = values
-    gates.logits.assign(logits)
+    gates.set_logits(logits)
     return logits
 
 
@@ -611,7 +611,7 @@ def test_exported_cost_all_gates_on_equals_keras_count():
     model = _application("MobileNetV3Small")
     search = figs_tf.wrap(model, cost="flops")
     gates = gates_of(search)
-    gates.logits.assign(np.full(gates.logits.shape, 30.0, np.float32))
+    gates.set_logits(np.full(gates.logits.shape, 30.0, np.float32))
     exported = figs_tf.exported_network(search)
     assert exported.cost("params") == model.count_params()
     np.testing.assert_allclose(figs_tf.expected_cost(search, "params"), model.count_params(), rtol=1e-6)
@@ -683,7 +683,7 @@ def test_cost_gradient_reaches_every_gate_logit():
     with tf.GradientTape() as tape:
         search(_batch(), training=True)
         loss = tf.add_n(search.losses)
-    grad = _np(tape.gradient(loss, gates.logits.value))
+    grad = _np(tape.gradient(loss, gates.logit_parameters.value)) / gates.gate_speed  # ∂/∂ν = ∂/∂θ / s
     assert grad.shape == logits.shape
     assert np.all(np.isfinite(grad)) and np.all(grad != 0), grad
 

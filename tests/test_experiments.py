@@ -84,3 +84,13 @@ def test_config_builds_its_supernet_and_the_search_model(name, variant):
     assert supernet.output_shape[-1] == {"imagenet2012": 1000}.get(config.dataset, 10)
     search = figs_tf.wrap(supernet, cost=config.cost, strength=config.strength)
     assert figs_tf.export_architecture(search)  # gates found, an architecture exported
+
+
+def test_imagenet_configs_keep_the_papers_gates():
+    """The paper's experiments use its gate parametrisation (s = 1), also those under a budget."""
+    for name, variant in ALL:
+        config = load(os.path.join(ROOT, "experiments", name)).get_config(variant)
+        if config.dataset == "imagenet2012":
+            assert config.gate_speed == 1.0, (name, variant)
+        else:
+            assert config.gate_speed is None, (name, variant)  # small runs: chosen by the controller

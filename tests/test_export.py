@@ -17,7 +17,7 @@ def test_exported_widths_are_floor_of_expected_widths():
     rng = np.random.default_rng(3)
     gates = gates_of(search)
     logits = rng.normal(1.0, 2.0, gates.logits.shape).astype(np.float32)
-    gates.logits.assign(logits)
+    gates.set_logits(logits)
     graph = channel_graph_of(search)
     architecture = figs_tf.export_architecture(search)
     for group_id, group in enumerate(graph.groups):

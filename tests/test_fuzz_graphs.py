@@ -256,7 +256,7 @@ def test_random_graphs_wrap_export_and_slim_exactly(model_and_seed):
     for branch in figs_tf.channel_graph_of(search).branches:  # kill summed branches on purpose
         if rng.random() < 0.5:
             logits[gates.group_slice(int(rng.choice(branch.internal_groups)))] = -30.0
-    gates.logits.assign(logits)
+    gates.set_logits(logits)
     network = figs_tf.exported_network(search)
     slim = figs_tf.slim(search)
     x = rng.random((2, SPATIAL, SPATIAL, 3)).astype(np.float32)

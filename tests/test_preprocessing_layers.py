@@ -174,7 +174,7 @@ def _tutorial_model():
 
 def _random_gates(search, seed):
     gates = gates_of(search)
-    gates.logits.assign(np.random.default_rng(seed).normal(0.5, 2.0, gates.logits.shape).astype(np.float32))
+    gates.set_logits(np.random.default_rng(seed).normal(0.5, 2.0, gates.logits.shape).astype(np.float32))
 
 
 def _check_slim_is_exact(model, x, seed=0):

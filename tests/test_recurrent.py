@@ -71,7 +71,7 @@ def _hand_flops(model):
 
 def _random_gates(search, seed):
     gates = gates_of(search)
-    gates.logits.assign(np.random.default_rng(seed).normal(0.5, 2.0, gates.logits.shape).astype(np.float32))
+    gates.set_logits(np.random.default_rng(seed).normal(0.5, 2.0, gates.logits.shape).astype(np.float32))
 
 
 @pytest.mark.parametrize("name", list(MODELS))

@@ -131,7 +131,7 @@ def test_exported_architecture_rebuilds_to_the_slim_size(aggregator):
     search = figs_tf.wrap(model)
     gates = gates_of(search)
     rng = np.random.default_rng(1)
-    gates.logits.assign(rng.normal(0.5, 3.0, gates.logits.shape).astype(np.float32))
+    gates.set_logits(rng.normal(0.5, 3.0, gates.logits.shape).astype(np.float32))
     architecture = figs_tf.export_architecture(search)
     slim = figs_tf.slim(search)
     fresh = figs_tf.build_from_architecture(model, architecture)

@@ -89,6 +89,8 @@ RULES = {
     "temperature": Rule(_number(0, low_open=True), "τ of the gates' relaxation, > 0 (paper: 1e-3)"),
     "logit_gradient_multiplier": Rule(_number(0, low_open=True),
                                       "multiplies the gate logits' gradient, > 0 (paper: 1)"),
+    "gate_speed": Rule(_number(0, float("inf"), low_open=True, high_open=True),
+                       "None (chosen by the budget controller) or a gate speed > 0 (paper: 1)"),
     "strategy": _one_of(STRATEGIES),
     "mixed_precision": _one_of(PRECISIONS),
     "steps_per_execution": Rule(_number(1), "a positive int"),

@@ -37,7 +37,7 @@ def get_config(arg=None):
     # cost's unit, or `target_fraction` of the supernet's cost (resolved once it is built).
     config.cost = "params"
     # With Adam at ε = 1 a logit moves about lr · λ · (cost of its channel) · π(1-π)
-    # per step: 3e-5 at lr 1.0 exports ~40 % of the supernet after 2 epochs.
+    # per step; what 3e-5 at lr 1.0 exports: docs/results.md, "The README's first command".
     config.strength = 3e-5
     config.target = ml_collections.config_dict.placeholder(float)
     config.target_fraction = ml_collections.config_dict.placeholder(float)
@@ -50,6 +50,10 @@ def get_config(arg=None):
     # M multiplies the gate logits' gradient (with Adam at ε = 1: a gate learning rate
     # M × lr). The paper's 1 assumes ~250k AL steps; see figs_tf/mask_layer.py.
     config.logit_gradient_multiplier = 1.0
+    # The gates' speed s (logits ν = s·θ, θ trained): None lets the budget controller choose
+    # it for the planned AL run (with `target` or `pareto_budgets`; a fixed λ keeps 1, the
+    # paper); a number fixes it. docs/budget.md, "Gate speed".
+    config.gate_speed = ml_collections.config_dict.placeholder(float)
 
     # Where it runs.
     config.strategy = "auto"
@@ -92,6 +96,7 @@ def paper_imagenet(config):
     config.bn_momentum = 0.9997
     config.optimizer.ema_momentum = 0.9997
     config.mixed_precision = "mixed_bfloat16"
+    config.gate_speed = 1.0  # the paper's gates, also under a budget
     config.jit_compile = True
     config.progress = "epoch"
     config.search.update(dict(epochs=100, batch_size=512, learning_rate=1.6, decay_epochs=35.0,

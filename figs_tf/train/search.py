@@ -56,6 +56,7 @@ def run(config, workdir, callbacks=()):
         search = wrapping.wrap(loop.build_supernet(config), cost=config.cost, strength=config.strength,
                                temperature=config.temperature, initial_logit=config.initial_logit,
                                logit_gradient_multiplier=config.logit_gradient_multiplier,
+                               gate_speed="auto" if config.gate_speed is None else config.gate_speed,
                                seed=config.seed)
         loop.compile_model(search, config, plan)
     chief = strategies.is_chief(strategy)

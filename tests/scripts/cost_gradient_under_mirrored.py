@@ -39,7 +39,7 @@ def logit_update(strategy):
     gates = gates_of(search)
     rng = np.random.default_rng(0)
     logits = rng.normal(0.0, 1.0, gates.logits.shape).astype(np.float32)
-    gates.logits.assign(logits)
+    gates.set_logits(logits)
     x = rng.random((8, 8, 8, 3)).astype(np.float32)
     search.fit(x, np.zeros((8, 4), np.float32), batch_size=8, epochs=1, verbose=0)
     return (keras.ops.convert_to_numpy(gates.logits) - logits).tolist()

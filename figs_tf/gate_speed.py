@@ -1,0 +1,396 @@
+"""Gate speed: how far the compiled optimizer can move the gate logits in a planned AL run.
+
+The gate logits are ν = s·θ (`figs_tf.MaskLayer`): θ is the trainable
+variable, s the gate speed. An optimizer step of size Δθ moves ν by s·Δθ, so s
+sets how far the gates can travel in a run whatever the optimizer does to the
+size of its steps. `figs_tf.BudgetController` uses this module at the start of
+a fresh AL run to choose s (`gate_speed="auto"`) and, for a fixed s, to say
+before training when the target is out of reach. The rule (docs/budget.md,
+"Gate speed"):
+
+- The optimizer's step response r(x, t): its step Δθ per unit learning rate
+  under a constant gradient x at step t (`step_response`): a closed form for
+  Keras's SGD, Adam/AdamW, Adamax, RMSprop, Lion and Adagrad (SGD:
+  x/(1 − momentum) once the velocity has built up; Adam: about x/(x + ε), so
+  ≈ 1 at the usual ε and ≈ x for the paper's ε = 1; Lion: 1), measured on a
+  copy of the optimizer for any other class.
+- The learning rate summed over the planned steps (`learning_rate_sums`; a
+  float, or a `LearningRateSchedule` evaluated along the run).
+- The gradient a logit gets from the cost at λ: λ·M·∂E[cost]/∂ν, computed
+  from the cost polynomial along the path on which all logits move together
+  (`figs_tf.budget.GatePath`); on θ it is s times that.
+- Simulated travel: starting at the initial logit, the logits move
+  s·lr(t)·V(ν) per step, V the cost-weighted mean of r over the channel
+  groups (1 for an optimizer that normalises the step).
+- Demand: the distance the controller's reference path has travelled by
+  each step (`figs_tf.budget.TargetSchedule`, `ParetoSchedule`).
+
+`plan_gate_speed` returns the smallest power of two s ≥ 1 for which the
+travel at the given λ (the controller passes λ's ceiling) is at least
+`margin` × the demand at every step of the run; powers of two make rescaling
+θ exact (ν does not move). With `end_step` it also plans the lower speed for
+the rest of the run once the path has come to rest.
+
+    plan = plan_gate_speed(path, schedule, optimizer, total_steps, strength=λ,
+                           multiplier=M, initial_logit=2.5)
+    plan.speed        # s
+    plan.reachable    # False: no s up to 2**30 moves the logits far enough
+"""
+
+import dataclasses
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+MAX_SAMPLES = 256  # time points along the run at which the plan is evaluated
+PROBE_STEPS = 64  # steps of the probe optimizer; the step is read over the second half
+PROBE_MAGNITUDES = np.logspace(-12, 6, 145)  # gradient magnitudes probed, 8 per decade
+MAX_EXPONENT = 30  # s ≤ 2**30
+DEFAULT_MARGIN = 2.0
+
+# what a copy of the optimizer must not do while it is probed: clip, average, accumulate or decay
+_PROBE_OVERRIDES = {"clipnorm": None, "clipvalue": None, "global_clipnorm": None, "use_ema": False,
+                    "gradient_accumulation_steps": None, "loss_scale_factor": None}
+
+
+def base_optimizer(optimizer):
+    """The optimizer that updates the variables (the inner one of a LossScaleOptimizer)."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+def learning_rate_function(optimizer):
+    """step -> learning rate, for a float, a variable, a schedule or a callable learning rate."""
+    optimizer = base_optimizer(optimizer)
+    rate = getattr(optimizer, "_learning_rate", None)  # Keras 3 keeps the schedule object here
+    if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+        return lambda step: float(ops.convert_to_numpy(rate(step)))
+    if rate is not None and callable(rate) and not isinstance(rate, keras.Variable):
+        return lambda step: float(rate())
+    value = float(ops.convert_to_numpy(optimizer.learning_rate))
+    return lambda step: value
+
+
+def sample_steps(total_steps):
+    """Optimizer steps at which the plan is evaluated: every step up to MAX_SAMPLES, then spread evenly."""
+    total_steps = max(1, int(total_steps))
+    count = min(total_steps, MAX_SAMPLES)
+    return np.unique(np.round(np.linspace(0, total_steps, count + 1)).astype(np.int64))
+
+
+def learning_rate_sums(optimizer, steps):
+    """Σ_{t < steps[k]} lr(t) for each k: the learning rate summed along the run.
+
+    Step t is taken at learning rate `schedule(t)` (Keras evaluates the schedule
+    at `optimizer.iterations` before incrementing it). Exact when the sample
+    points are consecutive steps; otherwise the trapezoid rule between them
+    (a staircase schedule's jumps are then placed within one sample interval).
+    """
+    rate = learning_rate_function(optimizer)
+    steps = np.asarray(steps, dtype=np.int64)
+    values = np.array([rate(int(t)) for t in steps], dtype=np.float64)
+    widths = np.diff(steps).astype(np.float64)
+    exact = np.all(widths == 1)
+    pieces = values[:-1] * widths if exact else 0.5 * (values[:-1] + values[1:]) * widths
+    return np.concatenate([[0.0], np.cumsum(pieces)])
+
+
+class StepResponse:
+    """r(x, t): an optimizer's step on a parameter per unit learning rate, under a constant gradient x > 0.
+
+    `t` is the 1-based optimizer step (time matters for Adam at a large ε,
+    whose bias-corrected second moment grows over ~1 / (1 − β2) steps, and
+    for momentum). Either a closed form for a Keras optimizer
+    (`STEP_RESPONSES`), or the steady step measured on a copy of the optimizer
+    (`measure_steps`), interpolated in log x between the probed magnitudes.
+    """
+
+    def __init__(self, formula=None, magnitudes=None, steps=None, source=""):
+        self.formula = formula
+        self.source = source
+        if formula is None:
+            self.magnitudes = np.asarray(magnitudes, dtype=np.float64)
+            self.steps = np.maximum(np.asarray(steps, dtype=np.float64), 0.0)
+            self._log_magnitudes = np.log(self.magnitudes)
+
+    def __call__(self, gradient, step=None):
+        gradient = np.asarray(gradient, dtype=np.float64)
+        positive = np.maximum(gradient, 1e-300)
+        if self.formula is not None:
+            steady = step is None
+            value = self.formula(positive, np.inf if steady else max(1.0, float(step)))
+            return np.where(gradient <= 0, 0.0, np.maximum(value, 0.0))
+        inside = np.interp(np.log(np.clip(positive, self.magnitudes[0], self.magnitudes[-1])),
+                           self._log_magnitudes, self.steps)
+        below = self.steps[0] * positive / self.magnitudes[0]
+        return np.where(gradient <= 0, 0.0, np.where(positive < self.magnitudes[0], below, inside))
+
+    def normalises(self, gradient=1e-3):
+        """True when the steady step hardly depends on the gradient's size near `gradient` (Adam, Lion)."""
+        low, high = float(self(gradient / 10)), float(self(gradient * 10))
+        return bool(high > 0 and low / high > 0.5)
+
+
+def _power(base, step):
+    return 0.0 if np.isinf(step) else base ** step
+
+
+def _sgd(optimizer):
+    momentum, nesterov = float(optimizer.momentum), bool(optimizer.nesterov)
+
+    def formula(x, t):  # velocity v_t = μ v_{t-1} − lr·x; Nesterov's step is μ v_t − lr·x
+        built = 1.0 if momentum == 0 else (1.0 - _power(momentum, t)) / (1.0 - momentum)
+        return x * (momentum * built + 1.0 if nesterov and momentum else built)
+    return formula
+
+
+def _adam(optimizer):
+    beta_2, epsilon = float(optimizer.beta_2), float(optimizer.epsilon)
+
+    def formula(x, t):  # Keras folds the bias correction into the rate: sqrt(1 − β2^t)·x / (sqrt(1 − β2^t)·x + ε)
+        corrected = math.sqrt(1.0 - _power(beta_2, t))
+        return corrected * x / (corrected * x + epsilon)
+    return formula
+
+
+def _adamax(optimizer):
+    epsilon = float(optimizer.epsilon)
+    return lambda x, t: x / (x + epsilon)  # the infinity norm of a constant gradient is x from the first step
+
+
+def _rmsprop(optimizer):
+    rho, epsilon, momentum = float(optimizer.rho), float(optimizer.epsilon), float(optimizer.momentum)
+    centered = bool(optimizer.centered)
+
+    def increment(x, t):
+        decayed = _power(rho, t)
+        second = x * x * (1.0 - decayed)
+        if centered:  # minus the square of the running mean (1 − ρ^t)·x
+            second = second - (x * (1.0 - decayed)) ** 2
+        return x / np.sqrt(second + epsilon)
+
+    def formula(x, t):
+        if momentum == 0:
+            return increment(x, t)
+        # the momentum buffer sums the increments of earlier steps, μ^j back: those older than
+        # ~40 / (1 − μ) steps weigh < 1e-17 and are left out
+        back = np.arange(int(min(t, 1.0 + 40.0 / (1.0 - momentum))))
+        times = np.maximum(1.0, (1e6 if np.isinf(t) else t) - back)
+        return sum(momentum ** j * increment(x, time) for j, time in zip(back, times))
+    return formula
+
+
+def _lion(optimizer):
+    del optimizer
+    return lambda x, t: np.ones_like(x)  # the sign of the interpolated momentum
+
+
+def _adagrad(optimizer):
+    initial, epsilon = float(optimizer.initial_accumulator_value), float(optimizer.epsilon)
+    return lambda x, t: x / np.sqrt(initial + (1e12 if np.isinf(t) else t) * x * x + epsilon)
+
+
+STEP_RESPONSES = {
+    keras.optimizers.SGD: _sgd,
+    keras.optimizers.Adam: _adam,
+    keras.optimizers.AdamW: _adam,  # weight decay aside, AdamW's step is Adam's
+    keras.optimizers.Adamax: _adamax,
+    keras.optimizers.RMSprop: _rmsprop,
+    keras.optimizers.Lion: _lion,
+    keras.optimizers.Adagrad: _adagrad,
+}
+
+
+def register_step_response(optimizer_class, formula_of):
+    """Adds a closed-form step response for an optimizer class (exact type).
+
+    Args:
+      optimizer_class: the optimizer's class.
+      formula_of: optimizer -> f(x, t), the step per unit learning rate at the
+        1-based step t (t = inf: the steady step) under a constant gradient x > 0.
+    """
+    STEP_RESPONSES[optimizer_class] = formula_of
+
+
+def measure_steps(optimizer, magnitudes=PROBE_MAGNITUDES, steps=PROBE_STEPS):
+    """Per-step moves of a copy of `optimizer` (learning rate 1, no clipping, EMA or weight decay).
+
+    One probe parameter per magnitude x takes `steps` optimizer steps under the
+    constant gradient x.
+
+    Returns:
+      Array (steps, len(magnitudes)): the move of each parameter at each step
+      (positive: against the gradient).
+
+    Raises:
+      ValueError: the optimizer cannot be copied from its config.
+    """
+    optimizer = base_optimizer(optimizer)
+    config = optimizer.get_config()
+    config["learning_rate"] = 1.0
+    for key, value in _PROBE_OVERRIDES.items():
+        if key in config:
+            config[key] = value
+    if config.get("weight_decay") is not None:
+        config["weight_decay"] = 0.0
+    try:
+        probe = type(optimizer).from_config(config)
+    except Exception as error:  # a custom optimizer without a working from_config
+        raise ValueError(
+            f"figs_tf cannot copy the optimizer {type(optimizer).__name__} from its config to measure how far "
+            f"it moves the gate logits ({error}). Give the gate speed explicitly, e.g. "
+            "figs_tf.wrap(..., gate_speed=8.0) (1 is the paper).") from error
+    magnitudes = np.asarray(magnitudes, dtype=np.float64)
+    parameter = keras.Variable(np.zeros(len(magnitudes), np.float32), dtype="float32", name="figs_probe")
+    gradient = ops.convert_to_tensor(magnitudes.astype(np.float32))
+    positions = [np.zeros(len(magnitudes))]
+    for _ in range(steps):
+        probe.apply([gradient], [parameter])
+        positions.append(np.asarray(ops.convert_to_numpy(parameter), dtype=np.float64))
+    return -np.diff(np.array(positions), axis=0)
+
+
+def step_response(optimizer):
+    """The `StepResponse` of `optimizer`: its closed form if `STEP_RESPONSES` has its class, else measured.
+
+    Measured: the mean move over the second half of `PROBE_STEPS` probe steps
+    (`measure_steps`), used at every step of the run.
+    """
+    optimizer = base_optimizer(optimizer)
+    formula_of = STEP_RESPONSES.get(type(optimizer))
+    if formula_of is not None:
+        return StepResponse(formula=formula_of(optimizer), source=type(optimizer).__name__)
+    moves = measure_steps(optimizer)
+    return StepResponse(magnitudes=PROBE_MAGNITUDES, steps=moves[PROBE_STEPS // 2:].mean(axis=0),
+                        source=f"measured ({type(optimizer).__name__})")
+
+
+def logit_gradients(path, logit):
+    """∂E[cost]/∂ν of one channel of each group when every logit is `logit` (λ = 1, M = 1)."""
+    probability = 1.0 / (1.0 + math.exp(-logit))
+    return path.polynomial.gradient(path.sizes * probability) * probability * (1.0 - probability)
+
+
+def travel(path, steps, learning_sums, response, speed, strength, multiplier, initial_logit, direction=-1.0):
+    """How far the logits have moved (|ν − ν₀|) at each sample point when the cost pulls them at |λ|.
+
+    Euler steps between the sample points: over a stretch with learning-rate
+    sum ΔΛ the logits move s·ΔΛ·V(ν), where V is the mean of the groups' steps
+    r(s·M·|λ|·∂E/∂ν), weighted by how fast each group's logits change the cost.
+    `direction` -1: down (λ > 0, the cost falls); +1: up (λ < 0).
+    """
+    moved = np.zeros(len(learning_sums))
+    position = float(initial_logit)
+    for k in range(1, len(learning_sums)):
+        gradients = np.maximum(logit_gradients(path, position), 0.0)
+        weights = path.sizes * gradients
+        if weights.sum() <= 0:
+            moved[k:] = moved[k - 1]
+            break
+        pull = np.sum(weights * response(speed * multiplier * abs(strength) * gradients,
+                                         step=0.5 * (steps[k - 1] + steps[k]) + 1)) / weights.sum()
+        position += direction * speed * (learning_sums[k] - learning_sums[k - 1]) * pull
+        moved[k] = abs(position - float(initial_logit))
+    return moved
+
+
+def demand(path, schedule, steps):
+    """(How far the reference path has moved at each step, in logits all moving together; its direction).
+
+    The direction is -1 when the path ends below its start (the usual case: the
+    cost falls), +1 when it ends above (a run that starts under its target).
+    """
+    logits = np.array([path.uniform_logit(schedule.reference(int(t))) for t in steps])
+    direction = 1.0 if logits[-1] > logits[0] else -1.0
+    return np.maximum(direction * (logits - logits[0]), 0.0), direction
+
+
+@dataclasses.dataclass(frozen=True)
+class GateSpeedPlan:
+    """What the gate-speed rule found for one AL run.
+
+    Attributes:
+      speed: the chosen s (a power of two ≥ 1), or the fixed one checked.
+      reachable: the logits keep up with the reference path at this s.
+      needed: the reference path's whole travel, in logit units.
+      travelled: how far the logits move at this s over the run, at full pull.
+      shortfall: max over the run of (margin × demand) / travel, ≥ 1 when the
+        logits fall behind (the factor more learning rate, or s for an
+        optimizer that normalises its steps, that would keep up).
+      normalising: the optimizer's step hardly depends on the gradient's size.
+      total_steps: the planned AL steps.
+      end_speed: s after the reference path has come to rest (`end_step`), or None.
+      end_step: the step from which `end_speed` applies, or None.
+    """
+
+    speed: float
+    reachable: bool
+    needed: float
+    travelled: float
+    shortfall: float
+    normalising: bool
+    total_steps: int
+    end_speed: float = None
+    end_step: int = None
+
+
+def plan_gate_speed(path, schedule, optimizer, total_steps, strength, multiplier=1.0, initial_logit=2.5,
+                    margin=DEFAULT_MARGIN, speed=None, response=None, end_step=None, end_slowdown=4.0):
+    """The gate-speed rule: the smallest power of two s ≥ 1 whose travel covers margin × demand.
+
+    Args:
+      path: `figs_tf.budget.GatePath` of the search model's cost.
+      schedule: the controller's reference schedule (`reference(step)`).
+      optimizer: the compiled optimizer.
+      total_steps: planned AL steps.
+      strength: λ at which the cost pulls the logits.
+      multiplier: the gates' logit_gradient_multiplier M.
+      initial_logit: where the logits start.
+      margin: travel needed, as a multiple of the reference path's.
+      speed: check this fixed s instead of choosing one.
+      response: a `StepResponse` (None: measured on `optimizer`).
+      end_step: the step at which the reference path comes to rest (None: no
+        end speed is planned).
+      end_slowdown: from `end_step` on, the gates get the smallest power of two
+        s ≥ 1 whose travel over the rest of the run, from the path's end, is
+        at least 1 / end_slowdown of what the chosen s would give.
+
+    Returns:
+      A `GateSpeedPlan`.
+    """
+    steps = sample_steps(total_steps)
+    sums = learning_rate_sums(optimizer, steps)
+    response = step_response(optimizer) if response is None else response
+    distances, direction = demand(path, schedule, steps)
+    wanted = margin * distances
+
+    def check(candidate):
+        moved = travel(path, steps, sums, response, candidate, strength, multiplier, initial_logit, direction)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = np.where(wanted > 0, wanted / np.maximum(moved, 1e-300), 0.0)
+        return moved, float(ratios.max()) if len(ratios) else 0.0
+
+    candidates = [float(speed)] if speed is not None else [2.0 ** k for k in range(MAX_EXPONENT + 1)]
+    for candidate in candidates:
+        moved, shortfall = check(candidate)
+        if shortfall <= 1.0:
+            break
+    end_speed = None
+    if end_step is not None and 0 < end_step < total_steps:
+        end_points = int(end_step) + sample_steps(int(total_steps) - int(end_step))
+        end_sums = learning_rate_sums(optimizer, end_points)
+        rest = path.uniform_logit(schedule.reference(int(total_steps)))
+
+        def end_travel(candidate):
+            return travel(path, end_points, end_sums, response, candidate, strength, multiplier, rest,
+                          direction)[-1]
+
+        # travel ∝ s (normalised steps) or s² (SGD-like) lands exactly on a quarter: allow for rounding
+        enough = end_travel(candidate) / end_slowdown * (1 - 1e-9)
+        end_speed = next((2.0 ** k for k in range(int(math.log2(candidate)) + 1) if end_travel(2.0 ** k) >= enough),
+                         candidate)
+    return GateSpeedPlan(speed=candidate, reachable=shortfall <= 1.0, needed=float(wanted.max() / margin),
+                         travelled=float(moved[-1]), shortfall=shortfall,
+                         normalising=response.normalises(), total_steps=int(total_steps),
+                         end_speed=end_speed, end_step=None if end_speed is None else int(end_step))
