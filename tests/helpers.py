@@ -1,5 +1,8 @@
 """Small models and helpers shared by the tests."""
 
+import json
+import os
+
 import keras
 import numpy as np
 
@@ -107,3 +110,18 @@ def check_fresh_build_matches_slim(model, seed=1):
     assert fresh.count_params() == slim.count_params() < model.count_params()
     assert figs_tf.count(fresh, "flops") == figs_tf.count(slim, "flops")
     return architecture, fresh
+
+
+def checkpoint_steps(phase_dir):
+    """The steps of the complete checkpoints in <phase dir>/checkpoint (a weights and a state file each)."""
+    directory = os.path.join(phase_dir, "checkpoint")
+    names = set(os.listdir(directory)) if os.path.isdir(directory) else set()
+    return sorted(int(name[5:17]) for name in names
+                  if name.startswith("step_") and name.endswith(".weights.h5") and f"{name[:17]}.json" in names)
+
+
+def exported_architecture(workdir):
+    """(widths, kept channels, steps) of a workdir's search/architecture.json."""
+    with open(os.path.join(workdir, "search", "architecture.json")) as f:
+        document = json.load(f)
+    return document["widths"], document["channels"], document["metadata"]["steps"]
