@@ -26,12 +26,13 @@ def measure(name, steps):
     import keras  # pylint: disable=g-import-not-at-top
 
     from figs_tf import wrapping  # pylint: disable=g-import-not-at-top
-    from figs_tf.train import default_config, strategies, loop  # pylint: disable=g-import-not-at-top
+    from figs_tf.train import default_config, loop, runtime, strategies  # pylint: disable=g-import-not-at-top
 
     config = default_config.get_config()
     strategy = strategies.make_strategy(name, config.tpu)
-    plan = loop.make_plan(config, "search", strategy)
-    train_data, _ = loop.datasets(config, plan, strategy, seed=0)
+    run = runtime.tensorflow_runtime(strategy)
+    plan = loop.make_plan(config, "search", run)
+    train_data = loop.training_data(config, plan, run)
     keras.utils.set_random_seed(0)
     with strategy.scope():
         search = wrapping.wrap(loop.build_supernet(config), cost=config.cost, strength=config.strength, seed=0)

@@ -384,6 +384,20 @@ class BudgetController(keras.callbacks.Callback):
             gates.set_gate_speed(plan.end_speed)
         self._gates_settled = True
 
+    def get_state(self):
+        """What a resumed fit needs that the model's weights (λ, the gate speed) do not hold: a JSON-able dict.
+
+        The steps since the last λ update and the PI controller's memory; call
+        after `on_train_begin`. `set_state` puts it back.
+        """
+        previous = self.strength_controller.previous
+        return {"steps_since_update": self._steps_since_update, "previous": list(previous) if previous else None}
+
+    def set_state(self, state):
+        """Restores `get_state()`'s dict after `on_train_begin` of a resumed fit."""
+        self._steps_since_update = int(state["steps_since_update"])
+        self.strength_controller.previous = tuple(state["previous"]) if state["previous"] else None
+
     def _after_update(self, step, exported):
         """Hook for ParetoController: runs after every λ update."""
 
@@ -458,6 +472,17 @@ class ParetoController(BudgetController):
         self.paths = {}
         self.reached = set()
         self._saved_widths = {}  # budget -> widths last saved, to skip identical rewrites
+
+    def get_state(self):
+        state = super().get_state()
+        state["reached"] = sorted(self.reached)
+        state["saved_widths"] = [[budget, list(widths)] for budget, widths in self._saved_widths.items()]
+        return state
+
+    def set_state(self, state):
+        super().set_state(state)
+        self.reached.update(state["reached"])
+        self._saved_widths.update({budget: tuple(widths) for budget, widths in state["saved_widths"]})
 
     def _resolve_target(self, layer):
         graph = wrap_lib.channel_graph_of(self.model)

@@ -7,20 +7,24 @@
 #   launch/gpu.sh --dry-run ...
 #
 # One machine: --config.strategy=gpus, i.e. tf.distribute.MirroredStrategy over
-# every visible GPU (CUDA_VISIBLE_DEVICES, or --gpus, picks them). The batch
-# sizes in the config are global batches and must divide by the number of GPUs.
+# every visible GPU (CUDA_VISIBLE_DEVICES, or --gpus, picks them); with
+# --backend jax, keras.distribution.DataParallel over them. The batch sizes in
+# the config are global batches and must divide by the number of GPUs.
 #
-# Several machines (multi-worker): run this script on every machine with
-# --strategy multi_worker and the same arguments, after setting TF_CONFIG on
-# each, e.g. on the first of two machines
-#   export TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
-#                      "task": {"type": "worker", "index": 0}}'
-# and "index": 1 on the second. MultiWorkerMirroredStrategy then trains one
-# model over all GPUs of all machines. The workdir must be shared (gs:// or a
-# common file system): worker 0 (the chief) writes the summaries, exports and
-# TensorBoard logs; every other worker keeps its own copy of the checkpoint in
-# <phase>/checkpoint/worker_<index>. A worker that dies stops the job; rerun
-# the same command on every machine to resume.
+# Several machines: one process per machine, each over its local GPUs, on the
+# JAX backend (Keras 3's fit under TensorFlow's MultiWorkerMirroredStrategy is
+# broken upstream: keras-team/keras#20585). Run this script on every machine
+# with the same arguments plus the machine's index, e.g. on the first of two
+#   launch/gpu.sh --coordinator host1:12345 --num-processes 2 --process-id 0 \
+#       --workdir gs://BUCKET/run --config experiments/cifar10.py:resnet
+# and --process-id 1 on the second. Process 0 listens on the coordinator port
+# (open it between the machines). The model is replicated on every GPU of every
+# machine, each machine reads its own share of the data and of every batch. The
+# workdir must be shared (gs:// or a common file system): process 0 writes the
+# summaries, exports, TensorBoard logs and checkpoints, every process reads
+# the checkpoints when resuming. A process that dies stops the job (the others
+# fail at the next step); rerun the same command on every machine to resume.
+# WORKSPACE.md lists what each host needs.
 #
 # Mixed precision (--mixed-precision) is recorded in the workdir's config.json
 # like every other key: a resumed run must be given the same setting.
@@ -41,10 +45,16 @@ Options:
                             Env: WORKDIR.
   --name NAME               run name for the default workdir and the log.
   --gpus LIST               set CUDA_VISIBLE_DEVICES=LIST (e.g. 0,1).
-  --strategy NAME           gpus (default: MirroredStrategy over all visible
-                            GPUs), one_device, or multi_worker (needs TF_CONFIG,
-                            see the comments at the top of this script).
+  --strategy NAME           gpus (default: all visible GPUs) or one_device.
                             Env: STRATEGY.
+  --backend tensorflow|jax  the Keras backend (default tensorflow, or jax with
+                            --num-processes > 1). Env: KERAS_BACKEND.
+  --coordinator HOST:PORT   several machines: process 0's address (the same on
+                            every machine). Env: COORDINATOR.
+  --num-processes N         several machines: how many (one process each).
+                            Env: NUM_PROCESSES.
+  --process-id I            several machines: this machine's index, 0..N-1
+                            (0 writes the workdir). Env: PROCESS_ID.
   --mixed-precision[=POLICY]  --config.mixed_precision=POLICY; POLICY defaults
                             to mixed_float16 (mixed_bfloat16 on A100/H100 also
                             works). Env: MIXED_PRECISION.
@@ -73,6 +83,10 @@ CONFIG=${CONFIG:-}
 WORKDIR=${WORKDIR:-}
 NAME=${NAME:-}
 STRATEGY=${STRATEGY:-gpus}
+BACKEND=${KERAS_BACKEND:-}
+COORDINATOR=${COORDINATOR:-}
+NUM_PROCESSES=${NUM_PROCESSES:-1}
+PROCESS_ID=${PROCESS_ID:-0}
 MIXED_PRECISION=${MIXED_PRECISION:-}
 ONLY=""
 DRY_RUN=0
@@ -101,6 +115,14 @@ while [ $# -gt 0 ]; do
     --gpus=*) export CUDA_VISIBLE_DEVICES=${1#*=} ;;
     --strategy) need_value "$1" $#; STRATEGY=$2; FORWARD+=("$2"); shift ;;
     --strategy=*) STRATEGY=${1#*=} ;;
+    --backend) need_value "$1" $#; BACKEND=$2; FORWARD+=("$2"); shift ;;
+    --backend=*) BACKEND=${1#*=} ;;
+    --coordinator) need_value "$1" $#; COORDINATOR=$2; FORWARD+=("$2"); shift ;;
+    --coordinator=*) COORDINATOR=${1#*=} ;;
+    --num-processes) need_value "$1" $#; NUM_PROCESSES=$2; FORWARD+=("$2"); shift ;;
+    --num-processes=*) NUM_PROCESSES=${1#*=} ;;
+    --process-id) need_value "$1" $#; PROCESS_ID=$2; FORWARD+=("$2"); shift ;;
+    --process-id=*) PROCESS_ID=${1#*=} ;;
     --mixed-precision) MIXED_PRECISION=mixed_float16 ;;
     --mixed-precision=*) MIXED_PRECISION=${1#*=} ;;
     --only) need_value "$1" $#; ONLY=$2; FORWARD+=("$2"); shift ;;
@@ -115,13 +137,24 @@ done
 phases_for "$ONLY"
 case "$STRATEGY" in
   gpus|one_device) ;;
-  multi_worker)
-    if [ -z "${TF_CONFIG:-}" ] && [ "$DRY_RUN" = 0 ]; then
-      echo "gpu.sh: --strategy multi_worker needs TF_CONFIG set on every machine (see the top of this script)" >&2
-      exit 2
-    fi ;;
-  *) die "--strategy takes gpus, one_device or multi_worker, not '$STRATEGY'" ;;
+  multi_worker) die "--strategy multi_worker (TensorFlow's MultiWorkerMirroredStrategy) is refused: Keras 3's fit" \
+                    "is broken under it upstream (keras-team/keras#20585). Several machines run on the JAX backend:" \
+                    "--coordinator HOST:PORT --num-processes N --process-id I on every machine (see -h)" ;;
+  *) die "--strategy takes gpus or one_device, not '$STRATEGY'" ;;
 esac
+case "$NUM_PROCESSES" in ''|*[!0-9]*|0) die "--num-processes takes a positive number, not '$NUM_PROCESSES'" ;; esac
+case "$PROCESS_ID" in ''|*[!0-9]*) die "--process-id takes a number, not '$PROCESS_ID'" ;; esac
+PROCESS_ARGS=()
+if [ "$NUM_PROCESSES" -gt 1 ]; then
+  BACKEND=${BACKEND:-jax}
+  [ "$BACKEND" = jax ] || die "--num-processes $NUM_PROCESSES needs --backend jax (several processes train on the JAX" \
+                             "backend), not '$BACKEND'"
+  [ -n "$COORDINATOR" ] || die "--num-processes $NUM_PROCESSES needs --coordinator HOST:PORT (process 0's address)"
+  [ "$PROCESS_ID" -lt "$NUM_PROCESSES" ] || die "--process-id $PROCESS_ID is not one of 0..$((NUM_PROCESSES - 1))"
+  PROCESS_ARGS=("--coordinator_address=$COORDINATOR" "--num_processes=$NUM_PROCESSES" "--process_id=$PROCESS_ID")
+fi
+BACKEND=${BACKEND:-tensorflow}
+case "$BACKEND" in tensorflow|jax) export KERAS_BACKEND=$BACKEND ;; *) die "--backend takes tensorflow or jax, not '$BACKEND'" ;; esac
 
 NAME=${NAME:-$(default_run_name "$CONFIG")}
 WORKDIR=${WORKDIR:-runs/$NAME}
@@ -134,7 +167,7 @@ require_python
 check_config_file "$CONFIG" "$DRY_RUN"
 OPTIONS=("--config.strategy=$STRATEGY")
 if [ -n "$MIXED_PRECISION" ]; then OPTIONS+=("--config.mixed_precision=$MIXED_PRECISION"); fi
-binary_args "$CONFIG" "$WORKDIR" "${OPTIONS[@]}" ${EXTRA[@]+"${EXTRA[@]}"}
+binary_args "$CONFIG" "$WORKDIR" "${OPTIONS[@]}" ${EXTRA[@]+"${EXTRA[@]}"} ${PROCESS_ARGS[@]+"${PROCESS_ARGS[@]}"}
 
 if [ "$IN_BACKGROUND" = 0 ]; then
   echo "== FiGS on GPUs"
@@ -147,8 +180,10 @@ if [ "$IN_BACKGROUND" = 0 ]; then
   fi
   echo "   config:   ${CONFIG:-embedded default (figs_tf/train/default_config.py)}"
   echo "   workdir:  $WORKDIR"
-  echo "   strategy: $STRATEGY${MIXED_PRECISION:+, mixed precision $MIXED_PRECISION}"
-  if [ -n "${TF_CONFIG:-}" ]; then echo "   TF_CONFIG: $TF_CONFIG"; fi
+  echo "   strategy: $STRATEGY${MIXED_PRECISION:+, mixed precision $MIXED_PRECISION}, KERAS_BACKEND=$KERAS_BACKEND"
+  if [ "$NUM_PROCESSES" -gt 1 ]; then
+    echo "   processes: this is $PROCESS_ID of $NUM_PROCESSES, coordinator $COORDINATOR"
+  fi
   if [ "$BACKGROUND" = 1 ]; then echo "   log:      $LOG (nohup)"; fi
 fi
 
@@ -182,13 +217,22 @@ if [ -n "$missing" ]; then
 fi
 
 if [ "$GPU_CHECK" = 1 ] && [ "$IN_BACKGROUND" = 0 ]; then
-  gpus=$("$PYTHON" -c 'import tensorflow as tf; print(len(tf.config.list_physical_devices("GPU")))' 2>/dev/null \
-         | tail -n 1) || gpus="?"
+  if [ "$KERAS_BACKEND" = jax ]; then
+    engine=JAX
+    gpus=$("$PYTHON" -c 'import jax; print(len([d for d in jax.local_devices() if d.platform == "gpu"]))' \
+           2>/dev/null | tail -n 1) || gpus="?"
+    install="pip install 'jax[cuda12]'"
+  else
+    engine=TensorFlow
+    gpus=$("$PYTHON" -c 'import tensorflow as tf; print(len(tf.config.list_physical_devices("GPU")))' 2>/dev/null \
+           | tail -n 1) || gpus="?"
+    install="pip install 'tensorflow[and-cuda]'"
+  fi
   echo
-  echo "   TensorFlow sees ${gpus} GPU(s)"
+  echo "   $engine sees ${gpus} GPU(s)"
   if [ "$gpus" = 0 ]; then
-    echo "gpu.sh: TensorFlow sees no GPU, so this would train on the CPU. Install the CUDA libraries" >&2
-    echo "        (pip install 'tensorflow[and-cuda]'), check CUDA_VISIBLE_DEVICES, or pass --skip-gpu-check." >&2
+    echo "gpu.sh: $engine sees no GPU, so this would train on the CPU. Install the CUDA libraries" >&2
+    echo "        ($install), check CUDA_VISIBLE_DEVICES, or pass --skip-gpu-check." >&2
     exit 1
   fi
 fi

@@ -14,22 +14,28 @@
 # Every subcommand prints the gcloud commands before running them; --dry-run
 # prints them and runs nothing (and needs no gcloud).
 #
-# How the training runs on the TPU VM (see `run`):
-# - Single-host slices (v2-8, v3-8, v4-8, v5litepod-1..8, v5p-8, v6e-1..8):
-#   worker 0 runs `python3 -m figs_tf.train.search ... --config.strategy=tpu
-#   --config.tpu=local` and then figs_tf.train.retrain, under nohup + setsid, so an
-#   ssh drop does not stop it. On PJRT images (VERSION ending in -pjrt) it sets
+# How the training runs on the TPU VM (see `run`), by --backend:
+# - tensorflow (the default on single-host slices: v2-8, v3-8, v4-8,
+#   v5litepod-1..8, v5p-8, v6e-1..8): worker 0 runs `python3 -m
+#   figs_tf.train.search ... --config.strategy=tpu --config.tpu=local` and then
+#   figs_tf.train.retrain, under nohup + setsid, so an ssh drop does not stop it.
+#   On PJRT images (VERSION ending in -pjrt) it sets
 #   NEXT_PLUGGABLE_DEVICE_USE_C_API=true and
 #   TF_PLUGGABLE_DEVICE_LIBRARY_PATH=/lib/libtpu.so, as Google's TF-on-TPU-VM
-#   instructions do.
-# - Multi-host slices (pods: v4-16 and up, v3-32, v5litepod-16, ...): TensorFlow
-#   drives a pod from ONE client process: worker 0 runs the binaries with
-#   --config.tpu=$TPU_NAME and TPU_LOAD_LIBRARY=0, and reaches the TPUs of all
-#   hosts over the network (the other hosts run only the TPU runtime that the
-#   -pod- image starts). So `run` starts the job on worker 0 only; `copy`
-#   still installs the code on all workers. Every host reads its share of the
-#   data and the checkpoints go through GCS, so WORKDIR and DATA_DIR must be
-#   gs:// for pods. (JAX, by contrast, runs one process per host.)
+#   instructions do. On a multi-host slice TensorFlow would drive the pod from
+#   ONE client process on worker 0 (--config.tpu=$TPU_NAME, TPU_LOAD_LIBRARY=0);
+#   pass --backend tensorflow to get that.
+# - jax (the default on multi-host slices: v4-16 and up, v3-32,
+#   v5litepod-16, ...): every worker runs the same two commands with
+#   KERAS_BACKEND=jax, one process per host, joined by JAX through the TPU
+#   metadata (--num_processes=auto): the model is replicated on every TPU core,
+#   each host reads its own share of the data and of every batch, worker 0
+#   writes the workdir. The image is a plain TPU VM (VERSION default
+#   tpu-ubuntu2204-base; v2-alpha-tpuv5-lite for v5e, v2-alpha-tpuv6e for v6e),
+#   `copy` installs jax[tpu] and figs_tf with pip. This is Keras 3's own
+#   multi-host route, the one its TPU CI runs.
+# Every host reads its share of the data and the checkpoints go through GCS,
+# so WORKDIR and DATA_DIR must be gs:// on multi-host slices.
 # - Resuming: the binaries resume from the checkpoint in WORKDIR. After a
 #   preemption (spot VMs are deleted on preemption, their disks with them)
 #   do: delete, create, copy, run, with the same WORKDIR. `run` refuses to
@@ -52,11 +58,12 @@ Subcommands (each prints its gcloud commands first):
            --queued a queued resource (gcloud compute tpus queued-resources create)
   copy     copy this repository (tracked and untracked-not-ignored files) to
            ~/figs_tf on all workers (tpu-vm scp --recurse --worker=all), then
-           pip install it there (tpu-vm ssh --worker=all), keeping the TPU
-           image's TensorFlow
+           pip install it there (tpu-vm ssh --worker=all): with --backend
+           tensorflow keeping the TPU image's TensorFlow, with jax adding jax[tpu]
   run      start figs_tf.train.search then figs_tf.train.retrain on the VM in the
-           background (nohup); safe to rerun: it resumes, and does nothing
-           while the job still runs
+           background (nohup): on worker 0 (tensorflow) or on every worker
+           (jax); safe to rerun: it resumes, and does nothing while the job
+           still runs
   logs     print the end of the job's log on worker 0 (--follow to keep reading)
   status   the TPU's state and health (and the queued resource's, with --queued)
   delete   delete the TPU VM (or the queued resource and its VM, with --queued);
@@ -67,9 +74,13 @@ Options (or environment variables of the same name in capitals):
   --zone ZONE           ZONE         e.g. us-central2-b (v4), europe-west4-a (v3)
   --project PROJECT     PROJECT      (default: gcloud's configured project)
   --accelerator TYPE    ACCELERATOR  v4-8 (default), v3-8, v4-32, v5litepod-8, ...
-  --version VERSION     VERSION      TPU software version (default
-                                     tpu-vm-tf-$TF_VERSION-pjrt, -pod-pjrt on pods;
-                                     TF_VERSION default 2.18.0, see below)
+  --backend NAME        BACKEND      tensorflow (default on one host) or jax
+                                     (default on multi-host slices); see the top
+                                     of this script
+  --version VERSION     VERSION      TPU software version (default: tensorflow
+                                     tpu-vm-tf-$TF_VERSION-pjrt, -pod-pjrt on pods,
+                                     TF_VERSION default 2.18.0, see below; jax
+                                     tpu-ubuntu2204-base)
   --config PATH[:VAR]   CONFIG       config file, relative to the repository
                                      (default: the embedded default config)
   --workdir DIR         WORKDIR      gs://BUCKET/RUN (required for run and logs)
@@ -113,6 +124,7 @@ SPOT=${SPOT:-0}
 QUEUED=${QUEUED:-0}
 QUEUED_RESOURCE=${QUEUED_RESOURCE:-}
 MULTI_HOST=${MULTI_HOST:-}
+BACKEND=${BACKEND:-}
 RUN_NAME=${RUN_NAME:-}
 REMOTE_DIR=figs_tf          # on the VM, relative to the home directory
 REMOTE_LOGS=figs_logs       # ditto: <run name>.log and <run name>.pid
@@ -136,8 +148,15 @@ run() {  # prints a command, then runs it unless --dry-run
 # They live in this file so that the ssh command lines stay short and need no
 # nested quoting: `copy` puts this script on the VM with the rest of the code.
 
-on_vm_install() {  # cwd: the copied repository
-  local py=${PYTHON:-python3} requirements
+on_vm_install() {  # on_vm_install BACKEND; cwd: the copied repository
+  local backend=${1:-tensorflow} py=${PYTHON:-python3} requirements
+  if [ "$backend" = jax ]; then
+    echo "[$(hostname)] installing figs_tf with JAX for TPUs (jax[tpu]) and TensorFlow for tf.data"
+    show "$py" -m pip install -e ".[jax]" "jax[tpu]"
+    "$py" -m pip install -e ".[jax]" "jax[tpu]"
+    "$py" -c 'import jax, keras; print(f"[figs_tf ok] JAX {jax.__version__} sees {jax.local_device_count()} TPU cores, Keras {keras.__version__}")'
+    return
+  fi
   if "$py" -c 'import tensorflow' >/dev/null 2>&1; then
     echo "[$(hostname)] keeping the image's TensorFlow $("$py" -c 'import tensorflow as tf; print(tf.__version__)' 2>/dev/null)"
     # setup.py's requirements without tensorflow, so pip cannot replace the
@@ -164,7 +183,7 @@ PY
   "$py" -c 'import figs_tf, keras, tensorflow as tf; print(f"[figs_tf ok] TensorFlow {tf.__version__}, Keras {keras.__version__}")'
 }
 
-on_vm_run() {  # on_vm_run RUN_NAME MODE(single|pod) PJRT(0|1) TPU -- BINARY ARGS...
+on_vm_run() {  # on_vm_run RUN_NAME MODE(single|pod|jax) PJRT(0|1) TPU -- BINARY ARGS...
   local name=$1 mode=$2 pjrt=$3 tpu=$4 py=${PYTHON:-python3}
   shift 4
   if [ "${1:-}" = "--" ]; then shift; fi
@@ -176,7 +195,9 @@ on_vm_run() {  # on_vm_run RUN_NAME MODE(single|pod) PJRT(0|1) TPU -- BINARY ARG
     echo "  Read its log with: launch/tpu_vm.sh logs --run-name $name"
     return 0
   fi
-  if [ "$mode" = pod ]; then
+  if [ "$mode" = jax ]; then
+    export KERAS_BACKEND=jax  # every host runs this; JAX joins them (--num_processes=auto)
+  elif [ "$mode" = pod ]; then
     # One TensorFlow client (this process) for the whole pod; the TPU runtime
     # of this host must stay with the TPU server, not be loaded here.
     export TPU_LOAD_LIBRARY=0 TPU_NAME="$tpu"
@@ -187,7 +208,7 @@ on_vm_run() {  # on_vm_run RUN_NAME MODE(single|pod) PJRT(0|1) TPU -- BINARY ARG
   {
     echo "=== $(date '+%F %T') on $(hostname): search then retrain"
     local variable
-    for variable in TPU_LOAD_LIBRARY TPU_NAME NEXT_PLUGGABLE_DEVICE_USE_C_API TF_PLUGGABLE_DEVICE_LIBRARY_PATH; do
+    for variable in KERAS_BACKEND TPU_LOAD_LIBRARY TPU_NAME NEXT_PLUGGABLE_DEVICE_USE_C_API TF_PLUGGABLE_DEVICE_LIBRARY_PATH; do
       if printenv "$variable" >/dev/null; then echo "    $variable=$(printenv "$variable")"; fi
     done
     show "$py" -m figs_tf.train.search "$@"
@@ -223,13 +244,13 @@ while [ $# -gt 0 ]; do
     --queued) QUEUED=1 ;;
     --follow|-f) FOLLOW=1 ;;
     --yes|-y) YES=1 ;;
-    --name|--zone|--project|--accelerator|--version|--config|--workdir|--data-dir|--multi-host|--run-name)
+    --name|--zone|--project|--accelerator|--version|--config|--workdir|--data-dir|--multi-host|--run-name|--backend)
       need_value "$1" $#
       case "$1" in
         --name) TPU_NAME=$2 ;; --zone) ZONE=$2 ;; --project) PROJECT=$2 ;;
         --accelerator) ACCELERATOR=$2 ;; --version) VERSION=$2 ;; --config) CONFIG=$2 ;;
         --workdir) WORKDIR=$2 ;; --data-dir) DATA_DIR=$2 ;; --multi-host) MULTI_HOST=$2 ;;
-        --run-name) RUN_NAME=$2 ;;
+        --run-name) RUN_NAME=$2 ;; --backend) BACKEND=$2 ;;
       esac
       shift ;;
     --name=*) TPU_NAME=${1#*=} ;;
@@ -242,6 +263,7 @@ while [ $# -gt 0 ]; do
     --data-dir=*) DATA_DIR=${1#*=} ;;
     --multi-host=*) MULTI_HOST=${1#*=} ;;
     --run-name=*) RUN_NAME=${1#*=} ;;
+    --backend=*) BACKEND=${1#*=} ;;
     --config.*) EXTRA+=("$1") ;;  # a config override: for the binaries
     --) shift; EXTRA+=("$@"); break ;;
     -*) die "unknown option $1 (binary flags go after --; see -h)" ;;
@@ -267,8 +289,14 @@ if [ -z "$MULTI_HOST" ]; then
   if [ "$size" -gt 8 ]; then MULTI_HOST=1; else MULTI_HOST=0; fi
 fi
 case "$MULTI_HOST" in 0|1) ;; *) die "--multi-host takes 0 or 1" ;; esac
+if [ -z "$BACKEND" ]; then
+  if [ "$MULTI_HOST" = 1 ]; then BACKEND=jax; else BACKEND=tensorflow; fi
+fi
+case "$BACKEND" in tensorflow|jax) ;; *) die "--backend takes tensorflow or jax, not '$BACKEND'" ;; esac
 if [ -z "$VERSION" ]; then
-  if [ "$MULTI_HOST" = 1 ]; then VERSION="tpu-vm-tf-$TF_VERSION-pod-pjrt"; else VERSION="tpu-vm-tf-$TF_VERSION-pjrt"; fi
+  if [ "$BACKEND" = jax ]; then VERSION="tpu-ubuntu2204-base"
+  elif [ "$MULTI_HOST" = 1 ]; then VERSION="tpu-vm-tf-$TF_VERSION-pod-pjrt"
+  else VERSION="tpu-vm-tf-$TF_VERSION-pjrt"; fi
 fi
 QUEUED_RESOURCE=${QUEUED_RESOURCE:-$TPU_NAME-qr}
 
@@ -299,7 +327,8 @@ run_name() {
 
 describe_slice() {
   echo "# TPU $TPU_NAME: $ACCELERATOR in $ZONE${PROJECT:+ (project $PROJECT)}," \
-       "$([ "$MULTI_HOST" = 1 ] && echo "multi-host pod slice" || echo "single host"), software $VERSION"
+       "$([ "$MULTI_HOST" = 1 ] && echo "multi-host pod slice" || echo "single host"), software $VERSION," \
+       "Keras backend $BACKEND"
 }
 
 # --- subcommands ------------------------------------------------------------------
@@ -355,10 +384,14 @@ cmd_copy() {
   fi
   echo "# copy them to ~/$REMOTE_DIR on every worker (files deleted from the repository stay there)"
   run gcloud compute tpus tpu-vm scp --recurse "$stage/$REMOTE_DIR" "$TPU_NAME:~/" "${COMMON[@]}" --worker=all
-  echo "# install on every worker: figs_tf and its requirements, keeping the image's TensorFlow"
-  echo "#   (pip install --no-deps -e . ; pip install <setup.py requirements except tensorflow>)"
+  if [ "$BACKEND" = jax ]; then
+    echo "# install on every worker: figs_tf with JAX for TPUs (pip install -e '.[jax]' 'jax[tpu]')"
+  else
+    echo "# install on every worker: figs_tf and its requirements, keeping the image's TensorFlow"
+    echo "#   (pip install --no-deps -e . ; pip install <setup.py requirements except tensorflow>)"
+  fi
   run gcloud compute tpus tpu-vm ssh "$TPU_NAME" "${COMMON[@]}" --worker=all \
-    "--command=cd $REMOTE_DIR && bash launch/tpu_vm.sh on-vm-install"
+    "--command=cd $REMOTE_DIR && bash launch/tpu_vm.sh on-vm-install $BACKEND"
 }
 
 cmd_run() {
@@ -371,11 +404,9 @@ cmd_run() {
     /*) echo "# warning: CONFIG=$CONFIG is an absolute path; it must exist on the TPU VM." \
              "Configs inside the repository are best given relative to it (experiments/...)." ;;
   esac
-  local mode=single tpu=local pjrt=0
+  local mode=single tpu=local pjrt=0 workers=0
   case "$VERSION" in *pjrt*) pjrt=1 ;; esac
   if [ "$MULTI_HOST" = 1 ]; then
-    mode=pod
-    tpu=$TPU_NAME
     [[ "$WORKDIR" == gs://* ]] || die "a multi-host slice needs WORKDIR on gs:// (got '$WORKDIR')"
     [[ "$DATA_DIR" == gs://* ]] || die "a multi-host slice needs DATA_DIR on gs:// (got '${DATA_DIR:-<unset>}'):" \
       "every host reads its share of the data; see WORKSPACE.md for preparing it"
@@ -388,6 +419,13 @@ cmd_run() {
       echo "# note: DATA_DIR=$DATA_DIR must exist on the TPU VM."
     fi
   fi
+  if [ "$BACKEND" = jax ]; then
+    mode=jax
+    workers=all
+  elif [ "$MULTI_HOST" = 1 ]; then
+    mode=pod
+    tpu=$TPU_NAME
+  fi
   local name
   name=$(run_name)
   # --config first: ml_collections refuses --config.KEY overrides before it.
@@ -395,11 +433,18 @@ cmd_run() {
   if [ -n "$CONFIG" ]; then args+=("--config=$CONFIG"); fi
   args+=("--workdir=$WORKDIR" "--config.strategy=tpu" "--config.tpu=$tpu")
   if [ -n "$DATA_DIR" ]; then args+=("--config.data_dir=$DATA_DIR"); fi
+  if [ "$mode" = jax ] && [ "$MULTI_HOST" = 1 ]; then args+=("--num_processes=auto"); fi
   args+=(${EXTRA[@]+"${EXTRA[@]}"})
-  echo "# on worker 0, in ~/$REMOTE_DIR, in the background (log ~/$REMOTE_LOGS/$name.log):"
+  if [ "$mode" = jax ]; then
+    echo "# on every worker, in ~/$REMOTE_DIR, in the background (log ~/$REMOTE_LOGS/$name.log on each;"
+    echo "#   worker 0's has the results):"
+    echo "#   KERAS_BACKEND=jax  (one process per host; JAX joins them through the TPU metadata)"
+  else
+    echo "# on worker 0, in ~/$REMOTE_DIR, in the background (log ~/$REMOTE_LOGS/$name.log):"
+  fi
   if [ "$mode" = pod ]; then
     echo "#   TPU_LOAD_LIBRARY=0 TPU_NAME=$TPU_NAME  (one TensorFlow client drives the whole pod)"
-  elif [ "$pjrt" = 1 ]; then
+  elif [ "$mode" = single ] && [ "$pjrt" = 1 ]; then
     echo "#   NEXT_PLUGGABLE_DEVICE_USE_C_API=true TF_PLUGGABLE_DEVICE_LIBRARY_PATH=/lib/libtpu.so  (PJRT image)"
   fi
   echo "#   $(show python3 -m figs_tf.train.search "${args[@]}" | cut -c3-)"
@@ -407,7 +452,7 @@ cmd_run() {
   local remote arg
   remote="cd $REMOTE_DIR && bash launch/tpu_vm.sh on-vm-run $(quote "$name") $mode $pjrt $(quote "$tpu") --"
   for arg in "${args[@]}"; do remote+=" $(quote "$arg")"; done
-  run gcloud compute tpus tpu-vm ssh "$TPU_NAME" "${COMMON[@]}" --worker=0 "--command=$remote"
+  run gcloud compute tpus tpu-vm ssh "$TPU_NAME" "${COMMON[@]}" "--worker=$workers" "--command=$remote"
   echo "# Follow it:   launch/tpu_vm.sh logs --follow --run-name $(quote "$name") --name $(quote "$TPU_NAME") --zone $(quote "$ZONE")"
   echo "# TensorBoard: tensorboard --logdir $(quote "$WORKDIR")"
   echo "# After a preemption: delete, create, copy, then this same run command (it resumes)."

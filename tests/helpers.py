@@ -1,5 +1,8 @@
 """Small models and helpers shared by the tests."""
 
+import json
+import os
+
 import keras
 import numpy as np
 
@@ -155,3 +158,18 @@ def batchnorm_of_zero(layer, bias=None):
                                                          layer.moving_variance))
     x = 0.0 if bias is None else bias
     return gamma * (x - mean) / np.sqrt(variance + layer.epsilon) + beta
+
+
+def checkpoint_steps(phase_dir):
+    """The steps of the complete checkpoints in <phase dir>/checkpoint (a weights and a state file each)."""
+    directory = os.path.join(phase_dir, "checkpoint")
+    names = set(os.listdir(directory)) if os.path.isdir(directory) else set()
+    return sorted(int(name[5:17]) for name in names
+                  if name.startswith("step_") and name.endswith(".weights.h5") and f"{name[:17]}.json" in names)
+
+
+def exported_architecture(workdir):
+    """(widths, kept channels, steps) of a workdir's search/architecture.json."""
+    with open(os.path.join(workdir, "search", "architecture.json")) as f:
+        document = json.load(f)
+    return document["widths"], document["channels"], document["metadata"]["steps"]

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import keras
 import ml_collections
@@ -19,6 +20,8 @@ from figs_tf import export
 from figs_tf.spaces import resnet
 from figs_tf.train import default_config, retrain, search, loop
 from figs_tf.train import workdir as workdir_lib
+
+from helpers import checkpoint_steps, exported_architecture
 
 pytestmark = pytest.mark.tensorflow_only
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -133,40 +136,36 @@ def _search_command(workdir):
             "--config.search.recalibrated_eval=False", "--config.progress=epoch"]
 
 
-def test_a_killed_search_resumes_from_its_checkpoint_and_finishes(tmp_path):
-    workdir = str(tmp_path / "run")
-    metadata = os.path.join(workdir, "search", "checkpoint", "training_metadata.json")
+def test_a_killed_search_resumes_and_exports_what_the_uninterrupted_search_exports(tmp_path):
+    workdir = str(tmp_path / "killed")
     process = subprocess.Popen(_search_command(workdir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                env=_environment(), text=True)
-    deadline = time.time() + 300
-    epoch = 0
-    while time.time() < deadline and process.poll() is None:
-        if os.path.exists(metadata):
-            try:
-                with open(metadata) as f:
-                    epoch = json.load(f)["epoch"]
-            except (ValueError, OSError):
-                epoch = 0  # being written
-            if epoch >= 2:
-                break
+    deadline = time.time() + 600
+    while time.time() < deadline and process.poll() is None and len(checkpoint_steps(f"{workdir}/search")) < 2:
         time.sleep(0.2)
     assert process.poll() is None, "the search finished before it could be killed:\n" + process.stdout.read()
-    process.send_signal(signal.SIGKILL)
+    process.send_signal(signal.SIGKILL)  # mid-AL, at whatever instant this is
     process.wait()
     assert not os.path.exists(os.path.join(workdir, "search", "summary.json"))
 
-    result = subprocess.run(_search_command(workdir), capture_output=True, text=True, timeout=600,
+    result = subprocess.run(_search_command(workdir), capture_output=True, text=True, timeout=900,
                             env=_environment())
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "Resuming search" in result.stderr  # a status line, through absl logging
     with open(os.path.join(workdir, "search", "summary.json")) as f:
         summary = json.load(f)
-    assert summary["resumed_from_epoch"] >= 2
+    assert summary["resumed_from_step"] >= 8
     # 1024 // 32 = 32 steps a pass, 2 passes, checkpoints every 4 steps: 16 Keras epochs.
     assert summary["steps"] == summary["configured_steps"] == 64
     with open(os.path.join(workdir, "search", "history.csv")) as f:
         epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
     assert epochs[-1] == 15 and set(range(16)) <= set(epochs)
+
+    # The same command never interrupted: the same architecture, kept channels and steps.
+    uninterrupted = subprocess.run(_search_command(str(tmp_path / "once")), capture_output=True, text=True,
+                                   timeout=900, env=_environment())
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+    assert exported_architecture(workdir) == exported_architecture(tmp_path / "once")
 
     # Finished: a third run changes nothing.
     before = os.path.getmtime(os.path.join(workdir, "search", "summary.json"))
@@ -176,32 +175,78 @@ def test_a_killed_search_resumes_from_its_checkpoint_and_finishes(tmp_path):
     assert os.path.getmtime(os.path.join(workdir, "search", "summary.json")) == before
 
 
-class PoisonWeights(keras.callbacks.Callback):
-    """Makes the loss NaN from epoch `at` on, as a diverging run would."""
+class AtEpochStart(keras.callbacks.Callback):
+    """Runs `action(model, epoch)` at the start of Keras epoch `at` (a preemption, a diverging run)."""
 
-    def __init__(self, at):
+    def __init__(self, at, action):
         super().__init__()
-        self.at = at
+        self.at, self.action = at, action
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch == self.at:
-            kernel = self.model.get_layer("classifier").kernel
-            kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
+            self.action(self.model, epoch)
+
+
+def preempt(at):
+    """Stops training at the start of Keras epoch `at`, as a preemption between checkpoints would."""
+    def stop(model, epoch):
+        raise KeyboardInterrupt(f"preempted at epoch {epoch}")
+    return AtEpochStart(at, stop)
+
+
+def poison_weights(at):
+    """Makes the loss NaN from epoch `at` on, as a diverging run would."""
+    def poison(model, epoch):
+        kernel = model.get_layer("classifier").kernel
+        kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
+    return AtEpochStart(at, poison)
+
+
+def _once_and_resumed(run, config, tmp_path, preempt_at):
+    """The summaries of `run` in <tmp>/once, and in <tmp>/resumed preempted at `preempt_at` and rerun."""
+    keras.backend.clear_session()
+    once = run(config, str(tmp_path / "once"))
+    keras.backend.clear_session()
+    with pytest.raises(KeyboardInterrupt):
+        run(config, str(tmp_path / "resumed"), callbacks=[preempt(at=preempt_at)])
+    keras.backend.clear_session()
+    return once, run(config, str(tmp_path / "resumed"))
+
+
+@pytest.mark.parametrize("controller", ["none", "target"])
+def test_a_resumed_search_and_retraining_are_the_uninterrupted_ones(tmp_path, controller):
+    """Bit for bit: the gates' noise, the data order and the λ controller continue where they were."""
+    config = tiny_config(target=6_000.0 if controller == "target" else None)
+    config.search.update(dict(epochs=2, batch_size=64, steps_per_checkpoint=3))  # 16 steps, 6 checkpoints
+    config.retrain.update(dict(epochs=1, batch_size=64, steps_per_checkpoint=3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a 16-step AL may miss the target: the same way in both runs
+        once, resumed = _once_and_resumed(search.run, config, tmp_path, preempt_at=3)
+    assert resumed["resumed_from_step"] == 9 and resumed["steps"] == once["steps"] == 18
+    assert exported_architecture(tmp_path / "resumed") == exported_architecture(tmp_path / "once")
+    assert resumed["strength"] == once["strength"]  # λ took the same path
+    assert resumed["search_model_accuracy"] == once["search_model_accuracy"]
+    if controller == "target":
+        return
+    retrained_once, retrained = _once_and_resumed(retrain.run, config, tmp_path, preempt_at=2)
+    assert retrained["resumed_from_step"] == 6 and retrained["steps"] == retrained_once["steps"] == 9
+    models = [keras.saving.load_model(os.path.join(tmp_path, run, "retrain", "model.keras")) for run in ("once", "resumed")]
+    for a, b in zip(*(model.get_weights() for model in models)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     config = tiny_config()
     config.search.steps_per_checkpoint = 1  # 4 Keras epochs of 1 step
-    with pytest.raises(loop.NonFiniteLossError, match=r"nan.*last good checkpoint \(Keras epoch 2\)"):
-        search.run(config, str(tmp_path), callbacks=[PoisonWeights(at=2)])
-    with open(os.path.join(tmp_path, "search", "checkpoint", "training_metadata.json")) as f:
-        assert json.load(f)["epoch"] == 2
+    with pytest.raises(loop.NonFiniteLossError, match=r"nan.*last good checkpoint \(step 2\)"):
+        search.run(config, str(tmp_path), callbacks=[poison_weights(at=2)])
+    assert checkpoint_steps(tmp_path / "search") == [1, 2]
     assert not os.path.exists(os.path.join(tmp_path, "search", "summary.json"))
     with pytest.raises(ValueError, match=r"has not finished.*Rerun `figs-search` with the same flags"):
         retrain.run(config, str(tmp_path))  # an unfinished search's architecture is not used silently
     keras.backend.clear_session()
     resumed = search.run(config, str(tmp_path))  # same command, no poison: resumes and finishes
-    assert resumed["resumed_from_epoch"] == 2
+    assert resumed["resumed_from_step"] == 2
     assert resumed["steps"] == resumed["configured_steps"] == 4
     assert np.isfinite(resumed["search_model_accuracy"])
 
@@ -346,7 +391,7 @@ def test_a_rerun_with_a_different_config_is_refused(tmp_path):
     config = tiny_config()
     config.search.steps_per_checkpoint = 1
     with pytest.raises(loop.NonFiniteLossError):
-        search.run(config, str(tmp_path), callbacks=[PoisonWeights(at=1)])
+        search.run(config, str(tmp_path), callbacks=[poison_weights(at=1)])
     keras.backend.clear_session()
     other = tiny_config(strength=1e-3)
     other.search.steps_per_checkpoint = 1

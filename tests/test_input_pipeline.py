@@ -468,3 +468,45 @@ def test_imagenet_train_crop_is_seeded_and_in_range():
     assert 0.0 <= first.min() and first.max() <= 255.0
     np.testing.assert_array_equal(first, crop([5, 0]))
     assert not np.array_equal(first, crop([6, 0]))
+
+
+# --- resuming: the stream is a function of the position in it -------------------
+
+
+def _stream(start_batch, num_batches, **kwargs):
+    dataset = input_pipeline.make_dataset(global_batch_size=16, training=True, seed=5, drop_remainder=True,
+                                          start_batch=start_batch, **kwargs)
+    return _collect(dataset, num_batches=num_batches)
+
+
+@pytest.mark.parametrize("start_batch", [1, 2, 3, 7])
+@requires_fashion_mnist_idx_files
+def test_a_stream_started_at_a_batch_is_the_uninterrupted_stream_from_there(offline_data_dir, start_batch):
+    # 40 examples a data epoch, 16 a batch: the starts fall inside data epochs 0, 0, 1 and 2.
+    source = dict(name="fashion_mnist", split="train", max_examples=40, data_dir=offline_data_dir)
+    whole_images, whole_labels, _ = _stream(0, start_batch + 4, **source)
+    images, labels, _ = _stream(start_batch, 4, **source)
+    np.testing.assert_array_equal(labels, whole_labels[16 * start_batch:])
+    np.testing.assert_array_equal(images, whole_images[16 * start_batch:])  # augmentation included
+    # each data epoch is a permutation of the 40 examples, and a new one each time
+    plain_labels = _stream(0, 5, augment=False, **source)[1]
+    true_labels = load_fashion_mnist("train")[1][:40]
+    assert sorted(plain_labels[:40]) == sorted(plain_labels[40:80]) == sorted(true_labels)
+    assert not np.array_equal(plain_labels[:40], plain_labels[40:80])
+
+
+def test_a_streamed_dataset_started_at_a_batch_is_the_uninterrupted_stream_from_there():
+    # ImageNet is streamed (windows of examples permuted per data epoch), here 20 mock examples.
+    source = dict(name="imagenet2012", split="train", image_size=16, shuffle_buffer=8)
+    with tfds.testing.mock_data(num_examples=20):
+        whole_images, whole_labels, _ = _stream(0, 6, **source)
+        images, labels, _ = _stream(3, 3, **source)  # position 48: data epoch 2, 8 examples in
+    np.testing.assert_array_equal(labels, whole_labels[48:])
+    np.testing.assert_array_equal(images, whole_images[48:])
+
+
+def test_start_batch_is_for_training_streams():
+    with pytest.raises(ValueError, match="start_batch is for training streams"):
+        input_pipeline.make_dataset("fashion_mnist", "test", global_batch_size=8, training=False, start_batch=2)
+    with pytest.raises(ValueError, match="start_batch must be a non-negative integer, got -1"):
+        input_pipeline.make_dataset("fashion_mnist", "train", global_batch_size=8, training=True, start_batch=-1)

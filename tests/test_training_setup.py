@@ -1,4 +1,6 @@
-"""The training recipe and the strategy choice, checked without a TPU."""
+"""The training recipe, the strategy choice and the checkpoints, checked without a TPU."""
+
+import os
 
 import keras
 import ml_collections
@@ -8,7 +10,7 @@ import tensorflow as tf
 
 import figs_tf
 from figs_tf import spaces
-from figs_tf.train import config_checks, default_config, input_pipeline, strategies, loop
+from figs_tf.train import config_checks, default_config, input_pipeline, loop, runtime, strategies
 from figs_tf.train import workdir as workdir_lib
 
 pytestmark = pytest.mark.tensorflow_only
@@ -68,12 +70,42 @@ def test_auto_without_accelerators_is_the_default_strategy(monkeypatch):
     assert strategy.num_replicas_in_sync == 1
 
 
-def test_unknown_strategy_and_multi_worker_without_tf_config(monkeypatch):
+def one_device():
+    return runtime.tensorflow_runtime(tf.distribute.get_strategy())
+
+
+def test_unknown_strategy_is_named_and_multi_worker_is_refused_with_the_way_out():
     with pytest.raises(ValueError, match=r"Unknown strategy 'tpus'; choose one of auto, tpu"):
         strategies.make_strategy("tpus")
-    monkeypatch.delenv("TF_CONFIG", raising=False)
-    with pytest.raises(ValueError, match="TF_CONFIG"):
+    refusal = r"multi_worker.*refused.*keras-team/keras#20585.*tensorflow/tensorflow#72388.*JAX backend"
+    with pytest.raises(ValueError, match=refusal):
         strategies.make_strategy("multi_worker")
+    config = default_config.get_config()
+    config.strategy = "multi_worker"
+    with pytest.raises(ValueError, match=refusal):  # before any work: loop.check runs first in both binaries
+        loop.check(config, runtime.ProcessSettings())
+    config.strategy = "auto"
+    with pytest.raises(ValueError, match=r"--num_processes=2 on the TensorFlow backend.*KERAS_BACKEND=jax"):
+        loop.check(config, runtime.ProcessSettings("127.0.0.1:1234", 2, 1))
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(num_processes="2"), r"--num_processes=2 needs --coordinator_address=HOST:PORT"),
+    (dict(coordinator_address="h:1", num_processes="2", process_id=2), r"--process_id=2 is not one of the 2"),
+    (dict(num_processes="zero"), r"--num_processes must be a positive number or 'auto', got 'zero'"),
+])
+def test_process_settings_name_the_flag_and_the_fix(settings, message):
+    with pytest.raises(ValueError, match=message):
+        runtime.ProcessSettings.from_environment(**settings).check()
+
+
+def test_process_settings_fall_back_to_kerass_environment_variables(monkeypatch):
+    monkeypatch.setenv("KERAS_DISTRIBUTION_JOB_ADDRESSES", "10.0.0.1:1234")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "4")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "3")
+    assert runtime.ProcessSettings.from_environment() == runtime.ProcessSettings("10.0.0.1:1234", 4, 3)
+    assert runtime.ProcessSettings.from_environment(process_id=1).process_id == 1  # a flag wins
+    assert runtime.ProcessSettings.from_environment(num_processes="auto").num_processes == "auto"
 
 
 def test_the_config_checks_read_keys_and_types_from_the_default_config(monkeypatch):
@@ -132,21 +164,22 @@ def test_tpu_batches_are_full_and_split_per_replica(monkeypatch):
         return dataset
 
     strategy.distribute_datasets_from_function = distribute
-    plan = loop.make_plan(config, "search", strategy)
-    train, evaluation = loop.datasets(config, plan, strategy, seed=0)
+    run = runtime.Runtime("tensorflow", 1, 0, 8, 8, "tpu", strategy=strategy)
+    plan = loop.make_plan(config, "search", run)
+    train, evaluation = loop.training_data(config, plan, run), loop.evaluation_data(config, run)
     assert train.element_spec[0].shape.as_list() == [128 // 8, 28, 28, 1]  # per replica, static
     assert evaluation.element_spec[0].shape.as_list() == [64 // 8, 28, 28, 1]  # drop_remainder: static
-    assert loop.evaluation_steps(config, strategy) == 1000 // 64
+    assert loop.evaluation_steps(config, run) == 1000 // 64
     config.search.batch_size = 100
     with pytest.raises(ValueError, match=r"batch_size = 100 .* 8 replicas"):
-        loop.make_plan(config, "search", strategy)
+        loop.make_plan(config, "search", run)
 
 
 def test_plan_rounds_up_to_whole_checkpoint_intervals():
     config = default_config.get_config()
     config.train_examples = 1000
     config.search.update(dict(batch_size=100, epochs=2.5, steps_per_checkpoint=4, decay_epochs=35.0))
-    plan = loop.make_plan(config, "search", tf.distribute.get_strategy())
+    plan = loop.make_plan(config, "search", one_device())
     assert (plan.steps_per_data_epoch, plan.steps_per_epoch, plan.epochs) == (10, 4, 7)  # 25 -> 28 steps
     assert plan.total_steps == 28 and plan.decay_steps == 350
 
@@ -157,7 +190,7 @@ def test_optimizer_is_the_papers_adam_with_smooth_decay_and_no_decay_on_gates():
     config.train_examples = 1280
     config.search.update(dict(batch_size=128, learning_rate=1.6, decay_epochs=35.0, decay_factor=0.5))
     config.optimizer.update(dict(weight_decay=0.01, ema_momentum=0.9997))
-    plan = loop.make_plan(config, "search", tf.distribute.get_strategy())
+    plan = loop.make_plan(config, "search", one_device())
     search = figs_tf.wrap(loop.build_supernet(config), cost="params", strength=0.0)
     loop.compile_model(search, config, plan)
     optimizer = search.optimizer
@@ -197,39 +230,70 @@ def test_input_shape_of_every_dataset_matches_the_pipeline():
 STEPS_PER_EPOCH = 4
 
 
+class Noise(keras.layers.Layer):
+    """Adds uniform noise in training, from its own SeedGenerator (whose state Keras does not save)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seed_generator = keras.random.SeedGenerator(7)
+
+    def call(self, x, training=None):
+        return x + keras.random.uniform(keras.ops.shape(x), seed=self.seed_generator) if training else x
+
+
 def _checkpointed_fit(backup_dir, epochs):
-    """A tiny model trained to `epochs` with workdir_lib.Checkpoint; returns (model, epochs run)."""
+    """A tiny noisy model trained to `epochs` with workdir.Checkpoints; returns (model, epochs run)."""
     keras.utils.set_random_seed(0)
     inputs = keras.Input((3,))
-    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(1)(Noise()(inputs)))
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    checkpoints = workdir_lib.Checkpoints(str(backup_dir), one_device())
+    step = checkpoints.restore(model)
     x, y = np.ones((STEPS_PER_EPOCH * 2, 3), "float32"), np.zeros((STEPS_PER_EPOCH * 2, 1), "float32")
-    history = model.fit(x, y, batch_size=2, epochs=epochs, verbose=0,
-                        callbacks=[workdir_lib.Checkpoint(str(backup_dir), STEPS_PER_EPOCH)])
-    return model, len(history.history["loss"])
+    history = model.fit(x, y, batch_size=2, epochs=epochs, initial_epoch=step // STEPS_PER_EPOCH, verbose=0,
+                        shuffle=False, callbacks=[checkpoints])
+    return model, len(history.history.get("loss", []))
+
+
+def _weights(model):
+    return [np.array(v) for v in model.variables]  # with the noise's SeedGenerator state
+
+
+def test_a_resumed_fit_ends_where_the_uninterrupted_fit_ends(tmp_path):
+    uninterrupted, _ = _checkpointed_fit(tmp_path / "once", epochs=5)
+    _checkpointed_fit(tmp_path / "twice", epochs=3)
+    keras.backend.clear_session()
+    resumed, epochs_run = _checkpointed_fit(tmp_path / "twice", epochs=5)
+    assert epochs_run == 2
+    for a, b in zip(_weights(uninterrupted), _weights(resumed)):
+        np.testing.assert_array_equal(a, b)  # the noise state came back too: the same draws, bit for bit
+    names = sorted(os.listdir(tmp_path / "twice"))
+    assert names == [f"step_{s:012d}.{kind}" for s in (16, 20) for kind in ("json", "weights.h5")]  # the two newest
 
 
 @pytest.mark.parametrize("damage, epochs_left", [
-    ("weights_half_written", 3),  # killed inside save_weights: Keras's .bkp (epoch 2) is used
-    ("metadata_behind_weights", 2),  # killed between the weights and the JSON: the step counter wins
-    ("metadata_half_written", 2),
+    ("weights_half_written", 3),  # a damaged newest pair: the one before (epoch 2) is used
+    ("state_missing", 3),  # killed before the state file: the weights alone are not a resume point
+    ("only_a_temporary_file", 2),  # killed while writing epoch 4's weights: the finished epoch 3 is used
 ])
 def test_a_checkpoint_damaged_by_a_kill_still_resumes_to_the_configured_steps(tmp_path, damage, epochs_left):
-    _checkpointed_fit(tmp_path, epochs=3)  # latest = epoch 3, .bkp = epoch 2
-    weights, metadata = tmp_path / "latest.weights.h5", tmp_path / "training_metadata.json"
+    _checkpointed_fit(tmp_path, epochs=3)  # step_12 and step_8
+    weights, state = tmp_path / f"step_{12:012d}.weights.h5", tmp_path / f"step_{12:012d}.json"
     if damage == "weights_half_written":
         weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    elif damage == "metadata_behind_weights":
-        metadata.write_text('{"epoch": 2, "batch": 0}')
+    elif damage == "state_missing":
+        state.unlink()
     else:
-        metadata.write_text('{"epo')
+        (tmp_path / f"writing_{16:012d}.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
     model, epochs_run = _checkpointed_fit(tmp_path, epochs=5)
     assert epochs_run == epochs_left
     assert int(model.optimizer.iterations.numpy()) == 5 * STEPS_PER_EPOCH
+    assert not any(name.startswith("writing_") for name in os.listdir(tmp_path))
 
 
 def test_a_first_checkpoint_cut_short_starts_the_phase_over(tmp_path):
-    (tmp_path / "latest.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
+    (tmp_path / f"step_{4:012d}.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
+    (tmp_path / f"step_{4:012d}.json").write_text('{"step": 4, "variables": [], "callbacks": {}}')
     model, epochs_run = _checkpointed_fit(tmp_path, epochs=2)
     assert epochs_run == 2
     assert int(model.optimizer.iterations.numpy()) == 2 * STEPS_PER_EPOCH

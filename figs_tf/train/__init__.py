@@ -3,10 +3,12 @@
     figs-search  --config=experiments/one_shot_imagenet.py:A --workdir=gs://BUCKET/one_shot_a
     figs-retrain --config=experiments/one_shot_imagenet.py:A --workdir=gs://BUCKET/one_shot_a
 
-Modules: `search` and `retrain` (the binaries), `flags` (--config, --workdir),
-`default_config` and `config_checks` (ml_collections configs), `loop` (plan,
-optimizer, the fit loop), `workdir` (files of a run, checkpoints), `strategies`
-(tf.distribute), `input_pipeline` (tf.data over tfds), `fashion_mnist` (the
+Modules: `search` and `retrain` (the binaries), `flags` (--config, --workdir,
+the process flags), `default_config` and `config_checks` (ml_collections
+configs), `loop` (plan, optimizer, the fit loop), `workdir` (files of a run,
+checkpoints), `runtime` (the engine: tf.distribute on TensorFlow,
+keras.distribution and several processes on JAX), `strategies` (tf.distribute
+strategies by name), `input_pipeline` (tf.data over tfds), `fashion_mnist` (the
 offline Fashion-MNIST reader), `report` (the summary both binaries print).
 The library (`figs_tf`) never imports this package.
 """

@@ -59,7 +59,7 @@ def get_config(arg=None):
     config.strategy = "auto"
     config.tpu = "local"
     config.mixed_precision = ml_collections.config_dict.placeholder(str)
-    config.jit_compile = False
+    config.jit_compile = False  # XLA on the TensorFlow backend; the JAX backend always compiles
     config.steps_per_execution = 1
     config.progress = "bar"
 

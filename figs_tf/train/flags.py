@@ -16,6 +16,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from figs_tf.train import runtime
+
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # figs_tf/
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_config.py")
@@ -27,6 +29,16 @@ WORKDIR = flags.DEFINE_string(
     "workdir", None, "Directory (local or gs://) for checkpoints, the exported architecture, logs "
     "and TensorBoard; search and retrain share it.")
 flags.mark_flag_as_required("workdir")
+# Several processes (JAX backend; figs_tf/train/runtime.py). Unset: Keras's environment
+# variables KERAS_DISTRIBUTION_JOB_ADDRESSES / _NUM_PROCESSES / _PROCESS_ID, else one process.
+COORDINATOR_ADDRESS = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 when several processes train together (the same on "
+    "every process; launch/local.sh --processes N picks a free 127.0.0.1 port).")
+NUM_PROCESSES = flags.DEFINE_string(
+    "num_processes", None, "How many processes train together (default 1), or 'auto' on a Cloud TPU slice, where "
+    "JAX finds them itself. Needs KERAS_BACKEND=jax when more than 1.")
+PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "This process's index, 0 .. num_processes - 1; process 0 writes the workdir.")
 
 
 class OwnInfoOnly(std_logging.Filter):
@@ -45,8 +57,14 @@ def quiet_logging():
         logging.get_absl_handler().addFilter(OwnInfoOnly())
 
 
+def process_settings():
+    """The processes of this run, from the flags or else Keras's environment variables."""
+    return runtime.ProcessSettings.from_environment(COORDINATOR_ADDRESS.value, NUM_PROCESSES.value,
+                                                    PROCESS_ID.value)
+
+
 def main_for(run):
-    """The absl `main` of a binary whose whole work is `run(config, workdir)`.
+    """The absl `main` of a binary whose whole work is `run(config, workdir, processes=...)`.
 
     Example:
 
@@ -55,5 +73,5 @@ def main_for(run):
     def main(argv):
         del argv
         quiet_logging()
-        run(CONFIG.value, WORKDIR.value)
+        run(CONFIG.value, WORKDIR.value, processes=process_settings())
     return main

@@ -47,12 +47,23 @@ numpy path it is an array slice. Evaluation with ``drop_remainder=True`` makes
 all ranges the same size (dropping fewer than N examples at the end), so every
 host runs the same number of evaluation steps.
 
-Randomness: the shuffle order comes from ``seed`` (tfds file order via
-``tfds.ReadConfig(shuffle_seed=seed)``, then ``Dataset.shuffle(seed=seed)``);
-augmentation uses stateless random ops seeded per example from ``seed``, the
-input pipeline id and the example's position in the pipeline's stream. So on
-one machine the same seed gives the same batches, and different hosts augment
-differently.
+Randomness and resuming: the training stream of a pipeline is a function of
+``seed`` and the position in it, so that a run resumed at step ``s`` reads
+exactly what the uninterrupted run read from step ``s`` on (``start_batch``;
+nothing about the stream needs to be checkpointed). A share held in memory
+(Fashion-MNIST, CIFAR-10 and any tfds dataset but ImageNet: at most 150 MB)
+is shuffled by ``Dataset.shuffle(seed=seed, reshuffle_each_iteration=True)``,
+a new order every data epoch, run on the indices of the share: resuming
+replays the indices up to the position (about a microsecond each), then
+reads only the examples from there. ImageNet is streamed:
+its files are read in one seeded order, and in data epoch ``k`` every window
+of 10,000 consecutive examples is permuted with a seed drawn from ``(seed,
+pipeline id, k, window)`` (``Dataset.shuffle`` cannot take a seed per epoch
+under a global seed); resuming inside a data epoch reads (without decoding)
+the records before the position in it.
+Augmentation uses stateless random ops seeded per example from ``seed``, the
+input pipeline id and the example's position in the stream. So the same seed
+gives the same batches, and different hosts augment differently.
 """
 
 from __future__ import annotations
@@ -171,10 +182,13 @@ _SATURATION_RANGE = (0.5, 1.5)
 _CONTRAST_RANGE = (0.5, 1.5)
 
 # ImageNet examples are ~110 kB of JPEG each: 10000 of them are ~1 GB of shuffle
-# buffer. The small datasets are shuffled over their whole shard.
+# buffer. The small datasets are shuffled over their whole share (in memory).
 _IMAGENET_SHUFFLE_BUFFER = 10_000
 
 _IMAGENET_DOCS = "https://www.tensorflow.org/datasets/catalog/imagenet2012"
+
+# The end of an endless stream of positions (tf.data.Dataset.range needs one).
+_ENDLESS = np.iinfo(np.int64).max
 
 
 class DatasetNotPreparedError(RuntimeError):
@@ -299,6 +313,7 @@ def make_dataset(
     seed: int = 0,
     max_examples: int | None = None,
     shuffle_buffer: int | None = None,
+    start_batch: int = 0,
 ) -> tf.data.Dataset:
     """Builds the batched ``tf.data.Dataset`` of one input pipeline.
 
@@ -326,8 +341,12 @@ def make_dataset(
       seed: Seed of the shuffle order and the augmentation.
       max_examples: Use only the first ``max_examples`` examples of the split
         (for small runs and tests); None: all.
-      shuffle_buffer: Shuffle buffer size; None: the whole share for
-        Fashion-MNIST and CIFAR-10, 10000 examples for ImageNet.
+      shuffle_buffer: Shuffle buffer size of a dataset held in memory (None:
+        the whole share), examples per shuffled window of a streamed one
+        (ImageNet; None: 10000).
+      start_batch: Training only: start this pipeline's stream after this
+        many of its batches, as a resumed run does; the batches are those the
+        stream from 0 would give from there on.
 
     Returns:
       A dataset of ``(images, labels)``: float32 images of shape
@@ -352,6 +371,10 @@ def make_dataset(
     _check_split(info, split)
     _check_optional_positive_int("max_examples", max_examples)
     _check_optional_positive_int("shuffle_buffer", shuffle_buffer)
+    if isinstance(start_batch, bool) or not isinstance(start_batch, (int, np.integer)) or start_batch < 0:
+        raise ValueError(f"start_batch must be a non-negative integer, got {start_batch!r}")
+    if start_batch and not training:
+        raise ValueError("start_batch is for training streams; evaluation reads its split once from the start")
     output_size = _resolve_image_size(info, image_size)
     batch_size = _per_pipeline_batch_size(global_batch_size, input_context)
     num_pipelines, pipeline_id = _pipeline_position(input_context)
@@ -360,39 +383,93 @@ def make_dataset(
     equal_shares = drop_remainder and not training
 
     if name == "fashion_mnist":
-        examples, share_size = _read_fashion_mnist(
-            split, data_dir, max_examples, num_pipelines, pipeline_id, equal_shares,
-            training, seed)
+        source = _read_fashion_mnist(
+            split, data_dir, max_examples, num_pipelines, pipeline_id, equal_shares, training, seed)
     else:
-        examples, share_size = _read_prepared_tfds(
-            info, split, data_dir, max_examples, num_pipelines, pipeline_id, equal_shares,
-            training, seed)
+        source = _read_prepared_tfds(
+            info, split, data_dir, max_examples, num_pipelines, pipeline_id, equal_shares, training, seed)
 
     preprocess = _make_preprocess_fn(info, output_size, augment=training and augment)
     if training:
-        if shuffle_buffer is None:
-            shuffle_buffer = _IMAGENET_SHUFFLE_BUFFER if name == "imagenet2012" else share_size
-        examples = examples.shuffle(
-            min(shuffle_buffer, share_size), seed=seed, reshuffle_each_iteration=True)
-        examples = examples.repeat()
-        # The position in the repeated stream seeds each example's augmentation:
-        # deterministic given the (seeded) order, and new in every epoch.
-        base_seed = tf.constant([seed, pipeline_id], dtype=tf.int64)
+        stream_seed = tf.constant([seed, pipeline_id], dtype=tf.int64)
+        start = int(start_batch) * batch_size
+        if isinstance(source, InMemory):
+            examples = _in_memory_stream(source, seed, start, shuffle_buffer or len(source))
+        else:
+            examples = _shuffled_stream(source, stream_seed, start,
+                                        shuffle_buffer or _IMAGENET_SHUFFLE_BUFFER)
 
+        # The position in the stream seeds each example's augmentation:
+        # deterministic given the seed, and new in every epoch.
         def preprocess_with_seed(position, example):
             image, label = example
-            example_seed = tf.random.experimental.stateless_fold_in(base_seed, position)
+            example_seed = tf.random.experimental.stateless_fold_in(stream_seed, position)
             return preprocess(image, label, example_seed)
 
-        examples = examples.enumerate().map(
-            preprocess_with_seed, num_parallel_calls=tf.data.AUTOTUNE)
+        examples = examples.map(preprocess_with_seed, num_parallel_calls=tf.data.AUTOTUNE)
     else:
+        examples = source.examples() if isinstance(source, InMemory) else source.dataset
         examples = examples.map(
             lambda image, label: preprocess(image, label, None),
             num_parallel_calls=tf.data.AUTOTUNE)
 
     examples = examples.batch(batch_size, drop_remainder=drop_remainder)
     return examples.prefetch(tf.data.AUTOTUNE)
+
+
+@dataclasses.dataclass(frozen=True)
+class InMemory:
+    """A pipeline's share as arrays: uint8 images (N, H, W, C) and labels (N,)."""
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self):
+        return len(self.labels)
+
+    def examples(self) -> tf.data.Dataset:
+        return tf.data.Dataset.from_tensor_slices((self.images, self.labels))
+
+
+@dataclasses.dataclass(frozen=True)
+class Streamed:
+    """A pipeline's share as a dataset of (image, label) read in one fixed order."""
+    dataset: tf.data.Dataset
+    size: int
+
+    def __len__(self):
+        return self.size
+
+
+def _in_memory_stream(source: InMemory, seed: int, start: int, buffer: int) -> tf.data.Dataset:
+    """(position, (image, label)) from `start` on: tf.data's seeded shuffle, reshuffled every epoch,
+    run on the indices of the share, so that skipping to `start` replays indices, not examples."""
+    size = len(source)
+    images, labels = tf.constant(source.images), tf.constant(source.labels)
+    indices = tf.data.Dataset.range(size).shuffle(min(buffer, size), seed=seed, reshuffle_each_iteration=True)
+    positions = indices.repeat().enumerate().skip(start)
+    return positions.map(lambda position, index: (position, (tf.gather(images, index), tf.gather(labels, index))),
+                         num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _shuffled_stream(source: Streamed, stream_seed, start: int, window: int) -> tf.data.Dataset:
+    """(position, (image, label)) from `start` on; data epoch k is `source` with every window of
+    `window` consecutive examples permuted by a seed drawn from (seed, k, window index)."""
+    size = len(source)
+    first_epoch, offset = divmod(start, size)
+
+    def epoch(k):
+        epoch_seed = tf.random.experimental.stateless_fold_in(stream_seed, k)
+
+        def permute(index, examples):
+            images, labels = examples
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(tf.shape(labels)[0]), tf.random.experimental.stateless_fold_in(epoch_seed, index))
+            return tf.data.Dataset.from_tensor_slices((tf.gather(images, order), tf.gather(labels, order)))
+
+        return source.dataset.batch(min(window, size)).enumerate().flat_map(permute)
+
+    examples = tf.data.Dataset.range(first_epoch, _ENDLESS).flat_map(epoch).skip(offset)
+    return tf.data.Dataset.zip(tf.data.Dataset.range(start, _ENDLESS), examples)
 
 
 def _per_pipeline_batch_size(global_batch_size, input_context) -> int:
@@ -450,8 +527,8 @@ def _share_range(
 
 def _read_prepared_tfds(
     info, split, data_dir, max_examples, num_pipelines, pipeline_id, equal_shares, training, seed
-) -> tuple[tf.data.Dataset, int]:
-    """(dataset of (image, label) of this pipeline's share, share size) from tfds.
+) -> InMemory | Streamed:
+    """This pipeline's share from tfds: in memory, or streamed for ImageNet.
 
     Images are uint8 arrays, or JPEG bytes for ImageNet. Raises
     DatasetNotPreparedError if tfds has no data to serve.
@@ -463,19 +540,23 @@ def _read_prepared_tfds(
     start, end = _share_range(total, num_pipelines, pipeline_id, equal_shares)
     split_slice = split if (start, end) == (0, split_size) else f"{split}[{start}:{end}]"
 
+    streamed = info.name == "imagenet2012"
     decoders = None
-    if info.name == "imagenet2012":
+    if streamed:
         # Keep the JPEG bytes: decode_and_crop_jpeg decodes only the crop.
         decoders = {"image": tfds.decode.SkipDecoding()}
     read_config = tfds.ReadConfig(
-        shuffle_seed=seed if training else None,
-        # We cache (small datasets) or stream (ImageNet) ourselves.
+        # One seeded file order for every epoch: the order of epoch k must not
+        # depend on how many epochs this process read before (resuming).
+        shuffle_seed=seed if training and streamed else None,
+        shuffle_reshuffle_each_iteration=False,
+        # We hold small datasets in memory and stream ImageNet ourselves.
         try_autocache=False,
     )
     try:
         with fashion_mnist.asking_tfds_quietly():
             examples = builder.as_dataset(
-                split=split_slice, shuffle_files=training, decoders=decoders,
+                split=split_slice, shuffle_files=training and streamed, decoders=decoders,
                 read_config=read_config)
     except AssertionError as error:  # tfds's way of saying "no data here".
         raise DatasetNotPreparedError(_not_prepared_message(info.name, data_dir)) from error
@@ -485,11 +566,14 @@ def _read_prepared_tfds(
     # A no-op on real data (the slice has exactly this many examples); it keeps
     # max_examples exact under tfds.testing.mock_data, which ignores slices.
     examples = examples.take(end - start)
-    if info.name != "imagenet2012":
-        # uint8 images of at most 150 MB: read the files once, not every epoch.
-        # ImageNet stays streamed, as JPEG bytes until it is cropped.
-        examples = examples.cache()
-    return examples, end - start
+    if streamed:
+        return Streamed(examples, end - start)
+    # uint8 images of at most 150 MB: read the files once, then index them.
+    images, labels = [], []
+    for image, label in examples.as_numpy_iterator():
+        images.append(image)
+        labels.append(label)
+    return InMemory(np.stack(images), np.asarray(labels))
 
 
 def _not_prepared_message(name: str, data_dir: str | None) -> str:
@@ -512,7 +596,7 @@ def _not_prepared_message(name: str, data_dir: str | None) -> str:
 
 def _read_fashion_mnist(
     split, data_dir, max_examples, num_pipelines, pipeline_id, equal_shares, training, seed
-) -> tuple[tf.data.Dataset, int]:
+) -> InMemory:
     """Like _read_prepared_tfds, falling back to figs_tf.train.fashion_mnist's arrays."""
     info = dataset_info("fashion_mnist")
     try:
@@ -524,8 +608,7 @@ def _read_fashion_mnist(
     images, labels = fashion_mnist.load_fashion_mnist(split, data_dir=data_dir)
     total = len(labels) if max_examples is None else min(len(labels), max_examples)
     start, end = _share_range(total, num_pipelines, pipeline_id, equal_shares)
-    examples = tf.data.Dataset.from_tensor_slices((images[start:end], labels[start:end]))
-    return examples, end - start
+    return InMemory(images[start:end], labels[start:end])
 
 
 # ---------------------------------------------------------------------------

@@ -2,13 +2,15 @@
 
 Both binaries read top to bottom as
 
-    strategy = strategies.make_strategy(config.strategy, config.tpu)
-    plan = make_plan(config, "search", strategy)          # steps, batches, decay
-    with strategy.scope():
-        model = ...                                        # search model or fresh network
-        compile_model(model, config, plan)                 # Adam, schedule, EMA, metrics
-    fit(model, config, plan, strategy, phase_dir, extra_callbacks)
-    accuracy = evaluate(model, config, plan, strategy)
+    check(config, processes)                                # before any work
+    run = runtime.make_runtime(config, processes)           # engine, processes, devices
+    prepare(config, phase_dir, run)                         # workdir, precision, seed
+    plan = make_plan(config, "search", run)                 # steps, batches, decay
+    with run.scope():
+        model = ...                                         # search model or fresh network
+        compile_model(model, config, plan)                  # Adam, schedule, EMA, metrics
+    fit(model, config, plan, run, phase_dir, extra_callbacks)
+    accuracy = evaluate(model, config, plan, run)
 
 The paper's training setup (method.md, "Training setup") and where it lives:
 - Adam with β1 0.9, β2 0.999, ε = 1.0: `config.optimizer` -> `keras.optimizers.Adam`.
@@ -22,10 +24,11 @@ The paper's training setup (method.md, "Training setup") and where it lives:
   (`use_ema`, `ema_momentum`; copied into the model at the end with
   `finalize_variable_values`) and BatchNorm's own moving statistics
   (`config.bn_momentum`).
-- Preemption: `keras.callbacks.BackupAndRestore` in `<phase dir>/checkpoint`
-  after every (virtual) epoch of `steps_per_checkpoint` steps; a rerun of the
-  same command resumes there and finishes the configured number of steps,
-  whenever the kill came (`workdir.Checkpoint`).
+- Preemption: a checkpoint (`workdir.Checkpoints`) after every (virtual) epoch
+  of `steps_per_checkpoint` steps, with the gates' noise state; the training
+  data is a function of the step (`input_pipeline.make_dataset(start_batch=)`).
+  A rerun of the same command resumes at the last checkpoint and trains what
+  the uninterrupted run trains from there, whenever the kill came.
 """
 
 import dataclasses
@@ -34,17 +37,17 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 from absl import logging
 
 from figs_tf import files
+from figs_tf import keras_graph
 from figs_tf import spaces
 from figs_tf import wrapping
 from figs_tf.channel_groups import analyze
 from figs_tf.mask_layer import MaskLayer
 from figs_tf.train import config_checks
 from figs_tf.train import input_pipeline
-from figs_tf.train import strategies
+from figs_tf.train import runtime as runtime_lib
 from figs_tf.train import workdir as workdir_lib
 
 
@@ -69,40 +72,45 @@ class Plan:
         return self.steps_per_epoch * self.epochs
 
 
-def make_plan(config, phase, strategy):
+def make_plan(config, phase, run):
     """Turns the config's data epochs into Keras epochs of `steps_per_checkpoint` steps.
 
     Training always runs a whole number of checkpoint intervals, rounded up, so
     a preempted run that resumes at a checkpoint does exactly the steps left.
     """
     settings = config[phase]
-    replicas = strategy.num_replicas_in_sync
     batch = settings.batch_size
-    if batch % replicas:
-        raise ValueError(f"config.{phase}.batch_size = {batch} is the global batch and must split evenly "
-                         f"over the {replicas} replicas of this strategy; use a multiple of {replicas}.")
+    run.check_batch(f"config.{phase}.batch_size", batch)
+    run.check_batch("config.eval_batch_size", config.eval_batch_size)
     examples = input_pipeline.num_examples(config.dataset, input_pipeline.dataset_info(config.dataset).train_split,
                                            data_dir=config.data_dir, max_examples=config.train_examples)
     per_data_epoch = max(1, examples // batch)
     total = max(1, round(settings.epochs * per_data_epoch))
     per_epoch = min(settings.steps_per_checkpoint or per_data_epoch, total)
-    return Plan(phase=phase, global_batch_size=batch, num_replicas=replicas, train_examples=examples,
+    return Plan(phase=phase, global_batch_size=batch, num_replicas=run.num_devices, train_examples=examples,
                 steps_per_data_epoch=per_data_epoch, steps_per_epoch=per_epoch,
                 epochs=math.ceil(total / per_epoch),
                 decay_steps=max(1, round(settings.decay_epochs * per_data_epoch)))
 
 
-def prepare(config, directory):
-    """Before any work: check the config, prove the workdir is writable, record the config."""
+def check(config, processes):
+    """Before any work (and before joining other processes): the config and the engine."""
     config_checks.check(config)
-    files.check_writable(directory)
-    workdir_lib.record_config(config, directory)
+    processes.check()
+    runtime_lib.refuse_multi_worker(config, processes)
+
+
+def prepare(config, directory, run):
+    """Before training: the workdir is writable and records the config; precision and seed.
+
+    Only the writer writes; a rerun's config is compared with the recorded one
+    on every process.
+    """
+    if run.writer:
+        files.check_writable(directory)
+    workdir_lib.record_config(config, directory, write=run.writer)
     set_mixed_precision(config)
     keras.utils.set_random_seed(config.seed)
-
-
-def default_strategy():
-    return tf.distribute.get_strategy()
 
 
 def training_images(config, count):
@@ -141,7 +149,7 @@ def producer_widths(model):
 
 
 def set_batchnorm_momentum(model, momentum):
-    for layer in model._flatten_layers(include_self=False, recursive=True):  # pylint: disable=protected-access
+    for layer in keras_graph.sublayers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = momentum
 
@@ -164,7 +172,7 @@ def make_optimizer(config, plan, no_decay=()):
 def variables_without_weight_decay(model):
     """Gate logits and BatchNorm scale/offset: weight decay is for kernels only."""
     excluded = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):  # pylint: disable=protected-access
+    for layer in keras_graph.sublayers(model):
         if isinstance(layer, (keras.layers.BatchNormalization, MaskLayer)):
             excluded.extend(layer.trainable_variables)
     return excluded
@@ -176,67 +184,59 @@ def compile_model(model, config, plan):
         optimizer=make_optimizer(config, plan, variables_without_weight_decay(model)),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
+        # On JAX a step that is not jitted runs op by op: the JAX backend always compiles.
+        jit_compile=config.jit_compile or keras.backend.backend() == "jax",
+        steps_per_execution=config.steps_per_execution)
 
 
-def datasets(config, plan, strategy, seed):
-    """(training dataset, evaluation dataset), distributed one pipeline per worker."""
+def training_data(config, plan, run, start_step=0):
+    """This process's training stream from step `start_step` on (what it reads at that step
+    in an uninterrupted run: the stream is a function of the step)."""
     info = input_pipeline.dataset_info(config.dataset)
-    drop = drop_last_eval_batch(strategy)
-
-    def train_fn(context):
-        return input_pipeline.make_dataset(
-            config.dataset, info.train_split, global_batch_size=plan.global_batch_size, training=True,
-            input_context=context, data_dir=config.data_dir, image_size=config.image_size,
-            augment=config.augment, drop_remainder=True, seed=seed, max_examples=config.train_examples)
-
-    def eval_fn(context):
-        return input_pipeline.make_dataset(
-            config.dataset, info.eval_split, global_batch_size=config.eval_batch_size, training=False,
-            input_context=context, data_dir=config.data_dir, image_size=config.image_size,
-            drop_remainder=drop, max_examples=config.eval_examples)
-
-    if strategy.num_replicas_in_sync == 1 and not strategies.is_tpu(strategy):
-        return train_fn(None), eval_fn(None)
-    return (strategy.distribute_datasets_from_function(train_fn),
-            strategy.distribute_datasets_from_function(eval_fn))
+    return run.distribute(lambda context: input_pipeline.make_dataset(
+        config.dataset, info.train_split, global_batch_size=plan.global_batch_size, training=True,
+        input_context=context, data_dir=config.data_dir, image_size=config.image_size, augment=config.augment,
+        drop_remainder=True, seed=config.seed, max_examples=config.train_examples, start_batch=start_step))
 
 
-def drop_last_eval_batch(strategy):
-    # TPUs need static shapes (every batch full); with several hosts, full
-    # batches give every host the same number of evaluation steps.
-    return strategies.is_tpu(strategy) or isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+def evaluation_data(config, run):
+    """This process's share of the evaluation split, read once in order."""
+    info = input_pipeline.dataset_info(config.dataset)
+    return run.distribute(lambda context: input_pipeline.make_dataset(
+        config.dataset, info.eval_split, global_batch_size=config.eval_batch_size, training=False,
+        input_context=context, data_dir=config.data_dir, image_size=config.image_size,
+        drop_remainder=run.full_batches_only, max_examples=config.eval_examples))
 
 
-def evaluation_steps(config, strategy):
+def evaluation_steps(config, run):
     """Batches in one pass over the evaluation split (distributed data has no length)."""
     info = input_pipeline.dataset_info(config.dataset)
     examples = input_pipeline.num_examples(config.dataset, info.eval_split, data_dir=config.data_dir,
                                            max_examples=config.eval_examples)
     full, rest = divmod(examples, config.eval_batch_size)
-    return full if drop_last_eval_batch(strategy) or not rest else full + 1
+    return full if run.full_batches_only or not rest else full + 1
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Stops training at the first NaN/inf loss, before anything saves those weights.
 
-    Placed before BackupAndRestore: raising here ends `fit` before the checkpoint
-    of this epoch is written and before `on_train_end`, so the last good
-    checkpoint stays and a rerun resumes from it.
+    Placed before the checkpoints: raising here ends `fit` before the
+    checkpoint of this epoch is written and before `on_train_end`, so the last
+    good checkpoint stays and a rerun resumes from it.
     """
 
-    def __init__(self, backup_dir):
+    def __init__(self, checkpoints):
         super().__init__()
-        self.backup_dir = backup_dir
+        self.checkpoints = checkpoints
 
     def _check(self, logs, where):
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(float(loss)):
             raise NonFiniteLossError(
                 f"The training loss became {float(loss)} at {where}; training stopped before this was "
-                f"checkpointed. The last good checkpoint (Keras epoch {workdir_lib.resumed_epoch(self.backup_dir)}) is "
-                f"kept in {self.backup_dir}. Lower the learning rate (or λ, or use float32), then rerun "
-                f"the same command to resume from it.")
+                f"checkpointed. The last good checkpoint (step {self.checkpoints.latest_step()}) is kept in "
+                f"{self.checkpoints.directory}. Lower the learning rate (or λ, or use float32), then rerun the "
+                f"same command to resume from it.")
 
     def on_train_batch_end(self, batch, logs=None):
         self._check(logs, f"step {batch} of the epoch")
@@ -245,45 +245,49 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         self._check(logs, f"the end of epoch {epoch}")
 
 
-def fit(model, config, plan, strategy, directory, callbacks=()):
+def fit(model, config, plan, run, directory, callbacks=()):
     """Trains `model` for the plan's steps with checkpoints, logs and TensorBoard.
 
     `callbacks` come first (e.g. CostCallback, which writes figs_* numbers into
-    the logs that CSVLogger and TensorBoard then record). Returns the Keras
-    epoch this run started at (non-zero when it resumed after preemption).
+    the logs that CSVLogger and TensorBoard then record). Returns the step this
+    run started at (non-zero when it resumed after preemption).
     """
-    backup_dir = workdir_lib.checkpoint_dir(directory, strategy)
-    start_epoch = workdir_lib.resumed_epoch(backup_dir)
-    if start_epoch:
-        logging.info("Resuming %s from its checkpoint in %s: Keras epoch %d of %d (%d of %d steps done).",
-                     plan.phase, backup_dir, start_epoch, plan.epochs, start_epoch * plan.steps_per_epoch,
-                     plan.total_steps)
-    # A resumed run reads the data in a fresh order rather than replaying the
-    # first epochs' batches (tf.data iterator state is not checkpointed).
-    train_data, _ = datasets(config, plan, strategy, seed=config.seed + 1000 * start_epoch)
-    chief = strategies.is_chief(strategy)
-    all_callbacks = [StopOnNonFiniteLoss(backup_dir), *callbacks,
-                     workdir_lib.Checkpoint(backup_dir, plan.steps_per_epoch)]
+    checkpoints = workdir_lib.Checkpoints(workdir_lib.checkpoint_dir(directory), run)
+    # Restored before the data is built: the training stream starts at the restored step.
+    start_step = checkpoints.restore(model, callbacks)
+    if start_step % plan.steps_per_epoch:
+        raise ValueError(f"The checkpoint in {checkpoints.directory} is at step {start_step}, not at the end of a "
+                         f"Keras epoch of {plan.steps_per_epoch} steps: it was written with another "
+                         "steps_per_checkpoint. Rerun with the config in config.json.")
+    start_epoch = start_step // plan.steps_per_epoch
+    if start_step:
+        logging.info("Resuming %s from its checkpoint in %s: step %d of %d (Keras epoch %d of %d).", plan.phase,
+                     checkpoints.directory, start_step, plan.total_steps, start_epoch, plan.epochs)
+    run.agree("resume points", str(start_step))  # every process restored the same checkpoint
+    run.log_start(plan.phase, plan)
+    all_callbacks = [StopOnNonFiniteLoss(checkpoints), *callbacks, checkpoints]
     history = files.join(directory, workdir_lib.HISTORY_FILE)
-    if chief:
+    if run.writer:
         local_history = workdir_lib.local_copy(history)
         all_callbacks += [keras.callbacks.CSVLogger(local_history, append=True),
-                          keras.callbacks.TensorBoard(files.join(directory, workdir_lib.TENSORBOARD_DIR), write_graph=False)]
+                          keras.callbacks.TensorBoard(files.join(directory, workdir_lib.TENSORBOARD_DIR),
+                                                      write_graph=False)]
         if local_history != history:
             all_callbacks.append(workdir_lib.CopyEachEpoch(local_history, history))
-    model.fit(train_data, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
-              callbacks=all_callbacks, verbose={"bar": 1, "epoch": 2, "none": 0}[config.progress],
+    progress = {"bar": 1, "epoch": 2, "none": 0}[config.progress] if run.writer else 0
+    model.fit(training_data(config, plan, run, start_step), initial_epoch=start_epoch, epochs=plan.epochs,
+              steps_per_epoch=plan.steps_per_epoch, callbacks=all_callbacks, verbose=progress,
               shuffle=False)  # the input pipeline shuffles
     if model.optimizer.use_ema:
         # Evaluation and export use the moving averages of the weights (paper).
         model.optimizer.finalize_variable_values(model.trainable_variables)
-    return start_epoch
+    return start_step
 
 
-def evaluate(model, config, plan, strategy):
+def evaluate(model, config, run):
     """Top-1 accuracy on the evaluation split (inference mode)."""
-    _, eval_data = datasets(config, plan, strategy, seed=config.seed)
-    results = model.evaluate(eval_data, steps=evaluation_steps(config, strategy), verbose=0, return_dict=True)
+    results = model.evaluate(evaluation_data(config, run), steps=evaluation_steps(config, run), verbose=0,
+                             return_dict=True)
     return float(results["accuracy"])
 
 

@@ -12,6 +12,7 @@ builds the config's search space at those widths with fresh weights
 model.keras and summary.json. A rerun resumes after preemption.
 """
 
+import keras
 from absl import app
 from absl import logging
 
@@ -22,7 +23,7 @@ from figs_tf.slim import build_from_architecture
 from figs_tf.train import flags as figs_flags
 from figs_tf.train import loop
 from figs_tf.train import report
-from figs_tf.train import strategies
+from figs_tf.train import runtime as runtime_lib
 from figs_tf.train import workdir as workdir_lib
 
 MODEL_FILE = "model.keras"
@@ -52,24 +53,28 @@ def architecture_source(config, workdir):
     return path
 
 
-def run(config, workdir, callbacks=()):
+def run(config, workdir, callbacks=(), processes=None):
     """Runs (or resumes) retraining in `workdir`; returns the summary dict.
 
-    `callbacks`: extra Keras callbacks, run before the checkpoint and the loggers.
+    `callbacks`: extra Keras callbacks, run before the checkpoint and the
+    loggers. `processes`: as for `search.run`.
     """
+    processes = processes or runtime_lib.ProcessSettings.from_environment()
     directory = workdir_lib.phase_dir(workdir, "retrain")
     finished = workdir_lib.finished_summary(directory)
     if finished is not None:
-        logging.info("The retraining in %s has already finished; not touching it.", directory)
-        report.print_summary(finished)
+        if processes.process_id == 0:
+            logging.info("The retraining in %s has already finished; not touching it.", directory)
+            report.print_summary(finished)
         return finished
+    loop.check(config, processes)
     path = architecture_source(config, workdir)
     architecture = export.load_architecture(path)
-    loop.prepare(config, directory)
+    run_ = runtime_lib.make_runtime(config, processes)
+    loop.prepare(config, directory, run_)
     stopwatch = loop.Stopwatch()
-    strategy = strategies.make_strategy(config.strategy, config.tpu)
-    plan = loop.make_plan(config, "retrain", strategy)
-    with strategy.scope():
+    plan = loop.make_plan(config, "retrain", run_)
+    with run_.scope():
         supernet = loop.build_supernet(config)
         try:
             network = build_from_architecture(supernet, architecture)
@@ -78,8 +83,8 @@ def run(config, workdir, callbacks=()):
                              f"(space {config.space!r}, {dict(config.space_kwargs)}): {error}") from None
         loop.set_batchnorm_momentum(network, config.bn_momentum)
         loop.compile_model(network, config, plan)
-    start_epoch = loop.fit(network, config, plan, strategy, directory, callbacks=callbacks)
-    accuracy = loop.evaluate(network, config, plan, strategy)
+    start_step = loop.fit(network, config, plan, run_, directory, callbacks=callbacks)
+    accuracy = loop.evaluate(network, config, run_)
     summary = {
         "phase": "retrain",
         "architecture_file": str(path),
@@ -88,16 +93,18 @@ def run(config, workdir, callbacks=()):
         "supernet": {m: count_cost(supernet, m) for m in ("params", "flops")},
         "exported": {m: count_cost(network, m) for m in ("params", "flops")},
         "keras_count_params": int(network.count_params()),
-        "steps": int(network.optimizer.iterations.numpy()),
+        "steps": int(keras.ops.convert_to_numpy(network.optimizer.iterations)),
         "configured_steps": plan.total_steps,
-        "resumed_from_epoch": start_epoch,
+        "resumed_from_step": start_step,
+        "processes": run_.num_processes,
+        "devices": run_.num_devices,
         "test_accuracy": accuracy,
-        "wall_seconds_this_process": stopwatch.seconds(),
     }
-    if strategies.is_chief(strategy):
-        network.save(files.join(directory, MODEL_FILE))
+    run_.save_everywhere(network.save, files.join(directory, MODEL_FILE))
+    if run_.writer:
+        summary["wall_seconds_this_process"] = stopwatch.seconds()
         workdir_lib.write_json(workdir_lib.summary_path(directory), summary)
-    report.print_summary(summary)
+        report.print_summary(summary)
     return summary
 
 

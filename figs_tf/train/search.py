@@ -19,6 +19,9 @@ budget's architecture goes to `pareto/architecture_<budget>.json`; retrain one
 with `--config.retrain.architecture=<that file>` and a new --workdir.
 """
 
+import json
+
+import keras
 from absl import app
 from absl import logging
 
@@ -31,61 +34,70 @@ from figs_tf.slim import slim
 from figs_tf.train import flags as figs_flags
 from figs_tf.train import loop
 from figs_tf.train import report
-from figs_tf.train import strategies
+from figs_tf.train import runtime as runtime_lib
 from figs_tf.train import workdir as workdir_lib
 
 
-def run(config, workdir, callbacks=()):
+def run(config, workdir, callbacks=(), processes=None):
     """Runs (or resumes) AL with `config` in `workdir`; returns the summary dict.
 
     `callbacks`: extra Keras callbacks, run after the budget controller and
-    the CostCallback, before the checkpoint and the loggers.
+    the CostCallback, before the checkpoint and the loggers. `processes`: a
+    `runtime.ProcessSettings` (default: one process, or Keras's environment
+    variables); every process runs this and process 0 writes the workdir.
     """
+    processes = processes or runtime_lib.ProcessSettings.from_environment()
     directory = workdir_lib.phase_dir(workdir, "search")
     finished = workdir_lib.finished_summary(directory)
     if finished is not None:
-        logging.info("The search in %s has already finished; not touching it (use a new --workdir to "
-                     "search again).", directory)
-        report.print_summary(finished)
+        if processes.process_id == 0:
+            logging.info("The search in %s has already finished; not touching it (use a new --workdir to "
+                         "search again).", directory)
+            report.print_summary(finished)
         return finished
-    loop.prepare(config, directory)
+    loop.check(config, processes)
+    run_ = runtime_lib.make_runtime(config, processes)
+    loop.prepare(config, directory, run_)
     stopwatch = loop.Stopwatch()
-    strategy = strategies.make_strategy(config.strategy, config.tpu)
-    plan = loop.make_plan(config, "search", strategy)
-    with strategy.scope():
+    plan = loop.make_plan(config, "search", run_)
+    with run_.scope():
         search = wrapping.wrap(loop.build_supernet(config), cost=config.cost, strength=config.strength,
                                temperature=config.temperature, initial_logit=config.initial_logit,
                                logit_gradient_multiplier=config.logit_gradient_multiplier,
                                gate_speed="auto" if config.gate_speed is None else config.gate_speed,
                                seed=config.seed)
         loop.compile_model(search, config, plan)
-    chief = strategies.is_chief(strategy)
-    # every worker steers λ alike (the controller reads the same logits); only the chief writes
+    writer = run_.writer
+    # every process steers λ alike (the controller reads the same logits); only the writer writes
     target = budget_target(config, search)
     controllers = []
     if config.pareto_budgets:
-        controllers.append(callbacks_lib.ParetoController(directory if chief else None,
+        controllers.append(callbacks_lib.ParetoController(directory if writer else None,
                                                           budgets=list(config.pareto_budgets)))
     elif target is not None:
         controllers.append(callbacks_lib.BudgetController(target=target))
     operators = spaces.operator_choices_function(config.space, **config.space_kwargs.to_dict())
-    reporter = callbacks_lib.CostCallback(directory if chief else None, plot=chief, operators=operators)
-    start_epoch = loop.fit(search, config, plan, strategy, directory,
-                           callbacks=[*controllers, reporter, *callbacks])
+    reporter = callbacks_lib.CostCallback(directory if writer else None, plot=writer, operators=operators)
+    start_step = loop.fit(search, config, plan, run_, directory, callbacks=[*controllers, reporter, *callbacks])
 
     # The final export (after the EMA weights, if any, were copied in).
     numbers, network = reporter.summary()
-    if chief:
+    steps = int(keras.ops.convert_to_numpy(search.optimizer.iterations))
+    architecture = {"widths": network.architecture(), "channels": network.channels(), "steps": steps}
+    run_.agree("exported architectures", json.dumps(architecture, sort_keys=True))
+    if writer:
         export.save_architecture(network.architecture(), workdir_lib.architecture_path(workdir),
-                                 channels=network.channels(), final=True, steps=plan.total_steps,
+                                 channels=network.channels(), final=True, steps=steps,
                                  operators=operators and operators(network.architecture()),
                                  exported_cost={m: network.cost(m) for m in reporter.reported_metrics},
                                  strength=numbers["figs_strength"])
     summary = {
         "phase": "search",
-        "steps": int(search.optimizer.iterations.numpy()),
+        "steps": steps,
         "configured_steps": plan.total_steps,
-        "resumed_from_epoch": start_epoch,
+        "resumed_from_step": start_step,
+        "processes": run_.num_processes,
+        "devices": run_.num_devices,
         "strength": numbers["figs_strength"],
         "target": target,
         "supernet": {m: export.supernet_cost(search, m) for m in reporter.reported_metrics},
@@ -93,20 +105,19 @@ def run(config, workdir, callbacks=()):
         "architecture": network.architecture(),
         "operators": operators and operators(network.architecture()),
         "supernet_widths": loop.producer_widths(search),
-        "search_model_accuracy": loop.evaluate(search, config, plan, strategy),
-        "wall_seconds_this_process": stopwatch.seconds(),
+        "search_model_accuracy": loop.evaluate(search, config, run_),
     }
     if config.pareto_budgets:
         pareto = controllers[0]
         summary["pareto"] = {f"{budget:g}": str(path) for budget, path in sorted(pareto.paths.items())}
         summary["pareto_missing"] = list(pareto.missing)
-    if config.search.recalibrated_eval:
-        summary["exported_inherited_accuracy"] = exported_accuracy(search, config, plan)
-    if chief:
+    if config.search.recalibrated_eval and writer:  # one process's own work: the others would only repeat it
+        summary["exported_inherited_accuracy"] = exported_accuracy(search, config, run_)
+    if writer:
+        summary["wall_seconds_this_process"] = stopwatch.seconds()
         workdir_lib.write_json(workdir_lib.summary_path(directory), summary)
-    report.print_summary(summary)
+        report.print_summary(summary)
     return summary
-
 
 
 def budget_target(config, search):
@@ -117,18 +128,20 @@ def budget_target(config, search):
     return config.target
 
 
-def exported_accuracy(search, config, plan):
+def exported_accuracy(search, config, run):
     """Accuracy of the slimmed network with inherited weights, BatchNorm recomputed.
 
     The search model's BatchNorm statistics average over sampled sub-networks;
     the exported network's own statistics (recomputed on 4096 training images)
-    show what the inherited weights are worth before retraining. Runs on the
-    host without the strategy: meant for the small configs.
+    show what the inherited weights are worth before retraining. Runs on this
+    process's first device, whatever the distribution: meant for the small configs.
     """
-    network = slim(search)
-    loop.compile_model(network, config, plan)
-    recalibrate.recalibrate_batchnorm(network, loop.training_images(config, 4096))
-    return loop.evaluate(network, config, plan, loop.default_strategy())
+    with run.local():
+        network = slim(search)
+        plan = loop.make_plan(config, "search", run.alone())
+        loop.compile_model(network, config, plan)
+        recalibrate.recalibrate_batchnorm(network, loop.training_images(config, 4096))
+        return loop.evaluate(network, config, run.alone())
 
 
 def cli():

@@ -10,7 +10,10 @@ Names (`config.strategy` or `--strategy`):
   / grpc address), `connect_to_cluster`, `initialize_tpu_system`, `TPUStrategy`.
 - "gpus": `MirroredStrategy` over all local GPUs (or the logical CPUs a test
   configured, when there is no GPU).
-- "multi_worker": `MultiWorkerMirroredStrategy`, cluster from `TF_CONFIG`.
+- "multi_worker": refused (`MULTI_WORKER_REFUSED`): Keras 3's `fit` under
+  `MultiWorkerMirroredStrategy` is broken upstream; several processes train on
+  the JAX backend (`figs_tf.train.runtime`), where "multi_worker" means the
+  same as "auto".
 - "one_device": `OneDeviceStrategy` on the first GPU, else the CPU.
 - "cpu": `OneDeviceStrategy("/cpu:0")`, even where accelerators exist.
 - "default": TensorFlow's default (no-op) strategy: TensorFlow places ops on
@@ -24,12 +27,21 @@ docs/results.md, "Why `strategy="auto"` uses TensorFlow's default strategy on
 one device"; benchmarks/strategy_step.py).
 """
 
-import json
 import os
 
 import tensorflow as tf
 
 STRATEGIES = ("auto", "tpu", "gpus", "multi_worker", "one_device", "cpu", "default")
+UPSTREAM_MULTI_WORKER_BUG = (
+    "Keras 3's fit under MultiWorkerMirroredStrategy fails at the first step on every worker "
+    "(keras-team/keras#20585, tensorflow/tensorflow#72388)")
+JAX_ROUTE = (
+    "Train with several processes on the JAX backend instead, which runs the same configs: "
+    "`launch/local.sh --processes N ...` on one machine, or on every host `KERAS_BACKEND=jax figs-search "
+    "--coordinator_address=HOST0:PORT --num_processes=N --process_id=I ...` (launch/gpu.sh and launch/tpu_vm.sh "
+    "start these; WORKSPACE.md says what each host needs)")
+MULTI_WORKER_REFUSED = (f"config.strategy='multi_worker' (MultiWorkerMirroredStrategy) is refused on the TensorFlow "
+                        f"backend: {UPSTREAM_MULTI_WORKER_BUG}. {JAX_ROUTE}.")
 
 
 def _tpu_is_local():
@@ -70,11 +82,7 @@ def _make_strategy(name, tpu):
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([d.name for d in devices])
     if name == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
-            raise ValueError("strategy 'multi_worker' reads the cluster from the TF_CONFIG environment "
-                             "variable, which is not set; set it on every worker (see WORKSPACE.md) or "
-                             "use strategy 'gpus' on one machine.")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        raise ValueError(MULTI_WORKER_REFUSED)
     if name == "one_device":
         gpus = tf.config.list_logical_devices("GPU")
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
@@ -95,19 +103,3 @@ def tpu_strategy(tpu="local"):
 
 def is_tpu(strategy):
     return isinstance(strategy, tf.distribute.TPUStrategy)
-
-
-def is_chief(strategy):
-    """True where summaries and exported files are written (one writer per run).
-
-    Under MultiWorkerMirroredStrategy every worker runs the same program; only
-    the chief (or worker 0 when no chief is named) writes the workdir.
-    """
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
-        return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    if task_type in (None, "chief"):
-        return True
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    return task_type == "worker" and task_id == 0 and "chief" not in cluster

@@ -5,12 +5,13 @@
     ...
     workdir.write_json(workdir.summary_path(directory), summary)   # marks the phase as done
 
-WORKSPACE.md describes the files. `Checkpoint` is Keras's BackupAndRestore made
-safe against a kill at any instant.
+WORKSPACE.md describes the files. `Checkpoints` are the resume points: a run
+killed at any instant and rerun trains exactly what the uninterrupted run trains.
 """
 
 import json
 import os
+import re
 import tempfile
 
 import keras
@@ -18,8 +19,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from figs_tf import callbacks as callbacks_lib
 from figs_tf import files
-from figs_tf.train import strategies
 
 PHASES = ("search", "retrain")
 CHECKPOINT_DIR = "checkpoint"
@@ -65,11 +66,12 @@ def _plain(value):
     raise TypeError(f"not JSON serialisable: {value!r}")
 
 
-def record_config(config, directory):
+def record_config(config, directory, write=True):
     """Writes the resolved config to `<phase dir>/config.json`; refuses a different one.
 
     A rerun (resume) must use the same config, or checkpoints would be restored
-    into a different model / schedule.
+    into a different model / schedule. `write=False` (processes that do not
+    write the workdir) only compares.
     """
     path = files.join(directory, CONFIG_FILE)
     current = json.loads(config.to_json_best_effort(sort_keys=True))
@@ -80,7 +82,8 @@ def record_config(config, directory):
             raise ValueError(f"{directory} holds a run with a different config (changed: {', '.join(changed)}). "
                              f"Use a new --workdir, or rerun with the config in {path}.")
         return
-    write_json(path, current)
+    if write:
+        write_json(path, current)
 
 
 def _differences(previous, current, prefix=""):
@@ -95,96 +98,181 @@ def _differences(previous, current, prefix=""):
 RESUME_MAY_CHANGE = {"progress", "data_dir", "tpu", "strategy"}
 
 
-def checkpoint_dir(directory, strategy):
-    """Every worker of a multi-worker run keeps its own copy (the weights are in sync)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and not strategies.is_chief(strategy):
-        return files.join(directory, CHECKPOINT_DIR, f"{resolver.task_type}_{resolver.task_id}")
+def checkpoint_dir(directory):
+    """Where a phase keeps its resume points (written by the one writing process, read by all)."""
     return files.join(directory, CHECKPOINT_DIR)
 
 
-def resumed_epoch(backup_dir):
-    """The Keras epoch a rerun resumes at (0 for a fresh run), as the checkpoint's metadata says.
+class Checkpoints(keras.callbacks.Callback):
+    """The resume points of one phase, made so that a resumed run is the uninterrupted run.
 
-    Used for the "Resuming" message and the data seed; `Checkpoint` re-derives
-    the epoch from the restored step counter, which wins if the two differ
-    (a kill between writing the weights and this file).
+    Files in `<phase dir>/checkpoint/`, one pair per checkpoint, named by the
+    optimizer step they hold:
+    - `step_<N>.json`: what Keras's weights file leaves out: the state of every
+      `keras.random.SeedGenerator` of the model (the gates' noise: Keras does not
+      save it) and the state of callbacks that keep their own (the budget
+      controllers). Written first.
+    - `step_<N>.weights.h5`: model and optimizer variables (`save_weights`),
+      written to a temporary name and renamed, so a file with this name is
+      complete.
+    The newest `keep` pairs stay (a kill while writing the newest leaves the
+    one before). The input position needs nothing: the training stream is a
+    function of the step (`input_pipeline.make_dataset(start_batch=...)`).
+
+    Use: `step = checkpoints.restore(model, callbacks)` before the training data
+    is built (it starts at `step`), then pass `checkpoints` to `fit` with the
+    other callbacks after them: it saves after every Keras epoch and hands the
+    callbacks their state back at the start of training.
+
+    Under several processes every process restores (each must assign the
+    replicated variables) and saves (a save reads them together), but only the
+    writer keeps files (`runtime.Runtime.save_everywhere`).
     """
-    path = files.join(backup_dir, "training_metadata.json")
-    if not files.exists(path):
+
+    def __init__(self, directory, runtime, keep=2):
+        super().__init__()
+        self.directory = directory
+        self.runtime = runtime
+        self.keep = int(keep)
+        self.restored_step = 0
+        self._callback_states = None
+        self._callbacks = []
+
+    # --- files ---------------------------------------------------------------------------------
+
+    def weights_path(self, step):
+        return files.join(self.directory, f"step_{step:012d}.weights.h5")
+
+    def state_path(self, step):
+        return files.join(self.directory, f"step_{step:012d}.json")
+
+    def steps(self):
+        """Steps with a complete weights file, newest first."""
+        if not files.exists(self.directory):
+            return []
+        found = []
+        for name in tf.io.gfile.listdir(self.directory):
+            match = _WEIGHTS_NAME.fullmatch(name.rstrip("/"))
+            if match:
+                found.append(int(match.group(1)))
+        return sorted(found, reverse=True)
+
+    def latest_step(self):
+        steps = self.steps()
+        return steps[0] if steps else 0
+
+    # --- restore -------------------------------------------------------------------------------
+
+    def restore(self, model, callbacks=()):
+        """Loads the newest readable checkpoint into `model`; returns its step (0: none).
+
+        A newest pair that cannot be read (the run was killed while writing
+        it, or it was damaged) is skipped with a warning for the one before.
+        """
+        self._callbacks = list(callbacks)
+        skipped = []
+        for step in self.steps():
+            try:
+                state = read_json(self.state_path(step))
+                _check_weights_file(self.weights_path(step))
+            except Exception as error:  # pylint: disable=broad-except  (json, h5py, gfile errors)
+                skipped.append(f"step {step} ({type(error).__name__}: {error})")
+                continue
+            optimizer = model.optimizer
+            if optimizer is not None and not optimizer.built:
+                with self.runtime.scope():
+                    optimizer.build(model.trainable_variables)  # its variables must exist to be loaded
+            model.load_weights(self.weights_path(step))
+            loaded = int(keras.ops.convert_to_numpy(optimizer.iterations)) if optimizer is not None else step
+            if loaded != step:
+                raise ValueError(f"{self.weights_path(step)} holds optimizer step {loaded}, not {step}: the "
+                                 f"checkpoint directory {self.directory} was changed by hand; delete it to start over.")
+            _set_extra_state(model, state["variables"], self.weights_path(step))
+            self._callback_states = state.get("callbacks", {})
+            if skipped:
+                logging.warning("Checkpoint(s) %s in %s could not be read (killed while writing?); resuming from "
+                                "step %d instead.", ", ".join(skipped), self.directory, step)
+            self.restored_step = step
+            return step
+        if skipped:
+            logging.warning("No checkpoint in %s could be read (%s): the run was killed while writing the first "
+                            "one; starting this phase from the beginning.", self.directory, ", ".join(skipped))
+        self.restored_step = 0
         return 0
-    try:
-        with files.open_file(path) as f:
-            return int(json.load(f).get("epoch", 0))
-    except json.JSONDecodeError:
-        return 0  # killed while writing it
-
-
-class Checkpoint(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore that resumes correctly whenever the process was killed.
-
-    A SIGKILL while Keras writes `latest.weights.h5` leaves a corrupt HDF5 file
-    (a real failure of tests/test_binaries.py's kill test): with
-    `double_checkpoint` Keras keeps the previous checkpoint (`*.bkp`) and falls
-    back to it. A kill between writing the weights and `training_metadata.json`
-    (or while writing the JSON) would leave an epoch number that does not match
-    the weights, so the epoch to resume at is taken from the optimizer's step
-    counter, which is saved inside the weights file itself.
-    """
-
-    def __init__(self, backup_dir, steps_per_epoch):
-        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=False, double_checkpoint=True)
-        self.steps_per_epoch = int(steps_per_epoch)
 
     def on_train_begin(self, logs=None):
-        try:
-            super().on_train_begin(logs)
-        except OSError:
-            if files.exists(self._prev_weights_path):
-                raise  # Keras fell back to the previous checkpoint and that failed too
-            # killed during the very first checkpoint: there is no earlier one, start over
-            logging.warning("The first checkpoint in %s is incomplete (the run was killed while writing it); "
-                            "starting this phase from the beginning.", self.backup_dir)
-            for path in (self._weights_path, self._training_metadata_path):
-                if files.exists(path):
-                    tf.io.gfile.remove(path)
-            if self.model.optimizer is not None and self.model.optimizer.built:
-                self.model.optimizer.iterations.assign(0)
-            self.model._initial_epoch = 0  # pylint: disable=protected-access
+        # after the other callbacks' on_train_begin (they come first in the list), which reset their state
+        if self._callback_states:
+            for key, callback in _stateful_callbacks(self._callbacks):
+                if key in self._callback_states:
+                    callback.set_state(self._callback_states[key])
 
-    def _load_model(self):
-        try:
-            super()._load_model()
-        except json.JSONDecodeError:
-            pass  # killed while writing training_metadata.json: the weights' step counter decides
-        optimizer = self.model.optimizer
-        if optimizer is not None and optimizer.built:
-            self.model._initial_epoch = int(optimizer.iterations.numpy()) // self.steps_per_epoch  # pylint: disable=protected-access
-
-
-def local_copy(path):
-    """A local file to append to for `path`; for gs:// a temporary copy of it.
-
-    CSVLogger appends, which object stores cannot do: append locally (starting
-    from the workdir's copy when resuming) and copy the file up each epoch.
-    """
-    if not files.is_url(path):
-        return path
-    local = os.path.join(tempfile.gettempdir(), "figs_" + path.replace("://", "_").replace("/", "_"))
-    if files.exists(path):
-        tf.io.gfile.copy(path, local, overwrite=True)
-    elif os.path.exists(local):
-        os.remove(local)
-    return local
-
-
-class CopyEachEpoch(keras.callbacks.Callback):
-    """Copies a local file to the (remote) workdir after every epoch."""
-
-    def __init__(self, source, destination):
-        super().__init__()
-        self.source, self.destination = source, destination
+    # --- save ----------------------------------------------------------------------------------
 
     def on_epoch_end(self, epoch, logs=None):
-        if os.path.exists(self.source):
-            tf.io.gfile.copy(self.source, self.destination, overwrite=True)
+        self.save(self.model)
+
+    def save(self, model):
+        step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+        state = {"step": step, "variables": _extra_state(model),
+                 "callbacks": {key: callback.get_state() for key, callback in _stateful_callbacks(self._callbacks)}}
+        if self.runtime.writer:
+            files.makedirs(self.directory)
+            write_json(self.state_path(step), state)
+        final = self.weights_path(step)
+        temporary = files.join(self.directory, f"writing_{step:012d}.weights.h5")
+        self.runtime.save_everywhere(lambda path: model.save_weights(path, overwrite=True), temporary)
+        if self.runtime.writer:
+            tf.io.gfile.rename(temporary, final, overwrite=True)
+            self._prune()
+
+    def _prune(self):
+        """Keeps the newest `keep` pairs; removes older ones and what a killed save left."""
+        kept = set(self.steps()[:self.keep])
+        for name in tf.io.gfile.listdir(self.directory):
+            match = _CHECKPOINT_NAME.fullmatch(name)
+            if (match and int(match.group(1)) not in kept) or name.startswith("writing_"):
+                files.remove(files.join(self.directory, name))
+
+
+_WEIGHTS_NAME = re.compile(r"step_(\d+)\.weights\.h5")
+_CHECKPOINT_NAME = re.compile(r"step_(\d+)\.(weights\.h5|json)")
+
+
+def _check_weights_file(path):
+    """Raises if the HDF5 file at `path` cannot be read whole (a truncated or damaged file)."""
+    import h5py  # pylint: disable=import-outside-toplevel  # Keras's own dependency for .weights.h5
+    local = path
+    if files.is_url(path):
+        local = os.path.join(tempfile.mkdtemp(prefix="figs_checkpoint_"), os.path.basename(path))
+        files.copy(path, local)
+    with h5py.File(local, "r") as h5:
+        h5.visititems(lambda name, item: item[()] if isinstance(item, h5py.Dataset) else None)
+
+
+def _extra_variables(model):
+    """The model's variables that `save_weights` leaves out: SeedGenerator states (the gates' noise)."""
+    saved = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in saved]
+
+
+def _extra_state(model):
+    return [[v.path, keras.ops.convert_to_numpy(v).tolist()] for v in _extra_variables(model)]
+
+
+def _set_extra_state(model, state, source):
+    # By position: a SeedGenerator's variable is named by a counter of the Keras session
+    # ("seed_generator_1/..."), not by its layer, so names may differ between runs.
+    variables = _extra_variables(model)
+    shapes = [np.shape(values) for _, values in state]
+    if shapes != [tuple(v.shape) for v in variables]:
+        raise ValueError(f"The checkpoint {source} holds random states of shapes {shapes}, but this model has "
+                         f"{[tuple(v.shape) for v in variables]}: it was written by another model.")
+    for variable, (_, values) in zip(variables, state):
+        variable.assign(np.asarray(values, dtype=variable.dtype))
+
+
+def _stateful_callbacks(callbacks):
+    """(key, callback) of the callbacks whose state a resume must restore: the budget controllers."""
+    return [(f"{type(c).__name__}_{i}", c) for i, c in enumerate(callbacks)
+            if isinstance(c, callbacks_lib.BudgetController)]
