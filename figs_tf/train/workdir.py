@@ -276,3 +276,31 @@ def _stateful_callbacks(callbacks):
     """(key, callback) of the callbacks whose state a resume must restore: the budget controllers."""
     return [(f"{type(c).__name__}_{i}", c) for i, c in enumerate(callbacks)
             if isinstance(c, callbacks_lib.BudgetController)]
+
+
+def local_copy(path):
+    """A local file to append to for `path`; for gs:// a temporary copy of it.
+
+    CSVLogger appends, which object stores cannot do: append locally (starting
+    from the workdir's copy when resuming) and copy the file up each epoch.
+    """
+    if not files.is_url(path):
+        return path
+    local = os.path.join(tempfile.gettempdir(), "figs_" + path.replace("://", "_").replace("/", "_"))
+    if files.exists(path):
+        tf.io.gfile.copy(path, local, overwrite=True)
+    elif os.path.exists(local):
+        os.remove(local)
+    return local
+
+
+class CopyEachEpoch(keras.callbacks.Callback):
+    """Copies a local file to the (remote) workdir after every epoch."""
+
+    def __init__(self, source, destination):
+        super().__init__()
+        self.source, self.destination = source, destination
+
+    def on_epoch_end(self, epoch, logs=None):
+        if os.path.exists(self.source):
+            tf.io.gfile.copy(self.source, self.destination, overwrite=True)
