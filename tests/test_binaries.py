@@ -115,12 +115,17 @@ def _tensorboard_tags(directory):
     return tags
 
 
-def test_search_and_retrain_under_mirrored_strategy_with_mock_data(tmp_path):
-    result = subprocess.run([sys.executable, os.path.join(HERE, "scripts", "search_retrain_mirrored_mock.py"),
-                             str(tmp_path)], capture_output=True, text=True, timeout=600, env=_environment())
+def _script_result(script, tmp_path):
+    """Runs tests/scripts/<script> on `tmp_path` in a fresh process; returns the JSON of its last RESULT line."""
+    result = subprocess.run([sys.executable, os.path.join(HERE, "scripts", script), str(tmp_path)],
+                            capture_output=True, text=True, timeout=600, env=_environment())
     assert result.returncode == 0, result.stderr[-3000:]
     line = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")][-1]
-    outcome = json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT "):])
+
+
+def test_search_and_retrain_under_mirrored_strategy_with_mock_data(tmp_path):
+    outcome = _script_result("search_retrain_mirrored_mock.py", tmp_path)
     assert outcome["replicas"] == 2
     assert outcome["search"]["steps"] == outcome["search"]["configured_steps"] == 4  # 256 / 64
     assert outcome["retrain"]["steps"] == outcome["retrain"]["configured_steps"] == 4
@@ -320,11 +325,7 @@ def test_gate_speed_comes_from_the_config(tmp_path):
 
 
 def test_a_budget_run_chooses_the_same_gate_speed_under_mirrored_strategy(tmp_path):
-    result = subprocess.run([sys.executable, os.path.join(HERE, "scripts", "budget_gate_speed_mirrored.py"),
-                             str(tmp_path)], capture_output=True, text=True, timeout=600, env=_environment())
-    assert result.returncode == 0, result.stderr[-3000:]
-    line = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")][-1]
-    outcome = json.loads(line[len("RESULT "):])
+    outcome = _script_result("budget_gate_speed_mirrored.py", tmp_path)
     assert outcome["mirrored"]["replicas"] == 2 and outcome["single"]["replicas"] == 1
     assert outcome["mirrored"]["steps"] == outcome["single"]["steps"] == 8
     # chosen from the config alone, assigned to every replica: the same gate speed as on one device
