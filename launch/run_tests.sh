@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs figs_tf with its test extras into the active Python and runs the tests:
 # the whole suite on the TensorFlow backend, then the backend-agnostic core
-# (gate, channel groups, cost) on JAX, the backend GPU timings are taken on.
+# (gate, gate speed, channel groups, cost) on JAX, the backend GPU timings are taken on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -15,6 +15,7 @@ PARALLEL=()
 if [ "$WORKERS" != "0" ]; then PARALLEL=(-n "$WORKERS" --dist loadfile); fi
 echo "[run_tests] KERAS_BACKEND=tensorflow: all tests (${WORKERS} workers)"
 KERAS_BACKEND=tensorflow $PYTHON -m pytest -q "${PARALLEL[@]}" tests "$@"
-echo "[run_tests] KERAS_BACKEND=jax: gate, channel-group, cost and channels_first tests"
+echo "[run_tests] KERAS_BACKEND=jax: gate, gate-speed, channel-group, cost and channels_first tests"
 KERAS_BACKEND=jax $PYTHON -m pytest -q -m "not tensorflow_only" \
-  tests/test_mask_layer.py tests/test_channel_groups.py tests/test_cost.py tests/test_channels_first.py "$@"
+  tests/test_mask_layer.py tests/test_gate_speed.py tests/test_channel_groups.py tests/test_cost.py \
+  tests/test_channels_first.py "$@"
