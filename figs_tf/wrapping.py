@@ -103,17 +103,11 @@ def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
     masked = set(graph.masked_keys)
     for call in graph.calls:
         args, kwargs = call.call_arguments(values)
-        inner = graph.inner_keys.get(call.name)
-        if inner:  # gates inside the layer (attention heads)
-            indices = [gate_indices(graph.tensor_sets[key], offsets, always_on) for _, key in inner]
-            layer = graph.handler(call).gated_layer(call, indices)
-            outputs = keras.tree.flatten(layer(gate_vector, *args, **kwargs))
-        else:
-            out_sets = graph.out_sets(call)
-            gating = None
-            if any(groups_in(s) for s in out_sets):
-                gating = (gate_vector, [gate_indices(s, offsets, always_on) for s in out_sets])
-            outputs = keras.tree.flatten(graph.handler(call).search_call(call, args, kwargs, gating))
+        out_sets = graph.out_sets(call)  # the outputs', then any inner sets' (attention heads)
+        gating = None
+        if any(groups_in(s) for s in out_sets):
+            gating = (gate_vector, [gate_indices(s, offsets, always_on) for s in out_sets])
+        outputs = keras.tree.flatten(graph.handler(call).search_call(call, args, kwargs, gating))
         for index, (key, tensor) in enumerate(zip(call.output_keys, outputs)):
             if key in masked:
                 suffix = "" if len(outputs) == 1 else f"_{index}"

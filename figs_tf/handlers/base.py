@@ -112,13 +112,19 @@ class LayerHandler:
     def search_call(self, call, args, kwargs, gating):
         """Calls the layer inside the search model (`figs_tf.wrap`); returns its outputs.
 
-        `gating` is None when no output channel of the call is searched, else
-        (gate_vector, [for each output, the gate index of each of its channels]).
-        The default calls the layer as it is (a sublayer of an expanded block
-        through a `ScopedLayer` named `<block>.<sublayer>`): wrap gates its
-        outputs after it where a reader needs that. A layer whose outputs feed
-        back into it (an RNN's units) has to apply the gates inside.
+        `gating` is None when no channel of the call is searched, else
+        (gate_vector, [the gate index of each channel of each output, then of
+        each inner set (`inner_sets`)]). The default calls the layer as it is
+        (a sublayer of an expanded block through a `ScopedLayer` named
+        `<block>.<sublayer>`): wrap gates its outputs after it where a reader
+        needs that. A layer with inner sets runs as its `gated_layer`; a layer
+        whose outputs feed back into it (an RNN's units) overrides this to
+        apply the gates inside.
         """
+        outputs = len(call.output_keys)
+        if gating is not None and len(gating[1]) > outputs:  # channel groups inside the layer (heads)
+            gate_vector, indices = gating
+            return self.gated_layer(call, indices[outputs:])(gate_vector, *args, **kwargs)
         if call.name != call.layer.name:
             return ScopedLayer(call.layer, name=call.name)(*args, **kwargs)
         return call.layer(*args, **kwargs)
