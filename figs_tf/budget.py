@@ -45,9 +45,9 @@ class ControllerSettings:
         able to travel at λ₀, as a multiple of the reference path's travel
         (figs_tf.gate_speed).
       end_gate_slowdown: with `gate_speed="auto"`, once the reference path has
-        come to rest (at `ramp`) the gates are slowed so that they can travel
-        1 / end_gate_slowdown as far as before over the rest of the run (1:
-        they keep their speed).
+        come to rest (at `ramp`) the gates are slowed so that, where the path
+        ends, the logits move 1 / end_gate_slowdown as fast per step as before
+        (a power of two, below 1 too; 1: they keep their speed).
 
     Raises:
       ValueError: a knob out of its range, naming it.
@@ -98,7 +98,7 @@ class ControllerSettings:
             raise ValueError(f"ControllerSettings.gate_margin is how much farther than the reference path the gate "
                              f"logits must be able to travel: a finite number >= 1, got {self.gate_margin}.")
         if not 1 <= self.end_gate_slowdown < float("inf"):
-            raise ValueError(f"ControllerSettings.end_gate_slowdown divides how far the gates can travel after the "
+            raise ValueError(f"ControllerSettings.end_gate_slowdown divides how fast the gates move after the "
                              f"ramp: a finite number >= 1 (1: no slowdown), got {self.end_gate_slowdown}.")
         if not 0 < self.tolerance < 1:
             raise ValueError(f"ControllerSettings.tolerance is relative, in (0, 1), got {self.tolerance}.")

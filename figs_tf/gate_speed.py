@@ -29,7 +29,8 @@ before training when the target is out of reach. The rule (docs/budget.md,
 travel at the given λ (the controller passes λ's ceiling) is at least
 `margin` × the demand at every step of the run; powers of two make rescaling
 θ exact (ν does not move). With `end_step` it also plans the lower speed for
-the rest of the run once the path has come to rest.
+the rest of the run once the path has come to rest: a power of two that may be
+below 1 (the ramp's s is never slower than the paper's gates; the hold's may be).
 
     plan = plan_gate_speed(path, schedule, optimizer, total_steps, strength=λ,
                            multiplier=M, initial_logit=2.5)
@@ -47,7 +48,7 @@ from keras import ops
 MAX_SAMPLES = 256  # time points along the run at which the plan is evaluated
 PROBE_STEPS = 64  # steps of the probe optimizer; the step is read over the second half
 PROBE_MAGNITUDES = np.logspace(-12, 6, 145)  # gradient magnitudes probed, 8 per decade
-MAX_EXPONENT = 30  # s ≤ 2**30
+MAX_EXPONENT = 30  # 2**-30 ≤ s ≤ 2**30
 DEFAULT_MARGIN = 2.0
 
 # what a copy of the optimizer must not do while it is probed: clip, average, accumulate or decay
@@ -283,16 +284,27 @@ def travel(path, steps, learning_sums, response, speed, strength, multiplier, in
     moved = np.zeros(len(learning_sums))
     position = float(initial_logit)
     for k in range(1, len(learning_sums)):
-        gradients = np.maximum(logit_gradients(path, position), 0.0)
-        weights = path.sizes * gradients
-        if weights.sum() <= 0:
+        rate = logit_rate(path, response, speed, strength, multiplier, position, 0.5 * (steps[k - 1] + steps[k]) + 1)
+        if rate <= 0:
             moved[k:] = moved[k - 1]
             break
-        pull = np.sum(weights * response(speed * multiplier * abs(strength) * gradients,
-                                         step=0.5 * (steps[k - 1] + steps[k]) + 1)) / weights.sum()
-        position += direction * speed * (learning_sums[k] - learning_sums[k - 1]) * pull
+        position += direction * (learning_sums[k] - learning_sums[k - 1]) * rate
         moved[k] = abs(position - float(initial_logit))
     return moved
+
+
+def logit_rate(path, response, speed, strength, multiplier, logit, step):
+    """How far the logits move per unit learning rate when all are at `logit` and the cost pulls at |λ|.
+
+    s·V(ν): V the mean of the groups' steps r(s·M·|λ|·∂E/∂ν), weighted by how
+    fast each group's logits change the cost; 0 where no group's cost moves.
+    """
+    gradients = np.maximum(logit_gradients(path, logit), 0.0)
+    weights = path.sizes * gradients
+    if weights.sum() <= 0:
+        return 0.0
+    return speed * float(np.sum(weights * response(speed * multiplier * abs(strength) * gradients, step=step))
+                         / weights.sum())
 
 
 def demand(path, schedule, steps):
@@ -320,7 +332,8 @@ class GateSpeedPlan:
         optimizer that normalises its steps, that would keep up).
       normalising: the optimizer's step hardly depends on the gradient's size.
       total_steps: the planned AL steps.
-      end_speed: s after the reference path has come to rest (`end_step`), or None.
+      end_speed: s after the reference path has come to rest (`end_step`; a
+        power of two, may be below 1), or None.
       end_step: the step from which `end_speed` applies, or None.
     """
 
@@ -353,8 +366,9 @@ def plan_gate_speed(path, schedule, optimizer, total_steps, strength, multiplier
       end_step: the step at which the reference path comes to rest (None: no
         end speed is planned).
       end_slowdown: from `end_step` on, the gates get the smallest power of two
-        s ≥ 1 whose travel over the rest of the run, from the path's end, is
-        at least 1 / end_slowdown of what the chosen s would give.
+        (down to 2**-MAX_EXPONENT: it may be below 1) at which the logits, at
+        the path's end, move at least 1 / end_slowdown as fast per step as at
+        the chosen s.
 
     Returns:
       A `GateSpeedPlan`.
@@ -378,18 +392,23 @@ def plan_gate_speed(path, schedule, optimizer, total_steps, strength, multiplier
             break
     end_speed = None
     if end_step is not None and 0 < end_step < total_steps:
-        end_points = int(end_step) + sample_steps(int(total_steps) - int(end_step))
-        end_sums = learning_rate_sums(optimizer, end_points)
+        # the speed of the logits where the path comes to rest (not a travel over the rest of the run:
+        # holding the band keeps them there, and a travel away from it weighs in where the cost's
+        # gradient differs); halved while it is at least 1 / end_slowdown of the ramp's, below 1 too:
+        # an optimizer fast enough at s = 1 (SGD at a high rate) would otherwise keep its full speed
         rest = path.uniform_logit(schedule.reference(int(total_steps)))
 
-        def end_travel(candidate):
-            return travel(path, end_points, end_sums, response, candidate, strength, multiplier, rest,
-                          direction)[-1]
+        def end_rate(candidate):
+            return logit_rate(path, response, candidate, strength, multiplier, rest, int(end_step) + 1)
 
-        # travel ∝ s (normalised steps) or s² (SGD-like) lands exactly on a quarter: allow for rounding
-        enough = end_travel(candidate) / end_slowdown * (1 - 1e-9)
-        end_speed = next((2.0 ** k for k in range(int(math.log2(candidate)) + 1) if end_travel(2.0 ** k) >= enough),
-                         candidate)
+        # the rate ∝ s (normalised steps) or s² (SGD-like) lands on a quarter up to ε terms (Adam's step
+        # is x/(x + ε)) and rounding: 0.1 % slack, far below the factor 2 between candidates
+        enough = end_rate(candidate) / end_slowdown * (1 - 1e-3)
+        end_speed = candidate
+        for k in range(int(math.floor(math.log2(candidate))) - 1, -MAX_EXPONENT - 1, -1):
+            if end_rate(2.0 ** k) < enough:
+                break
+            end_speed = 2.0 ** k
     return GateSpeedPlan(speed=candidate, reachable=shortfall <= 1.0, needed=float(wanted.max() / margin),
                          travelled=float(moved[-1]), shortfall=shortfall,
                          normalising=response.normalises(), total_steps=int(total_steps),

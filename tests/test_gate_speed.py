@@ -212,3 +212,36 @@ def test_the_rule_picks_the_smallest_power_of_two_that_keeps_up_with_the_path():
     slower = gate_speed.plan_gate_speed(path, schedule, optimizer, total, strength=1e-3, initial_logit=2.5,
                                         margin=2.0, speed=by_hand / 2)
     assert not slower.reachable and slower.shortfall > 1
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("name, slowdown, strength", [("adam", 4.0, 1e-3), ("sgd_momentum", 2.0, 1e-3),
+                                                      ("sgd_momentum", 2.0, 2e-2)])
+def test_the_end_speed_moves_the_logits_a_quarter_as_fast(name, slowdown, strength):
+    """Once the path is at rest the gates get the smallest power of two at which the logits, at the
+    path's end, move at least a quarter as fast as at the ramp's s: s/4 when the optimizer normalises
+    its steps (Adam), s/2 when the step grows with the gradient (SGD: ν moves s² as fast), below 1
+    where s is 1. Checked against the optimizer's own steps from the rest logit."""
+    search = figs_tf.wrap(dense_net(), cost="params")
+    gates, polynomial = gates_of(search), cost_layer_of(search).polynomial
+    path = budget.GatePath(polynomial, gates.group_sizes)
+    settings = figs_tf.ControllerSettings()
+    start = budget.initial_exported_cost(figs_tf.channel_graph_of(search), gates, "params")
+    total = 1000
+    schedule = budget.TargetSchedule(0.4 * (PER_CHANNEL * WIDTH + OUTPUTS), start, total, settings, path)
+    plan = gate_speed.plan_gate_speed(path, schedule, OPTIMIZERS[name](), total, strength=strength,
+                                      initial_logit=2.5, end_step=600, end_slowdown=4.0)
+    assert plan.end_speed == plan.speed / slowdown and plan.end_step == 600
+    rest = path.uniform_logit(schedule.reference(total))
+
+    def moved(speed):  # the logits' move in a few steps from the rest logit, by the optimizer itself;
+        # at λ/100 SGD's logits stay where σ' is the rest's (the ratio of SGD's or Adam's moves does not
+        # depend on λ otherwise)
+        keras.backend.clear_session()
+        return rest - _train_cost_only(OPTIMIZERS[name](), speed, strength / 100, 30, rest)[1]
+
+    ramp = moved(plan.speed)
+    assert moved(plan.end_speed) / ramp == pytest.approx(0.25, rel=0.05)
+    assert moved(plan.end_speed / 2) / ramp < 0.25 * 0.7  # the next power of two down is too slow
+    if strength > 1e-3:  # SGD fast enough at the paper's s = 1: the gates get slower than the paper's
+        assert plan.speed == 1.0 and plan.end_speed == 0.5
