@@ -20,7 +20,8 @@ over the run, batch 32, λ steered by the controller from its defaults.
 runs instead the user's-optimizer table: the README's CNN (the default
 config's space: conv widths 32/64/128, flatten head), each optimizer as a user
 would compile it (Adam 1e-3, AdamW 1e-3, SGD 0.05 with momentum 0.9, RMSprop
-1e-3 at constant learning rates; Lion 1e-4 with cosine decay over the run), batch 32 on real Fashion-MNIST,
+1e-3 at constant learning rates; Lion 1e-4 and `sgd_cosine`, SGD 0.05 with
+momentum 0.9, with cosine decay over the run), batch 32 on real Fashion-MNIST,
 `figs_tf.BudgetController(target=...)` with its defaults (the gate speed chosen
 for the run), for each target fraction (`--targets`, default 25/50/75 %) and
 AL length in steps (`--lengths`); `--space second` uses the issue's 2-conv
@@ -91,10 +92,12 @@ OPTIMIZERS = {  # name -> steps -> optimizer, as a user would compile it
     "adam": lambda steps: keras.optimizers.Adam(1e-3),
     "adamw": lambda steps: keras.optimizers.AdamW(1e-3),
     "sgd": lambda steps: keras.optimizers.SGD(0.05, momentum=0.9),
+    "sgd_cosine": lambda steps: keras.optimizers.SGD(keras.optimizers.schedules.CosineDecay(0.05, steps), momentum=0.9),
     "rmsprop": lambda steps: keras.optimizers.RMSprop(1e-3),
     "lion": lambda steps: keras.optimizers.Lion(keras.optimizers.schedules.CosineDecay(1e-4, steps)),
 }
 OPTIMIZER_NAMES = {"adam": "Adam(1e-3)", "adamw": "AdamW(1e-3)", "sgd": "SGD(0.05, momentum 0.9)",
+                   "sgd_cosine": "SGD(0.05, momentum 0.9, cosine decay)",
                    "rmsprop": "RMSprop(1e-3)", "lion": "Lion(1e-4, cosine decay)"}
 
 
