@@ -264,7 +264,7 @@ def test_random_graphs_wrap_export_and_slim_exactly(model_and_seed):
         x = [x, rng.integers(0, 10, (2, SPATIAL * SPATIAL))]
     expected = keras.tree.flatten(search(x, training=False))
     got = keras.tree.flatten(slim(x, training=False))  # augmentation layers act unless told otherwise
-    for e, g in zip(expected, got):
+    for e, g in zip(expected, got, strict=True):
         e, g = to_numpy(e), to_numpy(g)
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(e).max()))
     assert slim.count_params() == network.cost("params")

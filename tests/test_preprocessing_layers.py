@@ -151,6 +151,8 @@ def test_handler_claims_match_what_the_layer_does(name, kwargs):
         assert declared_zero == observed_zero or not declared_per_channel
     if name not in SOMETIMES_MIXING and not _config_is_per_channel(kwargs):
         assert declared_per_channel == observed_independent
+    else:  # mixes channels in some draws, or fills with one value per channel: kept out of search
+        assert not declared_per_channel
 
 
 def _tutorial_model():
@@ -203,8 +205,10 @@ def test_the_tutorial_model_with_augmentation_wraps_and_slims_exactly():
     assert {"flip", "rotate", "zoom", "rescale"} <= {layer.name for layer in slim.layers}
     assert not np.allclose(to_numpy(slim(x, training=True)), to_numpy(slim(x, training=False)))
     search.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    kernel = to_numpy(model.layers[-1].kernel).copy()
     history = search.fit(x, np.array([0, 1, 2]), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+    assert np.abs(to_numpy(model.layers[-1].kernel) - kernel).max() > 0  # through the augmentation, it trains
     check_fresh_build_matches_slim(model)
 
 

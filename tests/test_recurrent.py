@@ -154,8 +154,10 @@ def test_a_search_model_with_recurrent_layers_saves_loads_and_trains(tmp_path):
     assert figs_tf.export_architecture(loaded) == figs_tf.export_architecture(search)
     assert figs_tf.slim(loaded).count_params() == figs_tf.slim(search).count_params()
     search.compile(optimizer="adam", loss="mse")
+    kernel = to_numpy(model.get_layer("lstm").cell.kernel).copy()
     history = search.fit(x, rng.normal(size=(4, 3)), epochs=2, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
+    assert np.abs(to_numpy(model.get_layer("lstm").cell.kernel) - kernel).max() > 1e-4  # gated inside, it trains
 
 
 def test_masked_steps_reach_the_gated_recurrence():
