@@ -195,8 +195,8 @@ def find_branches(graph):
     for m, call in enumerate(calls):
         if not graph.handler(call).sums_inputs(call):
             continue
-        channels = call.output_tensors[0].shape[-1]
-        if any(t.shape[-1] != channels for t in call.input_tensors):
+        channels = call.output_tensors[0].shape[call.output_axes[0]]
+        if any(t.shape[axis] != channels for t, axis in zip(call.input_tensors, call.read_axes)):
             continue  # a broadcast input: not a sum of equal summands
         for i, key in enumerate(call.input_keys):
             if consumers[key] != [(m, i)] or key in outputs or key not in producer:
@@ -428,13 +428,15 @@ def branch_constant(graph, branch, kept_channels):
         outputs = keras.tree.flatten(call.layer(*args, **kwargs))
         for key, output in zip(call.output_keys, outputs):
             value = np.asarray(ops.convert_to_numpy(output), dtype=np.float32)
-            if key in masked:
-                mask = np.zeros(value.shape[-1], np.float32)
+            if key in masked:  # along the tensor's channel axis (channels_first: 1)
+                axis = graph.tensor_axes[key]
+                mask = np.zeros(value.shape[axis], np.float32)
                 mask[alive_positions(graph.tensor_sets[key], kept_channels)] = 1.0
-                value = value * mask
+                value = value * mask.reshape([-1 if d == axis else 1 for d in range(value.ndim)])
             values[key] = value
     positions = alive_positions(graph.tensor_sets[branch.key], kept_channels)
-    value = values[branch.key][..., positions].reshape(-1, len(positions))
+    channels_last = np.moveaxis(values[branch.key], graph.tensor_axes[branch.key], -1)
+    value = channels_last[..., positions].reshape(-1, len(positions))
     scale = max(1.0, float(np.abs(value).max())) if value.size else 1.0
     if not np.allclose(value, value[:1], rtol=0, atol=1e-5 * scale):
         raise RuntimeError(f"The constant left by the removed branch '{branch.name}' differs between positions; "

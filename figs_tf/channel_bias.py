@@ -19,10 +19,12 @@ from figs_tf import handlers
 
 @keras.saving.register_keras_serializable(package="figs_tf")
 class ChannelBias(keras.layers.Layer):
-    """Adds a trainable bias (one value per channel of the last axis).
+    """Adds a trainable bias, one value per channel.
 
     Args:
       bias_initializer: initializer of the bias (default zeros).
+      data_format: "channels_last" (default: channels on the last axis) or
+        "channels_first" (on axis 1), as Keras's image layers.
       **kwargs: base Layer arguments (name, dtype, ...).
 
     Example:
@@ -32,16 +34,21 @@ class ChannelBias(keras.layers.Layer):
     (2, 4, 4, 3)
     """
 
-    def __init__(self, bias_initializer="zeros", **kwargs):
+    def __init__(self, bias_initializer="zeros", data_format="channels_last", **kwargs):
         super().__init__(**kwargs)
+        if data_format not in ("channels_last", "channels_first"):
+            raise ValueError(f"ChannelBias data_format must be 'channels_last' or 'channels_first', got {data_format!r}.")
         self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.data_format = data_format
 
     def build(self, input_shape):
-        self.bias = self.add_weight(name="bias", shape=(input_shape[-1],), initializer=self.bias_initializer,
+        self.axis = 1 if self.data_format == "channels_first" else len(input_shape) - 1
+        self.bias = self.add_weight(name="bias", shape=(input_shape[self.axis],), initializer=self.bias_initializer,
                                     trainable=True)
 
     def call(self, inputs):
-        return inputs + ops.cast(self.bias, inputs.dtype)
+        shape = [-1 if d == self.axis else 1 for d in range(len(inputs.shape))]
+        return inputs + ops.reshape(ops.cast(self.bias, inputs.dtype), shape)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -49,6 +56,7 @@ class ChannelBias(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config["bias_initializer"] = keras.initializers.serialize(self.bias_initializer)
+        config["data_format"] = self.data_format
         return config
 
 

@@ -140,7 +140,9 @@ def build(network, name, fresh_weights=False):
                     # Normalization reads tensors derived from its weights; Keras refreshes them on loading too.
                     layer.finalize_state()
         if id(call) in biases:
-            bias = ChannelBias(name=f"{call.name}_folded_bias")
+            first = call.output_axes[0] == 1 and len(call.output_tensors[0].shape) > 2  # the sum's channel axis
+            bias = ChannelBias(name=f"{call.name}_folded_bias",
+                               data_format="channels_first" if first else "channels_last")
             outputs = [bias(outputs[0])]
             if not fresh_weights:
                 bias.set_weights([biases[id(call)]])

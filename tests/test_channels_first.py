@@ -15,7 +15,8 @@ import pytest
 import figs_tf
 from figs_tf.wrapping import gates_of
 
-from helpers import check_all_gates_on_is_the_supernet, check_fresh_build_matches_slim, randomize_batchnorm, to_numpy
+from helpers import (batchnorm_of_zero, check_all_gates_on_is_the_supernet, check_fresh_build_matches_slim,
+                     randomize_batchnorm, to_numpy)
 
 L = keras.layers
 
@@ -218,3 +219,39 @@ def test_a_channels_first_search_model_trains_on_this_backend():
     assert np.all(np.isfinite(history.history["loss"]))
     assert np.abs(to_numpy(gates_of(search).logits) - logits).max() > 1e-4
     assert np.abs(to_numpy(first.get_layer("c1").kernel) - kernel).max() > 1e-4
+
+
+def _residual(data_format):
+    """A conv stream with an identity shortcut and a bottleneck branch summed into it."""
+    f, axis = dict(data_format=data_format), 1 if data_format == "channels_first" else -1
+    inputs = keras.Input((4, 8, 8) if data_format == "channels_first" else (8, 8, 4))
+    x = L.ReLU(name="r0")(L.BatchNormalization(axis=axis, name="bn0")(L.Conv2D(6, 3, padding="same", name="c0", **f)(inputs)))
+    y = L.ReLU(name="rb")(L.BatchNormalization(axis=axis, name="bnb1")(L.Conv2D(5, 1, name="b1", **f)(x)))
+    y = L.BatchNormalization(axis=axis, name="bnb2")(L.Conv2D(6, 1, name="b2", **f)(y))
+    x = L.Add(name="add")([x, y])
+    return keras.Model(inputs, L.Dense(3, name="out")(L.GlobalAveragePooling2D(name="gap", **f)(x)))
+
+
+def test_a_dead_branch_on_channels_first_folds_into_a_bias_on_the_channel_axis():
+    """Closing the bottleneck's inner channels removes it; the constant it added (b2's bias through
+    bnb2, by hand) becomes a ChannelBias on axis 1 after the sum, and slim == search."""
+    first, last = _twins(_residual)
+    searches = [figs_tf.wrap(first), figs_tf.wrap(last)]
+    for search in searches:
+        gates = gates_of(search)
+        logits = np.full(sum(gates.group_sizes), 20.0, np.float32)  # π = 1 in float32: every channel kept
+        inner = gates.group_sizes.index(5)
+        start = sum(gates.group_sizes[:inner])
+        logits[start:start + 5] = -5.0  # b1's channels: the branch has no path left
+        gates.set_logits(logits)
+    assert figs_tf.export_architecture(searches[0]) == figs_tf.export_architecture(searches[1])
+    assert figs_tf.export_architecture(searches[0])["b1"] == 0
+    x = np.random.default_rng(0).random((2, 8, 8, 4)).astype(np.float32)
+    slim = figs_tf.slim(searches[0])
+    expected = to_numpy(searches[0](_to_first(x), training=False))
+    np.testing.assert_allclose(to_numpy(slim(_to_first(x), training=False)), expected, rtol=1e-5, atol=1e-5)
+    bias = slim.get_layer("add_folded_bias")
+    assert bias.data_format == "channels_first"
+    by_hand = batchnorm_of_zero(first.get_layer("bnb2"), to_numpy(first.get_layer("b2").bias))
+    np.testing.assert_allclose(to_numpy(bias.bias), by_hand, rtol=1e-5, atol=1e-6)
+    assert figs_tf.count(slim, "params") == slim.count_params() == figs_tf.exported_network(searches[0]).cost("params")
