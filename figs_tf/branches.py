@@ -348,14 +348,14 @@ def apply_summand_rules(widths, group_max, rules, num_groups):
 
 def dead_inputs(graph, widths):
     """{(id(sum call), input index)} of the summands removed at these widths."""
-    return {(id(b.sum_call), b.input_index) for b in getattr(graph, "branches", ()) if b.is_dead(widths)}
+    return {(id(b.sum_call), b.input_index) for b in graph.branches if b.is_dead(widths)}
 
 
 def fold_plan(graph, widths, live_calls):
     """One Fold per kept sum with removed inputs, in graph order."""
     live = {id(c) for c in live_calls}
     dead = {}
-    for branch in getattr(graph, "branches", ()):
+    for branch in graph.branches:
         if id(branch.sum_call) in live and branch.is_dead(widths):
             dead.setdefault(id(branch.sum_call), []).append(branch)
     if not dead:
@@ -448,10 +448,3 @@ def fold_constant(graph, fold, kept_channels):
     """The sum of the constants of a fold's dead branches (per kept channel of the sum)."""
     return sum(branch_constant(graph, b, kept_channels) for b in fold.branches)
 
-
-def branch_report(graph, widths):
-    """{sum layer: {branch name: kept}} for every sum with removable inputs (True: kept)."""
-    report = {}
-    for branch in getattr(graph, "branches", ()):
-        report.setdefault(branch.sum_call.name, {})[branch.name] = not branch.is_dead(widths)
-    return report

@@ -83,14 +83,14 @@ def run(config, workdir, callbacks=(), processes=None):
     # The final export (after the EMA weights, if any, were copied in).
     numbers, network = reporter.summary()
     steps = int(keras.ops.convert_to_numpy(search.optimizer.iterations))
-    architecture = {"widths": network.architecture(), "channels": network.channels(), "steps": steps}
-    run_.agree("exported architectures", json.dumps(architecture, sort_keys=True))
+    widths = network.architecture()
+    run_.agree("exported architectures",
+               json.dumps({"widths": widths, "channels": network.channels(), "steps": steps}, sort_keys=True))
+    exported = {m: network.cost(m) for m in reporter.reported_metrics}
     if writer:
-        export.save_architecture(network.architecture(), workdir_lib.architecture_path(workdir),
-                                 channels=network.channels(), final=True, steps=steps,
-                                 operators=operators and operators(network.architecture()),
-                                 exported_cost={m: network.cost(m) for m in reporter.reported_metrics},
-                                 strength=numbers["figs_strength"])
+        callbacks_lib.save_network(network, workdir_lib.architecture_path(workdir),
+                                   dict(final=True, steps=steps, exported_cost=exported,
+                                        strength=numbers["figs_strength"]), operators)
     summary = {
         "phase": "search",
         "steps": steps,
@@ -101,9 +101,9 @@ def run(config, workdir, callbacks=(), processes=None):
         "strength": numbers["figs_strength"],
         "target": target,
         "supernet": {m: export.supernet_cost(search, m) for m in reporter.reported_metrics},
-        "exported": {m: network.cost(m) for m in reporter.reported_metrics},
-        "architecture": network.architecture(),
-        "operators": operators and operators(network.architecture()),
+        "exported": exported,
+        "architecture": widths,
+        "operators": operators and operators(widths),
         "supernet_widths": loop.producer_widths(search),
         "search_model_accuracy": loop.evaluate(search, config, run_),
     }

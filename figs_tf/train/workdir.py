@@ -12,6 +12,7 @@ killed at any instant and rerun trains exactly what the uninterrupted run trains
 import json
 import os
 import re
+import shutil
 import tempfile
 
 import keras
@@ -134,7 +135,6 @@ class Checkpoints(keras.callbacks.Callback):
         self.directory = directory
         self.runtime = runtime
         self.keep = int(keep)
-        self.restored_step = 0
         self._callback_states = None
         self._callbacks = []
 
@@ -174,7 +174,7 @@ class Checkpoints(keras.callbacks.Callback):
         for step in self.steps():
             try:
                 state = read_json(self.state_path(step))
-                _check_weights_file(self.weights_path(step))
+                local = _readable_weights_file(self.weights_path(step))
             except Exception as error:  # pylint: disable=broad-except  (json, h5py, gfile errors)
                 skipped.append(f"step {step} ({type(error).__name__}: {error})")
                 continue
@@ -182,7 +182,10 @@ class Checkpoints(keras.callbacks.Callback):
             if optimizer is not None and not optimizer.built:
                 with self.runtime.scope():
                     optimizer.build(model.trainable_variables)  # its variables must exist to be loaded
-            model.load_weights(self.weights_path(step))
+            try:
+                model.load_weights(local)  # the file just checked: on gs:// not downloaded twice
+            finally:
+                _remove_local_copy(local, self.weights_path(step))
             loaded = int(keras.ops.convert_to_numpy(optimizer.iterations)) if optimizer is not None else step
             if loaded != step:
                 raise ValueError(f"{self.weights_path(step)} holds optimizer step {loaded}, not {step}: the "
@@ -192,12 +195,10 @@ class Checkpoints(keras.callbacks.Callback):
             if skipped:
                 logging.warning("Checkpoint(s) %s in %s could not be read (killed while writing?); resuming from "
                                 "step %d instead.", ", ".join(skipped), self.directory, step)
-            self.restored_step = step
             return step
         if skipped:
             logging.warning("No checkpoint in %s could be read (%s): the run was killed while writing the first "
                             "one; starting this phase from the beginning.", self.directory, ", ".join(skipped))
-        self.restored_step = 0
         return 0
 
     def on_train_begin(self, logs=None):
@@ -239,15 +240,29 @@ _WEIGHTS_NAME = re.compile(r"step_(\d+)\.weights\.h5")
 _CHECKPOINT_NAME = re.compile(r"step_(\d+)\.(weights\.h5|json)")
 
 
-def _check_weights_file(path):
-    """Raises if the HDF5 file at `path` cannot be read whole (a truncated or damaged file)."""
+def _readable_weights_file(path):
+    """A local path of the HDF5 file at `path` (a temporary copy for gs://), read whole once.
+
+    Raises if it cannot be read (a truncated or damaged file).
+    """
     import h5py  # pylint: disable=import-outside-toplevel  # Keras's own dependency for .weights.h5
     local = path
     if files.is_url(path):
         local = os.path.join(tempfile.mkdtemp(prefix="figs_checkpoint_"), os.path.basename(path))
         files.copy(path, local)
-    with h5py.File(local, "r") as h5:
-        h5.visititems(lambda name, item: item[()] if isinstance(item, h5py.Dataset) else None)
+    try:
+        with h5py.File(local, "r") as h5:
+            h5.visititems(lambda name, item: item[()] if isinstance(item, h5py.Dataset) else None)
+    except Exception:
+        _remove_local_copy(local, path)
+        raise
+    return local
+
+
+def _remove_local_copy(local, path):
+    """Removes `_readable_weights_file`'s temporary copy (nothing for a local checkpoint)."""
+    if local is not None and local != path:
+        shutil.rmtree(os.path.dirname(local), ignore_errors=True)
 
 
 def _extra_variables(model):
