@@ -12,6 +12,7 @@ import keras
 from keras import ops
 
 from figs_tf import channel_groups
+from figs_tf.wrapper_layer import take_gates
 
 
 @keras.saving.register_keras_serializable(package="figs_tf")
@@ -30,17 +31,10 @@ class ApplyMask(keras.layers.Layer):
         self.axis = int(axis)
         self.supports_masking = True  # an RNN's step mask passes through, as through the layer it follows
         self.gate_indices = [int(i) for i in gate_indices]
-        # A tensor that is one whole group in order reads a contiguous slice.
-        first = self.gate_indices[0] if self.gate_indices else 0
-        contiguous = self.gate_indices == list(range(first, first + len(self.gate_indices)))
-        self._slice = (first, first + len(self.gate_indices)) if contiguous else None
 
     def call(self, inputs):
         x, gate_vector = inputs
-        if self._slice is not None:
-            gates = gate_vector[self._slice[0]:self._slice[1]]
-        else:
-            gates = ops.take(gate_vector, ops.convert_to_tensor(self.gate_indices, dtype="int32"))
+        gates = take_gates(gate_vector, self.gate_indices)
         axis = self.axis % len(x.shape)
         if axis != len(x.shape) - 1:  # channels_first: broadcast over the positions after the channel axis
             gates = ops.reshape(gates, (-1,) + (1,) * (len(x.shape) - 1 - axis))

@@ -20,7 +20,7 @@ layer.
 import keras
 from keras import ops
 
-from figs_tf.wrapper_layer import WrapperLayer
+from figs_tf.wrapper_layer import WrapperLayer, take_gates
 
 
 class _GatedCell(keras.layers.Layer):
@@ -87,7 +87,7 @@ class GatedRecurrence(WrapperLayer):
         self.built = True
 
     def call(self, sequences, gate_vector, training=None, mask=None):
-        gates = ops.take(gate_vector, ops.convert_to_tensor(self.gate_indices, dtype="int32"))
+        gates = take_gates(gate_vector, self.gate_indices)
         gates = ops.cast(gates, sequences.dtype)
         # (batch, time, units): the gates appended to every step's input.
         gated_input = ops.concatenate([sequences, ops.zeros_like(sequences[..., :1]) + gates], axis=-1)

@@ -18,6 +18,16 @@ calls as calls of `wrapped_layer` (figs_tf.channel_groups).
 """
 
 import keras
+from keras import ops
+
+
+def take_gates(gate_vector, indices):
+    """gate_vector[indices] (a list of ints): a slice when they are contiguous (a tensor that is one
+    whole group in order, attention heads, RNN units), else a gather."""
+    first = indices[0] if indices else 0
+    if list(indices) == list(range(first, first + len(indices))):
+        return gate_vector[first:first + len(indices)]
+    return ops.take(gate_vector, ops.convert_to_tensor(indices, dtype="int32"))
 
 
 class WrapperLayer(keras.layers.Layer):

@@ -36,7 +36,7 @@ from keras.src import backend as keras_backend  # get/set_keras_mask: no public 
 
 from figs_tf.channel_sets import Segment, groups_in
 from figs_tf.handlers.base import LayerHandler, Term, UnsupportedLayerError, to_numpy
-from figs_tf.wrapper_layer import WrapperLayer
+from figs_tf.wrapper_layer import WrapperLayer, take_gates
 
 _ROLES = ("query", "value", "key")
 _MASKS = ("query_mask", "value_mask", "key_mask", "attention_mask")
@@ -251,7 +251,7 @@ class HeadGatedAttention(WrapperLayer):
         projected_query = attention.query_dense(query)
         projected_key = attention.key_dense(key)
         projected_value = attention.value_dense(value)  # (B, S, heads, value_dim)
-        head_gates = ops.take(gate_vector, ops.convert_to_tensor(self.head_gate_indices, dtype="int32"))
+        head_gates = take_gates(gate_vector, self.head_gate_indices)
         projected_value = projected_value * ops.cast(ops.expand_dims(head_gates, -1), projected_value.dtype)
         output, scores = attention._compute_attention(  # pylint: disable=protected-access
             projected_query, projected_key, projected_value, attention_mask, training, return_attention_scores)
