@@ -173,3 +173,38 @@ def exported_architecture(workdir):
     with open(os.path.join(workdir, "search", "architecture.json")) as f:
         document = json.load(f)
     return document["widths"], document["channels"], document["metadata"]["steps"]
+
+
+def set_random_gates(search, seed):
+    """Random gate logits (normal, mean 0.5, sd 2): layers end at assorted widths, some closed."""
+    gates = gates_of(search)
+    gates.set_logits(np.random.default_rng(seed).normal(0.5, 2.0, gates.logits.shape).astype(np.float32))
+
+
+def check_random_gates_slim_exactly(model, x, seed=0):
+    """Random gates: slim(search) computes search(x, training=False) (augmentation layers told so too);
+    its size and FLOPs are the exported ones. Returns (search, slim, network)."""
+    search = figs_tf.wrap(model)
+    set_random_gates(search, seed)
+    network = figs_tf.exported_network(search)
+    slim = figs_tf.slim(search)
+    for got, want in zip(keras.tree.flatten(slim(x, training=False)), keras.tree.flatten(search(x, training=False)),
+                         strict=True):
+        want = to_numpy(want)
+        np.testing.assert_allclose(to_numpy(got), want, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(want).max()))
+    assert slim.count_params() == network.cost("params") < model.count_params()
+    assert figs_tf.count(slim, "flops") == network.cost("flops")
+    return search, slim, network
+
+
+def attention_flops_by_hand(query_positions, key_positions, query_width, key_width, value_width, heads, key_dim,
+                            value_dim, output_width, pairs, gate=False):
+    """Multiply-adds of one MultiHeadAttention call, by hand: the Q, K, V projections, QKᵀ and AV over
+    `pairs` attended (query, key) pairs, the output projection, and the optional gate projection."""
+    flops = query_positions * query_width * heads * key_dim + key_positions * key_width * heads * key_dim
+    flops += key_positions * value_width * heads * value_dim
+    flops += heads * pairs * (key_dim + value_dim)
+    flops += query_positions * heads * value_dim * output_width
+    if gate:
+        flops += query_positions * query_width * heads * value_dim
+    return flops

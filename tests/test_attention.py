@@ -13,7 +13,8 @@ import pytest
 import figs_tf
 from figs_tf.wrapping import channel_graph_of, gates_of
 
-from helpers import check_all_gates_on_is_the_supernet, check_fresh_build_matches_slim, set_all_logits, set_group_logits, to_numpy
+from helpers import (attention_flops_by_hand, check_all_gates_on_is_the_supernet, check_fresh_build_matches_slim,
+                     check_random_gates_slim_exactly, set_all_logits, set_group_logits, to_numpy)
 
 L = keras.layers
 
@@ -56,21 +57,6 @@ def vit_flops_by_hand(heads=(4, 4), mlp=(24, 24), width=16, key_dim=4, classes=3
         flops += tokens * block_heads * key_dim * width  # output projection
         flops += 2 * tokens * width * block_mlp
     return flops
-
-
-def check_random_gates_slim_exactly(model, x, seed=0):
-    """Random gates: slim(search) computes search(x, training=False); its size and FLOPs are the exported ones."""
-    search = figs_tf.wrap(model)
-    gates = gates_of(search)
-    gates.set_logits(np.random.default_rng(seed).normal(0.5, 2.0, gates.logits.shape).astype(np.float32))
-    network = figs_tf.exported_network(search)
-    slim = figs_tf.slim(search)
-    for got, want in zip(keras.tree.flatten(slim(x)), keras.tree.flatten(search(x, training=False)), strict=True):
-        want = to_numpy(want)
-        np.testing.assert_allclose(to_numpy(got), want, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(want).max()))
-    assert slim.count_params() == network.cost("params") < model.count_params()
-    assert figs_tf.count(slim, "flops") == network.cost("flops")
-    return search, slim, network
 
 
 def attention_layers(model):
@@ -187,15 +173,7 @@ def test_every_head_closed_keeps_one():
                                   to_numpy(model.get_layer("attention_0").output_dense.kernel)[[1]])
 
 
-def attention_flops_by_hand(query_positions, key_positions, query_width, key_width, value_width, heads, key_dim,
-                            value_dim, output_width, pairs, gate=False):
-    flops = query_positions * query_width * heads * key_dim + key_positions * key_width * heads * key_dim
-    flops += key_positions * value_width * heads * value_dim
-    flops += heads * pairs * (key_dim + value_dim)
-    flops += query_positions * heads * value_dim * output_width
-    if gate:
-        flops += query_positions * query_width * heads * value_dim
-    return flops
+
 
 
 @pytest.mark.tensorflow_only  # Keras's MultiHeadAttention with value_dim ≠ key_dim fails on JAX's dot_product_attention

@@ -10,8 +10,8 @@ import pytest
 
 import figs_tf
 
-from helpers import check_all_gates_on_is_the_supernet, check_fresh_build_matches_slim, set_all_logits, set_group_logits, to_numpy
-from test_attention import attention_flops_by_hand, check_random_gates_slim_exactly
+from helpers import (attention_flops_by_hand, check_all_gates_on_is_the_supernet, check_fresh_build_matches_slim,
+                     check_random_gates_slim_exactly, set_all_logits, set_group_logits, to_numpy)
 
 keras_hub = pytest.importorskip("keras_hub")
 

@@ -14,9 +14,9 @@ import pytest
 
 import figs_tf
 from figs_tf.handlers import DEFAULT_HANDLERS, PerChannel
-from figs_tf.wrapping import gates_of
 
-from helpers import check_all_gates_on_is_the_supernet, check_fresh_build_matches_slim, randomize_batchnorm, to_numpy
+from helpers import (check_all_gates_on_is_the_supernet, check_fresh_build_matches_slim, check_random_gates_slim_exactly,
+                     randomize_batchnorm, to_numpy)
 
 L = keras.layers
 IMAGE_PREPROCESSING_MODULE = "keras.src.layers.preprocessing.image_preprocessing"
@@ -174,25 +174,6 @@ def _tutorial_model():
     ], name="tutorial")
 
 
-def _random_gates(search, seed):
-    gates = gates_of(search)
-    gates.set_logits(np.random.default_rng(seed).normal(0.5, 2.0, gates.logits.shape).astype(np.float32))
-
-
-def _check_slim_is_exact(model, x, seed=0):
-    """Random gates: the slim model computes the search model's inference output, at the exported cost."""
-    search = figs_tf.wrap(model)
-    _random_gates(search, seed)
-    network = figs_tf.exported_network(search)
-    slim = figs_tf.slim(search)
-    expected = to_numpy(search(x, training=False))
-    np.testing.assert_allclose(to_numpy(slim(x, training=False)), expected, rtol=1e-4,
-                               atol=1e-4 * max(1.0, np.abs(expected).max()))
-    assert slim.count_params() == network.cost("params") < model.count_params()
-    assert figs_tf.count(slim, "flops") == network.cost("flops")
-    return search, slim
-
-
 def test_the_tutorial_model_with_augmentation_wraps_and_slims_exactly():
     model = _tutorial_model()
     x = np.random.default_rng(0).uniform(0, 255, (3, 24, 24, 3)).astype(np.float32)
@@ -200,7 +181,7 @@ def test_the_tutorial_model_with_augmentation_wraps_and_slims_exactly():
     # FLOPs by hand: two 3x3 convs at 24x24 and 12x12, then the Dense layers on 6*6*12 features.
     assert figs_tf.count(model, "flops") == 24 * 24 * 9 * 3 * 8 + 12 * 12 * 9 * 8 * 12 + 6 * 6 * 12 * 16 + 16 * 5
     check_all_gates_on_is_the_supernet(model, x)
-    search, slim = _check_slim_is_exact(model, x)
+    search, slim, _ = check_random_gates_slim_exactly(model, x)
     # The augmentation stays in the slim model and still acts in training only.
     assert {"flip", "rotate", "zoom", "rescale"} <= {layer.name for layer in slim.layers}
     assert not np.allclose(to_numpy(slim(x, training=True)), to_numpy(slim(x, training=False)))
@@ -243,7 +224,7 @@ def test_augmentation_between_searched_layers_slims_exactly(chain):
     x = np.random.default_rng(1).uniform(-2, 2, (2, 8, 8, 3)).astype(np.float32)
     assert figs_tf.count(model, "params") == model.count_params()
     check_all_gates_on_is_the_supernet(model, x)
-    _check_slim_is_exact(model, x, seed=3)
+    check_random_gates_slim_exactly(model, x, seed=3)
 
 
 def test_an_adapted_normalization_between_searched_layers_is_sliced():
@@ -256,6 +237,6 @@ def test_an_adapted_normalization_between_searched_layers_is_sliced():
     model = keras.Model(inputs, outputs)
     assert figs_tf.count(model, "params") == model.count_params() == 3 * 3 * 3 * 8 + 8 + (8 + 8 + 1) + 8 * 4 + 4 + 144 * 2 + 2
     x = np.random.default_rng(1).random((2, 6, 6, 3)).astype(np.float32)
-    _, slim = _check_slim_is_exact(model, x)
+    _, slim, _ = check_random_gates_slim_exactly(model, x)
     kept = slim.get_layer("c").kernel.shape[-1]
     assert [w.shape for w in slim.get_layer("norm").get_weights()][:2] == [(kept,), (kept,)]

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 import figs_tf
-from figs_tf.wrapping import gates_of
 
-from helpers import check_all_gates_on_is_the_supernet, check_fresh_build_matches_slim, to_numpy
+from helpers import check_all_gates_on_is_the_supernet, check_fresh_build_matches_slim, set_random_gates, to_numpy
 
 L = keras.layers
 STEPS, FEATURES = 7, 5
@@ -69,11 +68,6 @@ def _hand_flops(model):
     return total
 
 
-def _random_gates(search, seed):
-    gates = gates_of(search)
-    gates.set_logits(np.random.default_rng(seed).normal(0.5, 2.0, gates.logits.shape).astype(np.float32))
-
-
 @pytest.mark.parametrize("name", list(MODELS))
 def test_recurrent_models_count_wrap_and_slim_exactly(name):
     model = MODELS[name]()
@@ -82,7 +76,7 @@ def test_recurrent_models_count_wrap_and_slim_exactly(name):
     assert figs_tf.count(model, "flops") == _hand_flops(model)
     check_all_gates_on_is_the_supernet(model, x)
     search = figs_tf.wrap(model)
-    _random_gates(search, 2)
+    set_random_gates(search, 2)
     network = figs_tf.exported_network(search)
     slim = figs_tf.slim(search)
     expected = to_numpy(search(x, training=False))
@@ -95,7 +89,7 @@ def test_recurrent_models_count_wrap_and_slim_exactly(name):
 def test_the_issue_model_prunes_units_of_every_gate_block():
     model = MODELS["dense_lstm_gru_dense"]()
     search = figs_tf.wrap(model)
-    _random_gates(search, 5)
+    set_random_gates(search, 5)
     architecture = figs_tf.export_architecture(search)
     slim = figs_tf.slim(search)
     lstm, gru = slim.get_layer("lstm"), slim.get_layer("gru")
@@ -144,7 +138,7 @@ def test_a_search_model_with_recurrent_layers_saves_loads_and_trains(tmp_path):
     model = _sequence_model(L.LSTM(6, return_sequences=True, dropout=0.2, recurrent_dropout=0.2, name="lstm"),
                             L.Bidirectional(L.GRU(4, dropout=0.1), name="bi"))
     search = figs_tf.wrap(model)
-    _random_gates(search, 3)
+    set_random_gates(search, 3)
     rng = np.random.default_rng(1)
     x = rng.normal(size=(4, STEPS, FEATURES)).astype(np.float32)
     path = os.path.join(tmp_path, "search.keras")
@@ -176,7 +170,7 @@ def test_masked_steps_reach_the_gated_recurrence():
     assert not np.allclose(to_numpy(model(x)), to_numpy(unmasked(x)), atol=1e-4)  # the mask matters
     check_all_gates_on_is_the_supernet(model, x)
     search = figs_tf.wrap(model)
-    _random_gates(search, 4)
+    set_random_gates(search, 4)
     expected = to_numpy(search(x, training=False))
     np.testing.assert_allclose(to_numpy(figs_tf.slim(search)(x)), expected, rtol=1e-4, atol=1e-5)
 
