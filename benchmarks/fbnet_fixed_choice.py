@@ -33,6 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import figs_tf  # noqa: E402
 from figs_tf import cost as cost_lib  # noqa: E402
 from figs_tf.channel_sets import groups_in  # noqa: E402
+from figs_tf import spaces  # noqa: E402
 from figs_tf.spaces import fbnet  # noqa: E402
 from figs_tf.train import loop  # noqa: E402
 
@@ -93,9 +94,7 @@ def main():
         factor, architecture = scaled_to(supernet, architecture, args.madds)
     network = figs_tf.build_from_architecture(supernet, architecture)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    operators = fbnet.operator_choices(architecture, **{k: v for k, v in config.space_kwargs.to_dict().items()
-                                                        if k in ("op_set", "layers_per_stage", "width_multiplier",
-                                                                 "skip_projection")})
+    operators = spaces.operator_choices_function("fbnet", **config.space_kwargs.to_dict())(architecture)
     figs_tf.save_architecture(architecture, args.out, operators=operators, width_factor=factor,
                               fixed_choice=f"FBNet-{args.published.upper()}, first layers of each stage: "
                                            f"{list(choices)}")

@@ -178,7 +178,7 @@ def test_add_aggregator_removes_an_operator_whose_inner_gates_are_off():
     names = {layer.name for layer in slim.layers}
     for operator in ("sep5", "conv7x1", "avgpool"):
         assert set(one_shot.operator_layer_names(0, 1, operator)) <= names
-    choices = one_shot.operator_choices(figs_tf.export_architecture(search), "add", cells=2, blocks_per_cell=2,
+    choices = one_shot.operator_choices(figs_tf.export_architecture(search), cells=2, blocks_per_cell=2,
                                         operators=TINY_OPERATORS)
     assert choices["cell0_block1"] == {"sep3": False, "sep5": True, "conv7x1": True, "avgpool": True,
                                        "identity": True}

@@ -65,7 +65,7 @@ def _default_handlers():
                 L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D, L.AveragePooling2D,
                 L.AveragePooling3D, L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D,
                 L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
-                L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D, L.Cropping1D, L.Cropping2D, L.Cropping3D,
+                L.Cropping1D, L.Cropping2D, L.Cropping3D,
                 L.UpSampling1D, L.UpSampling2D, L.UpSampling3D):
         table[cls] = zero_preserving
     # zero-preserving, but a constant input does not stay the same at every position

@@ -187,17 +187,18 @@ def _cell(cell_input, cell, width, blocks, operators, aggregator):
     return keras.layers.Concatenate(name=f"cell{cell}_output")(block_outputs)
 
 
-def operator_choices(architecture, aggregator="concat", cells=8, blocks_per_cell=4, operators=OPERATORS):
+def operator_choices(architecture, cells=8, blocks_per_cell=4, operators=OPERATORS):
     """Which operators each block of an exported architecture kept.
 
     A convolution pair is kept iff its second convolution keeps channels (a
-    dead pair is removed whole, under either aggregator). The parameter-free
-    operators pass the block's input projection on and are kept with it.
+    dead pair is removed whole, under either aggregator: both name their
+    layers alike). The parameter-free operators pass the block's input
+    projection on and are kept with it.
 
     Args:
       architecture: {layer: width} (`figs_tf.export_architecture`, or an
         architecture JSON read with `figs_tf.load_architecture`).
-      aggregator, cells, blocks_per_cell, operators: as given to
+      cells, blocks_per_cell, operators: as given to
         `one_shot_supernet` (the training config's `space_kwargs`).
 
     Returns:
@@ -205,9 +206,8 @@ def operator_choices(architecture, aggregator="concat", cells=8, blocks_per_cell
 
     Example::
 
-        operator_choices(figs_tf.export_architecture(search), "add", cells=2, blocks_per_cell=2)
+        operator_choices(figs_tf.export_architecture(search), cells=2, blocks_per_cell=2)
     """
-    del aggregator  # both aggregators name their layers alike
     choices = {}
     for cell in range(cells):
         for block in range(blocks_per_cell):
