@@ -26,7 +26,29 @@ def data_format_axes(call):
             [data_format_axis(layer, len(t.shape)) for t in call.output_tensors])
 
 
-class ChannelProducer(LayerHandler):
+class BiasedWindows:
+    """What a kernel-and-bias layer does to a constant (dead-branch folding, figs_tf.branches).
+
+    Mixed into the handlers of convolutions and Dense layers: on a zero input
+    the output is the bias (through the activation) everywhere, and a linear
+    one with a bias absorbs a constant shift of its output in that bias.
+    """
+
+    def uniform_output(self, call, in_uniform, in_zero):
+        return all(in_zero) or (all(in_uniform) and self.reads_padding_free_windows(call.layer))
+
+    def reads_padding_free_windows(self, layer):
+        """True if every output position sees a window of real input positions (no padding)."""
+        return all(k == 1 for k in layer.kernel_size) or layer.padding == "valid"
+
+    def can_absorb_output_shift(self, call):
+        return bool(call.layer.use_bias) and activation_name(call.layer.activation) == "linear"
+
+    def absorb_output_shift(self, call, weights, shift):
+        return weights[:-1] + [weights[-1] + shift]  # the bias is the last weight
+
+
+class ChannelProducer(BiasedWindows, LayerHandler):
     """A layer whose output channels each read every input channel: its output is a new group.
 
     Subclasses say how many channels the layer makes (`width_key`), what its
@@ -83,20 +105,6 @@ class ChannelProducer(LayerHandler):
         """L1 norm of each output channel's kernel slice (channel selection without gates)."""
         kernel = np.abs(to_numpy(layer.kernel))
         return kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
-
-    def uniform_output(self, call, in_uniform, in_zero):
-        # On a zero input the output is the bias (through the activation) everywhere.
-        return all(in_zero) or (all(in_uniform) and self.reads_padding_free_windows(call.layer))
-
-    def reads_padding_free_windows(self, layer):
-        """True if every output position sees a window of real input positions (no padding)."""
-        return all(k == 1 for k in layer.kernel_size) or layer.padding == "valid"
-
-    def can_absorb_output_shift(self, call):
-        return bool(call.layer.use_bias) and activation_name(call.layer.activation) == "linear"
-
-    def absorb_output_shift(self, call, weights, shift):
-        return weights[:-1] + [weights[-1] + shift]  # the bias is the last weight
 
 
 class ConvHandler(ChannelProducer):
@@ -198,7 +206,7 @@ class ConvTransposeHandler(ChannelProducer):
         return kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
 
 
-class DepthwiseConvHandler(LayerHandler):
+class DepthwiseConvHandler(BiasedWindows, LayerHandler):
     """DepthwiseConv1D/2D: each input channel owns `depth_multiplier` outputs."""
 
     def channel_axes(self, call, in_axes):
@@ -236,14 +244,3 @@ class DepthwiseConvHandler(LayerHandler):
         if layer.use_bias:
             weights.append(to_numpy(layer.bias)[kept_out[0]])
         return clone_layer(layer), weights
-
-    def uniform_output(self, call, in_uniform, in_zero):
-        layer = call.layer
-        padding_free = all(k == 1 for k in layer.kernel_size) or layer.padding == "valid"
-        return all(in_zero) or (all(in_uniform) and padding_free)
-
-    def can_absorb_output_shift(self, call):
-        return bool(call.layer.use_bias) and activation_name(call.layer.activation) == "linear"
-
-    def absorb_output_shift(self, call, weights, shift):
-        return weights[:-1] + [weights[-1] + shift]
