@@ -291,20 +291,17 @@ def weight_channel_dim(weight_shape, tensor_shape, axis, channels):
     return None
 
 
-def per_channel_weight_terms(layer, channel_set, tensor_shape=None, axis=-1):
-    """Weights that run along the channel axis scale with the alive channels (`weight_channel_dim`).
+def per_channel_weight_terms(layer, channel_set, channel_dim):
+    """Parameter terms of a layer whose weights run along the channel axis or are constant.
 
-    Without `tensor_shape`, a weight's last dimension indexes the channels.
+    `channel_dim(weight)`: the dimension of the weight that indexes the
+    channels, or None (a weight that does not scale with them).
     """
     channels = num_channels(channel_set)
     per_channel, constant = 0, 0
     for weight in layer.weights:
         size = math.prod(weight.shape)
-        if tensor_shape is None:
-            dim = len(weight.shape) - 1 if len(weight.shape) and weight.shape[-1] == channels else None
-        else:
-            dim = weight_channel_dim(tuple(weight.shape), tuple(tensor_shape), axis % len(tensor_shape), channels)
-        if dim is not None:
+        if channel_dim(weight) is not None:
             per_channel += size // channels
         else:
             constant += size

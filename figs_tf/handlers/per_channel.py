@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from figs_tf.channel_sets import num_channels
 from figs_tf.handlers.base import (CHANNEL_MIXING_ACTIVATIONS, ZERO_PRESERVING_ACTIVATIONS, LayerHandler,
                                    UnsupportedLayerError, activation_name, clone_layer, data_format_axis,
                                    following_axes, per_channel_weight_terms, weight_channel_dim)
@@ -60,7 +61,10 @@ class PerChannel(LayerHandler):
         return in_dirty[0] or not self._preserves_zero(call.layer)
 
     def param_terms(self, call, in_sets, out_sets):
-        return per_channel_weight_terms(call.layer, in_sets[0], call.input_tensors[0].shape, call.read_axes[0])
+        shape, channels = tuple(call.input_tensors[0].shape), num_channels(in_sets[0])
+        axis = call.read_axes[0] % len(shape)
+        return per_channel_weight_terms(call.layer, in_sets[0],
+                                        lambda w: weight_channel_dim(tuple(w.shape), shape, axis, channels))
 
     def uniform_output(self, call, in_uniform, in_zero):
         return self.keeps_uniform and all(in_uniform)

@@ -26,8 +26,7 @@ inference then computes what the slimmed model computes.
 import keras
 import numpy as np
 
-from figs_tf.channel_sets import num_channels
-from figs_tf.handlers.base import Term, clone_layer, following_axes
+from figs_tf.handlers.base import clone_layer, following_axes, per_channel_weight_terms
 from figs_tf.handlers.per_channel import ChannelMixing, PerChannel
 
 
@@ -154,21 +153,7 @@ class NormalizationHandler(PerChannel):
         return aligned.index(call.read_axes[0]) if call.read_axes[0] in aligned else None
 
     def param_terms(self, call, in_sets, out_sets):
-        layer = call.layer
-        channels = num_channels(in_sets[0])
-        per_channel, constant = 0, 0
-        for weight in layer.weights:
-            size = int(np.prod(weight.shape))
-            if self._channel_dim(call, len(weight.shape)) is not None:
-                per_channel += size // channels
-            else:
-                constant += size
-        terms = []
-        if per_channel:
-            terms.append(Term(per_channel, (in_sets[0],)))
-        if constant:
-            terms.append(Term(constant, ()))
-        return terms
+        return per_channel_weight_terms(call.layer, in_sets[0], lambda w: self._channel_dim(call, len(w.shape)))
 
     def slim(self, call, kept_in, kept_out):
         layer = call.layer
