@@ -50,7 +50,6 @@ removable inputs, travels in `keep_one_sets` next to the keep-one sets.
 import collections
 import dataclasses
 import heapq
-import inspect
 import os
 
 import keras
@@ -398,13 +397,6 @@ def _zeros_like(tensor):
     return np.zeros(shape, dtype=np.float32)
 
 
-def _takes_training(layer):
-    try:
-        return "training" in inspect.signature(layer.call).parameters
-    except (TypeError, ValueError, AttributeError):
-        return False
-
-
 def branch_constant(graph, branch, kept_channels):
     """What a dead branch adds to its sum: one value per kept channel of the summand.
 
@@ -423,7 +415,7 @@ def branch_constant(graph, branch, kept_channels):
             if key not in values:  # read from outside the branch: a dead branch ignores it
                 values[key] = _zeros_like(tensor)
         args, kwargs = call.call_arguments(values)
-        if isinstance(call.layer, keras.layers.Layer) and _takes_training(call.layer):
+        if isinstance(call.layer, keras.layers.Layer):  # Keras drops it for a call() without `training`
             kwargs = dict(kwargs, training=False)
         outputs = keras.tree.flatten(call.layer(*args, **kwargs))
         for key, output in zip(call.output_keys, outputs):
