@@ -137,16 +137,23 @@ def _key(scope, tensor, aliases):
 def _inline_equivalent(equivalent, call, scope, aliases, calls, expand):
     """Inlines the functional equivalent of an expanded layer call in its place."""
     inner_scope = scope + (len(calls), call.name)
-    inner_aliases = dict(aliases)
     distinct_keys = list(dict.fromkeys(call.input_keys))
     if len(equivalent.inputs) != len(distinct_keys) or len(equivalent.outputs) != len(call.output_keys):
         raise GraphError(f"The functional equivalent of '{call.name}' has {len(equivalent.inputs)} inputs and "
                          f"{len(equivalent.outputs)} outputs; the call reads {len(distinct_keys)} distinct tensors "
                          f"and makes {len(call.output_keys)}.")
-    for inner_input, outer_key in zip(equivalent.inputs, distinct_keys):
+    _inline_call(equivalent, distinct_keys, call.output_tensors, scope, inner_scope, aliases, calls, expand,
+                 f"{call.name}.")
+
+
+def _inline_call(functional, input_keys, outer_outputs, scope, inner_scope, aliases, calls, expand, prefix):
+    """Inlines a call of `functional` (a nested model, an expanded layer's equivalent) in its place:
+    its inputs stand for `input_keys`, the call's outputs in `scope` for its outputs."""
+    inner_aliases = dict(aliases)
+    for inner_input, outer_key in zip(functional.inputs, input_keys):
         inner_aliases[(inner_scope, id(inner_input))] = outer_key
-    inner_outputs = _inline(equivalent, inner_scope, inner_aliases, calls, expand, f"{call.name}.")
-    for outer_output, inner_key in zip(call.output_tensors, inner_outputs):
+    inner_outputs = _inline(functional, inner_scope, inner_aliases, calls, expand, prefix)
+    for outer_output, inner_key in zip(outer_outputs, inner_outputs):
         aliases[(scope, id(outer_output))] = inner_key
 
 
@@ -164,18 +171,12 @@ def _inline(functional, scope, aliases, calls, expand, prefix):
             op = node.operation
             if is_nested_model(op):
                 inner = _functional_of(op)
-                inner_scope = scope + (len(calls), op.name)
-                inner_aliases = dict(aliases)
-                inner_inputs = inner.inputs
-                if len(inner_inputs) != len(input_keys):
+                if len(inner.inputs) != len(input_keys):
                     raise GraphError(
                             f"Nested model '{op.name}' is called with {len(input_keys)} "
-                            f"tensors but has {len(inner_inputs)} inputs.")
-                for inner_input, outer_key in zip(inner_inputs, input_keys):
-                    inner_aliases[(inner_scope, id(inner_input))] = outer_key
-                inner_outputs = _inline(inner, inner_scope, inner_aliases, calls, expand, prefix)
-                for outer_output, inner_key in zip(node.outputs, inner_outputs):
-                    aliases[(scope, id(outer_output))] = inner_key
+                            f"tensors but has {len(inner.inputs)} inputs.")
+                _inline_call(inner, input_keys, node.outputs, scope, scope + (len(calls), op.name), aliases, calls,
+                             expand, prefix)
                 continue
             call = LayerCall(
                     layer=op,
