@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by launch/local.sh, launch/gpu.sh and launch/tpu_vm.sh (sourced, not run):
 # quoting for display, argument checks, the run name, the Python checks and the
 # binaries' arguments. The caller sets SCRIPT (its name, for messages) first.
@@ -36,6 +37,7 @@ phase_module() {  # phase_module search -> figs_tf.train.search
 }
 
 phases_for() {  # phases_for ONLY -> sets PHASES (search retrain, or the one asked for)
+  # shellcheck disable=SC2034  # PHASES is the callers'
   case "$1" in
     "") PHASES=(search retrain) ;;
     search|retrain) PHASES=("$1") ;;
@@ -68,6 +70,7 @@ check_config_file() {  # check_config_file CONFIG DRY_RUN
 }
 
 missing_python_modules() {  # prints the required modules that $PYTHON cannot find
+  # shellcheck disable=SC2086  # one argument per module name
   "$PYTHON" - $REQUIRED_MODULES <<'PY'
 import importlib.util, sys
 print(" ".join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))
@@ -81,4 +84,42 @@ binary_args() {  # binary_args CONFIG WORKDIR [MORE ARGS...] -> sets ARGS
   ARGS+=("--workdir=$2")
   shift 2
   ARGS+=("$@")
+}
+
+# Datasets that tfds cannot download: they must be prepared by hand (WORKSPACE.md, "Preparing data").
+MANUAL_DATASETS="imagenet2012"
+
+run_dataset() {  # run_dataset CONFIG ARGS... -> the dataset the run reads (a --config.dataset= override wins)
+  local config=$1 arg dataset=""
+  shift
+  for arg in "$@"; do
+    case "$arg" in --config.dataset=*) dataset=${arg#*=} ;; esac
+  done
+  if [ -z "$dataset" ] && [ -n "$config" ] && [ -f "${config%%:*}" ]; then
+    # The ImageNet configs call default_config.paper_imagenet (or name the dataset); reading
+    # the file is enough and imports nothing (loading the config would import TensorFlow).
+    if grep -qE 'paper_imagenet|imagenet2012' "${config%%:*}"; then dataset=imagenet2012; fi
+  fi
+  printf '%s' "$dataset"
+}
+
+has_data_dir() {  # has_data_dir ARGS... -> status 0 when a --config.data_dir= is passed
+  local arg
+  for arg in "$@"; do
+    case "$arg" in --config.data_dir=*) return 0 ;; esac
+  done
+  return 1
+}
+
+# Prints why a run of a manually prepared dataset without data_dir will fail, or nothing.
+# The local default (tfds's data_dir) counts when the dataset is there.
+manual_dataset_warning() {  # manual_dataset_warning LOCAL(0|1) CONFIG ARGS...
+  local local_default=$1 config=$2 dataset
+  shift 2
+  dataset=$(run_dataset "$config" "$@")
+  case " $MANUAL_DATASETS " in *" $dataset "*) ;; *) return 0 ;; esac
+  if has_data_dir "$@"; then return 0; fi
+  if [ "$local_default" = 1 ] && [ -d "${TFDS_DATA_DIR:-$HOME/tensorflow_datasets}/$dataset" ]; then return 0; fi
+  echo "$dataset needs a data_dir: tfds cannot download it, so the run fails when it reads the data. Prepare it" \
+       "once (WORKSPACE.md, \"Preparing data\") and pass --config.data_dir=DIR (gs://BUCKET/tensorflow_datasets on TPUs)."
 }

@@ -62,13 +62,15 @@ Options:
                             (<workdir>/launch.log, or runs/<name>.launch.log for
                             gs:// workdirs); the shell can then be closed.
   --only search|retrain     run one phase only.
-  --skip-gpu-check          do not refuse to start when TensorFlow sees no GPU.
+  --skip-gpu-check          do not refuse to start when the backend (TensorFlow
+                            or JAX) sees no GPU or cannot be imported.
   --dry-run                 print what would run and stop.
   -h, --help                this message.
 
 Environment: PYTHON (default python3).
-Installs nothing, except `pip install -e <repo>` when figs_tf or one of its
-dependencies cannot be imported (it says so first). TensorFlow needs the CUDA
+Installs nothing, except `pip install -e <repo>` (`-e <repo>[jax]` on the JAX
+backend) when figs_tf or one of its dependencies (JAX on the JAX backend)
+cannot be imported (it says so first). TensorFlow needs the CUDA
 libraries to see GPUs: `pip install 'tensorflow[and-cuda]'` provides them.
 EOF
 }
@@ -155,6 +157,11 @@ if [ "$NUM_PROCESSES" -gt 1 ]; then
 fi
 BACKEND=${BACKEND:-tensorflow}
 case "$BACKEND" in tensorflow|jax) export KERAS_BACKEND=$BACKEND ;; *) die "--backend takes tensorflow or jax, not '$BACKEND'" ;; esac
+INSTALL_TARGET=$REPO
+if [ "$BACKEND" = jax ]; then
+  REQUIRED_MODULES+=" jax"
+  INSTALL_TARGET="${REPO}[jax]"  # setup.py's jax extra
+fi
 
 NAME=${NAME:-$(default_run_name "$CONFIG")}
 WORKDIR=${WORKDIR:-runs/$NAME}
@@ -185,6 +192,8 @@ if [ "$IN_BACKGROUND" = 0 ]; then
     echo "   processes: this is $PROCESS_ID of $NUM_PROCESSES, coordinator $COORDINATOR"
   fi
   if [ "$BACKGROUND" = 1 ]; then echo "   log:      $LOG (nohup)"; fi
+  data_warning=$(manual_dataset_warning 1 "$CONFIG" "${ARGS[@]}")
+  if [ -n "$data_warning" ]; then echo "   warning:  $data_warning"; fi
 fi
 
 missing=$(missing_python_modules)
@@ -193,8 +202,8 @@ if [ "$IN_BACKGROUND" = 0 ]; then
   echo
   echo "The commands:"
   if [ -n "$missing" ]; then
-    echo "# figs_tf is not importable here (missing: $missing): installing the repository first"
-    show "$PYTHON" -m pip install -e "$REPO"
+    echo "# not importable here (missing: $missing): installing the repository first"
+    show "$PYTHON" -m pip install -e "$INSTALL_TARGET"
   fi
   if [ "$BACKGROUND" = 1 ]; then
     echo "# under nohup, output appended to $LOG:"
@@ -212,28 +221,34 @@ fi
 
 if [ -n "$missing" ]; then
   echo
-  echo "== pip install -e $REPO"
-  "$PYTHON" -m pip install -e "$REPO"
+  echo "== pip install -e $INSTALL_TARGET"
+  "$PYTHON" -m pip install -e "$INSTALL_TARGET"
 fi
 
 if [ "$GPU_CHECK" = 1 ] && [ "$IN_BACKGROUND" = 0 ]; then
   if [ "$KERAS_BACKEND" = jax ]; then
     engine=JAX
-    gpus=$("$PYTHON" -c 'import jax; print(len([d for d in jax.local_devices() if d.platform == "gpu"]))' \
-           2>/dev/null | tail -n 1) || gpus="?"
+    probe='import jax; print(len([d for d in jax.local_devices() if d.platform == "gpu"]))'
     install="pip install 'jax[cuda12]'"
   else
     engine=TensorFlow
-    gpus=$("$PYTHON" -c 'import tensorflow as tf; print(len(tf.config.list_physical_devices("GPU")))' 2>/dev/null \
-           | tail -n 1) || gpus="?"
+    probe='import tensorflow as tf; print(len(tf.config.list_physical_devices("GPU")))'
     install="pip install 'tensorflow[and-cuda]'"
   fi
+  probe_errors=$(mktemp "${TMPDIR:-/tmp}/figs_gpu_check.XXXXXX")
+  status=0
+  gpus=$("$PYTHON" -c "$probe" 2>"$probe_errors" | tail -n 1) || status=$?
+  error=$(grep -E '^[A-Za-z_.]*(Error|Exception)' "$probe_errors" | tail -n 1 || true)
+  rm -f "$probe_errors"
+  if [ "$status" != 0 ] || ! [[ "$gpus" =~ ^[0-9]+$ ]]; then
+    die "$engine cannot be imported by $PYTHON${error:+ ($error)}, so it cannot use the GPUs." \
+        "Install it ($install), or pass --skip-gpu-check."
+  fi
   echo
-  echo "   $engine sees ${gpus} GPU(s)"
+  echo "   $engine sees $gpus GPU(s)"
   if [ "$gpus" = 0 ]; then
-    echo "gpu.sh: $engine sees no GPU, so this would train on the CPU. Install the CUDA libraries" >&2
-    echo "        ($install), check CUDA_VISIBLE_DEVICES, or pass --skip-gpu-check." >&2
-    exit 1
+    die "$engine sees no GPU, so this would train on the CPU. Install the CUDA libraries ($install)," \
+        "check CUDA_VISIBLE_DEVICES, or pass --skip-gpu-check."
   fi
 fi
 

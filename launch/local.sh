@@ -46,8 +46,10 @@ Options:
 
 Environment: PYTHON (default python3), KERAS_BACKEND (jax with --processes > 1),
 STOP_GRACE (seconds the other processes get to stop after one failed; 10).
-Installs nothing, except `pip install -e <repo>` when figs_tf or one of its
-dependencies cannot be imported (it says so first).
+Installs nothing, except `pip install -e <repo>` (`-e <repo>[jax]` with
+--processes > 1) when figs_tf or one of its dependencies (JAX with --processes
+> 1) cannot be imported (it says so first). Each phase prints the exact
+commands it starts, KERAS_BACKEND=jax included: they run as printed.
 EOF
 }
 
@@ -89,12 +91,17 @@ phases_for "$ONLY"
 case "$PROCESSES" in
   ''|*[!0-9]*|0) die "--processes takes a positive number, not '$PROCESSES'" ;;
 esac
+INSTALL_TARGET=$REPO
+ENV_PREFIX=()  # what the printed commands set in front (the processes inherit it from this script)
 if [ "$PROCESSES" -gt 1 ]; then
   export KERAS_BACKEND=${KERAS_BACKEND:-jax}
   if [ "$KERAS_BACKEND" != jax ]; then
     die "--processes $PROCESSES needs KERAS_BACKEND=jax (several processes train on the JAX backend; the" \
         "TensorFlow backend refuses MultiWorkerMirroredStrategy), not '$KERAS_BACKEND'"
   fi
+  REQUIRED_MODULES+=" jax"
+  INSTALL_TARGET="${REPO}[jax]"  # setup.py's jax extra
+  ENV_PREFIX=("KERAS_BACKEND=$KERAS_BACKEND")
 fi
 NAME=${NAME:-$(default_run_name "$CONFIG")}
 WORKDIR=${WORKDIR:-runs/$NAME}
@@ -102,6 +109,7 @@ require_python
 check_config_file "$CONFIG" "$DRY_RUN"
 binary_args "$CONFIG" "$WORKDIR" ${EXTRA[@]+"${EXTRA[@]}"}
 missing=$(missing_python_modules)
+data_warning=$(manual_dataset_warning 1 "$CONFIG" "${ARGS[@]}")
 
 echo "== FiGS local run"
 echo "   config:  ${CONFIG:-embedded default (figs_tf/train/default_config.py)}"
@@ -110,6 +118,7 @@ echo "   python:  $(command -v "$PYTHON")"
 if [ "$PROCESSES" -gt 1 ]; then
   echo "   processes: $PROCESSES on this machine, KERAS_BACKEND=$KERAS_BACKEND, coordinator on a free 127.0.0.1 port"
 fi
+if [ -n "$data_warning" ]; then echo "   warning: $data_warning"; fi
 for phase in "${PHASES[@]}"; do
   case "$WORKDIR" in
     *://*) ;;  # not looked into: the binaries say whether they resume
@@ -130,24 +139,26 @@ process_args() {  # process_args PORT I -> the flags that make this process I of
     printf '%s\n' "--coordinator_address=127.0.0.1:$1" "--num_processes=$PROCESSES" "--process_id=$2"
   fi
 }
-show_phase() {  # show_phase PHASE PORT: the command of every process
+show_phase() {  # show_phase PHASE PORT: the command of every process, as it runs
   local i
   for ((i = 0; i < PROCESSES; i++)); do
     mapfile -t extra < <(process_args "$2" "$i")
-    show "$PYTHON" -m "$(phase_module "$1")" "${ARGS[@]}" ${extra[@]+"${extra[@]}"}
+    show ${ENV_PREFIX[@]+"${ENV_PREFIX[@]}"} "$PYTHON" -m "$(phase_module "$1")" "${ARGS[@]}" \
+      ${extra[@]+"${extra[@]}"}
   done
 }
 
 echo
 echo "The commands:"
 if [ -n "$missing" ]; then
-  echo "# figs_tf is not importable here (missing: $missing): installing the repository first"
-  show "$PYTHON" -m pip install -e "$REPO"
+  echo "# not importable here (missing: $missing): installing the repository first"
+  show "$PYTHON" -m pip install -e "$INSTALL_TARGET"
 fi
 PORT=""
 if [ "$PROCESSES" -gt 1 ]; then
   PORT=$(free_port)
-  echo "# each phase: these $PROCESSES processes at once (KERAS_BACKEND=$KERAS_BACKEND; the port is chosen anew per phase)"
+  echo "# each phase: these $PROCESSES processes at once, each in its own shell (a free port is chosen again"
+  echo "#   when the phase starts, and the phase prints its commands then)"
 fi
 for phase in "${PHASES[@]}"; do
   show_phase "$phase" "$PORT"
@@ -161,8 +172,8 @@ fi
 
 if [ -n "$missing" ]; then
   echo
-  echo "== pip install -e $REPO"
-  "$PYTHON" -m pip install -e "$REPO"
+  echo "== pip install -e $INSTALL_TARGET"
+  "$PYTHON" -m pip install -e "$INSTALL_TARGET"
 fi
 
 PIDS=()
@@ -189,6 +200,7 @@ run_phase() {  # run_phase PHASE: one process, or PROCESSES of them; returns the
   fi
   local port
   port=$(free_port)
+  show_phase "$phase" "$port"
   PIDS=()
   for ((i = 0; i < PROCESSES; i++)); do
     mapfile -t extra < <(process_args "$port" "$i")

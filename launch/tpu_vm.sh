@@ -30,10 +30,10 @@
 #   KERAS_BACKEND=jax, one process per host, joined by JAX through the TPU
 #   metadata (--num_processes=auto): the model is replicated on every TPU core,
 #   each host reads its own share of the data and of every batch, worker 0
-#   writes the workdir. The image is a plain TPU VM (VERSION default
-#   tpu-ubuntu2204-base; v2-alpha-tpuv5-lite for v5e, v2-alpha-tpuv6e for v6e),
-#   `copy` installs jax[tpu] and figs_tf with pip. This is Keras 3's own
-#   multi-host route, the one its TPU CI runs.
+#   writes the workdir. The image is a plain TPU VM chosen from the
+#   accelerator's generation (see jax_image below), `copy` installs jax[tpu]
+#   and figs_tf with pip. This is Keras 3's own multi-host route, the one its
+#   TPU CI runs.
 # Every host reads its share of the data and the checkpoints go through GCS,
 # so WORKDIR and DATA_DIR must be gs:// on multi-host slices.
 # - Resuming: the binaries resume from the checkpoint in WORKDIR. After a
@@ -79,8 +79,10 @@ Options (or environment variables of the same name in capitals):
                                      of this script
   --version VERSION     VERSION      TPU software version (default: tensorflow
                                      tpu-vm-tf-$TF_VERSION-pjrt, -pod-pjrt on pods,
-                                     TF_VERSION default 2.18.0, see below; jax
-                                     tpu-ubuntu2204-base)
+                                     TF_VERSION default 2.18.0; jax by generation:
+                                     v2/v3/v4 tpu-ubuntu2204-base, v5e (v5litepod)
+                                     v2-alpha-tpuv5-lite, v5p v2-alpha-tpuv5, v6e
+                                     v2-alpha-tpuv6e)
   --config PATH[:VAR]   CONFIG       config file, relative to the repository
                                      (default: the embedded default config)
   --workdir DIR         WORKDIR      gs://BUCKET/RUN (required for run and logs)
@@ -104,13 +106,26 @@ EOF
 }
 
 # --- settings -----------------------------------------------------------------
-# The TPU software version must carry TensorFlow (tpu-vm-tf-X.Y.Z[-pod]-pjrt;
-# "-pod" for multi-host slices). List what a zone offers with
+# TPU software versions (images), from Google's table "TPU software versions"
+# (https://cloud.google.com/tpu/docs/runtimes, read 2026-12 through its copies of
+# 2025-08/09):
+# - PyTorch and JAX: v6e (Trillium) v2-alpha-tpuv6e, v5p v2-alpha-tpuv5,
+#   v5e v2-alpha-tpuv5-lite, v4 and older tpu-ubuntu2204-base (jax_image below).
+# - TensorFlow: tpu-vm-tf-x.y.z[-pod][-pjrt], the same names on every
+#   generation (v5e, v5p and v6e need TF >= 2.15 with -pjrt). The newest
+#   TensorFlow in the table is 2.18.0 (libtpu 1.12.0); 2.17.1, 2.17.0, 2.16.2,
+#   2.16.1, 2.15.x follow. The registry's tensorflow-tpu wheels go to 2.20.0
+#   (2.16.1 ... 2.18.0, 2.19.1, 2.20.0), none for 2.21, so TF 2.18.0 is the
+#   newest version with both an image and a wheel.
+# - Keras: TF 2.18 installs any Keras >= 3.5, and setup.py asks for >= 3.7.
+#   Keras's own CI ran against TF 2.18 from Keras 3.7.0 to 3.12.x
+#   (tensorflow-cpu~=2.18 in its requirements.txt) and against 2.20 from 3.13,
+#   so on a tpu-vm-tf-2.18 image `copy` installs keras>=3.7,<3.13, not the
+#   newest Keras (keras_for_tf below). figs_tf itself is developed on TF 2.21 /
+#   Keras 3.15 and has not run on a TPU.
+# List what a zone offers with
 #   gcloud compute tpus tpu-vm versions list --zone=$ZONE
-# and pick the newest tpu-vm-tf-* (figs_tf needs TensorFlow >= 2.16 with
-# Keras 3 >= 3.5, and was developed on TF 2.21 / Keras 3.15; check that the
-# version you pick satisfies setup.py). `copy` keeps the image's TensorFlow:
-# the PyPI wheel has no TPU support.
+# `copy` keeps the image's TensorFlow: the PyPI tensorflow wheel has no TPU support.
 TF_VERSION=${TF_VERSION:-2.18.0}
 TPU_NAME=${TPU_NAME:-figs-tpu}
 ZONE=${ZONE:-}
@@ -139,6 +154,24 @@ SCRIPT=tpu_vm.sh
 # shellcheck source=launch/common.sh
 . "$REPO/launch/common.sh"
 
+# The image for the JAX backend, by TPU generation (the table above).
+jax_image() {  # jax_image ACCELERATOR -> the TPU software version, or nothing for an unknown type
+  case "$1" in
+    v6e-*) echo v2-alpha-tpuv6e ;;
+    v5p-*) echo v2-alpha-tpuv5 ;;
+    v5litepod-*|v5e-*) echo v2-alpha-tpuv5-lite ;;
+    v2-*|v3-*|v4-*) echo tpu-ubuntu2204-base ;;
+  esac
+}
+
+# The Keras releases whose own CI ran on a TensorFlow minor version (the table above).
+keras_for_tf() {  # keras_for_tf 2.18.0 -> keras>=3.7,<3.13; nothing when unknown
+  case "$1" in
+    2.18.*) echo "keras>=3.7,<3.13" ;;
+    2.20.*) echo "keras>=3.13" ;;
+  esac
+}
+
 run() {  # prints a command, then runs it unless --dry-run
   show "$@"
   if [ "$DRY_RUN" = 0 ]; then "$@"; fi
@@ -158,16 +191,26 @@ on_vm_install() {  # on_vm_install BACKEND; cwd: the copied repository
     return
   fi
   if "$py" -c 'import tensorflow' >/dev/null 2>&1; then
-    echo "[$(hostname)] keeping the image's TensorFlow $("$py" -c 'import tensorflow as tf; print(tf.__version__)' 2>/dev/null)"
+    local tf_version keras
+    tf_version=$("$py" -c 'import tensorflow as tf; print(tf.__version__)' 2>/dev/null)
+    keras=$(keras_for_tf "$tf_version")
+    echo "[$(hostname)] keeping the image's TensorFlow $tf_version${keras:+, with $keras (the Keras releases tested on it)}"
+    if [ -z "$keras" ]; then
+      echo "[$(hostname)] warning: no known Keras range for TensorFlow $tf_version: pip picks the newest Keras"
+    fi
     # setup.py's requirements without tensorflow, so pip cannot replace the
-    # TPU build of TensorFlow with the PyPI wheel.
-    requirements=$("$py" - <<'PY'
-import re, setuptools
+    # TPU build of TensorFlow with the PyPI wheel, and with Keras held to
+    # the releases tested on this TensorFlow.
+    requirements=$(KERAS_REQUIREMENT="$keras" "$py" - <<'PY'
+import os, re, setuptools
 captured = {}
 setuptools.setup = lambda **kwargs: captured.update(kwargs)
 exec(open("setup.py", encoding="utf-8").read())
-print("\n".join(r for r in captured["install_requires"]
-                if re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0] not in ("tensorflow", "tensorflow-cpu")))
+keras = os.environ.get("KERAS_REQUIREMENT")
+for requirement in captured["install_requires"]:
+    name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]
+    if name not in ("tensorflow", "tensorflow-cpu"):
+        print(keras if keras and name == "keras" else requirement)
 PY
 )
     mapfile -t requirements <<<"$requirements"
@@ -294,7 +337,10 @@ if [ -z "$BACKEND" ]; then
 fi
 case "$BACKEND" in tensorflow|jax) ;; *) die "--backend takes tensorflow or jax, not '$BACKEND'" ;; esac
 if [ -z "$VERSION" ]; then
-  if [ "$BACKEND" = jax ]; then VERSION="tpu-ubuntu2204-base"
+  if [ "$BACKEND" = jax ]; then
+    VERSION=$(jax_image "$ACCELERATOR")
+    [ -n "$VERSION" ] || die "no known JAX image for ACCELERATOR=$ACCELERATOR (v2-v4, v5litepod, v5p, v6e are):" \
+                             "pass --version (gcloud compute tpus tpu-vm versions list --zone=ZONE)"
   elif [ "$MULTI_HOST" = 1 ]; then VERSION="tpu-vm-tf-$TF_VERSION-pod-pjrt"
   else VERSION="tpu-vm-tf-$TF_VERSION-pjrt"; fi
 fi
@@ -435,6 +481,12 @@ cmd_run() {
   if [ -n "$DATA_DIR" ]; then args+=("--config.data_dir=$DATA_DIR"); fi
   if [ "$mode" = jax ] && [ "$MULTI_HOST" = 1 ]; then args+=("--num_processes=auto"); fi
   args+=(${EXTRA[@]+"${EXTRA[@]}"})
+  local data_warning
+  data_warning=$(cd "$REPO" && manual_dataset_warning 0 "$CONFIG" "${args[@]}")
+  if [ -n "$data_warning" ]; then
+    if [ "$DRY_RUN" = 0 ]; then die "$data_warning With this script: --data-dir DIR."; fi
+    echo "# warning: $data_warning With this script: --data-dir DIR."
+  fi
   if [ "$mode" = jax ]; then
     echo "# on every worker, in ~/$REMOTE_DIR, in the background (log ~/$REMOTE_LOGS/$name.log on each;"
     echo "#   worker 0's has the results):"

@@ -130,3 +130,131 @@ def test_bad_process_arguments_are_named(script, args, env, message):
     result = launch(script, *args, env=env)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+# Google's table "TPU software versions" (cloud.google.com/tpu/docs/runtimes): JAX images by
+# generation; TensorFlow images are tpu-vm-tf-<version>[-pod]-pjrt on every generation.
+@pytest.mark.parametrize("accelerator, backend, image", [
+    ("v4-8", "", "tpu-vm-tf-2.18.0-pjrt"),  # one host: TensorFlow by default
+    ("v4-8", "jax", "tpu-ubuntu2204-base"),
+    ("v5litepod-16", "", "v2-alpha-tpuv5-lite"),  # two hosts: JAX by default
+    ("v5litepod-16", "tensorflow", "tpu-vm-tf-2.18.0-pod-pjrt"),
+    ("v5p-8", "", "tpu-vm-tf-2.18.0-pjrt"),
+    ("v5p-8", "jax", "v2-alpha-tpuv5"),
+    ("v6e-8", "", "tpu-vm-tf-2.18.0-pjrt"),
+    ("v6e-8", "jax", "v2-alpha-tpuv6e"),
+])
+def test_tpu_vm_create_names_the_image_of_the_generation(accelerator, backend, image):
+    env = {"ACCELERATOR": accelerator, "BACKEND": backend, "VERSION": "", "TF_VERSION": ""}
+    for command in ("create", "create --queued"):
+        result = launch("tpu_vm.sh", *command.split(), "--dry-run", "--zone=z", env=env)
+        assert result.returncode == 0, result.stderr
+        create = [l for l in result.stdout.splitlines() if l.startswith("+ gcloud") and " create " in l]
+        assert len(create) == 1
+        flag = "--runtime-version=" if "--queued" in command else "--version="
+        assert f" {flag}{image}" in create[0] + " ", create[0]
+
+
+def test_tpu_vm_refuses_to_guess_the_jax_image_of_an_unknown_accelerator():
+    result = launch("tpu_vm.sh", "create", "--dry-run", "--zone=z", "--backend=jax", "--accelerator=v9x-8",
+                    env={"VERSION": ""})
+    assert result.returncode == 2 and "no known JAX image for ACCELERATOR=v9x-8" in result.stderr
+    given = launch("tpu_vm.sh", "create", "--dry-run", "--zone=z", "--backend=jax", "--accelerator=v9x-8",
+                   "--version=my-image")
+    assert given.returncode == 0 and "--version=my-image" in given.stdout
+
+
+def _fake_python(tmp_path, tf_version):
+    """A python3 that runs real Python, but has a TF `tf_version` image and records pip instead of running it."""
+    script = tmp_path / "python3"
+    script.write_text(f"""#!/bin/bash
+if [ "$1" = -m ] && [ "$2" = pip ]; then echo "PIP ${{*:3}}"; exit 0; fi
+if [ "$1" = -c ]; then
+  case "$2" in
+    'import tensorflow') exit 0 ;;
+    *'print(tf.__version__)'*) echo {tf_version}; exit 0 ;;
+    *figs_tf*) echo "[figs_tf ok]"; exit 0 ;;
+  esac
+fi
+exec {shutil.which("python3")} "$@"
+""")
+    script.chmod(0o755)
+    return str(script)
+
+
+@pytest.mark.parametrize("tf_version, keras", [("2.18.0", "keras>=3.7,<3.13"), ("2.21.0", "keras>=3.7")])
+def test_tpu_vm_install_keeps_the_image_tensorflow_and_holds_keras_to_what_its_ci_ran(tmp_path, tf_version, keras):
+    result = launch("tpu_vm.sh", "on-vm-install", "tensorflow", env={"PYTHON": _fake_python(tmp_path, tf_version)})
+    assert result.returncode == 0, result.stderr
+    installs = [l.split()[1:] for l in result.stdout.splitlines() if l.startswith("PIP ")]
+    assert installs[0] == ["install", "--no-deps", "-e", "."]
+    requirements = installs[1][1:]
+    assert keras in requirements  # 2.21: no known range, setup.py's own requirement (and a warning)
+    assert not any(r.startswith(("keras", "tensorflow")) and r != keras and not r.startswith("tensorflow-datasets")
+                   for r in requirements), requirements
+    assert ("warning: no known Keras range" in result.stdout) == (tf_version == "2.21.0")
+
+
+def _python_without_jax(tmp_path):
+    """PYTHONPATH entries under which `importlib.util.find_spec("jax")` finds nothing."""
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['jax'] = None\n")
+    return os.pathsep.join([str(tmp_path), ROOT])
+
+
+def test_local_processes_print_commands_that_run_as_printed_and_install_the_jax_extra(tmp_path):
+    result = launch("local.sh", "--dry-run", "--processes", "2", "--workdir", "/tmp/x",
+                    env={"KERAS_BACKEND": "", "PYTHONPATH": _python_without_jax(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    commands = [l[2:].split() for l in result.stdout.splitlines() if " -m figs_tf.train." in l]
+    assert len(commands) == 4 and all(c[0] == "KERAS_BACKEND=jax" for c in commands)
+    assert "missing: jax" in result.stdout
+    assert f"+ python3 -m pip install -e '{ROOT}[jax]'" in result.stdout
+    one = launch("local.sh", "--dry-run", "--workdir", "/tmp/x", env={"PYTHONPATH": _python_without_jax(tmp_path)})
+    assert "[jax]" not in one.stdout and "missing: jax" not in one.stdout  # one process needs no JAX
+
+
+def test_gpu_refuses_when_jax_sees_no_gpu():
+    result = launch("gpu.sh", "--backend", "jax", "--workdir", "/tmp/x",
+                    env={"JAX_PLATFORMS": "cpu", "PYTHON": shutil.which("python") or "python3",
+                         "PYTHONPATH": ROOT})
+    assert result.returncode == 2
+    assert "gpu.sh: JAX sees no GPU, so this would train on the CPU" in result.stderr
+    assert "--skip-gpu-check" in result.stderr
+
+
+def test_gpu_refuses_when_jax_cannot_be_imported(tmp_path):
+    # jax is found but its import fails, as with a CUDA plugin that does not load
+    (tmp_path / "sitecustomize.py").write_text("""
+import importlib.abc, importlib.machinery, sys
+class _Broken(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path=None, target=None):
+        return importlib.machinery.ModuleSpec(name, self) if name == "jax" else None
+    def create_module(self, spec):
+        return None
+    def exec_module(self, module):
+        raise ImportError("libcudart.so.12: cannot open shared object file")
+sys.meta_path.insert(0, _Broken())
+""")
+    result = launch("gpu.sh", "--backend", "jax", "--workdir", "/tmp/x",
+                    env={"PYTHON": shutil.which("python") or "python3",
+                         "PYTHONPATH": os.pathsep.join([str(tmp_path), ROOT])})
+    assert result.returncode == 2
+    assert "gpu.sh: JAX cannot be imported" in result.stderr and "libcudart.so.12" in result.stderr
+    assert "jax[cuda12]" in result.stderr
+
+
+@pytest.mark.parametrize("script, args", [
+    ("tpu_vm.sh", ("run", "--zone=z", "--workdir=gs://b/r")),
+    ("local.sh", ()),
+    ("gpu.sh", ()),
+])
+def test_an_imagenet_config_without_data_dir_is_named_at_start(script, args, tmp_path):
+    env = {"TFDS_DATA_DIR": str(tmp_path)}  # an empty tfds directory: no ImageNet there
+    config = ("--config", "experiments/one_shot_imagenet.py:A")
+    warned = launch(script, *args, *config, "--dry-run", env=env)
+    assert warned.returncode == 0, warned.stderr
+    assert "imagenet2012 needs a data_dir" in warned.stdout and "WORKSPACE.md" in warned.stdout
+    given = ("--data-dir=gs://b/d",) if script == "tpu_vm.sh" else ("--config.data_dir=/data/tfds",)
+    for quiet in (launch(script, *args, *config, *given, "--dry-run", env=env),
+                  launch(script, *args, "--config", "experiments/cifar10.py:resnet", "--dry-run", env=env)):
+        assert quiet.returncode == 0 and "needs a data_dir" not in quiet.stdout
