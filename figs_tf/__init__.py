@@ -3,6 +3,7 @@
     search = figs_tf.wrap(model, cost="params", strength=1.2e-6)
     search.fit(data, callbacks=[figs_tf.CostCallback(workdir)])
     arch = figs_tf.export_architecture(search)
+    figs_tf.summary(search)        # kept / total per layer, the cost against the supernet and the budget
     slim = figs_tf.slim(search)
 
 The library uses `keras.ops` only and runs on any Keras backend; importing it
@@ -14,7 +15,7 @@ from figs_tf import _binary_startup  # noqa: F401  first: the binaries' defaults
 from figs_tf import handlers
 from figs_tf.apply_mask import ApplyMask
 from figs_tf.budget import ControllerSettings
-from figs_tf.callbacks import BudgetController, CostCallback, ParetoCallback, ParetoController
+from figs_tf.callbacks import BudgetController, CostCallback, ParetoController
 from figs_tf.channel_bias import ChannelBias
 from figs_tf.channel_groups import analyze
 from figs_tf.cost import count
@@ -27,6 +28,7 @@ from figs_tf.keras_graph import GraphError
 from figs_tf.mask_layer import MaskLayer
 from figs_tf.plots import plot_operators, plot_widths
 from figs_tf.recalibrate import recalibrate_batchnorm
+from figs_tf.search_summary import summary
 from figs_tf.slim import build_from_architecture, slim
 from figs_tf.wrapping import (channel_graph_of, gates_of, get_gate_speed, get_strength, get_target, set_gate_speed,
                               set_strength, set_target, wrap)
@@ -35,11 +37,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ApplyMask", "BudgetController", "ChannelBias", "ControllerSettings", "CostCallback", "CostLayer",
-    "ExportedNetwork", "GatedRecurrence", "GraphError", "LayerHandler", "MaskLayer", "ParetoCallback",
-    "ParetoController", "UnsupportedLayerError",
+    "ExportedNetwork", "GatedRecurrence", "GraphError", "LayerHandler", "MaskLayer", "ParetoController",
+    "UnsupportedLayerError",
     "analyze", "build_from_architecture", "channel_graph_of", "count", "expected_cost", "export_architecture",
     "exported_network", "gates_of", "get_gate_speed", "get_strength", "get_target", "handlers",
     "load_architecture", "load_channels", "plot_operators", "plot_widths", "recalibrate_batchnorm",
     "register_handler", "save_architecture", "set_gate_speed", "set_strength", "set_target", "slim",
-    "supernet_cost", "wrap",
+    "summary", "supernet_cost", "wrap",
 ]

@@ -62,8 +62,6 @@ class CostCallback(keras.callbacks.Callback):
         into architecture.json, and `<workdir>/operators.png` is plotted.
 
     Raises:
-      TypeError: given `target` or `controller` (λ control moved to
-        `figs_tf.BudgetController`).
       ValueError: at the start of training, when the search model has a target
         but no `BudgetController` steers λ.
 
@@ -74,13 +72,8 @@ class CostCallback(keras.callbacks.Callback):
     ...                       keras.callbacks.CSVLogger("runs/a/log.csv")])
     """
 
-    def __init__(self, workdir=None, metrics=cost_lib.METRICS, plot=True, operators=None, **removed):
+    def __init__(self, workdir=None, metrics=cost_lib.METRICS, plot=True, operators=None):
         super().__init__()
-        if removed:
-            raise TypeError(
-                f"CostCallback got {sorted(removed)}: it only reports now; steering λ to a budget is "
-                "figs_tf.BudgetController(target=..., settings=figs_tf.ControllerSettings(...)). Use "
-                "callbacks=[figs_tf.BudgetController(target=T), figs_tf.CostCallback(workdir)].")
         self.workdir = workdir
         self.metrics = [cost_lib.check_metric(m) for m in metrics]
         self.plot = plot
@@ -538,10 +531,3 @@ class ParetoController(BudgetController):
             warnings.warn(f"figs_tf.ParetoController: the exported {self.metric} never got below "
                           f"{self.missing}; give AL more steps (or a learning rate that has not decayed "
                           "to nothing by the last segment).", stacklevel=2)
-
-
-def ParetoCallback(*args, **kwargs):  # pylint: disable=invalid-name
-    """Renamed: a Pareto set is `ParetoController` (λ and the files) beside `CostCallback` (reports)."""
-    del args, kwargs
-    raise TypeError("figs_tf.ParetoCallback is now two callbacks with one job each: "
-                    "callbacks=[figs_tf.ParetoController(workdir, budgets=[...]), figs_tf.CostCallback(workdir)].")

@@ -125,6 +125,19 @@ class ChannelGraph:
     inner_keys: dict = dataclasses.field(default_factory=dict)  # call name -> [(label, key)] (handlers' inner_sets)
     _term_cache: dict = dataclasses.field(default_factory=dict, repr=False)
 
+    def __repr__(self):
+        groups = name_list([f"{g.key} {g.size}" for g in self.groups])
+        inputs = ", ".join(f"{keras_graph.input_name(t, i)} {tuple(t.shape)}" for i, t in enumerate(self.input_tensors))
+        return (f"<ChannelGraph: {len(self.calls)} layer calls, inputs {inputs}; {self.num_groups} channel groups"
+                f"{': ' + groups if groups else ''}; {len(self.notes)} note{'' if len(self.notes) == 1 else 's'}>")
+
+    def __str__(self):
+        """The one-line repr, then every channel group with the layers that make it, then the notes."""
+        lines = [repr(self)]
+        lines += [f"  group {i}: {g.size} channels of {name_list(g.producers)}" for i, g in enumerate(self.groups)]
+        lines += [f"  note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
     @property
     def num_groups(self):
         return len(self.groups)
@@ -183,6 +196,13 @@ class ChannelGraph:
             for label, key in self.inner_keys.get(call.name, ()):
                 entries.append((f"{call.name}/{label}", call, self.tensor_sets[key]))
         return entries
+
+
+def name_list(names, shown=6):
+    """`names` joined by commas, the first `shown` of them and "+N more"."""
+    names = list(names)
+    text = ", ".join(names[:shown])
+    return text + (f", +{len(names) - shown} more" if len(names) > shown else "")
 
 
 # Layers figs_tf inserts itself; analysis sees through them to the user's graph.

@@ -4,6 +4,8 @@
 `MaskLayer`'s widths; `figs_tf.set_strength` assigns λ.
 """
 
+import warnings
+
 import keras
 from keras import ops
 
@@ -40,6 +42,8 @@ class CostLayer(keras.layers.Layer):
             name="strength", shape=(), dtype="float32", trainable=False,
             initializer=keras.initializers.Constant(self._initial_strength))
         self._arrays = polynomial.float32_arrays()
+        self._strength_set = self._initial_strength  # λ as last assigned here, for the check below
+        self._pressure_checked = False
 
     def cost(self, widths):
         return self.polynomial.keras(ops.cast(widths, "float32"), self._arrays)
@@ -47,6 +51,7 @@ class CostLayer(keras.layers.Layer):
     def call(self, inputs, training=None):
         output, widths = inputs
         if training:
+            self._warn_without_pressure()
             self.add_loss(ops.convert_to_tensor(self.strength, dtype="float32") * self.cost(widths))
         return output
 
@@ -61,7 +66,30 @@ class CostLayer(keras.layers.Layer):
 
     def set_strength(self, value, signed=False):
         """Assigns λ; `signed=True` (the budget controller's) lets it go below 0."""
-        self.strength.assign(check_strength(value, signed=signed))
+        self._strength_set = check_strength(value, signed=signed)
+        self.strength.assign(self._strength_set)
+
+    def _warn_without_pressure(self):
+        """Warns once, when training first calls the layer (`fit`'s first step), if nothing presses on the cost.
+
+        λ = 0 and no budget: the gates see only the task loss, and AL searches
+        nothing. A `BudgetController` sets the budget in `on_train_begin`,
+        before the first step.
+        """
+        if self._pressure_checked:
+            return
+        self._pressure_checked = True
+        try:  # the variable when it can be read here (eagerly), else λ as assigned through set_strength
+            strength = float(ops.convert_to_numpy(self.strength))
+        except Exception:  # pylint: disable=broad-except  # a traced step: symbolic values
+            strength = self._strength_set
+        if strength == 0 and self.target is None:
+            warnings.warn(
+                f"figs_tf: the search model's cost has no weight: strength (λ) is 0 and there is no budget, "
+                f"so this fit trains without pressure on the {self.metric} and searches nothing. Give "
+                "figs_tf.wrap(model, strength=λ) (e.g. 1e-6 for params) or target=BUDGET, call "
+                "figs_tf.set_strength(search, λ), or add figs_tf.BudgetController(target=BUDGET) to the "
+                "callbacks.", stacklevel=2)
 
     def get_config(self):
         config = super().get_config()

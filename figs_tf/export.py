@@ -19,7 +19,8 @@ import numpy as np
 from figs_tf import cost as cost_lib
 from figs_tf import files
 from figs_tf import wrapping as wrap_lib
-from figs_tf.channel_sets import alive_positions, count as channels_alive
+from figs_tf.channel_groups import name_list
+from figs_tf.channel_sets import alive_positions, count as channels_alive, num_channels
 
 ARCHITECTURE_FORMAT = "figs_tf.architecture"
 ARCHITECTURE_VERSION = 1
@@ -33,6 +34,13 @@ class ExportedNetwork:
     widths: list  # exported width per group
     kept_channels: list  # per group: sorted indices of the channels kept
     live_calls: list  # calls the exported network keeps, in graph order
+
+    def __repr__(self):
+        architecture = self.architecture()
+        widths = name_list(f"{name} {architecture[name]}/{num_channels(channel_set)}"
+                           for name, _, channel_set in self.graph.width_entries())
+        return (f"<ExportedNetwork: {widths}; {len(self.live_calls)} of {len(self.graph.calls)} "
+                "layer calls kept>")
 
     def alive(self, key):
         return channels_alive(self.graph.tensor_sets[key], self.widths)

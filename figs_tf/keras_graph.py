@@ -2,7 +2,8 @@
 
 The library's one module that reads private Keras graph internals
 (`Functional`/`Sequential` classes, `_nodes_by_depth`, `_functional`,
-`_outputs_struct`, `_flatten_layers`, `Node.arguments`); everything else sees
+`_outputs_struct`, `_flatten_layers`, `Node.arguments`, a tensor's
+`_keras_history`); everything else sees
 `LayerCall`s and `sublayers`. (The other private reads in figs_tf: the
 handler table names Keras op classes that have no public name, in
 figs_tf/handlers/__init__.py; the attention handler's gated layer calls
@@ -50,6 +51,9 @@ class LayerCall:
     # on, and each output's channel axis (non-negative; the last axis unless a data_format says otherwise).
     read_axes: list = None
     output_axes: list = None
+
+    def __repr__(self):
+        return f"<LayerCall {self.name}: {type(self.layer).__name__}>"
 
     @property
     def name(self):
@@ -236,11 +240,22 @@ def sublayers(model):
 
 
 def fresh_inputs(tensors):
-    """New `keras.Input`s with the shapes, dtypes and names of `tensors` (a model's inputs)."""
-    return [keras.Input(shape=t.shape[1:], batch_size=t.shape[0], dtype=t.dtype,
-                        name=getattr(t, "name", None) or f"input_{i}")
+    """New `keras.Input`s with the shapes, dtypes and names of `tensors` (a model's inputs).
+
+    The name is that of the tensor's `InputLayer`: the user's name (which is also
+    the tensor's), or the one Keras gave an unnamed `keras.Input`
+    ("input_layer_3"; the tensor itself is then called "keras_tensor_7").
+    """
+    return [keras.Input(shape=t.shape[1:], batch_size=t.shape[0], dtype=t.dtype, name=input_name(t, i))
             for i, t in enumerate(tensors)]
 
 
-__all__ = ["LayerCall", "GraphError", "flatten_model", "fresh_inputs", "input_tensors",
+def input_name(tensor, index):
+    """The name of the `InputLayer` that made a model input (the tensor's own name when none)."""
+    history = getattr(tensor, "_keras_history", None)  # (operation, node index, tensor index)
+    layer = history[0] if history else None
+    return getattr(layer, "name", None) or getattr(tensor, "name", None) or f"input_{index}"
+
+
+__all__ = ["LayerCall", "GraphError", "flatten_model", "fresh_inputs", "input_name", "input_tensors",
            "is_nested_model", "output_structure", "sublayers", "unique_layer_names", "unwrap_call"]

@@ -1,5 +1,7 @@
 """wrap(): any Keras model, gates fully on, equals the original; options and errors."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -120,3 +122,58 @@ def test_sampled_estimator_uses_the_sampled_gates():
     search(x, training=True)
     assert float(to_numpy(search.losses[0])) == pytest.approx(figs_tf.count(residual_concat_depthwise_model(), "params"),
                                                               rel=1e-6)
+
+
+def _mlp():
+    inputs = keras.Input((4,), name="x")
+    return keras.Model(inputs, keras.layers.Dense(2, name="out")(keras.layers.Dense(16, name="hidden")(inputs)))
+
+
+def _fit_warnings(search, callbacks=()):
+    search.compile(optimizer="adam", loss="mse", jit_compile=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        search.fit(np.zeros((4, 4), "float32"), np.zeros((4, 2), "float32"), epochs=1, verbose=0,
+                   callbacks=list(callbacks))
+    return [str(w.message) for w in caught if "figs_tf: the search model's cost has no weight" in str(w.message)]
+
+
+def test_fit_without_cost_pressure_warns_and_names_the_fixes():
+    found = _fit_warnings(figs_tf.wrap(_mlp()))  # strength 0, no target
+    assert len(found) == 1
+    assert all(fix in found[0] for fix in ("strength=", "target=", "figs_tf.BudgetController(target="))
+    assert not _fit_warnings(figs_tf.wrap(_mlp(), strength=1e-6))
+    set_by_hand = figs_tf.wrap(_mlp())
+    figs_tf.set_strength(set_by_hand, 1e-6)
+    assert not _fit_warnings(set_by_hand)
+    assert not _fit_warnings(figs_tf.wrap(_mlp()), callbacks=[figs_tf.BudgetController(target=80)])
+
+
+def test_input_names_survive_wrap_and_slim():
+    def model(names):
+        inputs = [keras.Input((6, 6, 3), name=name) for name in names]
+        x = keras.layers.Concatenate(name="cat")(inputs)
+        x = keras.layers.Conv2D(8, 3, name="conv")(x)
+        x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+        return keras.Model(inputs, keras.layers.Dense(2, name="fc")(x))
+
+    def input_layer_names(m):
+        return [t._keras_history[0].name for t in m.inputs]  # pylint: disable=protected-access
+
+    for names in (("image", "depth"), (None, None)):
+        original = model(names)
+        search = figs_tf.wrap(original, strength=1e-6)
+        slim = figs_tf.slim(search)
+        expected = input_layer_names(original)  # the user's names, or what Keras gave: input_layer_N
+        assert input_layer_names(search) == expected and input_layer_names(slim) == expected
+        assert [t.name for t in slim.inputs] == expected
+        if names[0] is None:
+            assert not any(name.startswith("keras_tensor") for name in expected)
+        x = {name: np.ones((1, 6, 6, 3), "float32") for name in expected}
+        np.testing.assert_allclose(np.asarray(slim(x)), np.asarray(search(x, training=False)), rtol=1e-5)
+
+
+def test_removed_names_are_gone():
+    assert not hasattr(figs_tf, "ParetoCallback") and "ParetoCallback" not in figs_tf.__all__
+    with pytest.raises(TypeError):
+        figs_tf.CostCallback(None, target=12_000)  # λ control is figs_tf.BudgetController's
