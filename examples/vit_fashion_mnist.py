@@ -8,8 +8,8 @@ A keras_hub `ViTBackbone` (28×28 images, 7×7 patches, 2 blocks of 4 heads,
 width 32, MLP 64) under a class-token classifier is wrapped with a FLOP cost;
 `figs_tf.BudgetController` steers λ during architecture learning (AL) so that
 the exported network lands near the target. Then the architecture is
-exported and the model slimmed: the script prints the heads and MLP hidden
-units each block keeps, the exported and counted costs, and the test accuracy
+exported and the model slimmed: the script prints `figs_tf.summary(search)`,
+the heads and MLP hidden units each block keeps, the exported and counted costs, and the test accuracy
 of the search model (inference mode) and of the slim model, which compute
 the same function. Not a test: the README's worked example, runnable.
 """
@@ -74,6 +74,7 @@ def main():
         print(f"step {update['step']:4d}: exported {update['exported']:,} multiply-adds, "
               f"reference {update['reference']:,.0f}, λ {update['strength']:.3g}")
 
+    figs_tf.summary(search)
     network = figs_tf.exported_network(search)
     architecture = network.architecture()
     slim = figs_tf.slim(search)

@@ -38,11 +38,20 @@ def summary(search, operators=None, metric=None, print_fn=None):
 
     Example:
 
-    >>> figs_tf.summary(search)
-    Search model 'small_cnn_figs': params cost, λ 3e-05, gate speed 1
-    Layer   Kept / total   params   Share
-    conv0     28 /  32       280     0.7 %
-    ...
+    >>> figs_tf.summary(search)      # examples/cnn_summary.py
+    Search model 'small_cnn_figs': params cost, λ 8.4e-08, gate speed 16
+    ------------------------------------------
+    Layer         Kept / total  params   Share
+    ------------------------------------------
+    conv0              20 / 32     180   0.5 %
+    conv1              37 / 64   6,660  16.8 %
+    conv2             76 / 128  25,308  64.0 %
+    other layers                 7,382  18.7 %
+    ------------------------------------------
+    Exported: 39,530 params, 37.7 % of the supernet's 104,874
+    Expected (Σπ, what λ presses on): 40,897 params
+    Target: 40,000 params; exported is -1.2 %
+    Not searched (1, graph.notes says why): classifier
     """
     print_fn = print if print_fn is None else print_fn
     for line in summary_lines(search, operators=operators, metric=metric):
