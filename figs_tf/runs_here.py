@@ -7,11 +7,13 @@ default only on CPUs with AVX-512-class features (on others: set
 TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow is imported). Depthwise, separable
 and 3-D convolutions and the pooling layers run either way. Rather than guess
 from the CPU or the environment, `check_runs_here` tries each channels_first
-layer type the model uses once, on a tiny input, and caches the answer.
+layer type and configuration the model uses once, on a tiny input, and caches
+the answer.
 
     >>> from figs_tf import runs_here
-    >>> runs_here.layer_type_runs_here(keras.layers.Conv2D(4, 3, data_format="channels_first"), 3)
-    True  # False on TensorFlow on a CPU without oneDNN
+    >>> layer = keras.layers.Conv2D(4, 3, data_format="channels_first")
+    >>> runs_here.layer_type_runs_here(layer, channels=3)  # None: it runs; else the backend's error
+    >>> runs_here.check_runs_here(figs_tf.analyze(model), "'model'")  # what figs_tf.wrap does
 """
 
 import re
