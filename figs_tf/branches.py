@@ -157,7 +157,9 @@ def _analyse(graph, sum_call, index, cone_calls, group_producers):
         inputs = [formula.get(k, _TRUE) for k in call.input_keys]  # from outside: depends on the input
         depends = _or(inputs)
         in_zero = [zero.get(k, False) for k in call.input_keys]
-        in_uniform = [uniform.get(k, False) for k in call.input_keys]
+        # uniform along the axis the layer reads as channels (a layer reading another axis sees positions there)
+        in_uniform = [uniform.get(k, False) and graph.tensor_axes.get(k) in (None, axis)
+                      for k, axis in zip(call.input_keys, call.read_axes)]
         for key, tensor in zip(call.output_keys, call.output_tensors):
             channel_set = graph.tensor_sets[key]
             formula[key] = _and(depends, _keeps_a_channel(channel_set, internal)) if handler.mixes_channels \
@@ -194,6 +196,8 @@ def find_branches(graph):
     for m, call in enumerate(calls):
         if not graph.handler(call).sums_inputs(call):
             continue
+        if call.output_axes[0] is None:
+            continue  # a sum of model inputs' channels, which no layer makes: nothing in it can close
         channels = call.output_tensors[0].shape[call.output_axes[0]]
         if any(t.shape[axis] != channels for t, axis in zip(call.input_tensors, call.read_axes)):
             continue  # a broadcast input: not a sum of equal summands

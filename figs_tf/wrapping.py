@@ -24,6 +24,7 @@ import keras
 from figs_tf import channel_groups
 from figs_tf import cost as cost_lib
 from figs_tf import keras_graph
+from figs_tf import runs_here
 from figs_tf.channel_sets import gate_indices, groups_in
 from figs_tf.apply_mask import ApplyMask
 from figs_tf.cost_layer import CostLayer
@@ -68,6 +69,12 @@ def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
         (docs/budget.md, "Gate speed"); without a controller (a fixed λ) s
         stays 1. Change it by hand with `figs_tf.set_gate_speed`.
 
+    Raises:
+      ValueError: bad arguments, a model without prunable channels, or
+        channels_first convolutions the backend cannot run on this machine
+        (TensorFlow on a CPU without oneDNN): the message names the layers and
+        what to do (figs_tf.runs_here).
+
     Example:
 
         search = figs_tf.wrap(model, cost="params", target=2_000_000)
@@ -85,6 +92,7 @@ def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
         raise ValueError(f"Model '{model.name}' has no prunable channels: every channel "
                          f"is a model input or output, or kept out of search. Notes: {graph.notes}")
     polynomial = cost_lib.CostPolynomial(graph, metric)  # also checks FLOPs can be counted
+    runs_here.check_runs_here(graph, f"'{model.name}'")  # channels_first on TensorFlow's CPU needs oneDNN
     target = cost_lib.check_target(target, metric, graph, model_name=f"'{model.name}'")
     gates = MaskLayer(
         group_sizes=graph.group_sizes, temperature=temperature, initial_logit=initial_logit,

@@ -9,6 +9,13 @@ import pytest  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
+    if any(item.get_closest_marker("channels_first") for item in items):
+        from helpers import CHANNELS_FIRST_SKIP_REASON, runs_channels_first_convolutions  # pylint: disable=g-import-not-at-top
+        if not runs_channels_first_convolutions():
+            skip_first = pytest.mark.skip(reason=CHANNELS_FIRST_SKIP_REASON)
+            for item in items:
+                if item.get_closest_marker("channels_first"):
+                    item.add_marker(skip_first)
     if keras.backend.backend() == "tensorflow":
         return
     backend = keras.backend.backend()

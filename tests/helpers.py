@@ -1,5 +1,6 @@
 """Small models and helpers shared by the tests."""
 
+import functools
 import json
 import os
 
@@ -10,6 +11,28 @@ import figs_tf
 from figs_tf.spaces.small_cnn import small_cnn as spaces_small_cnn
 from figs_tf.train import fashion_mnist
 from figs_tf.wrapping import gates_of, channel_graph_of
+
+
+@functools.lru_cache(maxsize=None)
+def runs_channels_first_convolutions():
+    """True if this backend runs channels_first convolutions here (tried once, on tiny inputs).
+
+    TensorFlow's CPU Conv2D and transposed convolutions support NHWC only unless
+    oneDNN is on (TF_ENABLE_ONEDNN_OPTS=1; by default only on CPUs with AVX-512).
+    """
+    x, kernel = np.zeros((1, 2, 4, 4), np.float32), np.zeros((3, 3, 2, 2), np.float32)
+    try:
+        keras.ops.convert_to_numpy(keras.ops.conv(x, kernel, data_format="channels_first"))
+        keras.ops.convert_to_numpy(keras.ops.conv_transpose(x, kernel, 3, data_format="channels_first"))
+    except Exception:  # pylint: disable=broad-except  # the backend's "only supports NHWC" error
+        return False
+    return True
+
+
+CHANNELS_FIRST_SKIP_REASON = (
+    f"the {keras.backend.backend()} backend cannot run channels_first convolutions on this CPU (TensorFlow needs "
+    "oneDNN for them: TF_ENABLE_ONEDNN_OPTS=1); test_channels_first.py reruns these tests in a TensorFlow process "
+    "with oneDNN on, and launch/run_tests.sh runs them on JAX")
 
 
 def set_all_logits(search, value):

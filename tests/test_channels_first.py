@@ -4,9 +4,18 @@ Independent truth: Keras keeps kernels (..., in, out) in both formats, so a
 channels_first network with a channels_last twin's weights computes the twin's
 function on transposed inputs; its parameters and multiply-adds are the twin's,
 and so is everything figs_tf derives (groups, exported widths, the slim
-model's outputs). Runs on the TensorFlow and JAX backends (both run NCHW
-convolutions on a CPU).
+model's outputs). Runs on the TensorFlow and JAX backends. TensorFlow runs
+NCHW convolutions on a CPU only with oneDNN on (TF_ENABLE_ONEDNN_OPTS=1; on by
+default only on CPUs with AVX-512): where this process cannot run them (tried
+once, helpers.runs_channels_first_convolutions) the tests marked
+`channels_first` are skipped here and rerun in a TensorFlow process with oneDNN
+on, and `figs_tf.wrap` refuses such a model naming what to do.
 """
+
+import os
+import re
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -15,8 +24,9 @@ import pytest
 import figs_tf
 from figs_tf.wrapping import gates_of
 
+from figs_tf import runs_here
 from helpers import (batchnorm_of_zero, check_all_gates_on_is_the_supernet, check_fresh_build_matches_slim,
-                     randomize_batchnorm, to_numpy)
+                     randomize_batchnorm, runs_channels_first_convolutions, to_numpy)
 
 L = keras.layers
 
@@ -105,6 +115,7 @@ def _check_slim(search, model, x):
     return slim, network
 
 
+@pytest.mark.channels_first
 def test_a_channels_first_cnn_is_its_channels_last_twin():
     first, last = _twins(_cnn)
     x = np.random.default_rng(2).random((2, 8, 8, 3)).astype(np.float32)
@@ -128,6 +139,7 @@ def test_a_channels_first_cnn_is_its_channels_last_twin():
     check_fresh_build_matches_slim(first)
 
 
+@pytest.mark.channels_first
 def test_channels_first_1d_and_3d_layers_and_flatten_are_their_twins():
     first, last = _twins(_sequence_and_volume)
     rng = np.random.default_rng(3)
@@ -145,6 +157,7 @@ def test_channels_first_1d_and_3d_layers_and_flatten_are_their_twins():
     np.testing.assert_allclose(to_numpy(slim_first(x_first)), to_numpy(slim_last(x_last)), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.channels_first
 def test_flatten_of_a_channels_first_tensor_repeats_each_channel_over_the_positions():
     inputs = keras.Input((3, 4, 4))
     x = L.Conv2D(5, 1, data_format="channels_first", name="c")(inputs)
@@ -161,6 +174,7 @@ def test_flatten_of_a_channels_first_tensor_repeats_each_channel_over_the_positi
     _check_slim(search, model, x)
 
 
+@pytest.mark.channels_first
 def test_a_model_input_joins_a_channels_first_concatenation():
     inputs = keras.Input((3, 6, 6), name="image")
     x = L.Rescaling(0.5, name="rescale")(inputs)
@@ -177,6 +191,7 @@ def test_a_model_input_joins_a_channels_first_concatenation():
     _check_slim(search, model, np.random.default_rng(0).random((2, 3, 6, 6)).astype(np.float32))
 
 
+@pytest.mark.channels_first
 def test_permute_carries_channels_between_formats_and_a_mismatched_reader_keeps_them_out():
     inputs = keras.Input((6, 6, 3))
     x = L.Conv2D(5, 3, padding="same", name="last")(inputs)
@@ -207,6 +222,7 @@ def test_apply_mask_gates_the_channel_axis_it_is_given():
 
 
 @pytest.mark.tensorflow_only
+@pytest.mark.channels_first
 def test_a_channels_first_search_model_trains_on_this_backend():
     """fit runs and trains: the gate logits and the first kernel move, the losses stay finite. (The
     channels_last twin is no reference in training: its RandomFlip and Dropout draw differently.)"""
@@ -232,6 +248,7 @@ def _residual(data_format):
     return keras.Model(inputs, L.Dense(3, name="out")(L.GlobalAveragePooling2D(name="gap", **f)(x)))
 
 
+@pytest.mark.channels_first
 def test_a_dead_branch_on_channels_first_folds_into_a_bias_on_the_channel_axis():
     """Closing the bottleneck's inner channels removes it; the constant it added (b2's bias through
     bnb2, by hand) becomes a ChannelBias on axis 1 after the sum, and slim == search."""
@@ -255,3 +272,49 @@ def test_a_dead_branch_on_channels_first_folds_into_a_bias_on_the_channel_axis()
     by_hand = batchnorm_of_zero(first.get_layer("bnb2"), to_numpy(first.get_layer("b2").bias))
     np.testing.assert_allclose(to_numpy(bias.bias), by_hand, rtol=1e-5, atol=1e-6)
     assert figs_tf.count(slim, "params") == slim.count_params() == figs_tf.exported_network(searches[0]).cost("params")
+
+
+def _conv_first(data_format="channels_first"):
+    inputs = keras.Input((3, 6, 6) if data_format == "channels_first" else (6, 6, 3))
+    x = L.Conv2D(4, 3, data_format=data_format, name="conv")(inputs)
+    x = L.DepthwiseConv2D(3, data_format=data_format, name="depthwise")(x)
+    x = L.Conv2DTranspose(4, 3, data_format=data_format, name="transposed")(x)
+    return keras.Model(inputs, L.Dense(2)(L.GlobalAveragePooling2D(data_format=data_format)(x)))
+
+
+def test_wrap_of_a_model_the_backend_cannot_run_here_says_what_to_do(monkeypatch):
+    """Where the backend cannot run channels_first convolutions (TensorFlow on a CPU without oneDNN),
+    wrap refuses at once, naming the layers and the three ways out; elsewhere the same message is
+    checked with the probe's answer replaced by the error TensorFlow gives."""
+    if runs_channels_first_convolutions():
+        def fails(layer, channels):
+            if isinstance(layer, L.DepthwiseConv2D):
+                return None  # TensorFlow's CPU runs NCHW depthwise convolutions without oneDNN
+            return RuntimeError("The Conv2D op currently only supports the NHWC tensor format on the CPU.")
+        monkeypatch.setattr(runs_here, "layer_type_runs_here", fails)
+    with pytest.raises(ValueError) as raised:
+        figs_tf.wrap(_conv_first())
+    message = str(raised.value)
+    assert "'conv' (Conv2D)" in message and "'transposed' (Conv2DTranspose)" in message
+    assert "depthwise" not in message.split("To search it")[0]
+    assert "data_format='channels_last'" in message
+    if keras.backend.backend() == "tensorflow":
+        assert "TF_ENABLE_ONEDNN_OPTS=1" in message and "KERAS_BACKEND=jax" in message
+    figs_tf.wrap(_conv_first("channels_last"))  # the same model channels_last is wrapped
+
+
+@pytest.mark.tensorflow_only
+def test_the_channels_first_tests_pass_in_a_tensorflow_process_with_onednn_on():
+    """What this process cannot run (TensorFlow without oneDNN) runs in one that can: the tests
+    above marked `channels_first`, in a subprocess with TF_ENABLE_ONEDNN_OPTS=1."""
+    if runs_channels_first_convolutions():
+        pytest.skip("this process runs channels_first convolutions: the tests above ran here")
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1", KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-m", "channels_first", __file__],
+                            env=env, capture_output=True, text=True, timeout=900, check=False)
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr[-2000:]
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    if "skipped" in summary and "passed" not in summary:
+        pytest.skip(f"TensorFlow cannot run channels_first convolutions here even with oneDNN on: {summary}")
+    passed = int(re.search(r"(\d+) passed", summary).group(1))
+    assert passed == 7 and "skipped" not in summary, summary

@@ -124,6 +124,43 @@ def test_a_constant_that_varies_over_positions_keeps_one_channel():
     np.testing.assert_allclose(to_numpy(slim(x)), to_numpy(search(x, training=False)), rtol=1e-5, atol=1e-5)
 
 
+def _resized_branch(**resizing):
+    """stem -> [x +] crop to 8x4 -> conv-BN-ReLU-conv-BN -> Resizing(8, 8, **resizing) -> head (issue 26)."""
+    inputs = keras.Input((8, 8, 3), name="image")
+    x = _conv_bn(inputs, 6, 3, "stem")
+    r = L.Cropping2D(((0, 0), (2, 2)), name="r_crop")(x)
+    r = _conv_bn(_conv_bn(r, 4, 1, "r1"), 6, 1, "r2", relu=False)
+    r = L.Resizing(8, 8, name="resize", **resizing)(r)
+    y = L.GlobalAveragePooling2D(name="pool")(L.Add(name="sum")([x, r]))
+    model = keras.Model(inputs, L.Dense(3, name="head")(y))
+    randomize_batchnorm(model, np.random.default_rng(0))
+    return model
+
+
+@pytest.mark.parametrize("option", ["pad_to_aspect_ratio", "crop_to_aspect_ratio", "stretch"])
+def test_a_resized_branch_is_removed_only_where_resizing_keeps_its_constant(option):
+    """Padding an 8x4 constant to 8x8 leaves a border of zeros: the branch keeps one channel, the note
+    says why, and slim is exact. Cropping to the aspect ratio or stretching keeps a constant: the
+    branch is removed and its constant folded."""
+    model = _resized_branch(**({} if option == "stretch" else {option: True}))
+    graph = figs_tf.analyze(model)
+    x = np.random.default_rng(1).random((2, 8, 8, 3)).astype(np.float32)
+    if option == "pad_to_aspect_ratio":
+        assert graph.branches == []
+        assert any("'sum'" in note and "differ between positions" in note for note in graph.notes), graph.notes
+        search = figs_tf.wrap(model)
+        set_all_logits(search, 30.0)
+        set_group_logits(search, "r1_conv", -30.0)
+        assert figs_tf.export_architecture(search)["r1_conv"] == 1  # keep-one
+        slim = figs_tf.slim(search)
+        expected = to_numpy(search(x, training=False))
+        np.testing.assert_allclose(to_numpy(slim(x)), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+        assert slim.count_params() == figs_tf.exported_network(search).cost("params")
+    else:
+        assert [b.name for b in graph.branches] == ["r"]
+        check_dead_branch_is_gone(model, closed=["r1_conv"], gone=["r_crop", "r1_conv", "r2_conv", "resize"], x=x)
+
+
 def test_a_squeeze_excite_inside_a_branch_is_a_product_not_a_sum():
     model = _model(se=True)
     # se_reduce closed: se_expand gives a constant that multiplies a live tensor: it keeps one channel

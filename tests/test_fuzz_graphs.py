@@ -7,7 +7,10 @@ products, nested submodels, summed branches (the shape of FBNet's operators and
 of bottlenecks), attention over the 36 positions as a sequence
 (MultiHeadAttention, LayerNormalization, Reshape), a token input through an
 Embedding, RNNs over the positions read as a sequence, channels_first
-sub-graphs between Permutes, and one or two outputs; sets random gates (many
+sub-graphs between Permutes (where the backend runs them), image preprocessing
+inside summed branches (a crop and Resizing back with each interpolation and
+aspect-ratio option, padding back, Rescaling, Normalization, augmentation),
+and one or two outputs; sets random gates (many
 groups entirely off, which removes operators, and half of the summed branches
 killed on purpose); and checks that the slimmed model computes what the search
 model computes in inference mode, that its size is the exported cost and that
@@ -30,11 +33,12 @@ from hypothesis import strategies as st
 import figs_tf
 from figs_tf.wrapping import gates_of
 
-from helpers import layer_structure, randomize_batchnorm, to_numpy
+from helpers import layer_structure, randomize_batchnorm, runs_channels_first_convolutions, to_numpy
 
 EXAMPLES = int(os.environ.get("FIGS_FUZZ_EXAMPLES", "135"))
 SPATIAL = 6
-COVERAGE = collections.Counter()  # layer-type combinations seen, reported at the end
+PREPROCESSING = {"Resizing", "CenterCrop", "Rescaling", "Normalization", "RandomFlip", "RandomRotation",
+                 "RandomBrightness"}
 
 L = keras.layers
 
@@ -111,6 +115,34 @@ class _Builder:
             return L.RandomBrightness(0.2, value_range=(-10, 10), name=self.name("brightness"))(x)
         return L.Rescaling(0.5, offset=0.1, name=self.name("rescale"))(x)
 
+    def preprocess(self, x, where=""):
+        """An image preprocessing layer that keeps the 6×6 size (a crop and a resize back, a rescale,
+        a normalisation, an augmentation), with the options that decide whether a constant stays one:
+        Resizing's interpolation and its crop_to_aspect_ratio / pad_to_aspect_ratio, padding back."""
+        kind = self.draw(st.sampled_from(["resize_back", "rescale", "normalize", "center_crop_back", "resize_back",
+                                          "pad_back", "flip", "rotate"]))
+        if kind == "rescale":
+            return L.Rescaling(self.draw(st.sampled_from([0.5, 2.0])), offset=self.draw(st.sampled_from([0.0, 0.1])),
+                               name=self.name("rescale"))(x)
+        if kind == "normalize":
+            channels = x.shape[-1]
+            return L.Normalization(mean=list(np.linspace(-0.5, 0.5, channels)),
+                                   variance=list(np.linspace(0.5, 2.0, channels)), name=self.name("normalize"))(x)
+        if kind in ("flip", "rotate"):
+            return self.augment(x)
+        if kind == "center_crop_back":
+            x = L.CenterCrop(4, 6, name=self.name("center_crop"))(x)
+        else:
+            x = L.Cropping2D(((0, 0), (1, 1)), name=self.name("crop"))(x)  # 6×4: another aspect ratio
+        if kind == "pad_back":
+            return L.ZeroPadding2D(((0, 0), (1, 1)), name=self.name("pad"))(x)
+        aspect = self.draw(st.sampled_from(["pad_to_aspect_ratio", "crop_to_aspect_ratio", "stretch"]))
+        options = {} if aspect == "stretch" else {aspect: True}
+        if aspect == "pad_to_aspect_ratio":
+            options["fill_value"] = self.draw(st.sampled_from([0.0, 1.0]))
+        interpolation = self.draw(st.sampled_from(["bilinear", "nearest", "bicubic", "area", "lanczos3"]))
+        return L.Resizing(SPATIAL, SPATIAL, interpolation=interpolation, name=self.name(f"{where}resize"), **options)(x)
+
     def channels_first(self, x):
         """A channels_first sub-graph between two Permutes: its layers gate and slim axis 1."""
         first = dict(data_format="channels_first")
@@ -154,12 +186,17 @@ class _Builder:
             y = L.Conv2D(x.shape[-1], self.draw(st.sampled_from([1, 3])), padding="same",
                          use_bias=self.draw(st.booleans()), name=self.name("out"))(y)
             tail = self.draw(st.sampled_from(["bn", "bn", "none", "bn_relu", "bn_sigmoid", "bn_depthwise"]))
+            preprocess = self.draw(st.sampled_from(["after", "none", "before", "after"]))
+            if preprocess == "before":  # a preprocessing layer inside the branch, before its constant forms
+                y = self.preprocess(y)
             if tail != "none":
                 y = L.BatchNormalization(name=self.name("bn"))(y)
             if tail in ("bn_relu", "bn_sigmoid"):
                 y = L.Activation(tail[3:], name=self.name(tail[3:]))(y)
             if tail == "bn_depthwise":
                 y = L.DepthwiseConv2D(3, padding="same", name=self.name("dw"))(y)
+            if preprocess == "after":  # whether the constant stays one decides the branch's fate
+                y = self.preprocess(y, where="tail_")
             terms.append(y)
         return terms[0] if len(terms) == 1 else L.Add(name=self.name("sum"))(terms)
 
@@ -209,7 +246,8 @@ class _Builder:
 
 
 @st.composite
-def random_models(draw):
+def random_models(draw, channels_first=True):
+    """(a random model, a seed); `channels_first`: whether to draw channels_first sub-graphs."""
     builder = _Builder(draw)
     inputs = keras.Input((SPATIAL, SPATIAL, 3), name="image")
     tensors = [builder.conv_block(inputs)]
@@ -221,7 +259,7 @@ def random_models(draw):
         step = draw(st.sampled_from(["conv", "per_channel", "residual", "concat", "se", "nested", "branches",
                                      "attention", "other_layout"]))
         if step == "other_layout":  # augmentation, RNNs, channels_first: one step, so the others keep their share
-            step = draw(st.sampled_from(["augment", "recurrent", "channels_first"]))
+            step = draw(st.sampled_from(["augment", "recurrent", "channels_first" if channels_first else "augment"]))
         steps = {"conv": builder.conv_block, "per_channel": builder.per_channel, "residual": builder.residual,
                  "concat": lambda _: builder.concat(tensors), "se": builder.squeeze_excite,
                  "augment": builder.augment, "recurrent": builder.recurrent, "channels_first": builder.channels_first,
@@ -235,10 +273,8 @@ def random_models(draw):
     return model, seed
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, print_blob=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(random_models())
-def test_random_graphs_wrap_export_and_slim_exactly(model_and_seed):
+def _check_graph(model_and_seed, coverage):
+    """Wraps, gates at random, exports and slims one random model; counts what it covered."""
     model, seed = model_and_seed
     rng = np.random.default_rng(seed)
     randomize_batchnorm(model, rng)
@@ -275,26 +311,59 @@ def test_random_graphs_wrap_export_and_slim_exactly(model_and_seed):
             layer_structure(slim)
     removed = len(network.graph.calls) - len(network.live_calls)
     kinds = frozenset(type(c.layer).__name__ for c in network.graph.calls)
-    COVERAGE[kinds] += 1
-    COVERAGE[("removed layers", removed > 0)] += 1
-    COVERAGE["removed branches"] += len(dead)
-    COVERAGE["folded into a bias after the sum"] += sum(isinstance(l, figs_tf.ChannelBias) for l in slim.layers)
+    coverage[kinds] += 1
+    coverage[("removed layers", removed > 0)] += 1
+    coverage["removed branches"] += len(dead)
+    coverage["folded into a bias after the sum"] += sum(isinstance(l, figs_tf.ChannelBias) for l in slim.layers)
+    for branch in dead:
+        inside = {type(c.layer).__name__ for c in branch.calls} & PREPROCESSING
+        coverage["removed branches with preprocessing"] += bool(inside)
+        for kind in inside:
+            coverage[("preprocessing in a removed branch", kind)] += 1
+    coverage["padding Resizing at a summand's end"] += sum(  # its constant is not one: kept, not removed
+        isinstance(c.layer, L.Resizing) and c.layer.pad_to_aspect_ratio and c.name.startswith("tail_")
+        for c in network.graph.calls)
+    coverage["summed branches kept for a constant that differs between positions"] += sum(
+        "may differ between positions" in note for note in network.graph.notes)
 
 
-def test_fuzz_coverage_report():
-    """Runs after the property test (file order); prints what it covered."""
-    combinations = [k for k in COVERAGE if isinstance(k, frozenset)]
-    if not combinations:
-        return  # the property test was deselected
+def test_random_graphs_wrap_export_and_slim_exactly():
+    """EXAMPLES random graphs each slim exactly; then what they covered is reported and checked.
+
+    One test, so that the coverage it checks is that of its own examples, run alone or in any
+    order. Where the backend cannot run channels_first convolutions (TensorFlow on a CPU without
+    oneDNN) no channels_first sub-graph is drawn (tests/test_channels_first.py covers them).
+    """
+    coverage = collections.Counter()
+    channels_first = runs_channels_first_convolutions()
+
+    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, print_blob=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(random_models(channels_first))
+    def check(model_and_seed):
+        _check_graph(model_and_seed, coverage)
+
+    check()
+    combinations = [k for k in coverage if isinstance(k, frozenset)]
     layer_types = set().union(*combinations)
-    print(f"\nfuzz: {sum(COVERAGE[k] for k in combinations)} graphs, {len(combinations)} distinct "
+    graphs = sum(coverage[k] for k in combinations)
+    padding_resizes = coverage["padding Resizing at a summand's end"]
+    removed_preprocessing = {k[1] for k in coverage if isinstance(k, tuple) and k[0] == "preprocessing in a removed branch"}
+    print(f"\nfuzz: {graphs} graphs, {len(combinations)} distinct "
           f"layer-type combinations, {len(layer_types)} layer types: {sorted(layer_types)}; "
-          f"graphs with removed layers: {COVERAGE[('removed layers', True)]}; summed branches removed: "
-          f"{COVERAGE['removed branches']} (sums given a ChannelBias for their constant: "
-          f"{COVERAGE['folded into a bias after the sum']}; the other constants went into a BatchNorm shift or bias)")
+          f"graphs with removed layers: {coverage[('removed layers', True)]}; summed branches removed: "
+          f"{coverage['removed branches']} (sums given a ChannelBias for their constant: "
+          f"{coverage['folded into a bias after the sum']}; the other constants went into a BatchNorm shift or bias), "
+          f"{coverage['removed branches with preprocessing']} of them holding preprocessing layers "
+          f"({sorted(removed_preprocessing)}); summands kept for a constant that "
+          f"differs between positions: {coverage['summed branches kept for a constant that differs between positions']} "
+          f"(a padding Resizing at a summand's end: {padding_resizes})")
     assert len(layer_types) >= 12
     if EXAMPLES >= 135:  # the CI budget: at least 100 graphs fully checked, attention and embeddings among them
-        assert sum(COVERAGE[k] for k in combinations) >= 100
+        assert graphs >= 100
         assert {"MultiHeadAttention", "LayerNormalization", "Embedding"} <= layer_types
-    assert COVERAGE[("removed layers", True)] > 0
-    assert COVERAGE["removed branches"] > 0
+        assert {"Resizing", "Rescaling", "Normalization"} <= removed_preprocessing
+        assert coverage["summed branches kept for a constant that differs between positions"] > 0
+        assert padding_resizes >= 3
+    assert coverage[("removed layers", True)] > 0
+    assert coverage["removed branches"] > 0

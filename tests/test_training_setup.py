@@ -1,5 +1,6 @@
 """The training recipe, the strategy choice and the checkpoints, checked without a TPU."""
 
+import csv
 import os
 
 import keras
@@ -297,3 +298,24 @@ def test_a_first_checkpoint_cut_short_starts_the_phase_over(tmp_path):
     model, epochs_run = _checkpointed_fit(tmp_path, epochs=2)
     assert epochs_run == 2
     assert int(model.optimizer.iterations.numpy()) == 2 * STEPS_PER_EPOCH
+
+
+def test_a_resumed_history_has_exactly_one_row_per_epoch(tmp_path):
+    """Keras's CSVLogger writes epochs 0-5; the kill came after epoch 5's row (written before its
+    checkpoint) and cut epoch 6's row in half, so the run resumes at epoch 5: `trim_history` drops
+    rows 5 and the half row, and the resumed CSVLogger appends 5 and 6 once each."""
+    path = str(tmp_path / "history.csv")
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.zeros((4, 2), np.float32), np.zeros((4, 1), np.float32)
+    model.fit(x, y, epochs=6, verbose=0, callbacks=[keras.callbacks.CSVLogger(path, append=True)])
+    with open(path, "a") as f:
+        f.write("6,0.2")  # no line end: the kill
+    workdir_lib.trim_history(path, start_epoch=5)
+    model.fit(x, y, initial_epoch=5, epochs=7, verbose=0, callbacks=[keras.callbacks.CSVLogger(path, append=True)])
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    assert [int(row["epoch"]) for row in rows] == list(range(7))
+    assert all(None not in row and None not in row.values() and row["loss"] for row in rows)  # whole rows
+    workdir_lib.trim_history(str(tmp_path / "absent.csv"), start_epoch=3)  # nothing to trim: no file made
+    assert not os.path.exists(tmp_path / "absent.csv")

@@ -30,7 +30,8 @@ from figs_tf.handlers.embedding import EmbeddingHandler
 from figs_tf.handlers.indexing import GetItemHandler
 from figs_tf.handlers.merge import ConcatenateHandler, ElementwiseOpHandler, MergeHandler
 from figs_tf.handlers.per_channel import (ActivationHandler, BatchNormalizationHandler, ChannelMixing,
-                                          LayerNormalizationHandler, PerChannel, SoftmaxHandler)
+                                          LayerNormalizationHandler, PerChannel, SoftmaxHandler,
+                                          prelu_keeps_uniform)
 from figs_tf.handlers.preprocessing import (ColorJitterHandler, NormalizationHandler, RandomErasingHandler,
                                             RescalingHandler, preprocessing_handlers)
 from figs_tf.handlers.recurrent import (AnyHandler, BidirectionalHandler, MaskingHandler, NotEqualHandler,
@@ -69,8 +70,9 @@ def _default_handlers():
                 L.UpSampling1D, L.UpSampling2D, L.UpSampling3D):
         table[cls] = zero_preserving
     # zero-preserving, but a constant input does not stay the same at every position
-    for cls in (L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D, L.PReLU):
+    for cls in (L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D):
         table[cls] = PerChannel(zero_preserving=True, keeps_uniform=False)
+    table[L.PReLU] = PerChannel(zero_preserving=True, keeps_uniform=prelu_keeps_uniform)  # alpha per position?
     # f(0) != 0 per channel: a pruned channel must be masked again after these.
     table[L.GaussianNoise] = PerChannel(zero_preserving=False)
     # Image preprocessing and augmentation (Rescaling, Normalization, Resizing, RandomFlip, ...).

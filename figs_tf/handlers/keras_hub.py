@@ -203,6 +203,9 @@ class ViTPatchingAndEmbeddingHandler(ChannelProducer):
 
     width_key = "hidden_dim"
 
+    def uniform_output(self, call, in_uniform, in_zero):
+        return False  # its position embeddings (and class token) differ between positions, even on zeros
+
     def param_terms(self, call, in_sets, out_sets):
         layer = call.layer
         per_channel = layer.num_positions + (1 if layer.use_class_token else 0) + (1 if layer.use_patch_bias else 0)
@@ -243,7 +246,7 @@ def keras_hub_handlers():
 
     return {
         keras_hub.layers.ReversibleEmbedding: EmbeddingHandler(),
-        keras_hub.layers.PositionEmbedding: PerChannel(zero_preserving=False),
+        keras_hub.layers.PositionEmbedding: PerChannel(zero_preserving=False, keeps_uniform=False),  # per position
         keras_hub.layers.TokenAndPositionEmbedding: TokenAndPositionEmbeddingHandler(),
         keras_hub.layers.TransformerEncoder: TransformerEncoderHandler(),
         keras_hub.layers.TransformerDecoder: TransformerDecoderHandler(),

@@ -86,7 +86,7 @@ class ConcatenateHandler(LayerHandler):
 
     def uniform_output(self, call, in_uniform, in_zero):
         axis, rank = call.layer.axis, len(call.output_tensors[0].shape)
-        return axis in (-1, rank - 1) and all(in_uniform)
+        return all(in_zero) or (axis in (-1, rank - 1) and all(in_uniform))
 
 
 class ElementwiseOpHandler(MergeHandler):

@@ -22,7 +22,10 @@ class PerChannel(LayerHandler):
         function of the layer (an Activation depends on its function).
       keeps_uniform: an input with the same value at every position gives
         an output with the same value at every position (False for padding,
-        whose border differs, and for weights per position such as PReLU's).
+        whose border differs, and for weights or statistics per position):
+        a bool, or a function of the `keras_graph.LayerCall` (its layer's
+        options and shapes, `call.read_axes`). tests/test_uniform_claims.py
+        checks each default entry's answer by running the layer.
 
     Example:
 
@@ -67,7 +70,11 @@ class PerChannel(LayerHandler):
                                         lambda w: weight_channel_dim(tuple(w.shape), shape, axis, channels))
 
     def uniform_output(self, call, in_uniform, in_zero):
-        return self.keeps_uniform and all(in_uniform)
+        if all(in_zero) and self._preserves_zero(call.layer):
+            return True  # zeros everywhere
+        if not all(in_uniform):
+            return False
+        return bool(self.keeps_uniform(call)) if callable(self.keeps_uniform) else self.keeps_uniform
 
     def slim(self, call, kept_in, kept_out):
         layer = call.layer
@@ -98,12 +105,35 @@ class ChannelMixing(PerChannel):
         return out_sets
 
 
+def only_the_channel_axis(axes):
+    """keeps_uniform of a layer with statistics or weights along `axes(layer)`: a constant stays one
+    only if they run along the channel axis alone (None or no axes: one value for every position)."""
+    def keeps_uniform(call):
+        rank = len(call.input_tensors[0].shape)
+        chosen = axes(call.layer)
+        chosen = [] if chosen is None else [chosen] if isinstance(chosen, int) else list(chosen)
+        return all(a % rank == call.read_axes[0] for a in chosen)
+    return keeps_uniform
+
+
+def prelu_keeps_uniform(call):
+    """PReLU's alpha is per position unless `shared_axes` covers every position axis."""
+    rank = len(call.input_tensors[0].shape)
+    shared = {a % rank for a in (call.layer.shared_axes or [])}
+    return all(a in shared for a in range(1, rank) if a != call.read_axes[0])
+
+
 class LayerNormalizationHandler(ChannelMixing):
     """LayerNormalization over the channel axis: its statistics mix channels.
 
     In a Transformer this keeps the residual stream (the embedding width and
-    every layer added to it) out of search.
+    every layer added to it) out of search. Normalising over positions as well
+    (axis=(1, 2, 3)) gives γ and β per position: a constant does not stay one.
     """
+
+    def __init__(self):
+        super().__init__()
+        self.keeps_uniform = only_the_channel_axis(lambda layer: layer.axis)
 
     def output_sets(self, call, in_sets, groups):
         out_sets = PerChannel.output_sets(self, call, in_sets, groups)

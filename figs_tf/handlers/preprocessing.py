@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from figs_tf.handlers.base import clone_layer, following_axes, per_channel_weight_terms
-from figs_tf.handlers.per_channel import ChannelMixing, PerChannel
+from figs_tf.handlers.per_channel import ChannelMixing, PerChannel, only_the_channel_axis
 
 
 def fill_keeps_zero(layer):
@@ -52,6 +52,11 @@ def posterization_keeps_zero(layer):
 
 def resizing_keeps_zero(layer):
     return not layer.pad_to_aspect_ratio or float(layer.fill_value) == 0.0
+
+
+def resizing_keeps_uniform(call):
+    """Interpolation and cropping keep a constant; padding to the aspect ratio adds a border of `fill_value`."""
+    return not call.layer.pad_to_aspect_ratio
 
 
 class ColorJitterHandler(PerChannel):
@@ -138,11 +143,12 @@ class NormalizationHandler(PerChannel):
 
     Its statistics are weights (after `adapt`) or config entries (`mean=`,
     `variance=`); along the channel axis both are sliced when slimming. f(0) is
-    -mean / std, so the gate acts after it.
+    -mean / std, so the gate acts after it. Statistics per position (`axis`
+    naming position axes) do not keep a constant the same at every position.
     """
 
     def __init__(self):
-        super().__init__(zero_preserving=False)
+        super().__init__(zero_preserving=False, keeps_uniform=only_the_channel_axis(lambda layer: layer.axis))
 
     @staticmethod
     def _channel_dim(call, statistic_rank):
@@ -204,7 +210,7 @@ def preprocessing_handlers(layers_module):
     add(("RandomElasticTransform",), PerChannel(zero_preserving=elastic_keeps_zero))
     add(("RandomPerspective",), PerChannel(zero_preserving=lambda layer: float(layer.fill_value) == 0.0))
     add(("RandomPosterization",), PerChannel(zero_preserving=posterization_keeps_zero))
-    add(("Resizing",), PerChannel(zero_preserving=resizing_keeps_zero))
+    add(("Resizing",), PerChannel(zero_preserving=resizing_keeps_zero, keeps_uniform=resizing_keeps_uniform))
     add(("RandomColorJitter",), ColorJitterHandler())
     add(("RandomErasing",), RandomErasingHandler())
     add(("Rescaling",), RescalingHandler())

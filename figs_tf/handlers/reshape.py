@@ -95,5 +95,8 @@ class PermuteHandler(LayerHandler):
     def output_sets(self, call, in_sets, groups):
         return [in_sets[0]]
 
+    def uniform_output(self, call, in_uniform, in_zero):
+        return all(in_uniform)  # the positions move among themselves, the channel axis with them
+
     def slim(self, call, kept_in, kept_out):
         return clone_layer(call.layer), []

@@ -265,15 +265,19 @@ def fit(model, config, plan, run, directory, callbacks=()):
                      checkpoints.directory, start_step, plan.total_steps, start_epoch, plan.epochs)
     run.agree("resume points", str(start_step))  # every process restored the same checkpoint
     run.log_start(plan.phase, plan)
-    all_callbacks = [StopOnNonFiniteLoss(checkpoints), *callbacks, checkpoints]
+    all_callbacks = [StopOnNonFiniteLoss(checkpoints), *callbacks]
     history = files.join(directory, workdir_lib.HISTORY_FILE)
     if run.writer:
+        # An epoch's row is written before its checkpoint; a resume drops the rows of the epochs it reruns.
         local_history = workdir_lib.local_copy(history)
-        all_callbacks += [keras.callbacks.CSVLogger(local_history, append=True),
-                          keras.callbacks.TensorBoard(files.join(directory, workdir_lib.TENSORBOARD_DIR),
-                                                      write_graph=False)]
+        workdir_lib.trim_history(local_history, start_epoch)
+        all_callbacks.append(keras.callbacks.CSVLogger(local_history, append=True))
         if local_history != history:
             all_callbacks.append(workdir_lib.CopyEachEpoch(local_history, history))
+    all_callbacks.append(checkpoints)
+    if run.writer:
+        all_callbacks.append(keras.callbacks.TensorBoard(files.join(directory, workdir_lib.TENSORBOARD_DIR),
+                                                         write_graph=False))
     progress = {"bar": 1, "epoch": 2, "none": 0}[config.progress] if run.writer else 0
     model.fit(training_data(config, plan, run, start_step), initial_epoch=start_epoch, epochs=plan.epochs,
               steps_per_epoch=plan.steps_per_epoch, callbacks=all_callbacks, verbose=progress,

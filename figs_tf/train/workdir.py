@@ -309,6 +309,29 @@ def local_copy(path):
     return local
 
 
+def trim_history(path, start_epoch):
+    """Keeps the header and the rows of the epochs before `start_epoch` in a local history.csv.
+
+    A resumed run reruns its epochs from `start_epoch` (its checkpoint's) on. The
+    killed run may have written rows of those epochs (`fit` writes an epoch's row
+    before its checkpoint, so a kill in between leaves a row whose epoch is
+    rerun), and a row the kill cut off: both go, so the resumed history has
+    exactly one row per epoch. Keras's CSVLogger starts each row with the epoch.
+    """
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as f:
+        lines = f.readlines()
+    kept = lines[:1] if lines and lines[0].endswith("\n") else []
+    for line in lines[1:] if kept else []:
+        epoch = line.split(",", 1)[0]
+        if line.endswith("\n") and epoch.isdigit() and int(epoch) < start_epoch:
+            kept.append(line)
+    if kept != lines:
+        with open(path, "w", newline="") as f:
+            f.writelines(kept)
+
+
 class CopyEachEpoch(keras.callbacks.Callback):
     """Copies a local file to the (remote) workdir after every epoch."""
 
