@@ -48,28 +48,30 @@ OPTIMIZERS = {
 PULL = 1e-3  # c: the loss is c·Σν
 
 
-def moves(make_optimizer, speeds, steps, switch=None, rescale=True, channels=4):
-    """The logits' mean move per step (against the pull) under a constant pull, one entry per step.
+def speed_after(make_optimizer, speeds, before, after, switch=False, rescale=True, channels=4):
+    """The logits' mean move per step (against the pull) over steps before … before + after − 1.
 
-    `speeds` = (s at the start, s from step `switch` on); `rescale`: pass the
-    optimizer to set_gate_speed (its state follows), else leave it.
+    `speeds` = (s for the first `before` steps, s after them: with `switch`
+    set by `set_gate_speed` at step `before`, else the run is at speeds[0]
+    throughout); `rescale`: pass the optimizer to set_gate_speed (its state
+    follows), else leave it.
     """
     gates = MaskLayer(group_sizes=[channels], gate_speed=speeds[0])
     optimizer = make_optimizer()
-    positions = [float(np.mean(ops.convert_to_numpy(gates.logits)))]
-    for step in range(steps):
-        if step == switch:
-            gates.set_gate_speed(speeds[1], optimizer=optimizer if rescale else None)
+    start = None
+    for step in range(before + after):
+        if step == before:
+            if switch:
+                gates.set_gate_speed(speeds[1], optimizer=optimizer if rescale else None)
+            start = float(np.mean(ops.convert_to_numpy(gates.logits)))
         gradient = ops.full((channels,), PULL * gates.gate_speed, dtype="float32")  # ∂(c·Σ s·θ)/∂θ
         optimizer.apply([gradient], [gates.logit_parameters])
-        positions.append(float(np.mean(ops.convert_to_numpy(gates.logits))))
-    return -np.diff(positions)
+    return (start - float(np.mean(ops.convert_to_numpy(gates.logits)))) / after
 
 
 def switch_table(args):
     old, new = args.speeds
-    total = args.before + args.after
-    after = slice(args.before, total)
+    steps = (args.before, args.after)
     print(f"s = {old:g} for {args.before} steps, then s = {new:g} for {args.after}; constant pull c = {PULL:g} "
           "on every logit; mean move of ν per step over the steps after the switch")
     print("| optimizer | fresh at s_old | fresh at s_new | switched, state rescaled | switched, state left "
@@ -78,17 +80,17 @@ def switch_table(args):
     rows = []
     for name in args.optimizers:
         label, make = OPTIMIZERS[name]
-        fresh_old = moves(make, (old, old), total)[after].mean()
-        fresh_new = moves(make, (new, new), total)[after].mean()
-        rescaled = moves(make, (old, new), total, switch=args.before)[after].mean()
-        left = moves(make, (old, new), total, switch=args.before, rescale=False)[after].mean()
+        fresh_old = speed_after(make, (old, old), *steps)
+        fresh_new = speed_after(make, (new, new), *steps)
+        rescaled = speed_after(make, (old, new), *steps, switch=True)
+        left = speed_after(make, (old, new), *steps, switch=True, rescale=False)
         rows.append((name, rescaled / fresh_new))
         print(f"| {label} | {fresh_old:.3g} | {fresh_new:.3g} | {rescaled:.3g} | {left:.3g} | "
               f"{rescaled / fresh_new:.4f} | {left / fresh_new:.3f} | {fresh_new / fresh_old:.4f} |", flush=True)
     return rows
 
 
-def fit_moves(speeds, before, after, switch):
+def fit_moves(speeds, before, after, switch, rescale=True):
     """The issue's case through `fit`: a wrapped CNN, zero task loss, Adam(1e-3), λ fixed; mean ν per step."""
     keras.utils.set_random_seed(0)
     search = figs_tf.wrap(small_cnn((16, 32), head="gap", batchnorm_momentum=0.9), cost="params", strength=1e-3,
@@ -100,8 +102,10 @@ def fit_moves(speeds, before, after, switch):
     start = float(np.mean(ops.convert_to_numpy(gates.logits)))
     search.fit(images, labels, batch_size=8, epochs=before, verbose=0)
     middle = float(np.mean(ops.convert_to_numpy(gates.logits)))
-    if switch:
+    if switch and rescale:
         figs_tf.set_gate_speed(search, speeds[1])
+    elif switch:  # θ rescaled, the optimizer's state left as it was (before the rescale existed)
+        gates.set_gate_speed(speeds[1])
     search.fit(images, labels, batch_size=8, epochs=before + after, initial_epoch=before, verbose=0)
     end = float(np.mean(ops.convert_to_numpy(gates.logits)))
     return (start - middle) / before, (middle - end) / after
@@ -110,10 +114,11 @@ def fit_moves(speeds, before, after, switch):
 def fit_table(args):
     old, new = args.speeds
     _, switched = fit_moves((old, new), args.before, args.after, switch=True)
+    _, left = fit_moves((old, new), args.before, args.after, switch=True, rescale=False)
     _, fresh = fit_moves((new, new), args.before, args.after, switch=False)
-    print(f"\nfit, zero task loss, λ = 1e-3, Adam(1e-3): s = {old:g} → {new:g} after {args.before} steps: "
-          f"{switched:.3g} per step over the next {args.after}; fresh at s = {new:g}: {fresh:.3g} "
-          f"(ratio {switched / fresh:.4f})")
+    print(f"\nfit, zero task loss, λ = 1e-3, Adam(1e-3): s = {old:g} → {new:g} after {args.before} steps, mean move "
+          f"per step over the next {args.after}: {switched:.3g} (state rescaled), {left:.3g} (state left); fresh at "
+          f"s = {new:g}: {fresh:.3g}; ratios {switched / fresh:.3f} and {left / fresh:.3f}")
 
 
 def main():

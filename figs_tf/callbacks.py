@@ -184,11 +184,21 @@ class BudgetController(keras.callbacks.Callback):
     optimizer, over the planned steps and at its learning rate (or schedule),
     moves the gate logits at least `settings.gate_margin` times as far as the
     reference path at λ's ceiling (figs_tf.gate_speed; docs/budget.md, "Gate
-    speed"), and lowers it once the path has come to rest (at `ramp`;
-    `settings.end_gate_slowdown`). With a fixed gate speed it checks instead
+    speed"), halved while, under an optimizer that normalises its steps, they
+    would cross more than `settings.max_update_travel` band widths between
+    two λ updates (`interval` steps, rounded up to whole calls of
+    `steps_per_execution`: Keras calls back once per call), and lowers it
+    once the path has come to rest (at `ramp`; `settings.end_gate_slowdown`).
+    Each change of s goes through `figs_tf.set_gate_speed`, so the
+    optimizer's state follows it. With a fixed gate speed it checks instead
     that the logits can keep up at λ's ceiling, and warns before training when
     they cannot, naming what to change. Without a BudgetController (a fixed
     λ) "auto" leaves the gate speed at 1, the paper's.
+
+    EMA: with `use_ema=True` the gate logits are kept out of the optimizer's
+    moving average (set to θ at the end of each epoch), so the average that
+    `fit` writes back at its end leaves the architecture the controller
+    steered to; every other weight is averaged.
 
     Preemption: its state is λ and the gate speed (both weights, restored with
     the others) and the optimizer's step counter; the reference path is
