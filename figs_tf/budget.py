@@ -48,9 +48,10 @@ class ControllerSettings:
         come to rest (at `ramp`) the gates are slowed so that, where the path
         ends, the logits move 1 / end_gate_slowdown as fast per step as before
         (a power of two, below 1 too; 1: they keep their speed).
-      max_update_travel: with `gate_speed="auto"` and an optimizer that
-        normalises its steps (Adam, RMSprop, Lion: λ cannot slow their gates
-        down), how far the gate logits may move between two λ updates, in
+      max_update_travel: with `gate_speed="auto"`, where λ cannot slow the
+        gates down (an optimizer that normalises its steps at the gates'
+        gradients: Adam, Lion, RMSprop well above √ε), how far the gate
+        logits may move between two λ updates, in
         widths of the band (target × (1 ± tolerance) in the logit all gates
         share): s is lowered until they move no farther (down to 1). The
         updates are `interval` optimizer steps apart, rounded up to whole

@@ -295,7 +295,7 @@ class BudgetController(keras.callbacks.Callback):
             if not fresh:
                 return plan
             wrap_lib.set_gate_speed(self.model, plan.speed)
-            if plan.normalising and plan.update_travel > self.settings.max_update_travel:
+            if not plan.lambda_slows and plan.update_travel > self.settings.max_update_travel:
                 self._warn_fast_updates(plan)
             if plan.reachable:
                 return plan

@@ -344,6 +344,9 @@ class GateSpeedPlan:
         that `update_travel` ≤ the allowed travel per update; `reachable`
         then only asks that the logits can travel the path's whole length
         within the run.
+      lambda_slows: at the plan's pull a tenth of λ moves the logits less
+        than half as fast (SGD-like steps: λ sets their speed, and the
+        allowed travel per update is not enforced); None when not planned.
     """
 
     speed: float
@@ -357,6 +360,7 @@ class GateSpeedPlan:
     end_step: int = None
     update_travel: float = None
     capped: bool = False
+    lambda_slows: bool = None
 
 
 def band_width(path, schedule, total_steps):
@@ -390,8 +394,9 @@ def plan_gate_speed(path, schedule, optimizer, total_steps, strength, multiplier
       update_steps: optimizer steps between two λ updates (the controller's
         interval, rounded up to whole `steps_per_execution` calls: Keras calls
         back once per call); None: not planned.
-      max_update_travel: with `update_steps` and an optimizer that normalises
-        its steps (where λ cannot slow the logits down), how far the logits
+      max_update_travel: with `update_steps`, where λ cannot slow the logits
+        down (a tenth of `strength` moves them at least half as fast: an
+        optimizer that normalises its steps at this pull), how far the logits
         may move between two updates, in band widths (`band_width`): an
         automatic s above it is halved until it is not (down to 1). The
         controller cannot react within an update, and logits that cross the
@@ -419,7 +424,13 @@ def plan_gate_speed(path, schedule, optimizer, total_steps, strength, multiplier
         if shortfall <= 1.0:
             break
     reachable = shortfall <= 1.0
-    update_travel, capped = None, False
+    update_travel, capped, lambda_slows = None, False, None
+
+    def pull_hardly_matters(candidate):
+        def rate(pull):
+            return logit_rate(path, response, candidate, pull, multiplier, initial_logit, 1 + int(total_steps) // 2)
+        return rate(strength / 10) > 0.5 * rate(strength)
+
     if update_steps is not None:
         width = band_width(path, schedule, total_steps)
 
@@ -431,9 +442,11 @@ def plan_gate_speed(path, schedule, optimizer, total_steps, strength, multiplier
             return float(speeds.max(initial=0.0)) * int(update_steps) / max(width, 1e-12)
 
         update_travel = per_update(candidate, moved)
-        # only where λ cannot slow the logits: an optimizer that normalises its steps moves them at full
-        # speed whatever λ is; under SGD-like steps λ sets their speed, and the controller lowers it
-        if speed is None and max_update_travel is not None and response.normalises():
+        # only where λ cannot slow the logits: at the pull of the plan an optimizer that normalises its
+        # steps moves them about as fast at a tenth of λ (Adam, and RMSprop once the gradient is well
+        # above √ε); under SGD-like steps λ sets their speed, and the controller lowers it
+        lambda_slows = not pull_hardly_matters(candidate)
+        if speed is None and max_update_travel is not None and not lambda_slows:
             while update_travel > max_update_travel and candidate > 1:
                 candidate /= 2
                 capped = True
@@ -464,7 +477,7 @@ def plan_gate_speed(path, schedule, optimizer, total_steps, strength, multiplier
                          travelled=float(moved[-1]), shortfall=shortfall,
                          normalising=response.normalises(), total_steps=int(total_steps),
                          end_speed=end_speed, end_step=None if end_speed is None else int(end_step),
-                         update_travel=update_travel, capped=capped)
+                         update_travel=update_travel, capped=capped, lambda_slows=lambda_slows)
 
 
 # --- optimizer state that follows a change of the gate speed ---------------------------------
