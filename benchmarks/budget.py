@@ -29,7 +29,11 @@ CNN (16/32, global average pooling) instead, `--space five` the five-conv CNN
 above. `--flops-targets 0.5` adds FLOP targets to the parameter ones (the
 issue's acceptance: `--lengths 1000 --metrics params --flops-targets 0.5`);
 `--gate-speed 1` fixes the paper's gates, `--end-gate-slowdown 1` keeps the
-chosen speed to the end of the run.
+chosen speed to the end of the run; `--steps-per-execution 8` compiles with
+8 steps per call, `--ema 0.99` adds `use_ema=True, ema_momentum=0.99` to the
+optimizer, and `--random-images 512` trains on 512 uniform random images
+with random labels instead (issue 26's reproduction: `--space second --batch
+16 --lengths 192 --random-images 512 --steps-per-execution 8`).
 
     python benchmarks/budget.py --lattice --widths 16 32 64 --pools 0 1
 
@@ -119,8 +123,11 @@ def run_user(name, metric, fraction, steps, images, labels, args):
     epochs = int(np.ceil(steps * args.batch / len(images)))  # passes over the images (60,000 at most)
     per_epoch = steps // epochs
     examples = per_epoch * args.batch
-    search.compile(optimizer=OPTIMIZERS[name](epochs * per_epoch), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                   metrics=["accuracy"])
+    optimizer = OPTIMIZERS[name](epochs * per_epoch)
+    if args.ema is not None:  # the same optimizer with a moving average of the weights
+        optimizer = type(optimizer).from_config(dict(optimizer.get_config(), use_ema=True, ema_momentum=args.ema))
+    search.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                   metrics=["accuracy"], steps_per_execution=args.steps_per_execution)
     settings = figs_tf.ControllerSettings() if args.end_gate_slowdown is None else \
         figs_tf.ControllerSettings(end_gate_slowdown=args.end_gate_slowdown)
     callback = figs_tf.BudgetController(target=target, settings=settings)
@@ -138,13 +145,20 @@ def run_user(name, metric, fraction, steps, images, labels, args):
 
 
 def user_optimizers(args, tolerance):
-    images, labels = fashion_mnist.load_fashion_mnist("train")
-    images = images.astype("float32") / 255.0
+    if args.random_images:  # the issue's reproduction: uniform noise, random labels
+        generator = np.random.default_rng(args.seed)
+        images = generator.random((args.random_images, 28, 28, 1), dtype=np.float32)
+        labels = generator.integers(0, 10, args.random_images)
+    else:
+        images, labels = fashion_mnist.load_fashion_mnist("train")
+        images = images.astype("float32") / 255.0
     spaces = {"readme": "README CNN 32/64/128, flatten head", "second": "2-conv CNN 16/32, GAP",
               "five": "five-conv CNN 16/24/40/56/72, GAP"}
     settings = "defaults" if args.end_gate_slowdown is None else f"end_gate_slowdown={args.end_gate_slowdown:g}"
-    print(f"{spaces[args.space]}; real Fashion-MNIST, batch {args.batch}, BudgetController {settings}, gate speed "
-          f"{args.gate_speed}, seed {args.seed}, {os.cpu_count()} CPU cores")
+    data = f"{args.random_images} random images" if args.random_images else "real Fashion-MNIST"
+    print(f"{spaces[args.space]}; {data}, batch {args.batch}, BudgetController {settings}, gate speed "
+          f"{args.gate_speed}, steps_per_execution {args.steps_per_execution}, EMA {args.ema}, seed {args.seed}, "
+          f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}, {os.cpu_count()} CPU cores")
     print("| optimizer | AL steps | metric | target (% supernet) | gate speed | exported / target − 1 | final λ "
           "| widths | s |")
     print("|---|---:|---|---:|---:|---:|---:|---|---:|")
@@ -165,7 +179,10 @@ def user_optimizers(args, tolerance):
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"budget_optimizers_{args.space}_{args.gate_speed}_"
                            f"{'_'.join(str(n) for n in args.lengths)}"
-                           f"{'' if args.end_gate_slowdown is None else f'_slowdown{args.end_gate_slowdown:g}'}.json"), "w",
+                           f"{'' if args.end_gate_slowdown is None else f'_slowdown{args.end_gate_slowdown:g}'}"
+                           f"{'' if args.steps_per_execution == 1 else f'_spe{args.steps_per_execution}'}"
+                           f"{'' if args.ema is None else f'_ema{args.ema:g}'}"
+                           f"{'' if not args.random_images else f'_random{args.random_images}'}.json"), "w",
               encoding="utf-8") as f:
         json.dump(rows, f, indent=1)
 
@@ -263,6 +280,15 @@ def main():
     parser.add_argument("--end-gate-slowdown", type=float, default=None,
                         help="with --optimizers: ControllerSettings.end_gate_slowdown (default: the controller's; "
                              "1: the chosen gate speed kept to the end)")
+    parser.add_argument("--steps-per-execution", type=int, default=1,
+                        help="with --optimizers: compile(steps_per_execution=...) (Keras calls back once per call)")
+    parser.add_argument("--ema", type=float, default=None, metavar="MOMENTUM",
+                        help="with --optimizers: the optimizer with use_ema=True and this ema_momentum (Keras's "
+                             "default is 0.99)")
+    parser.add_argument("--random-images", type=int, default=0, metavar="N",
+                        help="with --optimizers: N uniform random images with random labels instead of "
+                             "Fashion-MNIST (issue 26's reproduction: --space second --batch 16 --lengths 192 "
+                             "--random-images 512)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=OUT)
     args = parser.parse_args()

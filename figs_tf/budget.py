@@ -48,6 +48,15 @@ class ControllerSettings:
         come to rest (at `ramp`) the gates are slowed so that, where the path
         ends, the logits move 1 / end_gate_slowdown as fast per step as before
         (a power of two, below 1 too; 1: they keep their speed).
+      max_update_travel: with `gate_speed="auto"`, where λ cannot slow the
+        gates down (an optimizer that normalises its steps at the gates'
+        gradients: Adam, Lion, RMSprop well above √ε), how far the gate
+        logits may move between two λ updates, in
+        widths of the band (target × (1 ± tolerance) in the logit all gates
+        share): s is lowered until they move no farther (down to 1). The
+        updates are `interval` optimizer steps apart, rounded up to whole
+        calls of `steps_per_execution` steps (Keras calls back once per
+        call); inf: no limit.
 
     Raises:
       ValueError: a knob out of its range, naming it.
@@ -71,6 +80,7 @@ class ControllerSettings:
     total_steps: int = None
     gate_margin: float = 2.0
     end_gate_slowdown: float = 4.0
+    max_update_travel: float = 3.0
 
     def __post_init__(self):
         if self.interval is not None and int(self.interval) < 1:
@@ -100,6 +110,10 @@ class ControllerSettings:
         if not 1 <= self.end_gate_slowdown < float("inf"):
             raise ValueError(f"ControllerSettings.end_gate_slowdown divides how fast the gates move after the "
                              f"ramp: a finite number >= 1 (1: no slowdown), got {self.end_gate_slowdown}.")
+        if not self.max_update_travel > 0:
+            raise ValueError(f"ControllerSettings.max_update_travel is how far (in band widths) the gate logits may "
+                             f"move between two λ updates: a number > 0 (inf: no limit), got "
+                             f"{self.max_update_travel}.")
         if not 0 < self.tolerance < 1:
             raise ValueError(f"ControllerSettings.tolerance is relative, in (0, 1), got {self.tolerance}.")
 
@@ -302,17 +316,21 @@ class ParetoSchedule:
 class StrengthController:
     """Velocity-form PI controller on λ's log scale with a hold mode (module docstring).
 
-        controller = StrengthController(schedule, settings, initial_strength=λ0)
+        controller = StrengthController(schedule, settings, initial_strength=λ0, steps_per_execution=8)
         λ = controller.update(step, expected_cost, exported_cost, λ)
 
     Pure Python: the callback reads the costs and assigns λ.
     """
 
-    def __init__(self, schedule, settings, initial_strength):
+    def __init__(self, schedule, settings, initial_strength, steps_per_execution=1):
         self.schedule = schedule
         self.settings = settings
-        self.interval = int(settings.interval) if settings.interval is not None else \
+        # optimizer steps between updates: Keras calls back once per `steps_per_execution` steps,
+        # so the interval is rounded up to whole calls
+        interval = int(settings.interval) if settings.interval is not None else \
             max(1, schedule.total_steps // UPDATES_PER_RUN)
+        calls = max(1, int(steps_per_execution))
+        self.interval = -(-interval // calls) * calls
         # the controller's coordinate u: λ = 2·knee·sinh(u − log(knee/λ₀)), which is λ₀·e^u
         # (log λ) far above the knee, linear through 0 at u = log(knee/λ₀), and −knee²/λ₀·e^−u below
         self.knee = settings.bounds[0] * initial_strength

@@ -177,11 +177,21 @@ class BudgetController(keras.callbacks.Callback):
     optimizer, over the planned steps and at its learning rate (or schedule),
     moves the gate logits at least `settings.gate_margin` times as far as the
     reference path at λ's ceiling (figs_tf.gate_speed; docs/budget.md, "Gate
-    speed"), and lowers it once the path has come to rest (at `ramp`;
-    `settings.end_gate_slowdown`). With a fixed gate speed it checks instead
+    speed"), halved while, under an optimizer that normalises its steps, they
+    would cross more than `settings.max_update_travel` band widths between
+    two λ updates (`interval` steps, rounded up to whole calls of
+    `steps_per_execution`: Keras calls back once per call), and lowers it
+    once the path has come to rest (at `ramp`; `settings.end_gate_slowdown`).
+    Each change of s goes through `figs_tf.set_gate_speed`, so the
+    optimizer's state follows it. With a fixed gate speed it checks instead
     that the logits can keep up at λ's ceiling, and warns before training when
     they cannot, naming what to change. Without a BudgetController (a fixed
     λ) "auto" leaves the gate speed at 1, the paper's.
+
+    EMA: with `use_ema=True` the gate logits are kept out of the optimizer's
+    moving average (set to θ at the end of each epoch), so the average that
+    `fit` writes back at its end leaves the architecture the controller
+    steered to; every other weight is averaged.
 
     Preemption: its state is λ and the gate speed (both weights, restored with
     the others) and the optimizer's step counter; the reference path is
@@ -243,7 +253,8 @@ class BudgetController(keras.callbacks.Callback):
             initial = layer.initial_strength or 1.0 / cost_lib.cost_range(graph, layer.metric)[1]
         total_steps = self._total_steps()
         self.strength_controller = budget_lib.StrengthController(
-            self._schedule(start_cost, total_steps), self.settings, initial)
+            self._schedule(start_cost, total_steps), self.settings, initial,
+            steps_per_execution=self._steps_per_execution())
         fresh = self._step() == 0  # on resume λ and the gate speed come back with the weights
         if fresh:
             wrap_lib.set_strength(self.model, initial)
@@ -271,10 +282,14 @@ class BudgetController(keras.callbacks.Callback):
         if gates.automatic_gate_speed:
             plan = gate_speed_lib.plan_gate_speed(strength=ceiling, margin=self.settings.gate_margin,
                                                   response=response, end_step=self._end_step(total_steps),
-                                                  end_slowdown=self.settings.end_gate_slowdown, **common)
+                                                  end_slowdown=self.settings.end_gate_slowdown,
+                                                  update_steps=self.strength_controller.interval,
+                                                  max_update_travel=self.settings.max_update_travel, **common)
             if not fresh:
                 return plan
-            gates.set_gate_speed(plan.speed)
+            wrap_lib.set_gate_speed(self.model, plan.speed)
+            if not plan.lambda_slows and plan.update_travel > self.settings.max_update_travel:
+                self._warn_fast_updates(plan)
             if plan.reachable:
                 return plan
             full = plan
@@ -288,6 +303,19 @@ class BudgetController(keras.callbacks.Callback):
             full = gate_speed_lib.plan_gate_speed(strength=ceiling, margin=1.0, response=response, **common)
         self._warn_unreachable(plan, full, total_steps)
         return plan
+
+    def _warn_fast_updates(self, plan):
+        warnings.warn(
+            f"figs_tf.BudgetController: λ is updated every {self.strength_controller.interval} optimizer steps "
+            f"(steps_per_execution={self._steps_per_execution()}, interval={self.settings.interval}), and even at "
+            f"gate speed {plan.speed:g} the gate logits can cross {plan.update_travel:.2g} widths of the ±"
+            f"{self.settings.tolerance:.0%} band between two updates (ControllerSettings.max_update_travel="
+            f"{self.settings.max_update_travel:g}): the export may jump across the band. Lower "
+            "steps_per_execution in compile (or ControllerSettings.interval), or the learning rate.", stacklevel=3)
+
+    def _steps_per_execution(self):
+        """Optimizer steps per call of the compiled train function (Keras calls back once per call)."""
+        return max(1, int(getattr(self.model, "steps_per_execution", 1) or 1))
 
     def _warn_unreachable(self, plan, full, total_steps):
         what = (f"the gate logits can travel about {plan.travelled:.2g} (logit units) over the {total_steps:,} "
@@ -374,7 +402,7 @@ class BudgetController(keras.callbacks.Callback):
             return
         gates = wrap_lib.gates_of(self.model)
         if gates.automatic_gate_speed and gates.gate_speed > plan.end_speed:
-            gates.set_gate_speed(plan.end_speed)
+            wrap_lib.set_gate_speed(self.model, plan.end_speed)  # the optimizer's state follows
         self._gates_settled = True
 
     def get_state(self):
@@ -395,6 +423,9 @@ class BudgetController(keras.callbacks.Callback):
         """Hook for ParetoController: runs after every λ update."""
 
     def on_epoch_end(self, epoch, logs=None):
+        # with use_ema, fit writes the optimizer's moving average of θ back at its end: for the gates that
+        # would be an architecture the controller never steered to, so their average is kept at θ
+        gate_speed_lib.average_to_current(self.model.optimizer, wrap_lib.gates_of(self.model).logit_parameters)
         if logs is not None:
             step = self._step()
             schedule = self.strength_controller.schedule

@@ -40,6 +40,7 @@ below 1 (the ramp's s is never slower than the paper's gates; the hold's may be)
 
 import dataclasses
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -335,6 +336,17 @@ class GateSpeedPlan:
       end_speed: s after the reference path has come to rest (`end_step`; a
         power of two, may be below 1), or None.
       end_step: the step from which `end_speed` applies, or None.
+      update_travel: how far the logits move at most between two λ updates at
+        the chosen s (`update_steps` steps, at full pull), in widths of the
+        band (the target's ±tolerance in the uniform logit); None when not
+        planned.
+      capped: s was lowered below the one that covers margin × demand, so
+        that `update_travel` ≤ the allowed travel per update; `reachable`
+        then only asks that the logits can travel the path's whole length
+        within the run.
+      lambda_slows: at the plan's pull a tenth of λ moves the logits less
+        than half as fast (SGD-like steps: λ sets their speed, and the
+        allowed travel per update is not enforced); None when not planned.
     """
 
     speed: float
@@ -346,10 +358,20 @@ class GateSpeedPlan:
     total_steps: int
     end_speed: float = None
     end_step: int = None
+    update_travel: float = None
+    capped: bool = False
+    lambda_slows: bool = None
+
+
+def band_width(path, schedule, total_steps):
+    """The width of the band at the end of the run, in the uniform logit (`GatePath`)."""
+    low, high = schedule.band(int(total_steps))
+    return abs(path.uniform_logit(high) - path.uniform_logit(low))
 
 
 def plan_gate_speed(path, schedule, optimizer, total_steps, strength, multiplier=1.0, initial_logit=2.5,
-                    margin=DEFAULT_MARGIN, speed=None, response=None, end_step=None, end_slowdown=4.0):
+                    margin=DEFAULT_MARGIN, speed=None, response=None, end_step=None, end_slowdown=4.0,
+                    update_steps=None, max_update_travel=None):
     """The gate-speed rule: the smallest power of two s ≥ 1 whose travel covers margin × demand.
 
     Args:
@@ -369,6 +391,17 @@ def plan_gate_speed(path, schedule, optimizer, total_steps, strength, multiplier
         (down to 2**-MAX_EXPONENT: it may be below 1) at which the logits, at
         the path's end, move at least 1 / end_slowdown as fast per step as at
         the chosen s.
+      update_steps: optimizer steps between two λ updates (the controller's
+        interval, rounded up to whole `steps_per_execution` calls: Keras calls
+        back once per call); None: not planned.
+      max_update_travel: with `update_steps`, where λ cannot slow the logits
+        down (a tenth of `strength` moves them at least half as fast: an
+        optimizer that normalises its steps at this pull), how far the logits
+        may move between two updates, in band widths (`band_width`): an
+        automatic s above it is halved until it is not (down to 1). The
+        controller cannot react within an update, and logits that cross the
+        band between two looks at it land outside it (docs/budget.md,
+        "steps_per_execution").
 
     Returns:
       A `GateSpeedPlan`.
@@ -390,6 +423,37 @@ def plan_gate_speed(path, schedule, optimizer, total_steps, strength, multiplier
         moved, shortfall = check(candidate)
         if shortfall <= 1.0:
             break
+    reachable = shortfall <= 1.0
+    update_travel, capped, lambda_slows = None, False, None
+
+    def pull_hardly_matters(candidate):
+        def rate(pull):
+            return logit_rate(path, response, candidate, pull, multiplier, initial_logit, 1 + int(total_steps) // 2)
+        return rate(strength / 10) > 0.5 * rate(strength)
+
+    if update_steps is not None:
+        width = band_width(path, schedule, total_steps)
+
+        def per_update(candidate, moved):
+            # the fastest stretch while the logits are still on the path's way (SGD's speed depends on ν)
+            within = np.flatnonzero(moved <= distances.max() + 1e-12)
+            last = min(len(moved) - 1, int(within[-1]) + 1) if len(within) else 1
+            speeds = np.diff(moved[:last + 1]) / np.maximum(np.diff(steps[:last + 1]), 1)
+            return float(speeds.max(initial=0.0)) * int(update_steps) / max(width, 1e-12)
+
+        update_travel = per_update(candidate, moved)
+        # only where λ cannot slow the logits: at the pull of the plan an optimizer that normalises its
+        # steps moves them about as fast at a tenth of λ (Adam, and RMSprop once the gradient is well
+        # above √ε); under SGD-like steps λ sets their speed, and the controller lowers it
+        lambda_slows = not pull_hardly_matters(candidate)
+        if speed is None and max_update_travel is not None and not lambda_slows:
+            while update_travel > max_update_travel and candidate > 1:
+                candidate /= 2
+                capped = True
+                moved, shortfall = check(candidate)
+                update_travel = per_update(candidate, moved)
+            if capped:
+                reachable = bool(moved[-1] >= distances.max())
     end_speed = None
     if end_step is not None and 0 < end_step < total_steps:
         # the speed of the logits where the path comes to rest (not a travel over the rest of the run:
@@ -409,7 +473,133 @@ def plan_gate_speed(path, schedule, optimizer, total_steps, strength, multiplier
             if end_rate(2.0 ** k) < enough:
                 break
             end_speed = 2.0 ** k
-    return GateSpeedPlan(speed=candidate, reachable=shortfall <= 1.0, needed=float(wanted.max() / margin),
+    return GateSpeedPlan(speed=candidate, reachable=reachable, needed=float(distances.max()),
                          travelled=float(moved[-1]), shortfall=shortfall,
                          normalising=response.normalises(), total_steps=int(total_steps),
-                         end_speed=end_speed, end_step=None if end_speed is None else int(end_step))
+                         end_speed=end_speed, end_step=None if end_speed is None else int(end_step),
+                         update_travel=update_travel, capped=capped, lambda_slows=lambda_slows)
+
+
+# --- optimizer state that follows a change of the gate speed ---------------------------------
+#
+# Changing s to ρ·s divides θ by ρ (ν = s·θ does not move) and multiplies θ's gradient by ρ
+# (∂L/∂θ = s·∂L/∂ν). A slot that holds the k-th power of the gradient's scale is multiplied by ρᵏ,
+# so the optimizer's state is the one it would have had if the run had been at the new s from its
+# first step (exactly so under constant gradients; a power of two makes each product exact), and
+# the logits move at the new speed from the first step after the switch. Left alone, Adam's second
+# moment keeps the old gradients for ~1 / (1 − β2) steps and the logits crawl (docs/budget.md,
+# "Gate speed"). Keys are exact types, like STEP_RESPONSES: a subclass may update differently.
+STATE_SCALINGS = {
+    keras.optimizers.SGD: {"momentums": 1},  # velocity: a sum of lr·g
+    keras.optimizers.Adam: {"_momentums": 1, "_velocities": 2, "_velocity_hats": 2},
+    keras.optimizers.AdamW: {"_momentums": 1, "_velocities": 2, "_velocity_hats": 2},
+    keras.optimizers.Nadam: {"_momentums": 1, "_velocities": 2},
+    keras.optimizers.Adamax: {"_m": 1, "_u": 1},  # first moment, infinity norm
+    # mean square ρ², mean gradient ρ; the momentum buffer sums normalised increments: unchanged
+    keras.optimizers.RMSprop: {"_velocities": 2, "_average_gradients": 1, "_momentums": 0},
+    # the accumulator starts at initial_accumulator_value: only the sum of squares on top of it scales
+    keras.optimizers.Adagrad: {"_accumulators": lambda value, ratio, optimizer: (
+        optimizer.initial_accumulator_value + ratio ** 2 * (value - optimizer.initial_accumulator_value))},
+    keras.optimizers.Lion: {"_momentums": 1},  # its step is a sign: any positive factor would do
+}
+# what every Keras optimizer may hold per variable: the EMA copy of θ (use_ema) and the gradient sum
+# (gradient_accumulation_steps)
+_BASE_SCALINGS = {"_model_variables_moving_average": -1, "_accumulated_gradients": 1}
+
+
+def register_state_scaling(optimizer_class, scalings):
+    """Says how an optimizer's per-variable state follows a change of the gate speed.
+
+    Args:
+      optimizer_class: the optimizer's class (exact type).
+      scalings: {attribute: k}: the attribute is a list with one slot per
+        trainable variable (indexed by `optimizer._get_variable_index`), and a
+        slot holding the k-th power of the gradient's scale is multiplied by
+        ρᵏ when s becomes ρ·s (0: left as it is); or {attribute: f}, with
+        f(value, ρ, optimizer) the slot's new value (a tensor). The EMA copy
+        and gradient accumulators of the base class need no entry.
+
+    Example:
+
+    >>> figs_tf.gate_speed.register_state_scaling(MyAdam, {"_m": 1, "_v": 2})
+    """
+    STATE_SCALINGS[optimizer_class] = dict(scalings)
+
+
+def per_variable_slots(optimizer):
+    """Names of the optimizer's attributes that hold one state variable (or None) per trainable variable."""
+    count = len(getattr(optimizer, "_trainable_variables", ()))
+    names = []
+    for name, value in vars(optimizer).items():
+        if (isinstance(value, (list, tuple)) and count and len(value) == count and name != "_trainable_variables"
+                and any(isinstance(v, keras.Variable) for v in value)
+                and all(v is None or isinstance(v, keras.Variable) for v in value)):
+            names.append(name)
+    return names
+
+
+def rescale_optimizer_state(optimizer, variable, ratio):
+    """Rescales the optimizer's state of `variable` (θ) after s became `ratio` × s (θ became θ / ratio).
+
+    Covered: the EMA copy of θ (`use_ema`) and accumulated gradients of any
+    Keras optimizer, and the slots of the optimizers in `STATE_SCALINGS`
+    (SGD, Adam, AdamW, Nadam, Adamax, RMSprop, Adagrad, Lion; the inner
+    optimizer of a LossScaleOptimizer). Any other per-variable state is left
+    as it is, with a warning: the speed of the logits after the change then
+    differs from the rule's (docs/budget.md).
+
+    Args:
+      optimizer: the compiled optimizer (None, or one not built yet: nothing to do).
+      variable: θ, the gates' trainable variable.
+      ratio: s_new / s_old.
+
+    Returns:
+      The names of the rescaled slot lists.
+    """
+    optimizer = base_optimizer(optimizer)
+    if optimizer is None or not getattr(optimizer, "built", False) or ratio == 1:
+        return []
+    try:
+        index = optimizer._get_variable_index(variable)  # pylint: disable=protected-access
+    except (KeyError, AttributeError):
+        return []  # this optimizer does not train θ
+    known = STATE_SCALINGS.get(type(optimizer))
+    scalings = dict(_BASE_SCALINGS, **(known or {}))
+    unknown = [name for name in per_variable_slots(optimizer) if name not in scalings]
+    if unknown:
+        warnings.warn(
+            f"figs_tf: the gate speed changed, but figs_tf does not know how the state {unknown} of the optimizer "
+            f"{type(optimizer).__name__} scales with the gradient, and left it as it was: the gate logits will move "
+            "at another speed than the rule's until that state has forgotten the old gradients. Covered: "
+            f"{sorted(cls.__name__ for cls in STATE_SCALINGS)}; for another optimizer call "
+            "figs_tf.gate_speed.register_state_scaling(type(optimizer), {'slot_list': power, ...}).", stacklevel=3)
+    rescaled = []
+    for name, power in scalings.items():
+        slots = getattr(optimizer, name, None) or []
+        slot = slots[index] if index < len(slots) else None
+        if slot is None or power == 0:
+            continue
+        if callable(power):
+            slot.assign(ops.cast(power(ops.convert_to_tensor(slot), float(ratio), optimizer), slot.dtype))
+        else:
+            slot.assign(ops.multiply(slot, ops.cast(float(ratio) ** power, slot.dtype)))
+        rescaled.append(name)
+    return rescaled
+
+
+def average_to_current(optimizer, variable):
+    """Sets the optimizer's EMA copy of `variable` (use_ema) to its current value; no EMA: nothing.
+
+    `finalize_variable_values` (called by `fit` at its end) then leaves the
+    variable where it is.
+    """
+    optimizer = base_optimizer(optimizer)
+    if optimizer is None or not getattr(optimizer, "use_ema", False) or not getattr(optimizer, "built", False):
+        return
+    try:
+        index = optimizer._get_variable_index(variable)  # pylint: disable=protected-access
+    except (KeyError, AttributeError):
+        return
+    average = optimizer._model_variables_moving_average[index]  # pylint: disable=protected-access
+    if average is not None:
+        average.assign(variable)

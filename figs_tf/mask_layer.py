@@ -48,6 +48,7 @@ from keras import ops
 
 from figs_tf import branches as branches_lib
 from figs_tf import channel_groups
+from figs_tf import gate_speed as gate_speed_lib
 
 DEFAULT_TEMPERATURE = 1e-3
 DEFAULT_INITIAL_LOGIT = 2.5
@@ -281,15 +282,28 @@ class MaskLayer(keras.layers.Layer):
         """True when the budget controller chooses s (`gate_speed="auto"`)."""
         return self.gate_speed_setting == AUTO
 
-    def set_gate_speed(self, value):
-        """Sets s and rescales θ so that ν does not move (exactly, for powers of two)."""
+    def set_gate_speed(self, value, optimizer=None):
+        """Sets s and rescales θ so that ν does not move (exactly, for powers of two).
+
+        Args:
+          value: the new s, a finite number > 0.
+          optimizer: the optimizer that trains θ (None: none yet). Its state
+            that holds θ's scale follows: the EMA copy of θ is rescaled with
+            θ, and moments of the gradient by the power of s they hold
+            (figs_tf.gate_speed.rescale_optimizer_state), so that the logits
+            move at the new speed from the next step and an EMA written back
+            at the end of `fit` is at the new scale. `figs_tf.set_gate_speed`
+            passes the search model's optimizer.
+        """
         value = check_gate_speed(value)
         if value == AUTO:
             raise ValueError("set_gate_speed needs a number > 0; 'auto' is a setting of the layer, "
                              "resolved by figs_tf.BudgetController.")
+        old = self.gate_speed
         logits = np.asarray(ops.convert_to_numpy(self.logits), dtype=np.float32)
         self.speed.assign(np.float32(value))
         self.logit_parameters.assign(logits / np.float32(value))
+        gate_speed_lib.rescale_optimizer_state(optimizer, self.logit_parameters, float(np.float32(value)) / old)
 
     def load_own_variables(self, store):
         if len(store.keys()) == 1:  # saved before the gate speed existed: the store holds ν

@@ -220,7 +220,12 @@ def set_gate_speed(search, value):
     """Sets the gate speed s; θ is rescaled so the logits ν do not move.
 
     Exact for powers of two (the automatic choice is one). Takes effect at the
-    next training step. With `gate_speed="auto"` a BudgetController chooses s
+    next training step. The compiled optimizer's state follows (the EMA copy
+    of θ, and gradient moments of the optimizers that
+    `figs_tf.gate_speed.STATE_SCALINGS` covers; another optimizer's state is
+    left with a warning), so the logits move at the new speed from the next
+    step: s times as fast as at s = 1 under an optimizer that normalises its
+    steps, s² under SGD (docs/budget.md, "Gate speed"). With `gate_speed="auto"` a BudgetController chooses s
     again at the start of a fresh AL run (optimizer step 0).
 
     Raises:
@@ -230,7 +235,7 @@ def set_gate_speed(search, value):
 
     >>> figs_tf.set_gate_speed(search, 16.0)   # Adam at 1e-3: gates move up to 0.016 per step
     """
-    gates_of(search).set_gate_speed(value)
+    gates_of(search).set_gate_speed(value, optimizer=getattr(search, "optimizer", None))
 
 
 def get_target(search):

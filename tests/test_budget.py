@@ -372,6 +372,53 @@ def test_the_users_optimizer_as_it_is_lands_on_the_target(name):
     assert history.history["figs_gate_speed"] == [plan.speed, plan.end_speed] and plan.end_speed < plan.speed
 
 
+@pytest.mark.parametrize("calls", [1, 16])
+def test_under_steps_per_execution_the_gates_cross_at_most_three_band_widths_between_updates(calls):
+    """Keras calls back once per call of `steps_per_execution` steps, so λ changes only that often: the
+    interval is rounded up to whole calls, and an automatic gate speed is halved until Adam's logits (about
+    s·lr per step whatever λ is) cross at most `max_update_travel` (3) widths of the band between two
+    updates. By hand: s·lr·interval over the band's width in the logit all gates share."""
+    search = figs_tf.wrap(small_cnn(), cost="params", target=15_000)
+    search.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                   steps_per_execution=calls)
+    controller = figs_tf.BudgetController()
+    controller.set_model(search)
+    controller.params = {"epochs": 4, "steps": 50}  # 200 steps: one update per step without calls
+    controller.on_train_begin()
+    interval, plan = controller.strength_controller.interval, controller.gate_plan
+    assert interval == calls
+    path = budget.GatePath(cost_layer_of(search).polynomial, gates_of(search).group_sizes)
+    width = path.uniform_logit(15_000 * 1.02) - path.uniform_logit(15_000 * 0.98)
+    by_hand = plan.speed * 1e-3 * interval / width
+    assert plan.update_travel == pytest.approx(by_hand, rel=1e-3) and by_hand <= 3.0
+    assert figs_tf.get_gate_speed(search) == plan.speed
+    if calls == 1:
+        assert not plan.capped
+    else:  # the speed that covers twice the path's pace would cross more than three widths per update
+        assert plan.capped and 2 * by_hand > 3.0 and plan.reachable  # it still travels the path within the run
+
+
+def test_with_ema_the_export_is_the_architecture_the_controller_steered_to():
+    """use_ema: fit writes the optimizer's moving average of the weights back at its end. Under a
+    BudgetController the gates are kept out of it, so the network exported after fit is the one the
+    controller counted after the last step (the average of these 32 steps would lag far behind), while
+    every other weight is its average."""
+    keras.utils.set_random_seed(0)
+    search = figs_tf.wrap(small_cnn(), cost="params", target=15_000, seed=0)
+    search.compile(optimizer=keras.optimizers.Adam(1e-3, use_ema=True, ema_momentum=0.99),
+                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    controller = figs_tf.BudgetController(settings=figs_tf.ControllerSettings(warmup=0.0, interval=1))
+    images = np.random.default_rng(0).random((256, 28, 28, 1), dtype=np.float32)
+    kernel = search.get_layer("conv0").kernel
+    search.fit(images, np.zeros(256, "int64"), batch_size=16, epochs=2, verbose=0, callbacks=[controller])
+    assert controller.trace[-1]["step"] == 32
+    assert figs_tf.exported_network(search).cost("params") == controller.trace[-1]["exported"]
+    assert controller.trace[-1]["exported"] < controller.trace[0]["exported"]  # the gates did move
+    optimizer = search.optimizer
+    np.testing.assert_array_equal(kernel.numpy(),
+                                  optimizer._model_variables_moving_average[optimizer._get_variable_index(kernel)])
+
+
 def test_steps_per_execution_counts_steps_between_updates():
     """With several steps per call of the train function the controller counts steps, not calls."""
     search = figs_tf.wrap(small_cnn(), cost="params", target=15_000)

@@ -245,3 +245,66 @@ def test_the_end_speed_moves_the_logits_a_quarter_as_fast(name, slowdown, streng
     assert moved(plan.end_speed / 2) / ramp < 0.25 * 0.7  # the next power of two down is too slow
     if strength > 1e-3:  # SGD fast enough at the paper's s = 1: the gates get slower than the paper's
         assert plan.speed == 1.0 and plan.end_speed == 0.5
+
+
+# --- a change of s inside a run: the optimizer's state follows --------------------------------
+
+SWITCH_OPTIMIZERS = ["adam", "sgd_momentum", "rmsprop", "adamw", "adamax", "lion", "adagrad"]
+
+
+def _moves_under_a_constant_pull(make_optimizer, speeds, steps, switch=None, rescale=True):
+    """ν's move per step when the loss is c·Σν (θ's gradient c·s), s = speeds[0], then speeds[1] from `switch`."""
+    gates = figs_tf.MaskLayer(group_sizes=[3], gate_speed=speeds[0])
+    optimizer = make_optimizer()
+    positions = [to_numpy(gates.logits)]
+    for step in range(steps):
+        if step == switch:
+            gates.set_gate_speed(speeds[1], optimizer=optimizer if rescale else None)
+        gradient = np.full(3, 1e-3 * gates.gate_speed, np.float32)
+        optimizer.apply([keras.ops.convert_to_tensor(gradient)], [gates.logit_parameters])
+        positions.append(to_numpy(gates.logits))
+    return -np.diff(np.array(positions)[:, 0])
+
+
+@pytest.mark.parametrize("name", SWITCH_OPTIMIZERS)
+def test_after_a_speed_change_the_logits_move_as_in_a_fresh_run_at_the_new_speed(name):
+    """s = 16 for 12 steps, then 4: every step after the switch moves ν as far as the same step of a run at
+    s = 4 from the start (the rescaled state is the one that run has: the gradient on θ is s times that on
+    ν). The docs' rule is then the fresh runs' ratio: 1/4 when the optimizer normalises its steps, 1/16
+    for SGD. Left alone, the state of Adam-like optimizers still holds the old gradients."""
+    make = OPTIMIZERS[name]
+    before, after = 12, 6
+    switched = _moves_under_a_constant_pull(make, (16.0, 4.0), before + after, switch=before)[before:]
+    fresh = _moves_under_a_constant_pull(make, (4.0, 4.0), before + after)[before:]
+    np.testing.assert_allclose(switched, fresh, rtol=2e-3)
+    if name in ("adam", "rmsprop"):
+        left = _moves_under_a_constant_pull(make, (16.0, 4.0), before + after, switch=before, rescale=False)[before:]
+        assert left.mean() < 0.9 * fresh.mean()
+
+
+def test_an_optimizer_state_figs_cannot_rescale_is_named_in_a_warning():
+    gates = figs_tf.MaskLayer(group_sizes=[3], gate_speed=16.0)
+    optimizer = keras.optimizers.Adadelta(1.0)
+    optimizer.apply([keras.ops.ones((3,))], [gates.logit_parameters])
+    logits = to_numpy(gates.logits)
+    with pytest.warns(UserWarning, match=r"_accumulated_grads.*Adadelta"):
+        gates.set_gate_speed(4.0, optimizer=optimizer)
+    np.testing.assert_array_equal(to_numpy(gates.logits), logits)  # the change itself still holds ν
+
+
+@pytest.mark.tensorflow_only
+def test_a_speed_change_at_learning_rate_zero_leaves_the_logits_with_ema_on():
+    """Adam(0, use_ema=True): fit at s = 16, set_gate_speed to 4, fit again. fit writes the moving average
+    of θ back at its end; it was rescaled with θ, so ν is what it was, bit for bit."""
+    search = figs_tf.wrap(dense_net(), cost="params", strength=1e-3, gate_speed=16.0, seed=0)
+    search.compile(optimizer=keras.optimizers.Adam(0.0, use_ema=True, ema_momentum=0.99), loss=zero_task_loss)
+    x, y = np.zeros((8, INPUTS), np.float32), np.zeros((8, OUTPUTS), np.float32)
+    gates = gates_of(search)
+    gates.set_logits(np.linspace(-2.0, 3.0, WIDTH))
+    search.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    before = to_numpy(gates.logits)
+    figs_tf.set_gate_speed(search, 4.0)
+    search.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    assert figs_tf.get_gate_speed(search) == 4.0
+    np.testing.assert_array_equal(to_numpy(gates.logits), before)
+    np.testing.assert_array_equal(before, np.linspace(-2.0, 3.0, WIDTH).astype(np.float32))

@@ -21,9 +21,11 @@ The paper's training setup (method.md, "Training setup") and where it lives:
   the same as an L2 term in the loss. Gate logits and BatchNorm γ/β are
   excluded: decay would pull every gate towards π = 0.5.
 - Moving averages 0.9997 for evaluation: the optimizer's EMA of the weights
-  (`use_ema`, `ema_momentum`; copied into the model at the end with
-  `finalize_variable_values`) and BatchNorm's own moving statistics
-  (`config.bn_momentum`).
+  (`use_ema`, `ema_momentum`; Keras's `fit` copies them into the model at
+  its end, `finalize_variable_values`) and BatchNorm's own moving statistics
+  (`config.bn_momentum`). Under a budget the gate logits are kept out of the
+  average (`figs_tf.BudgetController`: the export is the architecture it
+  steered to), and a change of the gate speed rescales the average with θ.
 - Preemption: a checkpoint (`workdir.Checkpoints`) after every (virtual) epoch
   of `steps_per_checkpoint` steps, with the gates' noise state; the training
   data is a function of the step (`input_pipeline.make_dataset(start_batch=)`).
@@ -282,9 +284,8 @@ def fit(model, config, plan, run, directory, callbacks=()):
     model.fit(training_data(config, plan, run, start_step), initial_epoch=start_epoch, epochs=plan.epochs,
               steps_per_epoch=plan.steps_per_epoch, callbacks=all_callbacks, verbose=progress,
               shuffle=False)  # the input pipeline shuffles
-    if model.optimizer.use_ema:
-        # Evaluation and export use the moving averages of the weights (paper).
-        model.optimizer.finalize_variable_values(model.trainable_variables)
+    # With use_ema, fit has copied the moving averages into the weights at its end (Keras's
+    # finalize_variable_values): evaluation and export use them (paper).
     return start_step
 
 
