@@ -1,34 +1,56 @@
 """Several processes training one model, as a multi-host job does, here on 127.0.0.1 (JAX backend).
 
 `launch/local.sh --processes 2` runs search then retraining as 2 cooperating
-processes; a SIGKILL of one of them and the same command again must end where
-the uninterrupted run ends (architecture, kept channels, step count). And the
-binaries run as one process on the JAX backend.
+processes. The uninterrupted run is the reference; then, each on its own
+workdir:
+- process 0 (the coordinator and the one writer) is lost mid-AL: frozen with
+  SIGSTOP, so that it holds its sockets open and only stops sending heartbeats,
+  as a host that went down or off the network does. Process 1 must stop on
+  its own within --peer_timeout_seconds, with JAX's message; then process 0 is
+  SIGKILLed. The same command again resumes and must end at the uninterrupted
+  run's weights (every array of the final checkpoint: gate logits, kernels,
+  BatchNorm statistics, optimizer slots), bit for bit.
+- the same killed search resumed by 1 process is refused before any work,
+  naming both counts (the data stream depends on the process count).
+- process 1 is lost mid-retraining the same way: process 0 must stop within
+  the timeout; the rerun must end at the uninterrupted retraining's weights.
+And the binaries run as one process on the JAX backend.
 """
 
 import csv
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from helpers import checkpoint_steps, exported_architecture
 
 pytest.importorskip("jax")
+h5py = pytest.importorskip("h5py")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-# 1024 examples, 2 AL passes of 16 steps (batch 64 = 32 per process), a checkpoint every 4 steps;
-# retraining 1 pass of 8 steps.
+# 1024 examples; AL and retraining 2 passes of 16 steps each (batch 64 = 32 per process), a checkpoint
+# every 4 steps: a process frozen on seeing the first checkpoint (4 steps, about a second, later the
+# next) is frozen mid-phase.
 SMALL = ["--config.space_kwargs.widths=(8, 16, 16)", "--config.train_examples=1024", "--config.eval_examples=1000",
          "--config.search.epochs=2", "--config.search.batch_size=64", "--config.search.steps_per_checkpoint=4",
-         "--config.retrain.epochs=1", "--config.retrain.batch_size=128", "--config.progress=none"]
+         "--config.retrain.epochs=2", "--config.retrain.batch_size=64", "--config.retrain.steps_per_checkpoint=4",
+         "--config.progress=none"]
+SEARCH_STEPS = RETRAIN_STEPS = 32
 RUN_SECONDS = 1200  # bounds one launch on a loaded 2-core machine; an idle one needs about a minute
+# The killed runs' --peer_timeout_seconds, and what a survivor may take beyond it to exit (JAX's
+# heartbeat checks run every half timeout; exit and a loaded machine take the rest).
+PEER_TIMEOUT = 20
+EXIT_MARGIN = 15
+JAX_STOPS_THEM = "Terminating process because the JAX distributed service detected fatal errors"
 
 
 def _environment():
@@ -38,15 +60,20 @@ def _environment():
     return env
 
 
-def _local(workdir, *args):
-    return ["bash", os.path.join(ROOT, "launch", "local.sh"), "--processes", "2", "--workdir", str(workdir), *args,
-            *SMALL]
+def _local(workdir, *args, processes=2):
+    return ["bash", os.path.join(ROOT, "launch", "local.sh"), "--processes", str(processes), "--workdir",
+            str(workdir), *args, *SMALL]
+
+
+def _start(command):
+    """A launch in its own session (so that whatever is left of it can be killed)."""
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=_environment(), start_new_session=True)
 
 
 def _run(command):
-    """Runs a launch in its own session; whatever is left of it when it ends is killed."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=_environment(), start_new_session=True)
+    """Runs a launch to its end; whatever is left of it then is killed."""
+    process = _start(command)
     try:
         output, _ = process.communicate(timeout=RUN_SECONDS)
     finally:
@@ -56,25 +83,30 @@ def _run(command):
 
 def _kill_session(process):
     try:
-        os.killpg(process.pid, signal.SIGKILL)
+        os.killpg(process.pid, signal.SIGKILL)  # stopped ones too
     except ProcessLookupError:
         pass
 
 
+def _state(pid):
+    """(state letter, process group) of `pid`, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, pgrp, ...
+    except OSError:
+        return None
+    return fields[0], int(fields[2])
+
+
+def _running(pid):
+    state = _state(pid)
+    return state is not None and state[0] != "Z"  # a zombie waits for its reaper only
+
+
 def _running_in_session(pgid):
-    """Processes of the process group `pgid` that still run (zombies waiting for a reaper do not)."""
-    running = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, pgrp, ...
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            running.append(int(entry))
-    return running
+    """Processes of the process group `pgid` that still run."""
+    return [int(entry) for entry in os.listdir("/proc")
+            if entry.isdigit() and _running(entry) and (_state(entry) or ("", None))[1] == pgid]
 
 
 def _wait_until_ended(pgid, seconds=60):
@@ -89,67 +121,212 @@ def _summary(workdir, phase):
         return json.load(f)
 
 
+def _arrays(path):
+    """{dataset path: array} of every dataset in an HDF5 file (a Keras .weights.h5)."""
+    arrays = {}
+    with h5py.File(path, "r") as h5:
+        h5.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset)
+                      else None)
+    return arrays
+
+
+def _final_checkpoint(workdir, phase, step):
+    return _arrays(os.path.join(workdir, phase, "checkpoint", f"step_{step:012d}.weights.h5"))
+
+
+def _differences(arrays, reference):
+    """Names of the arrays that are not bit-identical to the reference's (or missing on either side)."""
+    return sorted(name for name in set(arrays) | set(reference)
+                  if name not in arrays or name not in reference
+                  or arrays[name].dtype != reference[name].dtype or arrays[name].shape != reference[name].shape
+                  or arrays[name].tobytes() != reference[name].tobytes())
+
+
+def _lose_one_mid_phase(workdir, phase, lost, command):
+    """Starts `command` (a 2-process launch of `phase`), freezes process `lost` after the phase's first
+    checkpoint, waits until the other process has stopped on its own, then SIGKILLs the frozen one.
+
+    Returns (seconds from the freeze to the other's exit, local.sh's status, its output, the
+    checkpoint steps on disk after the kill).
+    """
+    launch = _start(command)
+    try:
+        deadline = time.time() + RUN_SECONDS
+        while time.time() < deadline and launch.poll() is None and not checkpoint_steps(workdir / phase):
+            time.sleep(0.05)
+        assert launch.poll() is None, "the run ended before its first checkpoint:\n" + launch.stdout.read()[-3000:]
+        children = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(launch.pid)], capture_output=True,
+                                  text=True).stdout.splitlines()
+        pids = {i: [int(line.split()[0]) for line in children if f"--process_id={i}" in line] for i in (0, 1)}
+        assert [len(pids[0]), len(pids[1])] == [1, 1], children
+        victim, survivor = pids[lost][0], pids[1 - lost][0]
+        os.kill(victim, signal.SIGSTOP)
+        frozen = time.time()
+        while _running(survivor) and time.time() < frozen + PEER_TIMEOUT + 120:
+            time.sleep(0.1)
+        seconds = time.time() - frozen
+        os.kill(victim, signal.SIGKILL)
+        output, _ = launch.communicate(timeout=120)
+        left = _wait_until_ended(launch.pid)
+    finally:
+        _kill_session(launch)
+    assert not left, f"processes of the killed run still running: {left}"
+    return seconds, launch.returncode, output, checkpoint_steps(workdir / phase)
+
+
+def _files(directory):
+    """{relative path: bytes} of every file under `directory`."""
+    found = {}
+    for folder, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, directory)] = f.read()
+    return found
+
+
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory):
-    """The acceptance run: search and retraining as 2 processes, never interrupted."""
+    """The reference: search and retraining as 2 processes, never interrupted."""
     workdir = tmp_path_factory.mktemp("two_processes")
     returncode, output = _run(_local(workdir))
     assert returncode == 0, output[-5000:]
     return workdir, output
 
 
+@pytest.fixture(scope="module")
+def writer_lost_mid_search(tmp_path_factory):
+    """A 2-process search whose process 0 was frozen after the first checkpoint, then SIGKILLed.
+
+    Returns (workdir, an untouched copy of it, the launch's status and output, the seconds
+    process 1 took to stop, the checkpoint steps left).
+    """
+    workdir = tmp_path_factory.mktemp("writer_lost") / "run"
+    command = _local(workdir, "--only", "search", f"--peer_timeout_seconds={PEER_TIMEOUT}")
+    seconds, returncode, output, steps = _lose_one_mid_phase(workdir, "search", 0, command)
+    pristine = tmp_path_factory.mktemp("writer_lost_copy") / "run"
+    shutil.copytree(workdir, pristine)
+    return dict(workdir=workdir, pristine=pristine, command=command, returncode=returncode, output=output,
+                seconds=seconds, steps=steps)
+
+
+@pytest.fixture(scope="module")
+def peer_lost_mid_retraining(two_processes, tmp_path_factory):
+    """The reference's finished search, then a 2-process retraining whose process 1 was frozen after
+    the first checkpoint, then SIGKILLed."""
+    workdir = tmp_path_factory.mktemp("peer_lost") / "run"
+    shutil.copytree(two_processes[0] / "search", workdir / "search")
+    command = _local(workdir, "--only", "retrain", f"--peer_timeout_seconds={PEER_TIMEOUT}")
+    seconds, returncode, output, steps = _lose_one_mid_phase(workdir, "retrain", 1, command)
+    return dict(workdir=workdir, command=command, returncode=returncode, output=output, seconds=seconds,
+                steps=steps)
+
+
 def test_two_processes_search_and_retrain_and_write_each_file_once(two_processes):
     workdir, output = two_processes
     search, retrain = _summary(workdir, "search"), _summary(workdir, "retrain")
     assert (search["processes"], search["devices"], retrain["processes"]) == (2, 2, 2)
-    assert search["steps"] == search["configured_steps"] == 32
-    assert retrain["steps"] == retrain["configured_steps"] == 8
+    assert search["steps"] == search["configured_steps"] == SEARCH_STEPS
+    assert retrain["steps"] == retrain["configured_steps"] == RETRAIN_STEPS
     assert retrain["architecture"] == search["architecture"] == exported_architecture(workdir)[0]
     assert retrain["keras_count_params"] == search["exported"]["params"]
     assert "exported_inherited_accuracy" in search  # process 0's own evaluation of the slimmed copy
     # One writer: one TensorBoard file per phase, one history row per Keras epoch, one summary printed.
-    for phase, epochs in (("search", 8), ("retrain", 1)):
+    for phase, epochs in (("search", SEARCH_STEPS // 4), ("retrain", RETRAIN_STEPS // 4)):
         assert len(glob.glob(os.path.join(workdir, phase, "tensorboard", "train", "events.*"))) == 1
         with open(os.path.join(workdir, phase, "history.csv")) as f:
             assert [int(row["epoch"]) for row in csv.DictReader(f)] == list(range(epochs))
         assert not glob.glob(os.path.join(workdir, phase, "checkpoint", "writing_*"))
+        with open(os.path.join(workdir, phase, "checkpoint", f"step_{epochs * 4:012d}.json")) as f:
+            assert json.load(f)["processes"] == 2  # what a resume with another count is checked against
     assert output.count("FiGS search: exported architecture") == 1
     assert output.count("FiGS retraining of the exported architecture") == 1
     # Each process announced the processes, its share of the batch and the devices.
     assert "search: 2 process(es) (this is process 0), 2 cpu device(s)" in output
     assert "[process 1] " in output and "global batch 64 = 32 per process" in output
+    assert "the others stop within about 100 s (--peer_timeout_seconds)" in output  # the default
 
 
-def test_a_process_killed_mid_search_and_the_same_command_again_end_where_the_uninterrupted_run_ends(
-        two_processes, tmp_path):
-    workdir = tmp_path / "killed"
-    command = _local(workdir, "--only", "search")
-    launch = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=_environment(), start_new_session=True)
-    try:
-        deadline = time.time() + RUN_SECONDS
-        while time.time() < deadline and launch.poll() is None and not checkpoint_steps(workdir / "search"):
-            time.sleep(0.2)
-        assert launch.poll() is None, "the run ended before its first checkpoint:\n" + launch.stdout.read()[-3000:]
-        children = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(launch.pid)], capture_output=True,
-                                  text=True).stdout.splitlines()
-        victim = [int(line.split()[0]) for line in children if "--process_id=1" in line]
-        assert len(victim) == 1, children
-        os.kill(victim[0], signal.SIGKILL)
-        output, _ = launch.communicate(timeout=120)  # local.sh stops process 0 and gives up
-        left = _wait_until_ended(launch.pid)
-    finally:
-        _kill_session(launch)
-    assert launch.returncode != 0
-    assert "stopping the others" in output
-    assert not left, f"processes of the killed run still running: {left}"
-    assert not os.path.exists(workdir / "search" / "summary.json")
+def test_a_lost_coordinator_stops_the_other_process_within_the_peer_timeout(writer_lost_mid_search):
+    run = writer_lost_mid_search
+    output = run["output"]
+    # Stopped by JAX's heartbeat check at the timeout given (the default, 100 s, would take longer).
+    assert run["seconds"] <= PEER_TIMEOUT + EXIT_MARGIN, (run["seconds"], output[-3000:])
+    assert run["returncode"] != 0
+    lines = [line for line in output.splitlines() if line.startswith("[process 1] ")]
+    assert any(JAX_STOPS_THEM in line for line in lines), "\n".join(lines[-20:])
+    # What to do was said at the start, by every process.
+    told = f"the others stop within about {PEER_TIMEOUT} s (--peer_timeout_seconds)"
+    assert any(told in line for line in lines) and output.count(told) == 2
+    assert "rerun the same command on every process to resume from the last checkpoint" in output
+    assert "stopping the others" in output  # local.sh then ended the launch
+    print(f"process 1 stopped {run['seconds']:.1f} s after process 0 froze")
 
-    returncode, output = _run(command)  # the same command again
+
+def test_the_writer_killed_mid_search_resumes_to_the_uninterrupted_weights(two_processes, writer_lost_mid_search):
+    run = writer_lost_mid_search
+    assert run["steps"] and run["steps"][-1] < SEARCH_STEPS, run["steps"]  # killed mid-AL, after a checkpoint
+    assert not os.path.exists(run["workdir"] / "search" / "summary.json")
+
+    returncode, output = _run(run["command"])  # the same command again
     assert returncode == 0, output[-5000:]
     assert "Resuming search" in output
-    assert _summary(workdir, "search")["resumed_from_step"] >= 4
-    assert exported_architecture(workdir) == exported_architecture(two_processes[0])
+    summary = _summary(run["workdir"], "search")
+    assert summary["resumed_from_step"] == run["steps"][-1] >= 4
+    assert summary["steps"] == SEARCH_STEPS
+    with open(run["workdir"] / "search" / "history.csv") as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == list(range(SEARCH_STEPS // 4))
+    assert exported_architecture(run["workdir"]) == exported_architecture(two_processes[0])
+    # Every array of the final checkpoint: the gate logits, kernels, BatchNorm statistics, Adam's slots.
+    resumed = _final_checkpoint(run["workdir"], "search", SEARCH_STEPS)
+    reference = _final_checkpoint(two_processes[0], "search", SEARCH_STEPS)
+    assert _differences(resumed, reference) == []
+    # what was compared: the gate logits (one per channel of the widths 8, 16, 16) and the 3 conv kernels
+    assert reference["layers/mask_layer/vars/0"].shape == (8 + 16 + 16,), sorted(reference)
+    assert len([name for name in reference if name.startswith("layers/conv2d")]) == 3, sorted(reference)
+    print(f"{len(reference)} arrays bit-identical")
+
+
+def test_resuming_with_another_process_count_is_refused_before_any_work(writer_lost_mid_search, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(writer_lost_mid_search["pristine"], workdir)
+    before = _files(workdir)
+    started = time.time()
+    returncode, output = _run(_local(workdir, "--only", "search", processes=1))
+    assert returncode != 0
+    assert "written by a run of 2 process(es), and this run has 1" in output, output[-3000:]
+    assert "Rerun with 2 process(es) (launch/local.sh --processes 2" in output
+    assert "Resuming" not in output
+    assert _files(workdir) == before  # nothing trained, nothing written
+    print(f"refused after {time.time() - started:.1f} s")
+
+
+def test_a_peer_lost_mid_retraining_stops_the_writer_and_the_rerun_ends_at_the_same_weights(
+        two_processes, peer_lost_mid_retraining, tmp_path):
+    run = peer_lost_mid_retraining
+    # Process 0 (the coordinator, here the survivor) stops within the timeout.
+    assert run["seconds"] <= PEER_TIMEOUT + EXIT_MARGIN, (run["seconds"], run["output"][-3000:])
+    assert run["returncode"] != 0
+    process_0 = [line for line in run["output"].splitlines() if not line.startswith("[process 1] ")]
+    assert any(JAX_STOPS_THEM in line for line in process_0), "\n".join(process_0[-20:])
+    assert run["steps"] and run["steps"][-1] < RETRAIN_STEPS, run["steps"]
+
+    returncode, output = _run(run["command"])  # the same command again
+    assert returncode == 0, output[-5000:]
+    assert "Resuming retrain" in output
+    summary = _summary(run["workdir"], "retrain")
+    assert summary["resumed_from_step"] == run["steps"][-1]
+    assert summary["steps"] == RETRAIN_STEPS
+    resumed = _final_checkpoint(run["workdir"], "retrain", RETRAIN_STEPS)
+    reference = _final_checkpoint(two_processes[0], "retrain", RETRAIN_STEPS)
+    assert _differences(resumed, reference) == [] and len(reference) > 10
+    print(f"process 0 stopped {run['seconds']:.1f} s after process 1 froze; {len(reference)} arrays bit-identical")
+    # and the saved model (model.keras holds model.weights.h5)
+    models = []
+    for name, workdir in (("resumed", run["workdir"]), ("reference", two_processes[0])):
+        shutil.unpack_archive(workdir / "retrain" / "model.keras", tmp_path / name, "zip")
+        models.append(_arrays(tmp_path / name / "model.weights.h5"))
+    assert _differences(*models) == []
 
 
 def test_the_binaries_on_the_jax_backend_in_one_process_over_its_local_devices(tmp_path):

@@ -94,6 +94,7 @@ def test_unknown_strategy_is_named_and_multi_worker_is_refused_with_the_way_out(
     (dict(num_processes="2"), r"--num_processes=2 needs --coordinator_address=HOST:PORT"),
     (dict(coordinator_address="h:1", num_processes="2", process_id=2), r"--process_id=2 is not one of the 2"),
     (dict(num_processes="zero"), r"--num_processes must be a positive number or 'auto', got 'zero'"),
+    (dict(peer_timeout_seconds=0), r"--peer_timeout_seconds must be a positive number of seconds, got 0"),
 ])
 def test_process_settings_name_the_flag_and_the_fix(settings, message):
     with pytest.raises(ValueError, match=message):

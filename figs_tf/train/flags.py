@@ -39,6 +39,10 @@ NUM_PROCESSES = flags.DEFINE_string(
     "JAX finds them itself. Needs KERAS_BACKEND=jax when more than 1.")
 PROCESS_ID = flags.DEFINE_integer(
     "process_id", None, "This process's index, 0 .. num_processes - 1; process 0 writes the workdir.")
+PEER_TIMEOUT_SECONDS = flags.DEFINE_integer(
+    "peer_timeout_seconds", runtime.DEFAULT_PEER_TIMEOUT_SECONDS, "Several processes: a process that sent no "
+    "heartbeat for this many seconds is taken as lost (killed, host down or unreachable) and the others stop "
+    "with an error, to be rerun to resume.")
 
 
 class OwnInfoOnly(std_logging.Filter):
@@ -60,7 +64,7 @@ def quiet_logging():
 def process_settings():
     """The processes of this run, from the flags or else Keras's environment variables."""
     return runtime.ProcessSettings.from_environment(COORDINATOR_ADDRESS.value, NUM_PROCESSES.value,
-                                                    PROCESS_ID.value)
+                                                    PROCESS_ID.value, PEER_TIMEOUT_SECONDS.value)
 
 
 def main_for(run):

@@ -16,7 +16,7 @@ Two engines run the same configs:
 - JAX backend (`KERAS_BACKEND=jax`): `keras.distribution`. One process over all
   local devices, or several processes (a multi-host TPU slice, several GPU
   machines, or N processes on one machine with `launch/local.sh --processes N`)
-  that `keras.distribution.initialize` joins through a coordinator. The model is
+  that `jax.distributed.initialize` joins through a coordinator. The model is
   replicated on every device (`DataParallel`), each process feeds its own
   share of every global batch (`auto_shard_dataset=False`; the input pipeline
   reads a disjoint share of the data per process) and gradients are summed
@@ -27,6 +27,13 @@ Processes come from the flags `--coordinator_address`, `--num_processes` and
 `KERAS_DISTRIBUTION_JOB_ADDRESSES`, `KERAS_DISTRIBUTION_NUM_PROCESSES` and
 `KERAS_DISTRIBUTION_PROCESS_ID`; `--num_processes=auto` lets JAX find them on
 a Cloud TPU slice.
+
+A lost process (its host died, froze or left the network) stops the others
+within `--peer_timeout_seconds` (default `DEFAULT_PEER_TIMEOUT_SECONDS`, 100):
+JAX's distributed service takes a process that sent no heartbeat for that long
+as dead and ends every other process (exit status 134, "Terminating process
+because the JAX distributed service detected fatal errors"); each process logs
+at the start what then to do (rerun the same command everywhere to resume).
 
 Every process runs the same program; process 0 writes the workdir
 (`Runtime.writer`). Under JAX with several processes every process must take
@@ -52,6 +59,9 @@ ENV_ADDRESSES = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
 ENV_NUM_PROCESSES = "KERAS_DISTRIBUTION_NUM_PROCESSES"
 ENV_PROCESS_ID = "KERAS_DISTRIBUTION_PROCESS_ID"
 AUTO = "auto"
+# Seconds without a heartbeat after which a process is taken as lost and the others stop
+# (JAX's own default: `jax.distributed.initialize(heartbeat_timeout_seconds=100)`).
+DEFAULT_PEER_TIMEOUT_SECONDS = 100
 # Strategies that train on a single device: with JAX, no distribution at all.
 ONE_DEVICE_STRATEGIES = ("one_device", "cpu", "default")
 
@@ -64,18 +74,23 @@ class ProcessSettings:
       coordinator_address: host:port of process 0 (several processes), or None.
       num_processes: 1, N, or "auto" (JAX finds the processes itself: Cloud TPU).
       process_id: this process's index, 0 .. num_processes - 1.
+      peer_timeout_seconds: a process silent (no heartbeat) this long is lost, and the
+        others stop (several processes only).
     """
     coordinator_address: Optional[str] = None
     num_processes: Any = 1
     process_id: int = 0
+    peer_timeout_seconds: int = DEFAULT_PEER_TIMEOUT_SECONDS
 
     @classmethod
-    def from_environment(cls, coordinator_address=None, num_processes=None, process_id=None):
+    def from_environment(cls, coordinator_address=None, num_processes=None, process_id=None,
+                         peer_timeout_seconds=None):
         """The given values, each falling back to Keras's environment variable, then to one process."""
         address = coordinator_address or os.environ.get(ENV_ADDRESSES) or None
         count = num_processes if num_processes not in (None, "") else os.environ.get(ENV_NUM_PROCESSES, 1)
         index = process_id if process_id is not None else os.environ.get(ENV_PROCESS_ID, 0)
-        return cls(address, _parse_count(count), _parse_index(index))
+        timeout = DEFAULT_PEER_TIMEOUT_SECONDS if peer_timeout_seconds is None else peer_timeout_seconds
+        return cls(address, _parse_count(count), _parse_index(index), timeout)
 
     @property
     def several(self):
@@ -83,6 +98,10 @@ class ProcessSettings:
 
     def check(self):
         """Raises ValueError naming the flag and the fix for inconsistent settings."""
+        timeout = self.peer_timeout_seconds
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, np.integer)) or timeout < 1:
+            raise ValueError(f"--peer_timeout_seconds must be a positive number of seconds, got {timeout!r}; "
+                             f"the default is {DEFAULT_PEER_TIMEOUT_SECONDS}.")
         if self.num_processes == AUTO:
             return
         if not 0 <= self.process_id < self.num_processes:
@@ -292,11 +311,7 @@ def _jax_runtime(strategy_name, processes):
     if processes.several and not _JAX_INITIALISED:
         # Collectives between CPU processes (launch/local.sh --processes N); GPUs and TPUs use their own.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        if processes.num_processes == AUTO:
-            keras.distribution.initialize()  # a Cloud TPU slice: JAX reads the hosts from the TPU metadata
-        else:
-            keras.distribution.initialize(job_addresses=processes.coordinator_address,
-                                          num_processes=processes.num_processes, process_id=processes.process_id)
+        _join(processes)
         _JAX_INITIALISED.append(processes)
     devices = jax.devices()
     platform = devices[0].platform
@@ -314,3 +329,26 @@ def _jax_runtime(strategy_name, processes):
         keras.distribution.set_distribution(distribution)
     return Runtime("jax", num_processes, jax.process_index(), len(devices), jax.local_device_count(), platform,
                    distribution=distribution)
+
+
+def _join(processes):
+    """Joins the other processes through the coordinator, with the heartbeat timeout of `processes`.
+
+    What `keras.distribution.initialize` does, which has no timeout argument (the rest of
+    it, a random seed agreed by all processes, the binaries set themselves: `loop.prepare`).
+    """
+    import jax  # pylint: disable=import-outside-toplevel
+    timeout = int(processes.peer_timeout_seconds)
+    if processes.num_processes == AUTO:  # a Cloud TPU slice: JAX reads the hosts from the TPU metadata
+        jax.distributed.initialize(heartbeat_timeout_seconds=timeout)
+    else:
+        # Keras's variable may list every process's address; the first is the coordinator's.
+        jax.distributed.initialize(coordinator_address=processes.coordinator_address.split(",")[0].strip(),
+                                   num_processes=processes.num_processes, process_id=processes.process_id,
+                                   heartbeat_timeout_seconds=timeout)
+    logging.info("Process %d of %d joined (coordinator %s). If a process is lost (killed, its host down or "
+                 "unreachable), the others stop within about %d s (--peer_timeout_seconds): JAX ends them with "
+                 "\"Terminating process because the JAX distributed service detected fatal errors\" (exit "
+                 "status 134). Then rerun the same command on every process to resume from the last checkpoint.",
+                 jax.process_index(), jax.process_count(), processes.coordinator_address or "found by JAX",
+                 timeout)

@@ -119,6 +119,9 @@ class Checkpoints(keras.callbacks.Callback):
     The newest `keep` pairs stay (a kill while writing the newest leaves the
     one before). The input position needs nothing: the training stream is a
     function of the step (`input_pipeline.make_dataset(start_batch=...)`).
+    But it is a function of the number of processes too (each reads its own
+    shuffled share of the examples), so the JSON records the process count and
+    `restore` refuses a checkpoint written by another count, before any work.
 
     Use: `step = checkpoints.restore(model, callbacks)` before the training data
     is built (it starts at `step`), then pass `checkpoints` to `fit` with the
@@ -178,6 +181,7 @@ class Checkpoints(keras.callbacks.Callback):
             except Exception as error:  # pylint: disable=broad-except  (json, h5py, gfile errors)
                 skipped.append(f"step {step} ({type(error).__name__}: {error})")
                 continue
+            check_process_count(state, self.runtime.num_processes, self.state_path(step))
             optimizer = model.optimizer
             if optimizer is not None and not optimizer.built:
                 with self.runtime.scope():
@@ -215,7 +219,7 @@ class Checkpoints(keras.callbacks.Callback):
 
     def save(self, model):
         step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
-        state = {"step": step, "variables": _extra_state(model),
+        state = {"step": step, "processes": self.runtime.num_processes, "variables": _extra_state(model),
                  "callbacks": {key: callback.get_state() for key, callback in _stateful_callbacks(self._callbacks)}}
         if self.runtime.writer:
             files.makedirs(self.directory)
@@ -234,6 +238,22 @@ class Checkpoints(keras.callbacks.Callback):
             match = _CHECKPOINT_NAME.fullmatch(name)
             if (match and int(match.group(1)) not in kept) or name.startswith("writing_"):
                 files.remove(files.join(self.directory, name))
+
+
+def check_process_count(state, processes, source):
+    """Raises ValueError if the checkpoint state `state` (read from `source`) was written by a run
+    of another number of processes than `processes`. Checkpoints older than the count's record
+    (no "processes" key) pass."""
+    written = state.get("processes")
+    if written is None or int(written) == processes:
+        return
+    raise ValueError(
+        f"The checkpoint {source} was written by a run of {written} process(es), and this run has {processes}. "
+        f"Each process reads its own shuffled share of the training examples, so with {processes} the resumed "
+        f"run would train on other batches than the uninterrupted {written}-process run; resuming with another "
+        f"process count is refused. Rerun with {written} process(es) (launch/local.sh --processes {written}, or "
+        f"--num_processes={written} with --process_id=0 .. {int(written) - 1} on the hosts) to resume, or start "
+        f"this phase afresh with {processes} in a new --workdir (or after deleting {os.path.dirname(source)}).")
 
 
 _WEIGHTS_NAME = re.compile(r"step_(\d+)\.weights\.h5")
