@@ -14,7 +14,8 @@ Modules: `base` (the `LayerHandler` interface, `Term`, conventions),
 `merge` (Add and friends, Concatenate, `keras.ops` arithmetic), `reshape`,
 `preprocessing` (image preprocessing and augmentation layers), `recurrent`
 (LSTM, GRU, SimpleRNN, Bidirectional), `embedding`, `attention`
-(MultiHeadAttention, one gate per head), `indexing` (`x[:, 0, :]`),
+(MultiHeadAttention, one gate per head), `grouped_attention` (grouped-query
+attention: key/value groups and query slots), `indexing` (`x[:, 0, :]`),
 `keras_hub` (registered when a model holds a keras_hub layer).
 `DEFAULT_HANDLERS` below is the table of Keras layer types figs_tf knows.
 """
@@ -27,6 +28,8 @@ from figs_tf.handlers.base import (LayerHandler, Term, UnsupportedLayerError, ac
 from figs_tf.handlers.convolution import (ChannelProducer, ConvHandler, ConvTransposeHandler, DenseHandler,
                                           DepthwiseConvHandler, SeparableConvHandler)
 from figs_tf.handlers.embedding import EmbeddingHandler
+from figs_tf.handlers.grouped_attention import (GroupedAttentionHandler, GroupGatedAttention,
+                                                KerasGroupedQueryAttentionHandler)
 from figs_tf.handlers.indexing import GetItemHandler
 from figs_tf.handlers.merge import ConcatenateHandler, ElementwiseOpHandler, MergeHandler
 from figs_tf.handlers.per_channel import (ActivationHandler, BatchNormalizationHandler, ChannelMixing,
@@ -94,6 +97,9 @@ def _default_handlers():
     for cls in (L.Embedding, L.ReversibleEmbedding):
         table[cls] = EmbeddingHandler()
     table[L.MultiHeadAttention] = MultiHeadAttentionHandler()
+    table[L.GroupQueryAttention] = KerasGroupedQueryAttentionHandler()
+    if hasattr(L, "RMSNormalization"):  # Keras >= 3.9
+        table[L.RMSNormalization] = LayerNormalizationHandler(kind="RMS normalization")
     table[keras_numpy_ops.GetItem] = GetItemHandler()
     table[L.Reshape] = ReshapeHandler()
     table[L.Permute] = PermuteHandler()
@@ -124,9 +130,10 @@ __all__ = [
     "ActivationHandler", "AnyHandler", "BatchNormalizationHandler", "BidirectionalHandler", "ChannelMixing",
     "ChannelProducer", "ColorJitterHandler", "ConcatenateHandler", "ConvHandler", "ConvTransposeHandler",
     "DEFAULT_HANDLERS", "DenseHandler", "DepthwiseConvHandler", "ElementwiseOpHandler", "EmbeddingHandler",
-    "GetItemHandler", "HeadGatedAttention", "LayerHandler", "LayerNormalizationHandler", "MaskingHandler",
+    "GetItemHandler", "GroupGatedAttention", "GroupedAttentionHandler", "HeadGatedAttention",
+    "KerasGroupedQueryAttentionHandler", "LayerHandler", "LayerNormalizationHandler", "MaskingHandler",
     "MergeHandler", "MultiHeadAttentionHandler", "NormalizationHandler", "NotEqualHandler", "PerChannel",
-    "PermuteHandler", "RandomErasingHandler", "RecurrentHandler", "ReshapeHandler", "RescalingHandler",
+    "PermuteHandler", "RandomErasingHandler", "RecurrentHandler", "RescalingHandler", "ReshapeHandler",
     "SeparableConvHandler", "SoftmaxHandler", "Term", "UnsupportedLayerError", "activation_name", "clone_layer",
     "equivalent_model", "find_handler", "handler_for", "register_handler", "register_lazily",
 ]

@@ -99,15 +99,23 @@ class ChannelMixing(PerChannel):
 
 
 class LayerNormalizationHandler(ChannelMixing):
-    """LayerNormalization over the channel axis: its statistics mix channels.
+    """LayerNormalization (or an RMS normalization) over the channel axis: its statistics mix channels.
 
     In a Transformer this keeps the residual stream (the embedding width and
     every layer added to it) out of search.
+
+    Args:
+      kind: how the note names the normalization ("LayerNormalization",
+        "RMS normalization").
     """
+
+    def __init__(self, kind="LayerNormalization"):
+        super().__init__()
+        self.kind = kind
 
     def output_sets(self, call, in_sets, groups):
         out_sets = PerChannel.output_sets(self, call, in_sets, groups)
-        groups.fix(in_sets[0], f"'{call.name}' (LayerNormalization) mixes channels: it normalises over them "
+        groups.fix(in_sets[0], f"'{call.name}' ({self.kind}) mixes channels: it normalises over them "
                    "(a Transformer's residual stream stays out of search)")
         return out_sets
 
