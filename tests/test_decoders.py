@@ -129,3 +129,148 @@ def test_searched_query_input_keeps_the_slots_and_says_why():
     x = token_batch(2)
     check_all_gates_on_is_the_supernet(model, x)
     check_random_gates_slim_exactly(model, x, seed=4)
+
+
+# --- keras_hub backbones (tiny random configs, built offline) ---
+
+LLAMA = dict(vocabulary_size=VOCABULARY, num_layers=2, num_query_heads=4, num_key_value_heads=2, hidden_dim=WIDTH,
+             intermediate_dim=24)
+GEMMA = dict(vocabulary_size=VOCABULARY, num_layers=2, num_query_heads=4, num_key_value_heads=1, hidden_dim=WIDTH,
+             intermediate_dim=48, head_dim=4)
+
+
+def keras_hub_or_skip():
+    return pytest.importorskip("keras_hub")
+
+
+def randomize_norm_scales(backbone, seed=1):
+    """Norm scales away from their initial 1 (Llama) or 0 (Gemma), so that a wrong scale would show."""
+    rng = np.random.default_rng(seed)
+    for weight in backbone.weights:
+        if weight.path.endswith("scale"):
+            weight.assign(rng.normal(0.5, 0.3, weight.shape).astype("float32"))
+    return backbone
+
+
+def at_fixed_length(backbone, length=LENGTH):
+    """The backbone traced at `length` tokens (same layers and weights): FLOPs need a static length."""
+    inputs = {name: keras.Input((length,), dtype="int32", name=name) for name in backbone.input}
+    return keras.models.clone_model(backbone, input_tensors=inputs, clone_function=lambda layer: layer)
+
+
+def backbone_inputs(seed=0, batch=3, length=LENGTH):
+    padding = np.ones((batch, length), "int32")
+    padding[1, length - 2:] = 0  # a padded sequence: the padding mask must reach every block's attention
+    return {"token_ids": token_batch(seed, batch, length), "padding_mask": padding}
+
+
+def decoder_layer_counts(tokens, width, query_heads, kv_heads, head_dim, mlp):
+    """(params, FLOPs) of one decoder block by hand: two RMS norms, grouped-query attention (no biases),
+    a gated MLP of `mlp` hidden units (gate, up, down)."""
+    params = 2 * width + width * head_dim * (query_heads + 2 * kv_heads) + query_heads * head_dim * width
+    params += 3 * width * mlp
+    flops = gqa_flops_by_hand(tokens, width, kv_heads, query_heads, head_dim, width) + 3 * tokens * width * mlp
+    return params, flops
+
+
+def backbone_counts(config, mlp, head_dim, tables):
+    """`tables`: 2 where the output projection is not tied to the embedding (Llama's default)."""
+    params, flops = decoder_layer_counts(LENGTH, WIDTH, config["num_query_heads"], config["num_key_value_heads"],
+                                         head_dim, mlp)
+    layers = config["num_layers"]
+    return tables * VOCABULARY * WIDTH + WIDTH + layers * params, layers * flops  # embeddings, final norm, blocks
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("family", ["llama", "gemma"])
+def test_keras_hub_backbone_wraps_and_slims_exactly(family):
+    keras_hub = keras_hub_or_skip()
+    keras.utils.set_random_seed(0)
+    if family == "llama":
+        backbone, config, head_dim, tables = keras_hub.models.LlamaBackbone(**LLAMA), LLAMA, WIDTH // 4, 2
+        attention_name, block = "self_attention", "transformer_layer"
+    else:  # Gemma's MLP has intermediate_dim // 2 units
+        backbone, config, head_dim, tables = keras_hub.models.GemmaBackbone(**GEMMA), GEMMA, 4, 1
+        attention_name, block = "attention", "decoder_block"
+    model = at_fixed_length(randomize_norm_scales(backbone))
+    params, flops = backbone_counts(config, 24, head_dim, tables)
+    assert figs_tf.count(model, "params") == model.count_params() == params
+    assert figs_tf.count(model, "flops") == flops
+    x = backbone_inputs()
+    check_all_gates_on_is_the_supernet(model, x)
+    _, slim, network = check_random_gates_slim_exactly(model, x, seed=1)
+    architecture = network.architecture()
+    for b in range(config["num_layers"]):
+        name = f"{block}_{b}.{attention_name}"
+        attention = slim.get_layer(name)
+        assert attention.num_key_value_heads == architecture[f"{name}/kv_groups"]
+        assert attention.num_query_heads == architecture[f"{name}/kv_groups"] * architecture[f"{name}/query_slots"]
+    assert "RMS normalization" in " ".join(figs_tf.analyze(model).notes)
+
+
+@pytest.mark.tensorflow_only
+def test_llama_closed_group_and_slot_keep_the_head_width():
+    keras_hub = keras_hub_or_skip()
+    keras.utils.set_random_seed(1)
+    model = at_fixed_length(randomize_norm_scales(keras_hub.models.LlamaBackbone(**LLAMA)))
+    search = figs_tf.wrap(model, cost="flops")
+    set_all_logits(search, 30.0)
+    set_group_logits(search, "transformer_layer_0.self_attention/kv_groups", [-30.0, 30.0])
+    set_group_logits(search, "transformer_layer_0.self_attention/query_slots", [30.0, -30.0])
+    slim = figs_tf.slim(search)
+    attention = slim.get_layer("transformer_layer_0.self_attention")
+    assert (attention.num_key_value_heads, attention.num_query_heads) == (1, 1)
+    assert attention._query_dense.kernel.shape == (WIDTH, 1, WIDTH // 4)  # one head of the original width
+    x = backbone_inputs(2)
+    expected = to_numpy(search(x, training=False))
+    np.testing.assert_allclose(to_numpy(slim(x)), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    kept = decoder_layer_counts(LENGTH, WIDTH, 1, 1, WIDTH // 4, 24)
+    full = decoder_layer_counts(LENGTH, WIDTH, 4, 2, WIDTH // 4, 24)
+    assert figs_tf.count(slim, "flops") == kept[1] + full[1]
+    assert slim.count_params() == 2 * VOCABULARY * WIDTH + WIDTH + kept[0] + full[0]
+
+
+def greedy_by_hand(search, table, token_ids, padding_mask):
+    """Greedy decoding with the search model in inference (`predict_on_batch`): the whole sequence for every token,
+    its logits the final hidden state times the (tied or reverse) embedding table."""
+    token_ids, padding_mask = token_ids.copy(), padding_mask.astype("int32")
+    for position in range(int(padding_mask.sum(axis=1).min()), token_ids.shape[1]):
+        hidden = to_numpy(search.predict_on_batch({"token_ids": token_ids, "padding_mask": padding_mask}))
+        token_ids[:, position] = (hidden[:, position - 1] @ table.T).argmax(axis=-1)
+        padding_mask[:, position] = 1
+    return token_ids
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("family", ["llama", "gemma"])
+def test_slim_backbone_generates_what_the_search_model_generates(family):
+    """16 greedy tokens from the family's CausalLM on the slim backbone (cached decoding, a cache shaped for the
+    most key/value heads any layer keeps) equal greedy decoding by hand with the search model."""
+    keras_hub = keras_hub_or_skip()
+    keras.utils.set_random_seed(2)
+    prompt, new = 5, 16
+    if family == "llama":
+        backbone, causal_lm, block = keras_hub.models.LlamaBackbone(**LLAMA), keras_hub.models.LlamaCausalLM, (
+            "transformer_layer_0.self_attention")
+    else:
+        backbone, causal_lm, block = (keras_hub.models.GemmaBackbone(**dict(GEMMA, num_key_value_heads=2)),
+                                      keras_hub.models.GemmaCausalLM, "decoder_block_0.attention")
+    embedding = backbone.token_embedding
+    embedding.embeddings.assign(np.random.default_rng(0).normal(0, 1, embedding.embeddings.shape).astype("float32"))
+    search = figs_tf.wrap(at_fixed_length(randomize_norm_scales(backbone), prompt + new))
+    set_all_logits(search, 30.0)
+    set_group_logits(search, f"{block}/kv_groups", [-30.0, 30.0])  # layer 0 keeps 1 key/value head, layer 1 two
+    set_group_logits(search, f"{block}/query_slots", [30.0, -30.0])
+    slim_backbone = figs_tf.keras_hub_backbone(figs_tf.slim(search), backbone)
+    assert [b.num_key_value_heads for b in slim_backbone.transformer_layers] == [1, 2]
+    language_model = causal_lm(slim_backbone)
+    language_model.compile(sampler="greedy", jit_compile=False)
+    token_ids = np.zeros((2, prompt + new), "int32")
+    token_ids[:, :prompt] = token_batch(5, 2, prompt)
+    padding_mask = np.zeros((2, prompt + new), bool)
+    padding_mask[:, :prompt] = True
+    generated = language_model.generate({"token_ids": token_ids, "padding_mask": padding_mask}, stop_token_ids=None)
+    table = to_numpy(embedding.embeddings if embedding.tie_weights else keras.ops.transpose(embedding.reverse_embeddings))
+    expected = greedy_by_hand(search, table, token_ids, padding_mask)
+    np.testing.assert_array_equal(to_numpy(generated["token_ids"]), expected)
+

@@ -26,14 +26,15 @@ from figs_tf.handlers.attention import HeadGatedAttention, MultiHeadAttentionHan
 from figs_tf.handlers.base import (LayerHandler, Term, UnsupportedLayerError, activation_name, clone_layer,
                                    equivalent_model)
 from figs_tf.handlers.convolution import (ChannelProducer, ConvHandler, ConvTransposeHandler, DenseHandler,
-                                          DepthwiseConvHandler, SeparableConvHandler)
+                                          DepthwiseConvHandler, EinsumDenseHandler, SeparableConvHandler)
 from figs_tf.handlers.embedding import EmbeddingHandler
 from figs_tf.handlers.grouped_attention import (GroupedAttentionHandler, GroupGatedAttention,
                                                 KerasGroupedQueryAttentionHandler)
 from figs_tf.handlers.indexing import GetItemHandler
 from figs_tf.handlers.merge import ConcatenateHandler, ElementwiseOpHandler, MergeHandler
+from figs_tf.handlers.keras_hub_decoders import DecoderMask, DecoderMaskHandler
 from figs_tf.handlers.per_channel import (ActivationHandler, BatchNormalizationHandler, ChannelMixing,
-                                          LayerNormalizationHandler, PerChannel, SoftmaxHandler)
+                                          LayerNormalizationHandler, OperationHandler, PerChannel, SoftmaxHandler)
 from figs_tf.handlers.preprocessing import (ColorJitterHandler, NormalizationHandler, RandomErasingHandler,
                                             RescalingHandler, preprocessing_handlers)
 from figs_tf.handlers.recurrent import (AnyHandler, BidirectionalHandler, MaskingHandler, NotEqualHandler,
@@ -50,6 +51,7 @@ def _default_handlers():
     for cls in (L.Conv1D, L.Conv2D, L.Conv3D):
         table[cls] = ConvHandler()
     table[L.Dense] = DenseHandler()
+    table[L.EinsumDense] = EinsumDenseHandler()
     for cls in (L.SeparableConv1D, L.SeparableConv2D):
         table[cls] = SeparableConvHandler()
     for cls in (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose):
@@ -101,6 +103,10 @@ def _default_handlers():
     if hasattr(L, "RMSNormalization"):  # Keras >= 3.9
         table[L.RMSNormalization] = LayerNormalizationHandler(kind="RMS normalization")
     table[keras_numpy_ops.GetItem] = GetItemHandler()
+    from keras.src.ops import nn as keras_nn_ops  # pylint: disable=g-import-not-at-top  # no public name
+    for cls in (keras_nn_ops.Gelu, keras_nn_ops.Silu, keras_nn_ops.Relu):  # f(0) == 0, elementwise
+        table[cls] = OperationHandler(zero_preserving=True)
+    table[DecoderMask] = DecoderMaskHandler()  # keras_hub decoder blocks' attention mask (figs_tf's own layer)
     table[L.Reshape] = ReshapeHandler()
     table[L.Permute] = PermuteHandler()
     try:  # ConvNeXt's per-channel scale (not a public Keras layer).
@@ -128,8 +134,8 @@ register_lazily("keras_hub.", _register_keras_hub_handlers)
 
 __all__ = [
     "ActivationHandler", "AnyHandler", "BatchNormalizationHandler", "BidirectionalHandler", "ChannelMixing",
-    "ChannelProducer", "ColorJitterHandler", "ConcatenateHandler", "ConvHandler", "ConvTransposeHandler",
-    "DEFAULT_HANDLERS", "DenseHandler", "DepthwiseConvHandler", "ElementwiseOpHandler", "EmbeddingHandler",
+    "ChannelProducer", "ColorJitterHandler", "ConcatenateHandler", "ConvHandler", "ConvTransposeHandler", "DecoderMask", "OperationHandler",
+    "DEFAULT_HANDLERS", "DenseHandler", "DepthwiseConvHandler", "EinsumDenseHandler", "ElementwiseOpHandler", "EmbeddingHandler",
     "GetItemHandler", "GroupGatedAttention", "GroupedAttentionHandler", "HeadGatedAttention",
     "KerasGroupedQueryAttentionHandler", "LayerHandler", "LayerNormalizationHandler", "MaskingHandler",
     "MergeHandler", "MultiHeadAttentionHandler", "NormalizationHandler", "NotEqualHandler", "PerChannel",

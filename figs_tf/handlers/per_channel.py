@@ -168,3 +168,13 @@ class SoftmaxHandler(ChannelMixing):
         if all(a % rank != call.read_axes[0] for a in axes):
             return PerChannel.output_sets(self, call, in_sets, groups)
         return super().output_sets(call, in_sets, groups)
+
+
+class OperationHandler(PerChannel):
+    """A `keras.ops` function of each element recorded in a graph (`ops.gelu(x)`): per channel; slim reuses the op."""
+
+    def param_terms(self, call, in_sets, out_sets):
+        return []  # a keras.ops operation holds no state
+
+    def slim(self, call, kept_in, kept_out):
+        return call.layer, []
