@@ -12,7 +12,7 @@ import pytest
 import figs_tf
 
 from helpers import (check_all_gates_on_is_the_supernet, check_random_gates_slim_exactly, set_all_logits,
-                     set_group_logits, to_numpy)
+                     set_group_logits, set_random_gates, to_numpy)
 
 L = keras.layers
 LENGTH, WIDTH, VOCABULARY = 6, 16, 11
@@ -66,6 +66,23 @@ def decoder_params_by_hand(query_heads=4, kv_heads=2, head_dim=4, mlp=24):
     attention += query_heads * head_dim * WIDTH + WIDTH
     mlp_params = 2 * (WIDTH * mlp + mlp) + mlp * WIDTH + WIDTH
     return VOCABULARY * WIDTH + 3 * WIDTH + attention + mlp_params + WIDTH * VOCABULARY + VOCABULARY
+
+
+def check_wrap_and_slim(model, x, seed):
+    """One wrap: every gate on computes the model; random gates: slim(x) == search(x, training=False), the slim
+    model's parameters and FLOPs the exported ones. Returns (slim, exported architecture)."""
+    search = figs_tf.wrap(model)
+    set_all_logits(search, 30.0)
+    want = to_numpy(model(x, training=False))
+    np.testing.assert_allclose(to_numpy(search(x, training=False)), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    set_random_gates(search, seed)
+    network = figs_tf.exported_network(search)
+    slim = figs_tf.slim(search)
+    want = to_numpy(search(x, training=False))
+    np.testing.assert_allclose(to_numpy(slim(x, training=False)), want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+    assert slim.count_params() == network.cost("params") < model.count_params()
+    assert figs_tf.count(slim, "flops") == network.cost("flops")
+    return slim, network.architecture()
 
 
 def token_batch(seed=0, batch=3, length=LENGTH, vocabulary=VOCABULARY):
@@ -196,10 +213,7 @@ def test_keras_hub_backbone_wraps_and_slims_exactly(family):
     params, flops = backbone_counts(config, 24, head_dim, tables)
     assert figs_tf.count(model, "params") == model.count_params() == params
     assert figs_tf.count(model, "flops") == flops
-    x = backbone_inputs()
-    check_all_gates_on_is_the_supernet(model, x)
-    _, slim, network = check_random_gates_slim_exactly(model, x, seed=1)
-    architecture = network.architecture()
+    slim, architecture = check_wrap_and_slim(model, backbone_inputs(), seed=1)
     for b in range(config["num_layers"]):
         name = f"{block}_{b}.{attention_name}"
         attention = slim.get_layer(name)
@@ -274,3 +288,30 @@ def test_slim_backbone_generates_what_the_search_model_generates(family):
     expected = greedy_by_hand(search, table, token_ids, padding_mask)
     np.testing.assert_array_equal(to_numpy(generated["token_ids"]), expected)
 
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("family", ["llama3", "mistral", "qwen3", "phi3"])
+def test_more_decoder_families_wrap_and_slim_exactly(family):
+    """Llama 3, Mistral (a sliding window shorter than the sequence), Qwen3 (q/k norms over the head width, tied
+    embedding) and Phi3: the same blocks as Llama's under other names."""
+    keras_hub = keras_hub_or_skip()
+    keras.utils.set_random_seed(3)
+    make = {"llama3": lambda: keras_hub.models.Llama3Backbone(**LLAMA),
+            "mistral": lambda: keras_hub.models.MistralBackbone(**LLAMA, sliding_window=3),
+            "qwen3": lambda: keras_hub.models.Qwen3Backbone(**LLAMA, head_dim=WIDTH // 4),
+            "phi3": lambda: keras_hub.models.Phi3Backbone(**LLAMA)}[family]
+    model = at_fixed_length(randomize_norm_scales(make()))
+    params, flops = backbone_counts(LLAMA, 24, WIDTH // 4, tables=1 if family == "qwen3" else 2)
+    if family == "qwen3":
+        params += LLAMA["num_layers"] * 2 * (WIDTH // 4)  # a query and a key norm per layer, over the head width
+    assert figs_tf.count(model, "params") == model.count_params() == params
+    assert figs_tf.count(model, "flops") == flops
+    slim, architecture = check_wrap_and_slim(model, backbone_inputs(4), seed=5)
+    attention = "attention" if family == "phi3" else "self_attention"
+    for b in range(LLAMA["num_layers"]):
+        name = f"transformer_layer_{b}.{attention}"
+        layer = slim.get_layer(name)
+        query_heads, kv_heads, _ = figs_tf.handlers.handler_for(layer).heads(layer)  # read off the kernels
+        assert kv_heads == architecture[f"{name}/kv_groups"]
+        assert query_heads == kv_heads * architecture[f"{name}/query_slots"]

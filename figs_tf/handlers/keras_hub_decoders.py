@@ -46,23 +46,41 @@ class DecoderMask(keras.layers.Layer):
     (`compute_causal_mask`, `merge_padding_and_attention_mask`): (batch, T, T),
     int32 with a padding mask, bool without.
 
+    Args:
+      sliding_window: None, or Mistral's band: query i attends to key j only
+        if i < j + sliding_window.
+      **kwargs: Layer arguments.
+
     Example:
 
         mask = DecoderMask()(x, padding_mask)        # x: (B, T, C), padding_mask: (B, T)
         y = attention(x, attention_mask=mask)
     """
 
+    def __init__(self, sliding_window=None, **kwargs):
+        super().__init__(**kwargs)
+        self.sliding_window = sliding_window
+
     def call(self, sequence, padding_mask=None):
         from keras_hub.src.layers.modeling import transformer_layer_utils as utils  # pylint: disable=g-import-not-at-top
         length = ops.shape(sequence)[1]
         causal = utils.compute_causal_mask(ops.shape(sequence)[0], length, length, 0)
+        if self.sliding_window is not None:
+            band = ops.arange(length)[:, None] < ops.arange(length)[None, :] + self.sliding_window
+            causal = ops.minimum(ops.cast(causal, "int32"), ops.cast(band, "int32"))
         if padding_mask is None:
             return causal
         return ops.minimum(ops.cast(ops.expand_dims(padding_mask, axis=1), "int32"), causal)
 
     def compute_output_spec(self, sequence, padding_mask=None):
         shape = (sequence.shape[0], sequence.shape[1], sequence.shape[1])
-        return keras.KerasTensor(shape, dtype="bool" if padding_mask is None else "int32")
+        banded = padding_mask is not None or self.sliding_window is not None
+        return keras.KerasTensor(shape, dtype="int32" if banded else "bool")
+
+    def get_config(self):
+        config = super().get_config()
+        config["sliding_window"] = self.sliding_window
+        return config
 
 
 class DecoderMaskHandler(LayerHandler):
@@ -107,7 +125,9 @@ class FamilyRMSNormHandler(LayerNormalizationHandler):
 
 
 class LlamaDecoderHandler(BlockHandler):
-    """keras_hub's `LlamaTransformerDecoder` (Llama, Llama 3): RMS norm → attention → +, RMS norm → gated MLP → +."""
+    """keras_hub's `LlamaTransformerDecoder` (Llama, Llama 3), and the blocks built like it (Mistral's
+    `MistralTransformerDecoder` with its sliding-window band, Qwen3's `Qwen3TransformerDecoder`):
+    RMS norm → attention → +, RMS norm → gated MLP → +."""
 
     def body(self, layer, args, kwargs):
         bound = _bound(("decoder_sequence", "decoder_padding_mask", "decoder_attention_mask", "self_attention_cache",
@@ -115,7 +135,8 @@ class LlamaDecoderHandler(BlockHandler):
         _refuse_cache(layer, bound, ("decoder_attention_mask", "self_attention_cache",
                                      "self_attention_cache_update_index"))
         x = bound["decoder_sequence"]
-        mask = DecoderMask(name="self_attention_mask")(x, bound.get("decoder_padding_mask"))
+        mask = DecoderMask(sliding_window=getattr(layer, "sliding_window", None), name="self_attention_mask")(
+            x, bound.get("decoder_padding_mask"))
         y = layer._self_attention_layernorm(x)  # pylint: disable=protected-access
         y = layer._self_attention_layer(y, attention_mask=mask)  # pylint: disable=protected-access
         x = layer._self_attention_dropout(y) + x  # pylint: disable=protected-access
@@ -205,23 +226,51 @@ class PaddedCacheAttention:
         return output, ops.concatenate([updated, ops.zeros_like(cache[:, :, :, heads:])], axis=3)
 
 
+class Phi3AttentionHandler(GroupedAttentionHandler):
+    """keras_hub's `Phi3Attention` (separate Q, K, V projections; its head width from hidden_dim // heads)."""
+
+    projections = ("query_dense", "key_dense", "value_dense", "output_dense")
+
+    def rebuilt(self, layer, num_query_heads, num_key_value_heads):
+        config = layer.get_config()
+        config.update(num_query_heads=num_query_heads, num_key_value_heads=num_key_value_heads,
+                      head_dim=self.heads(layer)[2])
+        return fixed_head_width_phi3_attention().from_config(config)
+
+
+class Phi3DecoderHandler(BlockHandler):
+    """keras_hub's `Phi3Decoder`: RMS norm → attention → +, RMS norm → gated MLP → dropout → +."""
+
+    def body(self, layer, args, kwargs):
+        bound = _bound(("decoder_sequence", "decoder_padding_mask", "decoder_attention_mask", "attention_cache",
+                        "attention_cache_update_index"), args, kwargs)
+        _refuse_cache(layer, bound, ("decoder_attention_mask", "attention_cache", "attention_cache_update_index"))
+        x = bound["decoder_sequence"]
+        mask = DecoderMask(name="attention_mask")(x, bound.get("decoder_padding_mask"))
+        y = layer.attention(layer.pre_attention_layernorm(x), attention_mask=mask)
+        x = layer.attention_dropout(y) + x
+        y = layer.post_attention_layernorm(x)
+        gate = keras.layers.Activation(layer.activation, name="feedforward_activation")(layer.feedforward_gate_dense(y))
+        y = layer.feedforward_output_dense(layer.feedforward_intermediate_dense(y) * gate)
+        return layer.feedforward_dropout(y) + x
+
+
+class Qwen3AttentionHandler(GroupedAttentionHandler):
+    """keras_hub's `Qwen3Attention` (q/k RMS norms over the head width, which is kept; its config omits head_dim)."""
+
+    def rebuilt(self, layer, num_query_heads, num_key_value_heads):
+        return clone_layer(layer, num_query_heads=num_query_heads, num_key_value_heads=num_key_value_heads,
+                           head_dim=self.heads(layer)[2])
+
+
 _CLASSES = {}
 
 
-def fixed_head_width_llama_attention():
-    """The class `FixedHeadWidthLlamaAttention` (made on first use: it subclasses keras_hub's LlamaAttention)."""
-    if "llama" in _CLASSES:
-        return _CLASSES["llama"]
-    from keras_hub.src.models.llama.llama_attention import LlamaAttention  # pylint: disable=g-import-not-at-top
+def _fixed_head_width_class(base, projections):
+    """A subclass of `base` (an attention layer sizing its heads as model width // num_query_heads) that takes
+    its head width as `head_dim`; `projections`: its query, key, value and output EinsumDense attributes."""
 
-    @keras.saving.register_keras_serializable(package="figs_tf")
-    class FixedHeadWidthLlamaAttention(PaddedCacheAttention, LlamaAttention):
-        """keras_hub's LlamaAttention with its head width given (`head_dim`), not model width // heads.
-
-        What `figs_tf.slim` rebuilds a LlamaAttention with fewer heads as: the
-        heads keep their width, and the rotary embedding rotates the same pairs.
-        It reads a cache with more key/value heads than it has (`PaddedCacheAttention`).
-        """
+    class FixedHeadWidth(PaddedCacheAttention, base):
 
         def __init__(self, head_dim, **kwargs):
             super().__init__(**kwargs)
@@ -233,37 +282,75 @@ def fixed_head_width_llama_attention():
                                           training=training)
 
         def build(self, inputs_shape):
-            # LlamaAttention.build sizes everything from hidden_dim // num_query_heads: build it at the model
+            # the family's build sizes everything from hidden_dim // num_query_heads: build it at the model
             # width that gives head_dim, then rebuild the projections that read or make the real width.
             hidden_dim = inputs_shape[-1]
             super().build(tuple(inputs_shape[:-1]) + (self.num_query_heads * self.head_dim,))
-            for name in ("_query_dense", "_key_dense", "_value_dense"):
+            for name in projections[:3]:
                 self._layers.remove(getattr(self, name))
                 dense = keras.layers.EinsumDense.from_config(getattr(self, name).get_config())
                 dense.build(inputs_shape)
                 setattr(self, name, dense)
-            self._layers.remove(self._output_dense)
-            config = self._output_dense.get_config()
+            output = getattr(self, projections[3])
+            self._layers.remove(output)
+            config = output.get_config()
             config["output_shape"] = (None, hidden_dim)
-            self._output_dense = keras.layers.EinsumDense.from_config(config)
-            self._output_dense.build((None, None, self.num_query_heads, self.head_dim))
+            output = keras.layers.EinsumDense.from_config(config)
+            output.build((None, None, self.num_query_heads, self.head_dim))
+            setattr(self, projections[3], output)
             self.built = True
 
-        def get_config(self):  # LlamaAttention.get_config reads attributes it does not set (keras_hub 0.32)
-            config = keras.layers.Layer.get_config(self)
-            config.update(head_dim=self.head_dim, num_query_heads=self.num_query_heads,
-                          num_key_value_heads=self.num_key_value_heads, rope_max_wavelength=self.rope_max_wavelength,
-                          rope_position_scaling_factor=self.rope_position_scaling_factor,
-                          rope_frequency_adjustment_factor=self.rope_frequency_adjustment_factor,
-                          rope_low_freq_factor=self.rope_low_freq_factor,
-                          rope_high_freq_factor=self.rope_high_freq_factor,
-                          rope_pretraining_sequence_length=self.rope_pretraining_sequence_length,
-                          kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-                          dropout=self.dropout)
+        def get_config(self):
+            config = super().get_config()
+            config["head_dim"] = self.head_dim
             return config
 
-    _CLASSES["llama"] = FixedHeadWidthLlamaAttention
-    return FixedHeadWidthLlamaAttention
+    return FixedHeadWidth
+
+
+def fixed_head_width_llama_attention():
+    """The class `FixedHeadWidthLlamaAttention` (made on first use: it subclasses keras_hub's LlamaAttention)."""
+    if "llama" not in _CLASSES:
+        from keras_hub.src.models.llama.llama_attention import LlamaAttention  # pylint: disable=g-import-not-at-top
+
+        @keras.saving.register_keras_serializable(package="figs_tf")
+        class FixedHeadWidthLlamaAttention(_fixed_head_width_class(LlamaAttention, GroupedAttentionHandler.projections)):
+            """keras_hub's LlamaAttention with its head width given (`head_dim`), not model width // heads.
+
+            What `figs_tf.slim` rebuilds a LlamaAttention with fewer heads as: the
+            heads keep their width, and the rotary embedding rotates the same pairs.
+            It reads a cache with more key/value heads than it has (`PaddedCacheAttention`).
+            """
+
+            def get_config(self):  # LlamaAttention.get_config reads attributes it does not set (keras_hub 0.32)
+                config = keras.layers.Layer.get_config(self)
+                config.update(head_dim=self.head_dim, num_query_heads=self.num_query_heads,
+                              num_key_value_heads=self.num_key_value_heads,
+                              rope_max_wavelength=self.rope_max_wavelength,
+                              rope_position_scaling_factor=self.rope_position_scaling_factor,
+                              rope_frequency_adjustment_factor=self.rope_frequency_adjustment_factor,
+                              rope_low_freq_factor=self.rope_low_freq_factor,
+                              rope_high_freq_factor=self.rope_high_freq_factor,
+                              rope_pretraining_sequence_length=self.rope_pretraining_sequence_length,
+                              kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+                              dropout=self.dropout)
+                return config
+
+        _CLASSES["llama"] = FixedHeadWidthLlamaAttention
+    return _CLASSES["llama"]
+
+
+def fixed_head_width_phi3_attention():
+    """The class `FixedHeadWidthPhi3Attention`: keras_hub's Phi3Attention with its head width given."""
+    if "phi3" not in _CLASSES:
+        from keras_hub.src.models.phi3.phi3_attention import Phi3Attention  # pylint: disable=g-import-not-at-top
+
+        @keras.saving.register_keras_serializable(package="figs_tf")
+        class FixedHeadWidthPhi3Attention(_fixed_head_width_class(Phi3Attention, Phi3AttentionHandler.projections)):
+            """keras_hub's Phi3Attention with its head width given (`head_dim`), not model width // heads."""
+
+        _CLASSES["phi3"] = FixedHeadWidthPhi3Attention
+    return _CLASSES["phi3"]
 
 
 def padded_cache_gemma_attention():
@@ -289,8 +376,23 @@ def keras_hub_decoder_handlers():
     from keras_hub.src.models.gemma import gemma_attention, gemma_decoder_block, rms_normalization  # pylint: disable=g-import-not-at-top
     from keras_hub.src.models.llama import llama_attention, llama_decoder, llama_layernorm  # pylint: disable=g-import-not-at-top
 
+    from keras_hub.src.models.mistral import mistral_attention, mistral_layer_norm, mistral_transformer_decoder  # pylint: disable=g-import-not-at-top
+    from keras_hub.src.models.qwen3 import qwen3_attention, qwen3_decoder, qwen3_layernorm  # pylint: disable=g-import-not-at-top
+
+    from keras_hub.src.models.phi3 import phi3_attention, phi3_decoder, phi3_layernorm  # pylint: disable=g-import-not-at-top
+
     rms = FamilyRMSNormHandler()
     return {
+        phi3_decoder.Phi3Decoder: Phi3DecoderHandler(),
+        phi3_attention.Phi3Attention: Phi3AttentionHandler(),
+        fixed_head_width_phi3_attention(): Phi3AttentionHandler(),
+        phi3_layernorm.Phi3LayerNorm: rms,
+        mistral_transformer_decoder.MistralTransformerDecoder: LlamaDecoderHandler(),
+        mistral_attention.CachedMistralAttention: GroupedAttentionHandler(),
+        mistral_layer_norm.MistralLayerNormalization: rms,
+        qwen3_decoder.Qwen3TransformerDecoder: LlamaDecoderHandler(),
+        qwen3_attention.Qwen3Attention: Qwen3AttentionHandler(),
+        qwen3_layernorm.Qwen3LayerNorm: rms,
         llama_decoder.LlamaTransformerDecoder: LlamaDecoderHandler(),
         llama_attention.LlamaAttention: LlamaAttentionHandler(),
         fixed_head_width_llama_attention(): LlamaAttentionHandler(),
