@@ -241,10 +241,7 @@ def keras_hub_handlers():
     from keras_hub.src.layers.modeling import cached_multi_head_attention  # pylint: disable=g-import-not-at-top
     from keras_hub.src.models.vit import vit_layers  # pylint: disable=g-import-not-at-top  # not exported
 
-    from figs_tf.handlers.keras_hub_decoders import keras_hub_decoder_handlers  # pylint: disable=g-import-not-at-top
-
     return {
-        **keras_hub_decoder_handlers(),
         keras_hub.layers.ReversibleEmbedding: EmbeddingHandler(),
         keras_hub.layers.PositionEmbedding: PerChannel(zero_preserving=False),
         keras_hub.layers.TokenAndPositionEmbedding: TokenAndPositionEmbeddingHandler(),
