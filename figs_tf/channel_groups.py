@@ -40,6 +40,7 @@ class _GroupBuilder:
         self.fixed = []
         self.producers = []
         self.notes = []
+        self.conditions = []  # (trigger set, set, reason): `fix_if_searched`, decided once the analysis ends
 
     def new_group(self, size, producer):
         self.parent.append(len(self.parent))
@@ -80,6 +81,20 @@ class _GroupBuilder:
             self.notes.append(f"kept out of search: channels of "
                               f"{sorted({p for g in newly_fixed for p in self.producers[self.find(g)]})}"
                               f" because {reason}")
+
+    def fix_if_searched(self, trigger, channel_set, reason):
+        """Fixes `channel_set` at the end of the analysis if `trigger` then still has a searched group.
+
+        For a layer whose cost would multiply three searched widths: whether its
+        input stays searched is known only once every later layer has been seen
+        (a residual stream is fixed by a normalization further down).
+        """
+        self.conditions.append((trigger, channel_set, reason))
+
+    def apply_conditions(self):
+        for trigger, channel_set, reason in self.conditions:
+            if any(not self.fixed[self.find(g)] for g in groups_in(trigger)):
+                self.fix(channel_set, reason)
 
     def tie(self, set_a, set_b, where):
         """Channel i of set_a and channel i of set_b live or die together."""
@@ -297,6 +312,7 @@ def analyze(model, exclude=()):
             inner_keys.setdefault(call.name, []).append((label, key))
     for key in output_keys:
         builder.fix(sets[key], "they are model outputs")
+    builder.apply_conditions()
 
     canonical = _canonical_groups(builder)
     sets = {key: _canonical_set(s, builder, canonical) for key, s in sets.items()}

@@ -43,6 +43,8 @@ def _ops(name):
             return inputs[0] / 3.0  # keras.ops.true_divide
         if name == "multiply":
             return inputs[0] * 0.5
+        if name in ("gelu", "silu", "relu"):
+            return getattr(keras.ops, name)(inputs[0])
         return getattr(keras.ops, name)(inputs[0], inputs[1])
     return build
 
@@ -159,6 +161,19 @@ def _samples():
         "numpy.Subtract": [("x - y", _ops("subtract"), [IMAGE, IMAGE], None)],
         "numpy.Multiply": [("x * 0.5", _ops("multiply"), [IMAGE], None)],
         "numpy.TrueDivide": [("x / 3", _ops("divide"), [IMAGE], None)],
+        "Gelu": [("gelu(x)", _ops("gelu"), [IMAGE], None)],
+        "Silu": [("silu(x)", _ops("silu"), [IMAGE], None)],
+        "Relu": [("relu(x)", _ops("relu"), [IMAGE], None)],
+        "EinsumDense": [("a Dense on positions", dict(equation="abc,cd->abd", output_shape=(None, 2), bias_axes="d"),
+                         [(8, 3)], None),
+                        ("a Dense without bias", dict(equation="abc,cd->abd", output_shape=(None, 2)), [(8, 3)],
+                         None)],
+        "RMSNormalization": [("channels", {}, [IMAGE], None),
+                             ("positions and channels", dict(axis=(1, 2, 3)), [IMAGE],
+                              "zeros stay zeros (no β); the handler shares LayerNormalization's rule")],
+        **{name: [("channels", {}, [IMAGE], None)] for name in (
+            "LlamaLayerNorm", "MistralLayerNormalization", "Phi3LayerNorm", "keras_hub.RMSNormalization")},
+        "Qwen3LayerNorm": [("channels", dict(head_dim=3), [IMAGE], None)],
         "Flatten": [("image", {}, [IMAGE], None)],
         "Reshape": [("positions as a sequence", dict(target_shape=(36, 3)), [IMAGE], None),
                     ("rows as features", dict(target_shape=(6, 18)), [IMAGE],
@@ -179,7 +194,9 @@ def _tables():
     table = dict(handlers.DEFAULT_HANDLERS)
     try:
         from figs_tf.handlers import keras_hub as keras_hub_handlers  # pylint: disable=g-import-not-at-top
+        from figs_tf.handlers import keras_hub_decoders  # pylint: disable=g-import-not-at-top
         table.update(keras_hub_handlers.keras_hub_handlers())
+        table.update(keras_hub_decoders.keras_hub_decoder_handlers())
     except ImportError:
         pass
     from figs_tf.channel_bias import ChannelBias  # pylint: disable=g-import-not-at-top
@@ -189,6 +206,8 @@ def _tables():
 
 
 def _key(cls):
+    if cls.__module__.startswith("keras_hub") and hasattr(keras.layers, cls.__name__):
+        return f"keras_hub.{cls.__name__}"  # Gemma's RMSNormalization is not Keras's
     return f"numpy.{cls.__name__}" if cls.__module__.endswith("ops.numpy") else cls.__name__
 
 
@@ -210,6 +229,7 @@ def _constant(shape, axis, rng, zero):
         return np.zeros(shape, np.float32)
     values = rng.uniform(-1.0, 1.0, (2, shape[axis])).astype(np.float32)
     values[1] = np.abs(values[1]) + 0.1  # one example all positive (value ranges, log-like layers)
+    values[0, 0] = -abs(values[0, 0]) - 0.1  # and one negative value whatever the draw (PReLU's alpha shows)
     index = [slice(None)] + [None] * (len(shape) - 1)
     index[axis] = slice(None)
     return np.broadcast_to(values[tuple(index)], shape).copy()

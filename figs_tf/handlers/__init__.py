@@ -14,7 +14,8 @@ Modules: `base` (the `LayerHandler` interface, `Term`, conventions),
 `merge` (Add and friends, Concatenate, `keras.ops` arithmetic), `reshape`,
 `preprocessing` (image preprocessing and augmentation layers), `recurrent`
 (LSTM, GRU, SimpleRNN, Bidirectional), `embedding`, `attention`
-(MultiHeadAttention, one gate per head), `indexing` (`x[:, 0, :]`),
+(MultiHeadAttention, one gate per head), `grouped_attention` (grouped-query
+attention: key/value groups and query slots), `indexing` (`x[:, 0, :]`),
 `keras_hub` (registered when a model holds a keras_hub layer).
 `DEFAULT_HANDLERS` below is the table of Keras layer types figs_tf knows.
 """
@@ -25,12 +26,15 @@ from figs_tf.handlers.attention import HeadGatedAttention, MultiHeadAttentionHan
 from figs_tf.handlers.base import (LayerHandler, Term, UnsupportedLayerError, activation_name, clone_layer,
                                    equivalent_model)
 from figs_tf.handlers.convolution import (ChannelProducer, ConvHandler, ConvTransposeHandler, DenseHandler,
-                                          DepthwiseConvHandler, SeparableConvHandler)
+                                          DepthwiseConvHandler, EinsumDenseHandler, SeparableConvHandler)
 from figs_tf.handlers.embedding import EmbeddingHandler
+from figs_tf.handlers.grouped_attention import (GroupedAttentionHandler, GroupGatedAttention,
+                                                KerasGroupedQueryAttentionHandler)
 from figs_tf.handlers.indexing import GetItemHandler
 from figs_tf.handlers.merge import ConcatenateHandler, ElementwiseOpHandler, MergeHandler
+from figs_tf.handlers.keras_hub_decoders import DecoderMask, DecoderMaskHandler
 from figs_tf.handlers.per_channel import (ActivationHandler, BatchNormalizationHandler, ChannelMixing,
-                                          LayerNormalizationHandler, PerChannel, SoftmaxHandler,
+                                          LayerNormalizationHandler, OperationHandler, PerChannel, SoftmaxHandler,
                                           prelu_keeps_uniform)
 from figs_tf.handlers.preprocessing import (ColorJitterHandler, NormalizationHandler, RandomErasingHandler,
                                             RescalingHandler, preprocessing_handlers)
@@ -48,6 +52,7 @@ def _default_handlers():
     for cls in (L.Conv1D, L.Conv2D, L.Conv3D):
         table[cls] = ConvHandler()
     table[L.Dense] = DenseHandler()
+    table[L.EinsumDense] = EinsumDenseHandler()
     for cls in (L.SeparableConv1D, L.SeparableConv2D):
         table[cls] = SeparableConvHandler()
     for cls in (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose):
@@ -96,7 +101,14 @@ def _default_handlers():
     for cls in (L.Embedding, L.ReversibleEmbedding):
         table[cls] = EmbeddingHandler()
     table[L.MultiHeadAttention] = MultiHeadAttentionHandler()
+    table[L.GroupQueryAttention] = KerasGroupedQueryAttentionHandler()
+    if hasattr(L, "RMSNormalization"):  # Keras >= 3.9
+        table[L.RMSNormalization] = LayerNormalizationHandler(kind="RMS normalization")
     table[keras_numpy_ops.GetItem] = GetItemHandler()
+    from keras.src.ops import nn as keras_nn_ops  # pylint: disable=g-import-not-at-top  # no public name
+    for cls in (keras_nn_ops.Gelu, keras_nn_ops.Silu, keras_nn_ops.Relu):  # f(0) == 0, elementwise
+        table[cls] = OperationHandler(zero_preserving=True)
+    table[DecoderMask] = DecoderMaskHandler()  # keras_hub decoder blocks' attention mask (figs_tf's own layer)
     table[L.Reshape] = ReshapeHandler()
     table[L.Permute] = PermuteHandler()
     try:  # ConvNeXt's per-channel scale (not a public Keras layer).
@@ -113,22 +125,27 @@ for _layer_class, _handler in DEFAULT_HANDLERS.items():
 
 
 def _register_keras_hub_handlers():
-    """Registers figs_tf.handlers.keras_hub's table, keeping handlers the user registered."""
+    """Registers figs_tf.handlers.keras_hub's and keras_hub_decoders' tables, keeping handlers the user registered."""
     from figs_tf.handlers import keras_hub as keras_hub_handlers  # pylint: disable=g-import-not-at-top
-    for layer_class, handler in keras_hub_handlers.keras_hub_handlers().items():
+    from figs_tf.handlers import keras_hub_decoders  # pylint: disable=g-import-not-at-top
+    table = {**keras_hub_handlers.keras_hub_handlers(), **keras_hub_decoders.keras_hub_decoder_handlers()}
+    for layer_class, handler in table.items():
         if find_handler_of_class(layer_class) is None:
             register_handler(layer_class, handler)
 
 
 register_lazily("keras_hub.", _register_keras_hub_handlers)
+# figs_tf's subclasses of keras_hub layers (a slim decoder's attention), which may be met before any keras_hub layer
+register_lazily("figs_tf.handlers.keras_hub_decoders", _register_keras_hub_handlers)
 
 __all__ = [
     "ActivationHandler", "AnyHandler", "BatchNormalizationHandler", "BidirectionalHandler", "ChannelMixing",
-    "ChannelProducer", "ColorJitterHandler", "ConcatenateHandler", "ConvHandler", "ConvTransposeHandler",
-    "DEFAULT_HANDLERS", "DenseHandler", "DepthwiseConvHandler", "ElementwiseOpHandler", "EmbeddingHandler",
-    "GetItemHandler", "HeadGatedAttention", "LayerHandler", "LayerNormalizationHandler", "MaskingHandler",
+    "ChannelProducer", "ColorJitterHandler", "ConcatenateHandler", "ConvHandler", "ConvTransposeHandler", "DecoderMask", "OperationHandler",
+    "DEFAULT_HANDLERS", "DenseHandler", "DepthwiseConvHandler", "EinsumDenseHandler", "ElementwiseOpHandler", "EmbeddingHandler",
+    "GetItemHandler", "GroupGatedAttention", "GroupedAttentionHandler", "HeadGatedAttention",
+    "KerasGroupedQueryAttentionHandler", "LayerHandler", "LayerNormalizationHandler", "MaskingHandler",
     "MergeHandler", "MultiHeadAttentionHandler", "NormalizationHandler", "NotEqualHandler", "PerChannel",
-    "PermuteHandler", "RandomErasingHandler", "RecurrentHandler", "ReshapeHandler", "RescalingHandler",
+    "PermuteHandler", "RandomErasingHandler", "RecurrentHandler", "RescalingHandler", "ReshapeHandler",
     "SeparableConvHandler", "SoftmaxHandler", "Term", "UnsupportedLayerError", "activation_name", "clone_layer",
     "equivalent_model", "find_handler", "handler_for", "register_handler", "register_lazily",
 ]

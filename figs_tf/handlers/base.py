@@ -80,7 +80,8 @@ class LayerHandler:
           call: the `keras_graph.LayerCall` (layer, node, symbolic tensors).
           in_sets: the channel set of each input (tuples of `Segment`).
           groups: the analysis' group builder: `new_group(size, producer)`,
-            `tie(set_a, set_b, where)`, `fix(channel_set, reason)`.
+            `tie(set_a, set_b, where)`, `fix(channel_set, reason)`,
+            `fix_if_searched(trigger_set, channel_set, reason)` (decided when the analysis ends).
 
         Returns:
           A list with the channel set of each output.

@@ -1,8 +1,8 @@
 """Layers that make new channels from all of their inputs' channels, and depthwise convolutions.
 
 One handler class per kind: `ConvHandler` (Conv1D/2D/3D), `DenseHandler`,
-`SeparableConvHandler` (SeparableConv1D/2D), `ConvTransposeHandler`
-(Conv1D/2D/3DTranspose), all `ChannelProducer`s: their output starts a new
+`EinsumDenseHandler` (an EinsumDense acting as a Dense), `SeparableConvHandler`
+(SeparableConv1D/2D), `ConvTransposeHandler` (Conv1D/2D/3DTranspose), all `ChannelProducer`s: their output starts a new
 channel group. `DepthwiseConvHandler` passes its input's groups on, each
 input channel owning `depth_multiplier` outputs. Convolutions read and make
 channels on the axis of their `data_format` (1 for channels_first); Keras keeps
@@ -15,7 +15,7 @@ import numpy as np
 
 from figs_tf.channel_sets import Segment, num_channels
 from figs_tf.handlers.base import (CHANNEL_MIXING_ACTIVATIONS, ZERO_PRESERVING_ACTIVATIONS, LayerHandler, Term,
-                                   activation_name, clone_layer, data_format_axis, last_axes, spatial_positions,
+                                   UnsupportedLayerError, activation_name, clone_layer, data_format_axis, last_axes, spatial_positions,
                                    to_numpy)
 
 
@@ -159,6 +159,78 @@ class DenseHandler(ChannelProducer):
     def flop_terms(self, call, in_sets, out_sets):
         positions = spatial_positions(call.output_tensors[0].shape, call.layer.name)
         return [Term(positions, (in_sets[0], out_sets[0]))]
+
+
+class EinsumDenseHandler(DenseHandler):
+    """EinsumDense that acts as a Dense on the last axis ("btd,df->btf"): a kernel (in, out), a bias along out.
+
+    Other equations (attention projections with a heads axis) are handled by
+    the layer that holds them (figs_tf.handlers.grouped_attention).
+    """
+
+    def _check(self, layer):
+        inputs, output = layer.equation.split("->")
+        source, kernel = inputs.split(",")
+        dense_like = (len(kernel) == 2 and kernel == source[-1] + output[-1] and source[:-1] == output[:-1]
+                      and (layer.bias_axes or output[-1]) == output[-1])
+        if not dense_like:
+            raise UnsupportedLayerError(
+                f"'{layer.name}' is an EinsumDense with equation '{layer.equation}' (bias_axes={layer.bias_axes!r}); "
+                "figs_tf searches EinsumDense layers that act as a Dense on the last axis ('btd,df->btf'). "
+                "Register a handler for this equation, or keep the layer out of a wrapped model.")
+
+    def output_sets(self, call, in_sets, groups):
+        self._check(call.layer)
+        width = call.layer.kernel.shape[-1]
+        out = (Segment(groups.new_group(width, call.name), width),)
+        if activation_name(call.layer.activation) in CHANNEL_MIXING_ACTIVATIONS:
+            groups.fix(out, f"'{call.name}' ends in a channel-mixing activation")
+        return [out]
+
+    def param_terms(self, call, in_sets, out_sets):
+        terms = [Term(1, (in_sets[0], out_sets[0]))]
+        if call.layer.bias is not None:
+            terms.append(Term(1, (out_sets[0],)))
+        return terms
+
+    def flop_terms(self, call, in_sets, out_sets):
+        positions = spatial_positions(self.input_shape(call), call.layer.name)
+        return [Term(positions, (in_sets[0], out_sets[0]))]
+
+    def input_shape(self, call):
+        """The input's shape, its positions found upstream where an EinsumDense left them unknown.
+
+        An EinsumDense built with output_shape=(None, units) makes an output of
+        unknown length even on a fixed-length input (keras_hub's MLPs); the
+        positions are then those of the nearest input upstream of the same rank
+        with a known shape, through layers and ops that keep the positions
+        (EinsumDense as a Dense, elementwise activations and products).
+        """
+        tensor = call.input_tensors[0]
+        for _ in range(8):
+            if None not in tensor.shape[1:-1]:
+                return tensor.shape
+            history = getattr(tensor, "_keras_history", None)
+            inputs = [t for t in (history.operation._inbound_nodes[history.node_index].input_tensors  # pylint: disable=protected-access
+                                  if history else ()) if len(t.shape) == len(tensor.shape)]
+            if not inputs:
+                break
+            tensor = inputs[0]
+        return call.input_tensors[0].shape
+
+    def can_absorb_output_shift(self, call):
+        return call.layer.bias is not None and activation_name(call.layer.activation) == "linear"
+
+    def slim(self, call, kept_in, kept_out):
+        layer = call.layer
+        weights = self.sliced_kernels(layer, kept_in[0], kept_out[0])
+        if layer.bias is not None:
+            weights.append(to_numpy(layer.bias)[kept_out[0]])
+        leading = tuple(layer.get_config()["output_shape"])[:-1]
+        positions = self.input_shape(call)[1:-1]  # the slim model's output gets its static length
+        if len(positions) == len(leading):
+            leading = tuple(p if d is None else d for d, p in zip(leading, positions))
+        return clone_layer(layer, output_shape=leading + (len(kept_out[0]),)), weights
 
 
 class SeparableConvHandler(ChannelProducer):

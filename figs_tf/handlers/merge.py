@@ -1,6 +1,7 @@
 """Layers that combine several tensors: elementwise merges, concatenation, `keras.ops` arithmetic."""
 
 import keras
+import numpy as np
 
 from figs_tf.handlers.base import LayerHandler, UnsupportedLayerError, following_axes
 
@@ -140,5 +141,41 @@ class ElementwiseOpHandler(MergeHandler):
             return []
         return super().inputs_to_clean(call, in_dirty, in_has_pruned)
 
+    def search_call(self, call, args, kwargs, gating):
+        return _call_with_dense_constants(call.layer, args, kwargs)
+
     def slim(self, call, kept_in, kept_out):
-        return call.layer, []  # a keras.ops operation holds no state
+        return _DenseConstantsCall(call.layer), []  # a keras.ops operation holds no state
+
+
+class _DenseConstant(np.ndarray):
+    """A constant that says it is dense: Keras' arithmetic ops take a constant without a `sparse`
+    attribute for a sparse one (`getattr(x2, "sparse", True)`), and a layer traced on their sparse
+    output fails (keras_hub's Gemma scales its embedding by a constant before its RMS norms)."""
+
+    sparse = False
+
+
+def _call_with_dense_constants(operation, args, kwargs):
+    tensors = [a for a in keras.tree.flatten((args, kwargs)) if isinstance(a, keras.KerasTensor)]
+    dtype = tensors[0].dtype if tensors else None
+
+    def dense(value):
+        if isinstance(value, keras.KerasTensor) or value is None or isinstance(value, (bool, str)):
+            return value
+        if isinstance(value, (int, float)):  # a Python scalar is weakly typed: it takes the tensor's dtype
+            return np.asarray(value, dtype=dtype).view(_DenseConstant)
+        return np.asarray(keras.ops.convert_to_numpy(value)).view(_DenseConstant)
+
+    return operation(*keras.tree.map_structure(dense, args), **keras.tree.map_structure(dense, kwargs))
+
+
+class _DenseConstantsCall:
+    """Calls a keras.ops operation with its constants marked dense (`_DenseConstant`), in a slim model."""
+
+    def __init__(self, operation):
+        self.operation = operation
+        self.name = operation.name
+
+    def __call__(self, *args, **kwargs):
+        return _call_with_dense_constants(self.operation, args, kwargs)

@@ -124,20 +124,26 @@ def prelu_keeps_uniform(call):
 
 
 class LayerNormalizationHandler(ChannelMixing):
-    """LayerNormalization over the channel axis: its statistics mix channels.
+    """LayerNormalization (or an RMS normalization) over the channel axis: its statistics mix channels.
 
     In a Transformer this keeps the residual stream (the embedding width and
     every layer added to it) out of search. Normalising over positions as well
     (axis=(1, 2, 3)) gives γ and β per position: a constant does not stay one.
+
+    Args:
+      kind: how the note names the normalization ("LayerNormalization",
+        "RMS normalization").
     """
 
-    def __init__(self):
+    def __init__(self, kind="LayerNormalization"):
         super().__init__()
-        self.keeps_uniform = only_the_channel_axis(lambda layer: layer.axis)
+        self.kind = kind
+        # keras_hub's RMS norms have no `axis`: they normalise over the last one
+        self.keeps_uniform = only_the_channel_axis(lambda layer: getattr(layer, "axis", -1))
 
     def output_sets(self, call, in_sets, groups):
         out_sets = PerChannel.output_sets(self, call, in_sets, groups)
-        groups.fix(in_sets[0], f"'{call.name}' (LayerNormalization) mixes channels: it normalises over them "
+        groups.fix(in_sets[0], f"'{call.name}' ({self.kind}) mixes channels: it normalises over them "
                    "(a Transformer's residual stream stays out of search)")
         return out_sets
 
@@ -190,3 +196,13 @@ class SoftmaxHandler(ChannelMixing):
         if all(a % rank != call.read_axes[0] for a in axes):
             return PerChannel.output_sets(self, call, in_sets, groups)
         return super().output_sets(call, in_sets, groups)
+
+
+class OperationHandler(PerChannel):
+    """A `keras.ops` function of each element recorded in a graph (`ops.gelu(x)`): per channel; slim reuses the op."""
+
+    def param_terms(self, call, in_sets, out_sets):
+        return []  # a keras.ops operation holds no state
+
+    def slim(self, call, kept_in, kept_out):
+        return call.layer, []

@@ -1,0 +1,215 @@
+"""`figs_tf.keras_hub_backbone`: a slim decoder model back in its keras_hub family, so its CausalLM generates.
+
+`figs_tf.slim` of a wrapped Llama or Gemma backbone is a flat functional model
+(each block's layers named `<block>.<sublayer>`). keras_hub's CausalLMs
+generate through `call_with_cache`, which reads the backbone's blocks, its
+embedding and final norm; this module puts the slim layers (weights shared, not
+copied) back into blocks and a backbone of the family:
+
+    slim = figs_tf.slim(search)                              # search = figs_tf.wrap(backbone traced at length T)
+    lm = keras_hub.models.LlamaCausalLM(figs_tf.keras_hub_backbone(slim, backbone))
+    lm.compile(sampler="greedy")
+    lm.generate({"token_ids": ids, "padding_mask": mask}, stop_token_ids=None)
+
+Each block keeps its own widths (heads, key/value heads, MLP units), which a
+stock keras_hub config cannot hold (it has one `num_query_heads`,
+`intermediate_dim` ... for every layer): the blocks are `SlimLlamaDecoder` /
+`SlimGemmaDecoder` subclasses made from the slim layers, and the CausalLM's
+one key/value cache is shaped for the largest number of key/value heads (each
+attention layer reads its first heads: `PaddedCacheAttention`). The backbone's
+`num_query_heads` is hidden_dim // head width, which is what the CausalLM
+derives the cache's head width from. These backbones are for generation and
+evaluation in this process; they are not serialized (save the slim model, or
+its weights, instead).
+
+This module reads keras_hub's internal module paths and the blocks' private
+sublayer attributes (`_self_attention_layer`, ...).
+"""
+
+import keras
+
+
+def _layers_by_name(model):
+    return {layer.name: layer for layer in model.layers}
+
+
+def _sublayers(layers, block, names):
+    missing = [f"{block}.{name}" for name in names if f"{block}.{name}" not in layers]
+    if missing:
+        raise ValueError(f"The slim model has no layers {missing[:4]}: give figs_tf.keras_hub_backbone the model "
+                         "figs_tf.slim made from a wrapped backbone of the same family.")
+    return {name: layers[f"{block}.{name}"] for name in names}
+
+
+def _untrack(layer, attribute):
+    """Drops a sublayer that a block made in its __init__ and that the slim layer replaces."""
+    old = getattr(layer, attribute, None)
+    if old is not None and old in layer._layers:  # pylint: disable=protected-access
+        layer._layers.remove(old)  # pylint: disable=protected-access
+
+
+def _variable_length(dense):
+    """A slim EinsumDense (built for a fixed length) as one for any length, with the same weights."""
+    config = dense.get_config()
+    config["output_shape"] = (None,) + tuple(config["output_shape"])[1:]
+    rebuilt = keras.layers.EinsumDense.from_config(config)
+    rebuilt.build((None, None, dense.kernel.shape[0]))
+    rebuilt.set_weights(dense.get_weights())
+    return rebuilt
+
+
+_LLAMA_SUBLAYERS = ("self_attention_layernorm", "self_attention", "self_attention_dropout", "feedforward_layernorm",
+                    "feedforward_gate_dense", "feedforward_intermediate_dense", "feedforward_activation",
+                    "feedforward_output_dense")
+_GEMMA_SUBLAYERS = ("pre_attention_norm", "attention", "pre_ffw_norm", "ffw_gating", "ffw_gating_2", "ffw_linear")
+
+
+def _llama_blocks(original, layers):
+    from keras_hub.src.models.llama.llama_decoder import LlamaTransformerDecoder  # pylint: disable=g-import-not-at-top
+
+    class SlimLlamaDecoder(LlamaTransformerDecoder):
+        """A LlamaTransformerDecoder holding a slim model's layers (its own widths)."""
+
+        def __init__(self, parts, **kwargs):
+            super().__init__(**kwargs)
+            self._self_attention_layernorm = parts["self_attention_layernorm"]
+            self._self_attention_layer = parts["self_attention"]
+            self._self_attention_dropout = parts["self_attention_dropout"]
+            self._feedforward_layernorm = parts["feedforward_layernorm"]
+            self._feedforward_gate_dense = parts["feedforward_gate_dense"]
+            self._feedforward_intermediate_dense = parts["feedforward_intermediate_dense"]
+            self._feedforward_output_dense = parts["feedforward_output_dense"]
+            self.activation = parts["feedforward_activation"].activation
+
+        def build(self, decoder_sequence_shape):
+            self.hidden_dim = decoder_sequence_shape[-1]
+            self.built = True  # the slim layers are built
+
+    blocks = []
+    for block in original.transformer_layers:
+        parts = _sublayers(layers, block.name, _LLAMA_SUBLAYERS)
+        attention = parts["self_attention"]
+        blocks.append(SlimLlamaDecoder(
+            parts, intermediate_dim=parts["feedforward_gate_dense"].units, num_query_heads=attention.num_query_heads,
+            num_key_value_heads=attention.num_key_value_heads, layer_norm_epsilon=block.layer_norm_epsilon,
+            dtype=block.dtype_policy, name=block.name))
+    return blocks, "sequence_output_layernorm", "decoder_padding_mask"
+
+
+def _gemma_blocks(original, layers):
+    from keras_hub.src.models.gemma.gemma_decoder_block import GemmaDecoderBlock  # pylint: disable=g-import-not-at-top
+
+    class SlimGemmaDecoder(GemmaDecoderBlock):
+        """A GemmaDecoderBlock holding a slim model's layers (its own widths)."""
+
+        def __init__(self, parts, **kwargs):
+            super().__init__(**kwargs)
+            for attribute, name in (("pre_attention_norm", "pre_attention_norm"), ("attention", "attention"),
+                                    ("pre_ffw_norm", "pre_ffw_norm"), ("post_attention_norm", None),
+                                    ("post_ffw_norm", None)):
+                _untrack(self, attribute)
+                if name is not None:
+                    setattr(self, attribute, parts[name])
+            for attribute, name in (("gating_ffw", "ffw_gating"), ("gating_ffw_2", "ffw_gating_2"),
+                                    ("ffw_linear", "ffw_linear")):
+                _untrack(self, attribute)
+                setattr(self, attribute, _variable_length(parts[name]))
+            if self.use_post_attention_norm:
+                self.post_attention_norm = parts["post_attention_norm"]
+            if self.use_post_ffw_norm:
+                self.post_ffw_norm = parts["post_ffw_norm"]
+
+        def build(self, input_shape):
+            self.built = True  # the slim layers are built
+
+    blocks = []
+    for block in original.transformer_layers:
+        names = _GEMMA_SUBLAYERS + (("post_attention_norm",) if block.use_post_attention_norm else ()) + (
+            ("post_ffw_norm",) if block.use_post_ffw_norm else ())
+        parts = _sublayers(layers, block.name, names)
+        attention = parts["attention"]
+        blocks.append(SlimGemmaDecoder(
+            parts, hidden_dim=block.hidden_dim, intermediate_dim=2 * parts["ffw_gating"].kernel.shape[-1],
+            head_dim=attention.head_dim, num_query_heads=attention.num_query_heads,
+            num_key_value_heads=attention.num_key_value_heads,
+            query_head_dim_normalize=block.query_head_dim_normalize, use_post_ffw_norm=block.use_post_ffw_norm,
+            use_post_attention_norm=block.use_post_attention_norm, logit_soft_cap=block.logit_soft_cap,
+            use_sliding_window_attention=block.use_sliding_window_attention,
+            sliding_window_size=block.sliding_window_size, layer_norm_epsilon=block.layer_norm_epsilon,
+            dropout=block.dropout, dtype=block.dtype_policy, name=block.name))
+    return blocks, "final_normalization", "padding_mask"
+
+
+_FAMILIES = {"LlamaBackbone": _llama_blocks, "Llama3Backbone": _llama_blocks, "GemmaBackbone": _gemma_blocks}
+
+
+def keras_hub_backbone(slim_model, backbone):
+    """A backbone of `backbone`'s keras_hub family made of `slim_model`'s layers (weights shared).
+
+    The family's CausalLM accepts it and generates with it (a key/value cache
+    shaped by the kept heads). Each block keeps its own exported widths.
+
+    Args:
+      slim_model: `figs_tf.slim` of a search model made from `backbone` (or
+        from `backbone` traced at a fixed length).
+      backbone: the keras_hub backbone that was wrapped (LlamaBackbone,
+        Llama3Backbone or GemmaBackbone): its family, block names and settings.
+
+    Returns:
+      A backbone of `backbone`'s class (a subclass holding the slim layers),
+      taking `{"token_ids", "padding_mask"}` of any length.
+
+    Raises:
+      ValueError: a backbone family figs_tf cannot rebuild, or a slim model
+        made from another model.
+
+    Example:
+
+    >>> lm = keras_hub.models.GemmaCausalLM(figs_tf.keras_hub_backbone(figs_tf.slim(search), backbone))
+    """
+    family = _FAMILIES.get(type(backbone).__name__)
+    if family is None:
+        raise ValueError(f"figs_tf.keras_hub_backbone rebuilds {sorted(_FAMILIES)}, not {type(backbone).__name__}. "
+                         "Use the slim functional model itself (figs_tf.slim) for other families.")
+    layers = _layers_by_name(slim_model)
+    blocks, final_norm, padding_argument = family(backbone, layers)
+    embedding = layers["token_embedding"]
+    attention = [b._self_attention_layer if hasattr(b, "_self_attention_layer") else b.attention for b in blocks]  # pylint: disable=protected-access
+    head_width = attention[0]._query_dense.kernel.shape[-1] if hasattr(attention[0], "_query_dense") else attention[0].head_dim  # pylint: disable=protected-access
+    return _slim_backbone_class(type(backbone))(
+        embedding, blocks, layers[final_norm], padding_argument,
+        num_query_heads=embedding.output_dim // head_width,
+        num_key_value_heads=max(a.num_key_value_heads for a in attention), head_dim=head_width,
+        scales_embedding=type(backbone).__name__ == "GemmaBackbone", dtype=backbone.dtype_policy,
+        name=f"{backbone.name}_slim")
+
+
+def _slim_backbone_class(family_class):
+    from keras_hub.src.models.backbone import Backbone  # pylint: disable=g-import-not-at-top
+
+    class SlimBackbone(family_class):
+        """A `family_class` backbone built from given layers instead of its config."""
+
+        def __init__(self, token_embedding, transformer_layers, layer_norm, padding_argument, num_query_heads,
+                     num_key_value_heads, head_dim, scales_embedding, dtype=None, **kwargs):
+            self.token_embedding = token_embedding
+            self.transformer_layers = list(transformer_layers)
+            self.layer_norm = layer_norm
+            token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+            padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
+            x = token_embedding(token_ids)
+            if scales_embedding:  # Gemma multiplies the embedding by √hidden_dim
+                x = x * keras.ops.cast(keras.ops.sqrt(token_embedding.output_dim), x.dtype)
+            for block in self.transformer_layers:
+                x = block(x, **{padding_argument: padding_mask})
+            Backbone.__init__(self, inputs={"token_ids": token_ids, "padding_mask": padding_mask},
+                              outputs=layer_norm(x), dtype=dtype, **kwargs)
+            self.vocabulary_size = token_embedding.input_dim
+            self.num_layers = len(self.transformer_layers)
+            self.hidden_dim = token_embedding.output_dim
+            self.num_query_heads = num_query_heads  # hidden_dim // num_query_heads: the cache's head width
+            self.num_key_value_heads = num_key_value_heads  # the cache's: the most any layer keeps
+            self.head_dim = head_dim
+
+    SlimBackbone.__name__ = f"Slim{family_class.__name__}"
+    return SlimBackbone

@@ -1,0 +1,317 @@
+"""Decoder language models: grouped-query attention, RMS norms and gated MLPs searched exactly.
+
+Independent truths: Keras's `count_params`, the unwrapped model's outputs,
+and multiply-adds written out by hand below from the layer shapes (QKᵀ and AV
+over every pair of the stated sequence length).
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import figs_tf
+
+from helpers import (check_all_gates_on_is_the_supernet, check_random_gates_slim_exactly, set_all_logits,
+                     set_group_logits, set_random_gates, to_numpy)
+
+L = keras.layers
+LENGTH, WIDTH, VOCABULARY = 6, 16, 11
+
+
+def gqa_flops_by_hand(tokens, query_width, kv_heads, query_heads, head_dim, output_width, gate=False):
+    """One grouped-query attention call: Q, K, V projections, QKᵀ and AV, the output projection."""
+    flops = tokens * query_width * query_heads * head_dim  # query
+    flops += 2 * tokens * query_width * kv_heads * head_dim  # key and value (self-attention)
+    flops += 2 * query_heads * tokens * tokens * head_dim  # QKᵀ and AV, every (query, key) pair
+    flops += tokens * query_heads * head_dim * output_width
+    if gate:
+        flops += tokens * query_width * query_heads * head_dim
+    return flops
+
+
+def gqa_decoder(query_heads=4, kv_heads=2, head_dim=4, mlp=24, searched_query=False, use_gate=False):
+    """Embedding → [RMS norm → GQA (causal) → +] → [RMS norm → gated MLP → +] → RMS norm → logits.
+
+    `searched_query`: Dense layers (widths searched) before and after the attention.
+    """
+    tokens = keras.Input((LENGTH,), dtype="int32", name="tokens")
+    x = L.Embedding(VOCABULARY, WIDTH, name="embedding")(tokens)
+    y = L.RMSNormalization(name="attention_norm")(x)
+    if searched_query:
+        y = L.Dense(12, name="pre_attention")(y)
+    y = L.GroupQueryAttention(head_dim, query_heads, kv_heads, use_gate=use_gate, name="attention")(
+        y, y, use_causal_mask=True)
+    if searched_query:
+        y = L.Dense(WIDTH, name="post_attention")(y)
+    x = L.Add(name="attention_residual")([x, y])
+    y = L.RMSNormalization(name="mlp_norm")(x)
+    gate = L.Dense(mlp, activation="silu", name="mlp_gate")(y)
+    up = L.Dense(mlp, name="mlp_up")(y)
+    y = L.Dense(WIDTH, name="mlp_down")(L.Multiply(name="mlp_product")([gate, up]))
+    x = L.Add(name="mlp_residual")([x, y])
+    x = L.RMSNormalization(name="final_norm")(x)
+    return keras.Model(tokens, L.Dense(VOCABULARY, name="logits")(x), name="gqa_decoder")
+
+
+def decoder_flops_by_hand(query_heads=4, kv_heads=2, head_dim=4, mlp=24, query_width=WIDTH, pre=0, gate=False):
+    """`pre`: the width of the Dense layers around the attention (0: none)."""
+    flops = gqa_flops_by_hand(LENGTH, query_width, kv_heads, query_heads, head_dim, query_width, gate=gate)
+    flops += LENGTH * (2 * WIDTH * mlp + mlp * WIDTH)  # gate, up, down
+    flops += LENGTH * WIDTH * VOCABULARY + 2 * LENGTH * WIDTH * pre
+    return flops
+
+
+def decoder_params_by_hand(query_heads=4, kv_heads=2, head_dim=4, mlp=24):
+    attention = (WIDTH + 1) * query_heads * head_dim + 2 * (WIDTH + 1) * kv_heads * head_dim
+    attention += query_heads * head_dim * WIDTH + WIDTH
+    mlp_params = 2 * (WIDTH * mlp + mlp) + mlp * WIDTH + WIDTH
+    return VOCABULARY * WIDTH + 3 * WIDTH + attention + mlp_params + WIDTH * VOCABULARY + VOCABULARY
+
+
+def check_wrap_and_slim(model, x, seed):
+    """One wrap: every gate on computes the model; random gates: slim(x) == search(x, training=False), the slim
+    model's parameters and FLOPs the exported ones. Returns (slim, exported architecture)."""
+    search = figs_tf.wrap(model)
+    set_all_logits(search, 30.0)
+    want = to_numpy(model(x, training=False))
+    np.testing.assert_allclose(to_numpy(search(x, training=False)), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    set_random_gates(search, seed)
+    network = figs_tf.exported_network(search)
+    slim = figs_tf.slim(search)
+    want = to_numpy(search(x, training=False))
+    np.testing.assert_allclose(to_numpy(slim(x, training=False)), want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+    assert slim.count_params() == network.cost("params") < model.count_params()
+    assert figs_tf.count(slim, "flops") == network.cost("flops")
+    return slim, network.architecture()
+
+
+def token_batch(seed=0, batch=3, length=LENGTH, vocabulary=VOCABULARY):
+    return np.random.default_rng(seed).integers(0, vocabulary, (batch, length)).astype("int32")
+
+
+def test_grouped_query_attention_counts_match_a_hand_count():
+    model = gqa_decoder()
+    assert figs_tf.count(model, "params") == model.count_params() == decoder_params_by_hand()
+    assert figs_tf.count(model, "flops") == decoder_flops_by_hand()
+    graph = figs_tf.analyze(model)
+    sizes = {producer: group.size for group in graph.groups for producer in group.producers}
+    assert sizes["attention/kv_groups"] == 2 and sizes["attention/query_slots"] == 2
+    assert sizes["mlp_gate"] == 24 and sizes["mlp_up"] == 24  # gate and up share a channel (the product ties them)
+    assert "RMS normalization" in " ".join(graph.notes)
+
+
+def test_grouped_query_attention_wraps_and_slims_exactly():
+    model = gqa_decoder()
+    x = token_batch()
+    check_all_gates_on_is_the_supernet(model, x)
+    for seed in range(3):
+        _, slim, network = check_random_gates_slim_exactly(model, x, seed=seed)
+        architecture = network.architecture()
+        attention = slim.get_layer("attention")
+        assert attention.num_key_value_heads == architecture["attention/kv_groups"]
+        assert attention.num_query_heads == architecture["attention/kv_groups"] * architecture["attention/query_slots"]
+        assert slim.get_layer("mlp_gate").units == slim.get_layer("mlp_up").units == architecture["mlp_gate"]
+
+
+def test_closed_group_and_slot_leave_fewer_heads_and_the_cost_by_hand():
+    model = gqa_decoder(query_heads=6, kv_heads=2)
+    search = figs_tf.wrap(model, cost="flops")
+    set_all_logits(search, 30.0)
+    set_group_logits(search, "attention/kv_groups", [-30.0, 30.0])
+    set_group_logits(search, "attention/query_slots", [30.0, -30.0, 30.0])
+    set_group_logits(search, "mlp_gate", [30.0] * 10 + [-30.0] * 14)
+    slim = figs_tf.slim(search)
+    attention = slim.get_layer("attention")
+    assert (attention.num_key_value_heads, attention.num_query_heads) == (1, 2)
+    assert slim.get_layer("mlp_down").kernel.shape == (10, WIDTH)
+    x = token_batch(1)
+    expected = to_numpy(search(x, training=False))
+    np.testing.assert_allclose(to_numpy(slim(x)), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    assert figs_tf.count(slim, "flops") == decoder_flops_by_hand(query_heads=2, kv_heads=1, mlp=10)
+    assert slim.count_params() == decoder_params_by_hand(query_heads=2, kv_heads=1, mlp=10)
+    # the kept heads are the original ones: group 1, slots 0 and 2 (query heads 3 and 5)
+    original = model.get_layer("attention")
+    np.testing.assert_array_equal(to_numpy(attention._query_dense.kernel),
+                                  to_numpy(original._query_dense.kernel)[:, [3, 5]])
+    np.testing.assert_array_equal(to_numpy(attention._key_dense.kernel), to_numpy(original._key_dense.kernel)[:, [1]])
+
+
+def test_searched_query_input_keeps_the_slots_and_says_why():
+    model = gqa_decoder(searched_query=True, use_gate=True)
+    assert figs_tf.count(model, "params") == model.count_params()
+    assert figs_tf.count(model, "flops") == decoder_flops_by_hand(query_width=12, pre=12, gate=True)
+    graph = figs_tf.analyze(model)
+    assert "attention/query_slots" not in {p for g in graph.groups for p in g.producers}
+    assert "multiply three searched widths" in " ".join(graph.notes)
+    x = token_batch(2)
+    check_all_gates_on_is_the_supernet(model, x)
+    check_random_gates_slim_exactly(model, x, seed=4)
+
+
+# --- keras_hub backbones (tiny random configs, built offline) ---
+
+LLAMA = dict(vocabulary_size=VOCABULARY, num_layers=2, num_query_heads=4, num_key_value_heads=2, hidden_dim=WIDTH,
+             intermediate_dim=24)
+GEMMA = dict(vocabulary_size=VOCABULARY, num_layers=2, num_query_heads=4, num_key_value_heads=1, hidden_dim=WIDTH,
+             intermediate_dim=48, head_dim=4)
+
+
+def keras_hub_or_skip():
+    return pytest.importorskip("keras_hub")
+
+
+def randomize_norm_scales(backbone, seed=1):
+    """Norm scales away from their initial 1 (Llama) or 0 (Gemma), so that a wrong scale would show."""
+    rng = np.random.default_rng(seed)
+    for weight in backbone.weights:
+        if weight.path.endswith("scale"):
+            weight.assign(rng.normal(0.5, 0.3, weight.shape).astype("float32"))
+    return backbone
+
+
+def at_fixed_length(backbone, length=LENGTH):
+    """The backbone traced at `length` tokens (same layers and weights): FLOPs need a static length."""
+    inputs = {name: keras.Input((length,), dtype="int32", name=name) for name in backbone.input}
+    return keras.models.clone_model(backbone, input_tensors=inputs, clone_function=lambda layer: layer)
+
+
+def backbone_inputs(seed=0, batch=3, length=LENGTH):
+    padding = np.ones((batch, length), "int32")
+    padding[1, length - 2:] = 0  # a padded sequence: the padding mask must reach every block's attention
+    return {"token_ids": token_batch(seed, batch, length), "padding_mask": padding}
+
+
+def decoder_layer_counts(tokens, width, query_heads, kv_heads, head_dim, mlp):
+    """(params, FLOPs) of one decoder block by hand: two RMS norms, grouped-query attention (no biases),
+    a gated MLP of `mlp` hidden units (gate, up, down)."""
+    params = 2 * width + width * head_dim * (query_heads + 2 * kv_heads) + query_heads * head_dim * width
+    params += 3 * width * mlp
+    flops = gqa_flops_by_hand(tokens, width, kv_heads, query_heads, head_dim, width) + 3 * tokens * width * mlp
+    return params, flops
+
+
+def backbone_counts(config, mlp, head_dim, tables):
+    """`tables`: 2 where the output projection is not tied to the embedding (Llama's default)."""
+    params, flops = decoder_layer_counts(LENGTH, WIDTH, config["num_query_heads"], config["num_key_value_heads"],
+                                         head_dim, mlp)
+    layers = config["num_layers"]
+    return tables * VOCABULARY * WIDTH + WIDTH + layers * params, layers * flops  # embeddings, final norm, blocks
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("family", ["llama", "gemma"])
+def test_keras_hub_backbone_wraps_and_slims_exactly(family):
+    keras_hub = keras_hub_or_skip()
+    keras.utils.set_random_seed(0)
+    if family == "llama":
+        backbone, config, head_dim, tables = keras_hub.models.LlamaBackbone(**LLAMA), LLAMA, WIDTH // 4, 2
+        attention_name, block = "self_attention", "transformer_layer"
+    else:  # Gemma's MLP has intermediate_dim // 2 units
+        backbone, config, head_dim, tables = keras_hub.models.GemmaBackbone(**GEMMA), GEMMA, 4, 1
+        attention_name, block = "attention", "decoder_block"
+    model = at_fixed_length(randomize_norm_scales(backbone))
+    params, flops = backbone_counts(config, 24, head_dim, tables)
+    assert figs_tf.count(model, "params") == model.count_params() == params
+    assert figs_tf.count(model, "flops") == flops
+    slim, architecture = check_wrap_and_slim(model, backbone_inputs(), seed=1)
+    for b in range(config["num_layers"]):
+        name = f"{block}_{b}.{attention_name}"
+        attention = slim.get_layer(name)
+        assert attention.num_key_value_heads == architecture[f"{name}/kv_groups"]
+        assert attention.num_query_heads == architecture[f"{name}/kv_groups"] * architecture[f"{name}/query_slots"]
+    assert "RMS normalization" in " ".join(figs_tf.analyze(model).notes)
+
+
+@pytest.mark.tensorflow_only
+def test_llama_closed_group_and_slot_keep_the_head_width():
+    keras_hub = keras_hub_or_skip()
+    keras.utils.set_random_seed(1)
+    model = at_fixed_length(randomize_norm_scales(keras_hub.models.LlamaBackbone(**LLAMA)))
+    search = figs_tf.wrap(model, cost="flops")
+    set_all_logits(search, 30.0)
+    set_group_logits(search, "transformer_layer_0.self_attention/kv_groups", [-30.0, 30.0])
+    set_group_logits(search, "transformer_layer_0.self_attention/query_slots", [30.0, -30.0])
+    slim = figs_tf.slim(search)
+    attention = slim.get_layer("transformer_layer_0.self_attention")
+    assert (attention.num_key_value_heads, attention.num_query_heads) == (1, 1)
+    assert attention._query_dense.kernel.shape == (WIDTH, 1, WIDTH // 4)  # one head of the original width
+    x = backbone_inputs(2)
+    expected = to_numpy(search(x, training=False))
+    np.testing.assert_allclose(to_numpy(slim(x)), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    kept = decoder_layer_counts(LENGTH, WIDTH, 1, 1, WIDTH // 4, 24)
+    full = decoder_layer_counts(LENGTH, WIDTH, 4, 2, WIDTH // 4, 24)
+    assert figs_tf.count(slim, "flops") == kept[1] + full[1]
+    assert slim.count_params() == 2 * VOCABULARY * WIDTH + WIDTH + kept[0] + full[0]
+
+
+def greedy_by_hand(search, table, token_ids, padding_mask):
+    """Greedy decoding with the search model in inference (`predict_on_batch`): the whole sequence for every token,
+    its logits the final hidden state times the (tied or reverse) embedding table."""
+    token_ids, padding_mask = token_ids.copy(), padding_mask.astype("int32")
+    for position in range(int(padding_mask.sum(axis=1).min()), token_ids.shape[1]):
+        hidden = to_numpy(search.predict_on_batch({"token_ids": token_ids, "padding_mask": padding_mask}))
+        token_ids[:, position] = (hidden[:, position - 1] @ table.T).argmax(axis=-1)
+        padding_mask[:, position] = 1
+    return token_ids
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("family", ["llama", "gemma"])
+def test_slim_backbone_generates_what_the_search_model_generates(family):
+    """16 greedy tokens from the family's CausalLM on the slim backbone (cached decoding, a cache shaped for the
+    most key/value heads any layer keeps) equal greedy decoding by hand with the search model."""
+    keras_hub = keras_hub_or_skip()
+    keras.utils.set_random_seed(2)
+    prompt, new = 5, 16
+    if family == "llama":
+        backbone, causal_lm, block = keras_hub.models.LlamaBackbone(**LLAMA), keras_hub.models.LlamaCausalLM, (
+            "transformer_layer_0.self_attention")
+    else:
+        backbone, causal_lm, block = (keras_hub.models.GemmaBackbone(**dict(GEMMA, num_key_value_heads=2)),
+                                      keras_hub.models.GemmaCausalLM, "decoder_block_0.attention")
+    embedding = backbone.token_embedding
+    embedding.embeddings.assign(np.random.default_rng(0).normal(0, 1, embedding.embeddings.shape).astype("float32"))
+    search = figs_tf.wrap(at_fixed_length(randomize_norm_scales(backbone), prompt + new))
+    set_all_logits(search, 30.0)
+    set_group_logits(search, f"{block}/kv_groups", [-30.0, 30.0])  # layer 0 keeps 1 key/value head, layer 1 two
+    set_group_logits(search, f"{block}/query_slots", [30.0, -30.0])
+    slim_backbone = figs_tf.keras_hub_backbone(figs_tf.slim(search), backbone)
+    assert [b.num_key_value_heads for b in slim_backbone.transformer_layers] == [1, 2]
+    language_model = causal_lm(slim_backbone)
+    language_model.compile(sampler="greedy", jit_compile=False)
+    token_ids = np.zeros((2, prompt + new), "int32")
+    token_ids[:, :prompt] = token_batch(5, 2, prompt)
+    padding_mask = np.zeros((2, prompt + new), bool)
+    padding_mask[:, :prompt] = True
+    generated = language_model.generate({"token_ids": token_ids, "padding_mask": padding_mask}, stop_token_ids=None)
+    table = to_numpy(embedding.embeddings if embedding.tie_weights else keras.ops.transpose(embedding.reverse_embeddings))
+    expected = greedy_by_hand(search, table, token_ids, padding_mask)
+    np.testing.assert_array_equal(to_numpy(generated["token_ids"]), expected)
+
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("family", ["llama3", "mistral", "qwen3", "phi3"])
+def test_more_decoder_families_wrap_and_slim_exactly(family):
+    """Llama 3, Mistral (a sliding window shorter than the sequence), Qwen3 (q/k norms over the head width, tied
+    embedding) and Phi3: the same blocks as Llama's under other names."""
+    keras_hub = keras_hub_or_skip()
+    keras.utils.set_random_seed(3)
+    make = {"llama3": lambda: keras_hub.models.Llama3Backbone(**LLAMA),
+            "mistral": lambda: keras_hub.models.MistralBackbone(**LLAMA, sliding_window=3),
+            "qwen3": lambda: keras_hub.models.Qwen3Backbone(**LLAMA, head_dim=WIDTH // 4),
+            "phi3": lambda: keras_hub.models.Phi3Backbone(**LLAMA)}[family]
+    model = at_fixed_length(randomize_norm_scales(make()))
+    params, flops = backbone_counts(LLAMA, 24, WIDTH // 4, tables=1 if family == "qwen3" else 2)
+    if family == "qwen3":
+        params += LLAMA["num_layers"] * 2 * (WIDTH // 4)  # a query and a key norm per layer, over the head width
+    assert figs_tf.count(model, "params") == model.count_params() == params
+    assert figs_tf.count(model, "flops") == flops
+    slim, architecture = check_wrap_and_slim(model, backbone_inputs(4), seed=5)
+    attention = "attention" if family == "phi3" else "self_attention"
+    for b in range(LLAMA["num_layers"]):
+        name = f"transformer_layer_{b}.{attention}"
+        layer = slim.get_layer(name)
+        query_heads, kv_heads, _ = figs_tf.handlers.handler_for(layer).heads(layer)  # read off the kernels
+        assert kv_heads == architecture[f"{name}/kv_groups"]
+        assert query_heads == kv_heads * architecture[f"{name}/query_slots"]
