@@ -181,7 +181,7 @@ def load_architecture(path):
 
     Example:
 
-    >>> figs_tf.load_architecture("runs/demo/search/architecture.json")
+    >>> figs_tf.load_architecture("runs/demo/search/architecture.json")  # the README's run, oneDNN off
     {'conv0': 27, 'conv1': 24, 'conv2': 108, 'classifier': 10}
     """
     with files.open_file(path) as f:
