@@ -5,7 +5,8 @@ r"""The embedded default: FiGS on Fashion-MNIST with a small CNN, minutes on a l
 
 Every training config starts from this one and changes what it needs; it sets
 every key the binaries read (they reject unknown keys). Override any key on
-the command line, e.g. `--config.strength=5e-6 --config.search.epochs=2`.
+the command line, e.g. `--config.strength=5e-6 --config.search.epochs=2`;
+`figs-search --print_config` lists every key with its value, type and range.
 """
 
 import ml_collections
