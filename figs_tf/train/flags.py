@@ -114,7 +114,7 @@ def help_text(binary):
         *flag_lines(PROCESS_FLAGS), "",
         "Config keys: `--print_config` lists every key with its value, type and allowed values; each key is",
         "explained in figs_tf/train/default_config.py, and experiments/*.py are ready configs (README,",
-        "\"The binaries\"). absl's own flags: --helpfull. Exit status: 0 done, 2 a user error (the message",
+        "\"Training binaries\"). absl's own flags: --helpfull. Exit status: 0 done, 2 a user error (the message",
         "says what to change), 1 anything else.",
     ])
 
@@ -198,6 +198,7 @@ def _unknown_key_message(error):
         pass
     key, _, suggestion = str(text).partition("\n")
     overrides = [a.split("=", 1)[0] for a in sys.argv[1:] if a.startswith("--config.")]
+    overrides = [a for a in overrides if key.strip("'\"") in a[len("--config."):].split(".")] or overrides
     return (f"no config key {key} (in {', '.join(overrides) or 'a --config.KEY override'}). "
             f"{suggestion or 'Check the spelling.'}")
 

@@ -4,6 +4,7 @@ r"""Architecture learning (AL): train a supernet's weights and gates under a cos
     python -m figs_tf.train.search --config=experiments/one_shot_imagenet.py:A \
         --workdir=gs://my-bucket/one_shot_a
     figs-search --config=experiments/fashion_mnist.py --config.strength=5e-6 --workdir=runs/fm
+    figs-search --help                # purpose and flags; --print_config: every config key
 
 Writes into `<workdir>/search/`: config.json, checkpoint/ (resume point),
 history.csv, tensorboard/, architecture.json (the exported architecture,
