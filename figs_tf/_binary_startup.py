@@ -1,4 +1,4 @@
-"""Quiet start-up for the training binaries: runs before keras imports TensorFlow.
+"""Start-up of the training binaries: flags first, then a quiet TensorFlow import.
 
 `figs-search` and `figs-retrain` (or `python -m figs_tf.train.search|retrain`)
 import `figs_tf` first, and `import figs_tf` imports keras, which imports
@@ -6,8 +6,12 @@ TensorFlow on its default backend. TensorFlow reads TF_CPP_MIN_LOG_LEVEL once,
 at that import, so a default for it must be set before it; this module is the
 first thing `figs_tf/__init__.py` imports. In any other program it does nothing.
 
-When the process runs one of the binaries (on either Keras backend: their
-input pipelines are tf.data) and the user has not set TF_CPP_MIN_LOG_LEVEL:
+When the process runs one of the binaries, its command line is parsed first
+(`figs_tf.train.flags.parse_command_line`, which imports absl and
+ml_collections only): `--help` and a bad flag or config key answer in about a
+second, before keras and TensorFlow are imported. Then (on either Keras
+backend: the input pipelines are tf.data), if the user has not set
+TF_CPP_MIN_LOG_LEVEL:
 - TF_CPP_MIN_LOG_LEVEL defaults to 3: TensorFlow's C++ INFO, WARNING and
   ERROR lines of a healthy run (oneDNN and CPU-feature notes, CUDA probing on a
   machine without a GPU, tf.data's end-of-sequence notes) are not shown; real
@@ -61,7 +65,10 @@ def import_tensorflow_quietly():
                 sys.stderr.flush()
 
 
-if running_a_binary() and "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    if "tensorflow" not in sys.modules:
-        import_tensorflow_quietly()
+if running_a_binary():
+    from figs_tf.train import flags as _flags  # pylint: disable=g-import-not-at-top  # absl and ml_collections only
+    _flags.parse_command_line()
+    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        if "tensorflow" not in sys.modules:
+            import_tensorflow_quietly()

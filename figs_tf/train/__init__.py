@@ -4,11 +4,14 @@
     figs-retrain --config=experiments/one_shot_imagenet.py:A --workdir=gs://BUCKET/one_shot_a
 
 Modules: `search` and `retrain` (the binaries), `flags` (--config, --workdir,
-the process flags), `default_config` and `config_checks` (ml_collections
-configs), `loop` (plan, optimizer, the fit loop), `workdir` (files of a run,
-checkpoints), `runtime` (the engine: tf.distribute on TensorFlow,
-keras.distribution and several processes on JAX), `strategies` (tf.distribute
-strategies by name), `input_pipeline` (tf.data over tfds), `fashion_mnist` (the
-offline Fashion-MNIST reader), `report` (the summary both binaries print).
-The library (`figs_tf`) never imports this package.
+--print_config, the process flags, --help; parsed before TensorFlow is
+imported), `errors` (the user errors: a short message and exit status 2),
+`default_config` and `config_checks` (ml_collections configs), `loop` (plan,
+optimizer, the fit loop), `workdir` (files of a run, checkpoints), `runtime`
+(the engine: tf.distribute on TensorFlow, keras.distribution and several
+processes on JAX), `strategies` (tf.distribute strategies by name),
+`input_pipeline` (tf.data over tfds), `fashion_mnist` (the offline
+Fashion-MNIST reader), `report` (the summary both binaries print).
+The library (`figs_tf`) never imports this package (in the binaries only,
+`figs_tf/_binary_startup.py` parses their flags with `flags`).
 """

@@ -14,7 +14,8 @@ with the choices taken from the registries they name (datasets from
 `input_pipeline.KNOWN_DATASETS`, spaces from `figs_tf.spaces.SPACES`, costs
 from `figs_tf.cost.METRICS`, strategies from `strategies.STRATEGIES`).
 
-    config_checks.check(config)   # raises ValueError listing every problem
+    print(config_checks.describe(config))   # figs-search --print_config
+    config_checks.check(config)   # raises errors.UserError (a ValueError) listing every problem
 """
 
 import dataclasses
@@ -26,11 +27,12 @@ import ml_collections
 from figs_tf import cost as cost_lib
 from figs_tf import spaces
 from figs_tf.train import default_config
+from figs_tf.train import errors
 from figs_tf.train import input_pipeline
 from figs_tf.train.strategies import STRATEGIES
 
 PRECISIONS = (None, "float32", "mixed_bfloat16", "mixed_float16")
-PROGRESS = ("bar", "epoch", "none")
+PROGRESS = ("auto", "bar", "epoch", "none")
 # Keys whose contents the default cannot describe: the search space's builder
 # arguments differ per space (figs_tf.spaces.build_supernet checks them).
 FREE_FORM = ("space_kwargs",)
@@ -104,6 +106,9 @@ RULES = {
 }
 # What a key is for, where its type alone does not say (added to a type error).
 HINTS = {
+    "seed": "seeds the weights, the gates' noise and the data order",
+    "augment": "ResNet augmentation (random crop and flip) of the training images",
+    "jit_compile": "XLA on the TensorFlow backend (the JAX backend always compiles)",
     "data_dir": "a tfds data_dir (local or gs://) or None",
     "tpu": "'local' on a TPU VM, or a TPU name",
     "initial_logit": "the gates' initial logit ν (paper: 2.5)",
@@ -167,13 +172,14 @@ def schema(config=None):
 
 
 def check(config):
-    """Raises ValueError listing every missing, unknown, mistyped or out-of-range key."""
+    """Raises a UserError (a ValueError) listing every missing, unknown, mistyped or out-of-range key."""
     values = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     problems = list(_problems(values, schema(), ""))
     if not problems:
         problems.extend(_exclusive_budgets(values))
     if problems:
-        raise ValueError("Bad config:\n  " + "\n  ".join(problems))
+        raise errors.UserError("Bad config: " + problems[0] if len(problems) == 1
+                               else "Bad config:\n  " + "\n  ".join(problems))
 
 
 def _exclusive_budgets(values):
@@ -210,3 +216,39 @@ def _problems(values, types, prefix):
                    f"{'; ' + hint if hint else ''}")
         elif value is not None and rule is not None and not rule.check(value):
             yield f"{name}: {value!r} is out of range; expected {rule.hint}"
+
+
+def describe(config):
+    """The config as text, one key a line: dotted key, value, type, allowed values (`--print_config`).
+
+    Keys, types and ranges come from the tables above (`schema`, `RULES`,
+    `HINTS`), so what is printed is what `check` enforces. The free-form
+    `space_kwargs` are listed with their values' types.
+    """
+    values = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    rows = list(_describe_rows(values, schema(), ""))
+    key_width = max(len(key) for key, *_ in rows)
+    value_width = min(28, max(len(value) for _, value, *_ in rows))
+    type_width = max(len(kind) for _, _, kind, _ in rows)
+    lines = [f"{'key':{key_width}}  {'value':{value_width}}  {'type':{type_width}}  allowed / meaning"]
+    lines += [f"{key:{key_width}}  {value:{value_width}}  {kind:{type_width}}  {allowed}".rstrip()
+              for key, value, kind, allowed in rows]
+    lines.append("Override a key with --config.KEY=VALUE; each key is explained in figs_tf/train/default_config.py.")
+    return "\n".join(lines)
+
+
+def _describe_rows(values, types, prefix):
+    for key in sorted(set(values) | set(types)):
+        dotted, value = f"{prefix}{key}", values.get(key)
+        key_type = types.get(key)
+        if isinstance(key_type, dict) and isinstance(value, dict):
+            yield from _describe_rows(value, key_type, f"{dotted}.")
+        elif key in FREE_FORM and isinstance(value, dict):
+            for name in sorted(value):
+                yield (f"{dotted}.{name}", repr(value[name]), type(value[name]).__name__,
+                       f"an argument of config.space's builder (figs_tf.spaces; the space checks it)")
+        elif key_type is None:
+            yield dotted, repr(value), type(value).__name__, "unknown key: not read by the binaries"
+        else:
+            rule = RULES.get(dotted)
+            yield dotted, repr(value), key_type.describe(), (rule.hint if rule else HINTS.get(dotted, ""))

@@ -5,7 +5,8 @@ r"""The embedded default: FiGS on Fashion-MNIST with a small CNN, minutes on a l
 
 Every training config starts from this one and changes what it needs; it sets
 every key the binaries read (they reject unknown keys). Override any key on
-the command line, e.g. `--config.strength=5e-6 --config.search.epochs=2`.
+the command line, e.g. `--config.strength=5e-6 --config.search.epochs=2`;
+`figs-search --print_config` lists every key with its value, type and range.
 """
 
 import ml_collections
@@ -41,7 +42,7 @@ def get_config(arg=None):
     config.strength = 3e-5
     config.target = ml_collections.config_dict.placeholder(float)
     config.target_fraction = ml_collections.config_dict.placeholder(float)
-    # A Pareto set from one AL run (figs_tf.ParetoCallback): budgets in the cost's unit,
+    # A Pareto set from one AL run (figs_tf.ParetoController): budgets in the cost's unit,
     # e.g. (60000, 40000, 20000); one architecture JSON each in <workdir>/search/pareto/.
     config.pareto_budgets = ()
     # The gates (figs_tf.MaskLayer): the paper's τ = 1e-3 and initial logit 2.5.
@@ -61,7 +62,9 @@ def get_config(arg=None):
     config.mixed_precision = ml_collections.config_dict.placeholder(str)
     config.jit_compile = False  # XLA on the TensorFlow backend; the JAX backend always compiles
     config.steps_per_execution = 1
-    config.progress = "bar"
+    # Keras's progress output: "auto" is a bar on a terminal and one line per epoch when
+    # stdout is a file or a pipe (a log, nohup); "bar", "epoch" or "none" choose one.
+    config.progress = "auto"
 
     # The paper's Adam: ε = 1.0 (so steps are about lr · gradient, SGD-like: hence the
     # paper's large learning rates); weight decay 1.7e-5; EMA off for short runs.

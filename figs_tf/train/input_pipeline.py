@@ -74,6 +74,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from figs_tf.train import errors
 from figs_tf.train import fashion_mnist
 
 __all__ = [
@@ -191,8 +192,9 @@ _IMAGENET_DOCS = "https://www.tensorflow.org/datasets/catalog/imagenet2012"
 _ENDLESS = np.iinfo(np.int64).max
 
 
-class DatasetNotPreparedError(RuntimeError):
-    """A tfds dataset is not prepared in ``data_dir``; the message says how to fix it."""
+class DatasetNotPreparedError(errors.UserError, RuntimeError):
+    """A tfds dataset is not prepared in ``data_dir``; the message says how to fix it (the binaries:
+    a user error, exit status 2)."""
 
 
 # ---------------------------------------------------------------------------

@@ -35,6 +35,7 @@ The paper's training setup (method.md, "Training setup") and where it lives:
 
 import dataclasses
 import math
+import sys
 import time
 
 import keras
@@ -48,6 +49,7 @@ from figs_tf import wrapping
 from figs_tf.channel_groups import analyze
 from figs_tf.mask_layer import MaskLayer
 from figs_tf.train import config_checks
+from figs_tf.train import errors
 from figs_tf.train import input_pipeline
 from figs_tf.train import runtime as runtime_lib
 from figs_tf.train import workdir as workdir_lib
@@ -109,7 +111,10 @@ def prepare(config, directory, run):
     on every process.
     """
     if run.writer:
-        files.check_writable(directory)
+        try:
+            files.check_writable(directory)
+        except ValueError as error:  # the library's error, the binaries' user error
+            raise errors.UserError(str(error)) from None
     workdir_lib.record_config(config, directory, write=run.writer)
     set_mixed_precision(config)
     keras.utils.set_random_seed(config.seed)
@@ -258,7 +263,7 @@ def fit(model, config, plan, run, directory, callbacks=()):
     # Restored before the data is built: the training stream starts at the restored step.
     start_step = checkpoints.restore(model, callbacks)
     if start_step % plan.steps_per_epoch:
-        raise ValueError(f"The checkpoint in {checkpoints.directory} is at step {start_step}, not at the end of a "
+        raise errors.UserError(f"The checkpoint in {checkpoints.directory} is at step {start_step}, not at the end of a "
                          f"Keras epoch of {plan.steps_per_epoch} steps: it was written with another "
                          "steps_per_checkpoint. Rerun with the config in config.json.")
     start_epoch = start_step // plan.steps_per_epoch
@@ -280,13 +285,21 @@ def fit(model, config, plan, run, directory, callbacks=()):
     if run.writer:
         all_callbacks.append(keras.callbacks.TensorBoard(files.join(directory, workdir_lib.TENSORBOARD_DIR),
                                                          write_graph=False))
-    progress = {"bar": 1, "epoch": 2, "none": 0}[config.progress] if run.writer else 0
+    progress = keras_verbosity(config.progress) if run.writer else 0
     model.fit(training_data(config, plan, run, start_step), initial_epoch=start_epoch, epochs=plan.epochs,
               steps_per_epoch=plan.steps_per_epoch, callbacks=all_callbacks, verbose=progress,
               shuffle=False)  # the input pipeline shuffles
     # With use_ema, fit has copied the moving averages into the weights at its end (Keras's
     # finalize_variable_values): evaluation and export use them (paper).
     return start_step
+
+
+def keras_verbosity(progress, stream=None):
+    """Keras's `verbose` for `config.progress`: "auto" is the bar (1) on a terminal and one line per
+    epoch (2) otherwise, since each update of the bar is written with a carriage return."""
+    if progress == "auto":
+        progress = "bar" if (stream or sys.stdout).isatty() else "epoch"
+    return {"bar": 1, "epoch": 2, "none": 0}[progress]
 
 
 def evaluate(model, config, run):

@@ -13,13 +13,13 @@ model.keras and summary.json. A rerun resumes after preemption.
 """
 
 import keras
-from absl import app
 from absl import logging
 
 from figs_tf import export
 from figs_tf import files
 from figs_tf.cost import count as count_cost
 from figs_tf.slim import build_from_architecture
+from figs_tf.train import errors
 from figs_tf.train import flags as figs_flags
 from figs_tf.train import loop
 from figs_tf.train import report
@@ -38,15 +38,15 @@ def architecture_source(config, workdir):
     if config.retrain.architecture:
         path = config.retrain.architecture
         if not files.exists(path):
-            raise FileNotFoundError(f"config.retrain.architecture = {path!r} does not exist.")
+            raise errors.MissingFileError(f"config.retrain.architecture = {path!r} does not exist.")
         return path
     path = workdir_lib.architecture_path(workdir)
     if not files.exists(path):
-        raise FileNotFoundError(
+        raise errors.MissingFileError(
             f"No architecture at {path}. Run `figs-search` with the same --config and --workdir first, "
             f"or point --config.retrain.architecture at an architecture JSON.")
     if workdir_lib.finished_summary(workdir_lib.phase_dir(workdir, "search")) is None:
-        raise ValueError(
+        raise errors.UserError(
             f"The search in {workdir_lib.phase_dir(workdir, 'search')} has not finished ({path} is the "
             f"architecture of its last epoch so far). Rerun `figs-search` with the same flags to finish it, "
             f"or pass --config.retrain.architecture={path} to retrain this intermediate architecture.")
@@ -79,7 +79,7 @@ def run(config, workdir, callbacks=(), processes=None):
         try:
             network = build_from_architecture(supernet, architecture)
         except ValueError as error:
-            raise ValueError(f"The architecture {path} does not fit the search space of this config "
+            raise errors.UserError(f"The architecture {path} does not fit the search space of this config "
                              f"(space {config.space!r}, {dict(config.space_kwargs)}): {error}") from None
         loop.set_batchnorm_momentum(network, config.bn_momentum)
         loop.compile_model(network, config, plan)
@@ -110,7 +110,7 @@ def run(config, workdir, callbacks=(), processes=None):
 
 def cli():
     """Console script `figs-retrain`."""
-    app.run(figs_flags.main_for(run))
+    figs_flags.run_binary(run)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,8 @@ import keras
 import numpy as np
 from absl import logging
 
+from figs_tf.train import errors
+from figs_tf.train import flags
 from figs_tf.train import strategies
 
 # Keras's own names (keras.distribution.initialize reads them too).
@@ -59,9 +61,7 @@ ENV_ADDRESSES = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
 ENV_NUM_PROCESSES = "KERAS_DISTRIBUTION_NUM_PROCESSES"
 ENV_PROCESS_ID = "KERAS_DISTRIBUTION_PROCESS_ID"
 AUTO = "auto"
-# Seconds without a heartbeat after which a process is taken as lost and the others stop
-# (JAX's own default: `jax.distributed.initialize(heartbeat_timeout_seconds=100)`).
-DEFAULT_PEER_TIMEOUT_SECONDS = 100
+DEFAULT_PEER_TIMEOUT_SECONDS = flags.DEFAULT_PEER_TIMEOUT_SECONDS  # JAX's own heartbeat timeout
 # Strategies that train on a single device: with JAX, no distribution at all.
 ONE_DEVICE_STRATEGIES = ("one_device", "cpu", "default")
 
@@ -100,15 +100,15 @@ class ProcessSettings:
         """Raises ValueError naming the flag and the fix for inconsistent settings."""
         timeout = self.peer_timeout_seconds
         if isinstance(timeout, bool) or not isinstance(timeout, (int, np.integer)) or timeout < 1:
-            raise ValueError(f"--peer_timeout_seconds must be a positive number of seconds, got {timeout!r}; "
+            raise errors.UserError(f"--peer_timeout_seconds must be a positive number of seconds, got {timeout!r}; "
                              f"the default is {DEFAULT_PEER_TIMEOUT_SECONDS}.")
         if self.num_processes == AUTO:
             return
         if not 0 <= self.process_id < self.num_processes:
-            raise ValueError(f"--process_id={self.process_id} is not one of the {self.num_processes} processes "
+            raise errors.UserError(f"--process_id={self.process_id} is not one of the {self.num_processes} processes "
                              f"(0 .. {self.num_processes - 1}); give every process its own id.")
         if self.num_processes > 1 and not self.coordinator_address:
-            raise ValueError(f"--num_processes={self.num_processes} needs --coordinator_address=HOST:PORT (process "
+            raise errors.UserError(f"--num_processes={self.num_processes} needs --coordinator_address=HOST:PORT (process "
                              f"0's address, the same on every process; or ${ENV_ADDRESSES}).")
 
 
@@ -118,9 +118,9 @@ def _parse_count(value):
     try:
         count = int(value)
     except (TypeError, ValueError):
-        raise ValueError(f"--num_processes must be a positive number or 'auto', got {value!r}") from None
+        raise errors.UserError(f"--num_processes must be a positive number or 'auto', got {value!r}") from None
     if count < 1:
-        raise ValueError(f"--num_processes must be a positive number or 'auto', got {value!r}")
+        raise errors.UserError(f"--num_processes must be a positive number or 'auto', got {value!r}")
     return count
 
 
@@ -128,7 +128,7 @@ def _parse_index(value):
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise ValueError(f"--process_id must be a number, got {value!r}") from None
+        raise errors.UserError(f"--process_id must be a number, got {value!r}") from None
 
 
 def refuse_multi_worker(config, processes):
@@ -136,9 +136,9 @@ def refuse_multi_worker(config, processes):
     if keras.backend.backend() != "tensorflow":
         return
     if config.strategy == "multi_worker":
-        raise ValueError(strategies.MULTI_WORKER_REFUSED)
+        raise errors.UserError(strategies.MULTI_WORKER_REFUSED)
     if processes.several:
-        raise ValueError(f"--num_processes={processes.num_processes} on the TensorFlow backend would need "
+        raise errors.UserError(f"--num_processes={processes.num_processes} on the TensorFlow backend would need "
                          f"MultiWorkerMirroredStrategy, which is refused: {strategies.UPSTREAM_MULTI_WORKER_BUG}. "
                          f"Set KERAS_BACKEND=jax on every process. {strategies.JAX_ROUTE}.")
 
@@ -178,7 +178,7 @@ class Runtime:
     def check_batch(self, name, batch):
         """Raises if the global batch `batch` (config key `name`) does not split over the devices."""
         if batch % self.num_devices:
-            raise ValueError(f"{name} = {batch} is the global batch and must split evenly over the "
+            raise errors.UserError(f"{name} = {batch} is the global batch and must split evenly over the "
                              f"{self.num_devices} replicas of this run ({self.num_processes} process(es)); use a "
                              f"multiple of {self.num_devices}.")
 
@@ -318,7 +318,7 @@ def _jax_runtime(strategy_name, processes):
     num_processes = jax.process_count()
     if strategy_name in ONE_DEVICE_STRATEGIES:
         if num_processes > 1:
-            raise ValueError(f"config.strategy={strategy_name!r} trains on one device, but {num_processes} processes "
+            raise errors.UserError(f"config.strategy={strategy_name!r} trains on one device, but {num_processes} processes "
                              "train together; use config.strategy='auto' (the JAX backend then replicates the "
                              "model on every device of every process).")
         return Runtime("jax", 1, 0, 1, 1, platform)

@@ -4,6 +4,7 @@ r"""Architecture learning (AL): train a supernet's weights and gates under a cos
     python -m figs_tf.train.search --config=experiments/one_shot_imagenet.py:A \
         --workdir=gs://my-bucket/one_shot_a
     figs-search --config=experiments/fashion_mnist.py --config.strength=5e-6 --workdir=runs/fm
+    figs-search --help                # purpose and flags; --print_config: every config key
 
 Writes into `<workdir>/search/`: config.json, checkpoint/ (resume point),
 history.csv, tensorboard/, architecture.json (the exported architecture,
@@ -22,12 +23,12 @@ with `--config.retrain.architecture=<that file>` and a new --workdir.
 import json
 
 import keras
-from absl import app
 from absl import logging
 
 from figs_tf import callbacks as callbacks_lib
 from figs_tf import export
 from figs_tf import recalibrate
+from figs_tf import search_summary
 from figs_tf import spaces
 from figs_tf import wrapping
 from figs_tf.slim import slim
@@ -117,6 +118,8 @@ def run(config, workdir, callbacks=(), processes=None):
         summary["wall_seconds_this_process"] = stopwatch.seconds()
         workdir_lib.write_json(workdir_lib.summary_path(directory), summary)
         report.print_summary(summary)
+        print()
+        search_summary.summary(search, operators=operators)  # per layer: kept / total, cost share
     return summary
 
 
@@ -146,7 +149,7 @@ def exported_accuracy(search, config, run):
 
 def cli():
     """Console script `figs-search`."""
-    app.run(figs_flags.main_for(run))
+    figs_flags.run_binary(run)
 
 
 if __name__ == "__main__":

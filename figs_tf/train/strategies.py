@@ -31,6 +31,8 @@ import os
 
 import tensorflow as tf
 
+from figs_tf.train import errors
+
 STRATEGIES = ("auto", "tpu", "gpus", "multi_worker", "one_device", "cpu", "default")
 UPSTREAM_MULTI_WORKER_BUG = (
     "Keras 3's fit under MultiWorkerMirroredStrategy fails at the first step on every worker "
@@ -67,7 +69,7 @@ def make_strategy(name="auto", tpu="local"):
 
 def _make_strategy(name, tpu):
     if name not in STRATEGIES:
-        raise ValueError(f"Unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)} "
+        raise errors.UserError(f"Unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)} "
                          f"(config key `strategy`).")
     if name == "auto":
         if _tpu_is_local() or tpu not in (None, "", "local"):
@@ -82,7 +84,7 @@ def _make_strategy(name, tpu):
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([d.name for d in devices])
     if name == "multi_worker":
-        raise ValueError(MULTI_WORKER_REFUSED)
+        raise errors.UserError(MULTI_WORKER_REFUSED)
     if name == "one_device":
         gpus = tf.config.list_logical_devices("GPU")
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")

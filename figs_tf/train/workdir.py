@@ -22,6 +22,7 @@ from absl import logging
 
 from figs_tf import callbacks as callbacks_lib
 from figs_tf import files
+from figs_tf.train import errors
 
 PHASES = ("search", "retrain")
 CHECKPOINT_DIR = "checkpoint"
@@ -80,7 +81,7 @@ def record_config(config, directory, write=True):
         previous = read_json(path)
         changed = sorted(_differences(previous, current))
         if changed:
-            raise ValueError(f"{directory} holds a run with a different config (changed: {', '.join(changed)}). "
+            raise errors.UserError(f"{directory} holds a run with a different config (changed: {', '.join(changed)}). "
                              f"Use a new --workdir, or rerun with the config in {path}.")
         return
     if write:
@@ -192,7 +193,7 @@ class Checkpoints(keras.callbacks.Callback):
                 _remove_local_copy(local, self.weights_path(step))
             loaded = int(keras.ops.convert_to_numpy(optimizer.iterations)) if optimizer is not None else step
             if loaded != step:
-                raise ValueError(f"{self.weights_path(step)} holds optimizer step {loaded}, not {step}: the "
+                raise errors.UserError(f"{self.weights_path(step)} holds optimizer step {loaded}, not {step}: the "
                                  f"checkpoint directory {self.directory} was changed by hand; delete it to start over.")
             _set_extra_state(model, state["variables"], self.weights_path(step))
             self._callback_states = state.get("callbacks", {})
@@ -247,7 +248,7 @@ def check_process_count(state, processes, source):
     written = state.get("processes")
     if written is None or int(written) == processes:
         return
-    raise ValueError(
+    raise errors.UserError(
         f"The checkpoint {source} was written by a run of {written} process(es), and this run has {processes}. "
         f"Each process reads its own shuffled share of the training examples, so with {processes} the resumed "
         f"run would train on other batches than the uninterrupted {written}-process run; resuming with another "
@@ -301,7 +302,7 @@ def _set_extra_state(model, state, source):
     variables = _extra_variables(model)
     shapes = [np.shape(values) for _, values in state]
     if shapes != [tuple(v.shape) for v in variables]:
-        raise ValueError(f"The checkpoint {source} holds random states of shapes {shapes}, but this model has "
+        raise errors.UserError(f"The checkpoint {source} holds random states of shapes {shapes}, but this model has "
                          f"{[tuple(v.shape) for v in variables]}: it was written by another model.")
     for variable, (_, values) in zip(variables, state):
         variable.assign(np.asarray(values, dtype=variable.dtype))
