@@ -20,7 +20,9 @@ attention layer reads its first heads: `PaddedCacheAttention`). The backbone's
 `num_query_heads` is hidden_dim // head width, which is what the CausalLM
 derives the cache's head width from. These backbones are for generation and
 evaluation in this process; they are not serialized (save the slim model, or
-its weights, instead).
+its weights, instead). `uniform_keras_hub_backbone` exports a search with one
+width per kind in every block as a stock backbone of the family instead,
+which saves and loads as a keras_hub preset.
 
 This module reads keras_hub's internal module paths and the blocks' private
 sublayer attributes (`_self_attention_layer`, ...).
@@ -213,3 +215,160 @@ def _slim_backbone_class(family_class):
 
     SlimBackbone.__name__ = f"Slim{family_class.__name__}"
     return SlimBackbone
+
+
+# --- uniform widths: a stock config of the family ---
+
+# family: (attention sublayer name, MLP producer name, config units per MLP channel, config holds the head width)
+_UNIFORM_FAMILIES = {
+    "LlamaBackbone": ("self_attention", "feedforward_gate_dense", 1, False),
+    "Llama3Backbone": ("self_attention", "feedforward_gate_dense", 1, False),
+    "MistralBackbone": ("self_attention", "feedforward_gate_dense", 1, True),
+    "Qwen3Backbone": ("self_attention", "feedforward_gate_dense", 1, True),
+    "Phi3Backbone": ("attention", "feedforward_gate_dense", 1, False),
+    "GemmaBackbone": ("attention", "ffw_gating", 2, True),  # intermediate_dim is twice each projection's units
+}
+
+
+def uniform_widths(search, backbone):
+    """The uniform architecture of a search model of a keras_hub backbone: stock config values and channels.
+
+    Rule: each searched width (key/value groups, query slots, MLP units) is
+    the same in every block: the mean over the blocks of its exported width
+    (`figs_tf.exported_network`, ⌊Σπ⌋ per group), rounded half up, at least 1;
+    each block keeps that many channels of largest gate logit (the most
+    probable; ties to the lower index). Llama, Llama 3 and Phi3 configs derive
+    the head width from `hidden_dim // num_query_heads`, so for them every head
+    is kept (only the MLP width changes), with a warning when the gates close
+    heads.
+
+    Args:
+      search: `figs_tf.wrap` of `backbone` (traced at a fixed length).
+      backbone: the keras_hub backbone that was wrapped.
+
+    Returns:
+      (config, channels): `backbone.get_config()` with `num_key_value_heads`,
+      `num_query_heads`, `intermediate_dim` (and `head_dim` where the family
+      holds it) of the uniform architecture; {width entry name ("<block>.<layer>"
+      or "<block>.<attention>/kv_groups", "/query_slots"): kept channel indices}.
+
+    Raises:
+      ValueError: a backbone family without a uniform export, or a search
+        model whose searched groups are not the blocks' heads and MLP units.
+
+    Example:
+
+    >>> config, channels = figs_tf.uniform_widths(search, backbone)
+    >>> config["num_key_value_heads"], config["intermediate_dim"]
+    """
+    import warnings  # pylint: disable=g-import-not-at-top
+
+    from figs_tf import handlers  # pylint: disable=g-import-not-at-top
+    from figs_tf import wrapping  # pylint: disable=g-import-not-at-top
+    import numpy as np  # pylint: disable=g-import-not-at-top
+
+    family = _UNIFORM_FAMILIES.get(type(backbone).__name__)
+    if family is None:
+        raise ValueError(f"figs_tf's uniform export writes configs of {sorted(_UNIFORM_FAMILIES)}, not "
+                         f"{type(backbone).__name__}. Use figs_tf.slim (per-layer widths) for other families.")
+    attention_name, mlp_name, units_per_channel, holds_head_width = family
+    graph = wrapping.channel_graph_of(search)
+    gates = wrapping.gates_of(search)
+    logits = np.asarray(keras.ops.convert_to_numpy(gates.logits))
+    exported = gates.exported_widths()
+    roles = {"kv_groups": f"{attention_name}/kv_groups", "query_slots": f"{attention_name}/query_slots",
+             "mlp": mlp_name}
+    blocks = [block.name for block in backbone.transformer_layers]
+    group_of = {name: g for g, group in enumerate(graph.groups) for name in group.producers}
+    found = {(block, role): group_of.get(f"{block}.{name}") for block in blocks for role, name in roles.items()}
+    missing = [f"{block}.{roles[role]}" for (block, role), g in found.items() if g is None]
+    expected = {g for g in found.values() if g is not None}
+    other = [graph.groups[g].producers[0] for g in range(graph.num_groups) if g not in expected]
+    if missing or other:
+        raise ValueError(f"The search model's groups are not {type(backbone).__name__}'s heads and MLP units "
+                         f"(missing {missing[:3]}, others {other[:3]}): give figs_tf.uniform_widths the search model "
+                         "of this backbone, wrapped whole.")
+    width = {}
+    for role in roles:
+        kept = [exported[found[(block, role)]] for block in blocks]
+        width[role] = max(1, int(np.floor(np.mean(kept) + 0.5)))
+    first = backbone.transformer_layers[0]
+    attention_layer = first._self_attention_layer if hasattr(first, "_self_attention_layer") else first.attention  # pylint: disable=protected-access
+    query_heads, kv_heads, head_width = handlers.handler_for(attention_layer).heads(attention_layer)
+    if not holds_head_width:
+        if (width["kv_groups"], width["query_slots"]) != (kv_heads, query_heads // kv_heads):
+            warnings.warn(f"{type(backbone).__name__}'s config derives the head width from hidden_dim // "
+                          "num_query_heads: the uniform export keeps every head and cuts only the MLP.",
+                          stacklevel=2)
+        width["kv_groups"], width["query_slots"] = kv_heads, query_heads // kv_heads
+    channels = {}
+    for (block, role), g in found.items():
+        order = np.argsort(-logits[gates.group_slice(g)], kind="stable")
+        channels[f"{block}.{roles[role]}"] = np.sort(order[:width[role]]).tolist()
+    config = backbone.get_config()
+    config.update(num_key_value_heads=width["kv_groups"], num_query_heads=width["kv_groups"] * width["query_slots"],
+                  intermediate_dim=units_per_channel * width["mlp"])
+    if holds_head_width:
+        config["head_dim"] = head_width
+    return config, channels
+
+
+def uniform_keras_hub_backbone(search, backbone):
+    """A stock keras_hub backbone of `backbone`'s family at the uniform architecture (`uniform_widths`).
+
+    Made by the family's `Backbone.from_config` (one `num_query_heads`,
+    `num_key_value_heads`, `intermediate_dim` for every block, the head width
+    unchanged), with the weights of `figs_tf.slim` at that architecture: it
+    computes what the search model computes with its gates forced to the
+    uniform architecture's channels. It saves and loads as any preset:
+
+        stock = figs_tf.uniform_keras_hub_backbone(search, backbone)
+        stock.save_to_preset("slim_preset")
+        keras_hub.models.Backbone.from_preset("slim_preset")   # the same logits
+
+    Args:
+      search: `figs_tf.wrap` of `backbone` (traced at a fixed length).
+      backbone: the keras_hub backbone that was wrapped (LlamaBackbone,
+        Llama3Backbone, MistralBackbone, Qwen3Backbone, Phi3Backbone or
+        GemmaBackbone).
+
+    Returns:
+      A backbone of `backbone`'s class (its stock class, serializable).
+
+    Raises:
+      ValueError: see `uniform_widths`; a slim layer whose weights do not fit
+        the stock backbone's.
+    """
+    from figs_tf import cost as cost_lib  # pylint: disable=g-import-not-at-top
+    from figs_tf import export as export_lib  # pylint: disable=g-import-not-at-top
+    from figs_tf.slim import build as build_slim  # pylint: disable=g-import-not-at-top
+    from figs_tf import wrapping  # pylint: disable=g-import-not-at-top
+    import numpy as np  # pylint: disable=g-import-not-at-top
+
+    config, channels = uniform_widths(search, backbone)
+    graph = wrapping.channel_graph_of(search)
+    group_of = {name: g for g, group in enumerate(graph.groups) for name in group.producers}
+    kept = [None] * graph.num_groups
+    for name, indices in channels.items():
+        kept[group_of[name]] = np.asarray(indices, dtype=np.int64)
+    widths = [len(k) for k in kept]
+    network = export_lib.ExportedNetwork(graph=graph, widths=widths, kept_channels=kept,
+                                         live_calls=cost_lib.live_calls(graph, widths))
+    slim_model = build_slim(network, name=f"{backbone.name}_uniform")
+    stock = type(backbone).from_config(config)
+    _copy_slim_weights(stock, slim_model, {block.name for block in backbone.transformer_layers})
+    return stock
+
+
+def _copy_slim_weights(stock, slim_model, blocks):
+    """Each stock weight ('<block>/<layer>/.../<name>', or '<layer>/<name>') from the slim layer '<block>.<layer>'."""
+    slim_layers = _layers_by_name(slim_model)
+    for variable in stock.weights:
+        parts = variable.path.split("/")
+        layer_name, rest = (f"{parts[0]}.{parts[1]}", parts[2:]) if parts[0] in blocks else (parts[0], parts[1:])
+        layer = slim_layers.get(layer_name)
+        matches = [] if layer is None else [w for w in layer.weights if w.path.split("/")[-len(rest):] == rest]
+        if len(matches) != 1 or tuple(matches[0].shape) != tuple(variable.shape):
+            raise ValueError(f"The stock backbone's weight {variable.path} {tuple(variable.shape)} has no single "
+                             f"slim counterpart in '{layer_name}' (found {[(w.path, tuple(w.shape)) for w in matches]}).")
+        variable.assign(matches[0])

@@ -5,6 +5,8 @@ and multiply-adds written out by hand below from the layer shapes (QKᵀ and AV
 over every pair of the stated sequence length).
 """
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -315,3 +317,79 @@ def test_more_decoder_families_wrap_and_slim_exactly(family):
         query_heads, kv_heads, _ = figs_tf.handlers.handler_for(layer).heads(layer)  # read off the kernels
         assert kv_heads == architecture[f"{name}/kv_groups"]
         assert query_heads == kv_heads * architecture[f"{name}/query_slots"]
+
+
+def force_gates(search, channels):
+    """Logits ±30: exactly the listed channels of each named group open (the search model at that architecture)."""
+    graph = figs_tf.channel_graph_of(search)
+    gates = figs_tf.gates_of(search)
+    logits = np.full(gates.logits.shape, -30.0, "float32")
+    for name, kept in channels.items():
+        group = next(i for i, g in enumerate(graph.groups) if name in g.producers)
+        logits[np.arange(gates.group_slice(group).start, gates.group_slice(group).stop)[kept]] = 30.0
+    gates.set_logits(logits)
+
+
+def logits_of(hidden, embedding):
+    return to_numpy(embedding(keras.ops.convert_to_tensor(hidden), reverse=True))
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("family", ["llama", "gemma", "mistral", "qwen3"])
+def test_uniform_export_is_a_stock_preset_with_the_search_models_logits(family, tmp_path):
+    """The uniform export: one width per kind in every block (the rounded mean of the exported widths, each block's
+    most probable channels), a stock config of the family; its logits are the search model's with the gates forced
+    to those channels, before and after a round trip through a local preset directory."""
+    keras_hub = keras_hub_or_skip()
+    keras.utils.set_random_seed(6)
+    make = {"llama": lambda: keras_hub.models.LlamaBackbone(**LLAMA),
+            "gemma": lambda: keras_hub.models.GemmaBackbone(**dict(GEMMA, num_key_value_heads=2)),
+            "mistral": lambda: keras_hub.models.MistralBackbone(**LLAMA),
+            "qwen3": lambda: keras_hub.models.Qwen3Backbone(**LLAMA, head_dim=WIDTH // 4)}[family]
+    backbone = randomize_norm_scales(make())
+    search = figs_tf.wrap(at_fixed_length(backbone))
+    set_random_gates(search, 7)
+    architecture = figs_tf.export_architecture(search)
+    logits = to_numpy(figs_tf.gates_of(search).logits)
+    with_heads = family != "llama"  # Llama's config derives the head width from hidden_dim // num_query_heads
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        config, channels = figs_tf.uniform_widths(search, backbone)
+    blocks = [block.name for block in backbone.transformer_layers]
+    graph = figs_tf.channel_graph_of(search)
+    rounded_heads = []
+    for kind in {name[len(blocks[0]) + 1:] for name in channels if name.startswith(blocks[0] + ".")}:
+        names = [f"{block}.{kind}" for block in blocks]
+        width = max(1, int(np.floor(np.mean([architecture[n] for n in names]) + 0.5)))  # rounded half up
+        if "/" in kind:  # kv_groups, query_slots: 2 each in these configs
+            rounded_heads.append(width)
+            width = width if with_heads else 2
+        for name in names:
+            assert len(channels[name]) == width
+            group = next(i for i, g in enumerate(graph.groups) if name in g.producers)
+            own = logits[figs_tf.gates_of(search).group_slice(group)]
+            assert own[channels[name]].min() >= np.delete(own, channels[name]).max(initial=-np.inf)
+    assert bool(caught) == (not with_heads and min(rounded_heads) < 2)  # warned when heads had to be kept
+    kv, slots = len(channels[f"{blocks[0]}.{'attention' if family == 'gemma' else 'self_attention'}/kv_groups"]), len(
+        channels[f"{blocks[0]}.{'attention' if family == 'gemma' else 'self_attention'}/query_slots"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stock = figs_tf.uniform_keras_hub_backbone(search, backbone)
+    assert type(stock) is type(backbone)
+    assert (stock.num_key_value_heads, stock.num_query_heads) == (kv, kv * slots)
+    force_gates(search, channels)
+    assert stock.count_params() == figs_tf.exported_network(search).cost("params") < backbone.count_params()
+    x = backbone_inputs(8)
+    want = logits_of(search(x, training=False), backbone.token_embedding)
+    got = logits_of(stock(x), stock.token_embedding)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    stock.save_to_preset(str(tmp_path / "preset"))
+    loaded = keras_hub.models.Backbone.from_preset(str(tmp_path / "preset"))
+    assert type(loaded) is type(backbone) and loaded.get_config() == stock.get_config()
+    np.testing.assert_array_equal(logits_of(loaded(x), loaded.token_embedding), got)
+
+
+def test_uniform_export_refuses_a_model_that_is_no_keras_hub_backbone():
+    model = gqa_decoder()
+    with pytest.raises(ValueError, match="uniform export writes configs of"):
+        figs_tf.uniform_widths(figs_tf.wrap(model), model)
