@@ -1,6 +1,6 @@
 """`figs_tf.keras_hub_backbone`: a slim decoder model back in its keras_hub family, so its CausalLM generates.
 
-`figs_tf.slim` of a wrapped Llama or Gemma backbone is a flat functional model
+`figs_tf.slim` of a wrapped Llama or Gemma (Gemma3) backbone is a flat functional model
 (each block's layers named `<block>.<sublayer>`). keras_hub's CausalLMs
 generate through `call_with_cache`, which reads the backbone's blocks, its
 embedding and final norm; this module puts the slim layers (weights shared, not
@@ -14,7 +14,7 @@ copied) back into blocks and a backbone of the family:
 Each block keeps its own widths (heads, key/value heads, MLP units), which a
 stock keras_hub config cannot hold (it has one `num_query_heads`,
 `intermediate_dim` ... for every layer): the blocks are `SlimLlamaDecoder` /
-`SlimGemmaDecoder` subclasses made from the slim layers, and the CausalLM's
+`SlimGemmaDecoderBlock` / `SlimGemma3DecoderBlock` subclasses made from the slim layers, and the CausalLM's
 one key/value cache is shaped for the largest number of key/value heads (each
 attention layer reads its first heads: `PaddedCacheAttention`). The backbone's
 `num_query_heads` is hidden_dim // head width, which is what the CausalLM
@@ -101,8 +101,24 @@ def _llama_blocks(original, layers):
 def _gemma_blocks(original, layers):
     from keras_hub.src.models.gemma.gemma_decoder_block import GemmaDecoderBlock  # pylint: disable=g-import-not-at-top
 
-    class SlimGemmaDecoder(GemmaDecoderBlock):
-        """A GemmaDecoderBlock holding a slim model's layers (its own widths)."""
+    return _gemma_like_blocks(original, layers, GemmaDecoderBlock, lambda block: {})
+
+
+def _gemma3_blocks(original, layers):
+    from keras_hub.src.models.gemma3.gemma3_decoder_block import Gemma3DecoderBlock  # pylint: disable=g-import-not-at-top
+
+    return _gemma_like_blocks(original, layers, Gemma3DecoderBlock, lambda block: dict(
+        use_query_key_norm=block.use_query_key_norm, gate_dim_reduction=block.gate_dim_reduction,
+        rope_wavelength=block.rope_wavelength, rope_scaling_factor=block.rope_scaling_factor,
+        use_bidirectional_attention=block.use_bidirectional_attention))
+
+
+def _gemma_like_blocks(original, layers, block_class, more_settings):
+    """Blocks of `block_class` (GemmaDecoderBlock, Gemma3DecoderBlock) holding the slim layers;
+    `more_settings(block)`: the class's arguments beyond Gemma's."""
+
+    class SlimGemmaDecoder(block_class):
+        """A Gemma decoder block holding a slim model's layers (its own widths)."""
 
         def __init__(self, parts, **kwargs):
             super().__init__(**kwargs)
@@ -124,25 +140,28 @@ def _gemma_blocks(original, layers):
         def build(self, input_shape):
             self.built = True  # the slim layers are built
 
+    SlimGemmaDecoder.__name__ = f"Slim{block_class.__name__}"
     blocks = []
     for block in original.transformer_layers:
         names = _GEMMA_SUBLAYERS + (("post_attention_norm",) if block.use_post_attention_norm else ()) + (
             ("post_ffw_norm",) if block.use_post_ffw_norm else ())
         parts = _sublayers(layers, block.name, names)
         attention = parts["attention"]
+        reduction = getattr(block, "gate_dim_reduction", 2)  # the MLP has intermediate_dim // reduction units
         blocks.append(SlimGemmaDecoder(
-            parts, hidden_dim=block.hidden_dim, intermediate_dim=2 * parts["ffw_gating"].kernel.shape[-1],
+            parts, hidden_dim=block.hidden_dim, intermediate_dim=reduction * parts["ffw_gating"].kernel.shape[-1],
             head_dim=attention.head_dim, num_query_heads=attention.num_query_heads,
             num_key_value_heads=attention.num_key_value_heads,
             query_head_dim_normalize=block.query_head_dim_normalize, use_post_ffw_norm=block.use_post_ffw_norm,
             use_post_attention_norm=block.use_post_attention_norm, logit_soft_cap=block.logit_soft_cap,
             use_sliding_window_attention=block.use_sliding_window_attention,
             sliding_window_size=block.sliding_window_size, layer_norm_epsilon=block.layer_norm_epsilon,
-            dropout=block.dropout, dtype=block.dtype_policy, name=block.name))
+            dropout=block.dropout, dtype=block.dtype_policy, name=block.name, **more_settings(block)))
     return blocks, "final_normalization", "padding_mask"
 
 
-_FAMILIES = {"LlamaBackbone": _llama_blocks, "Llama3Backbone": _llama_blocks, "GemmaBackbone": _gemma_blocks}
+_FAMILIES = {"LlamaBackbone": _llama_blocks, "Llama3Backbone": _llama_blocks, "GemmaBackbone": _gemma_blocks,
+             "Gemma3Backbone": _gemma3_blocks}
 
 
 def keras_hub_backbone(slim_model, backbone):
@@ -155,7 +174,8 @@ def keras_hub_backbone(slim_model, backbone):
       slim_model: `figs_tf.slim` of a search model made from `backbone` (or
         from `backbone` traced at a fixed length).
       backbone: the keras_hub backbone that was wrapped (LlamaBackbone,
-        Llama3Backbone or GemmaBackbone): its family, block names and settings.
+        Llama3Backbone, GemmaBackbone or Gemma3Backbone (text)): its family,
+        block names and settings.
 
     Returns:
       A backbone of `backbone`'s class (a subclass holding the slim layers),
@@ -182,7 +202,7 @@ def keras_hub_backbone(slim_model, backbone):
         embedding, blocks, layers[final_norm], padding_argument,
         num_query_heads=embedding.output_dim // head_width,
         num_key_value_heads=max(a.num_key_value_heads for a in attention), head_dim=head_width,
-        scales_embedding=type(backbone).__name__ == "GemmaBackbone", dtype=backbone.dtype_policy,
+        scales_embedding=type(backbone).__name__ in ("GemmaBackbone", "Gemma3Backbone"), dtype=backbone.dtype_policy,
         name=f"{backbone.name}_slim")
 
 
@@ -212,6 +232,7 @@ def _slim_backbone_class(family_class):
             self.num_query_heads = num_query_heads  # hidden_dim // num_query_heads: the cache's head width
             self.num_key_value_heads = num_key_value_heads  # the cache's: the most any layer keeps
             self.head_dim = head_dim
+            self.text_only_model = True  # Gemma3CausalLM asks
 
     SlimBackbone.__name__ = f"Slim{family_class.__name__}"
     return SlimBackbone
@@ -227,6 +248,7 @@ _UNIFORM_FAMILIES = {
     "Qwen3Backbone": ("self_attention", "feedforward_gate_dense", 1, True),
     "Phi3Backbone": ("attention", "feedforward_gate_dense", 1, False),
     "GemmaBackbone": ("attention", "ffw_gating", 2, True),  # intermediate_dim is twice each projection's units
+    "Gemma3Backbone": ("attention", "ffw_gating", 1, True),
 }
 
 
@@ -329,8 +351,8 @@ def uniform_keras_hub_backbone(search, backbone):
     Args:
       search: `figs_tf.wrap` of `backbone` (traced at a fixed length).
       backbone: the keras_hub backbone that was wrapped (LlamaBackbone,
-        Llama3Backbone, MistralBackbone, Qwen3Backbone, Phi3Backbone or
-        GemmaBackbone).
+        Llama3Backbone, MistralBackbone, Qwen3Backbone, Phi3Backbone,
+        GemmaBackbone or Gemma3Backbone).
 
     Returns:
       A backbone of `backbone`'s class (its stock class, serializable).
