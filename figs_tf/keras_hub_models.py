@@ -28,7 +28,10 @@ This module reads keras_hub's internal module paths and the blocks' private
 sublayer attributes (`_self_attention_layer`, ...).
 """
 
+import warnings
+
 import keras
+import numpy as np
 
 
 def _layers_by_name(model):
@@ -283,11 +286,8 @@ def uniform_widths(search, backbone):
     >>> config, channels = figs_tf.uniform_widths(search, backbone)
     >>> config["num_key_value_heads"], config["intermediate_dim"]
     """
-    import warnings  # pylint: disable=g-import-not-at-top
-
     from figs_tf import handlers  # pylint: disable=g-import-not-at-top
     from figs_tf import wrapping  # pylint: disable=g-import-not-at-top
-    import numpy as np  # pylint: disable=g-import-not-at-top
 
     family = _UNIFORM_FAMILIES.get(type(backbone).__name__)
     if family is None:
@@ -365,7 +365,6 @@ def uniform_keras_hub_backbone(search, backbone):
     from figs_tf import export as export_lib  # pylint: disable=g-import-not-at-top
     from figs_tf.slim import build as build_slim  # pylint: disable=g-import-not-at-top
     from figs_tf import wrapping  # pylint: disable=g-import-not-at-top
-    import numpy as np  # pylint: disable=g-import-not-at-top
 
     config, channels = uniform_widths(search, backbone)
     graph = wrapping.channel_graph_of(search)
