@@ -25,7 +25,7 @@ from figs_tf.export import (ExportedNetwork, expected_cost, export_architecture,
 from figs_tf.gated_recurrence import GatedRecurrence
 from figs_tf.handlers import LayerHandler, UnsupportedLayerError, register_handler
 from figs_tf.keras_graph import GraphError
-from figs_tf.keras_hub_models import keras_hub_backbone
+from figs_tf.keras_hub_models import keras_hub_backbone, uniform_keras_hub_backbone, uniform_widths
 from figs_tf.mask_layer import MaskLayer
 from figs_tf.plots import plot_operators, plot_widths
 from figs_tf.recalibrate import recalibrate_batchnorm
@@ -44,5 +44,5 @@ __all__ = [
     "exported_network", "gates_of", "get_gate_speed", "get_strength", "get_target", "handlers",
     "keras_hub_backbone",    "load_architecture", "load_channels", "plot_operators", "plot_widths", "recalibrate_batchnorm",
     "register_handler", "save_architecture", "set_gate_speed", "set_strength", "set_target", "slim",
-    "summary", "supernet_cost", "wrap",
+    "summary", "supernet_cost", "uniform_keras_hub_backbone", "uniform_widths", "wrap",
 ]

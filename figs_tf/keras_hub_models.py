@@ -1,6 +1,6 @@
 """`figs_tf.keras_hub_backbone`: a slim decoder model back in its keras_hub family, so its CausalLM generates.
 
-`figs_tf.slim` of a wrapped Llama or Gemma backbone is a flat functional model
+`figs_tf.slim` of a wrapped Llama or Gemma (Gemma3) backbone is a flat functional model
 (each block's layers named `<block>.<sublayer>`). keras_hub's CausalLMs
 generate through `call_with_cache`, which reads the backbone's blocks, its
 embedding and final norm; this module puts the slim layers (weights shared, not
@@ -14,19 +14,24 @@ copied) back into blocks and a backbone of the family:
 Each block keeps its own widths (heads, key/value heads, MLP units), which a
 stock keras_hub config cannot hold (it has one `num_query_heads`,
 `intermediate_dim` ... for every layer): the blocks are `SlimLlamaDecoder` /
-`SlimGemmaDecoder` subclasses made from the slim layers, and the CausalLM's
+`SlimGemmaDecoderBlock` / `SlimGemma3DecoderBlock` subclasses made from the slim layers, and the CausalLM's
 one key/value cache is shaped for the largest number of key/value heads (each
 attention layer reads its first heads: `PaddedCacheAttention`). The backbone's
 `num_query_heads` is hidden_dim // head width, which is what the CausalLM
 derives the cache's head width from. These backbones are for generation and
 evaluation in this process; they are not serialized (save the slim model, or
-its weights, instead).
+its weights, instead). `uniform_keras_hub_backbone` exports a search with one
+width per kind in every block as a stock backbone of the family instead,
+which saves and loads as a keras_hub preset.
 
 This module reads keras_hub's internal module paths and the blocks' private
 sublayer attributes (`_self_attention_layer`, ...).
 """
 
+import warnings
+
 import keras
+import numpy as np
 
 
 def _layers_by_name(model):
@@ -99,8 +104,24 @@ def _llama_blocks(original, layers):
 def _gemma_blocks(original, layers):
     from keras_hub.src.models.gemma.gemma_decoder_block import GemmaDecoderBlock  # pylint: disable=g-import-not-at-top
 
-    class SlimGemmaDecoder(GemmaDecoderBlock):
-        """A GemmaDecoderBlock holding a slim model's layers (its own widths)."""
+    return _gemma_like_blocks(original, layers, GemmaDecoderBlock, lambda block: {})
+
+
+def _gemma3_blocks(original, layers):
+    from keras_hub.src.models.gemma3.gemma3_decoder_block import Gemma3DecoderBlock  # pylint: disable=g-import-not-at-top
+
+    return _gemma_like_blocks(original, layers, Gemma3DecoderBlock, lambda block: dict(
+        use_query_key_norm=block.use_query_key_norm, gate_dim_reduction=block.gate_dim_reduction,
+        rope_wavelength=block.rope_wavelength, rope_scaling_factor=block.rope_scaling_factor,
+        use_bidirectional_attention=block.use_bidirectional_attention))
+
+
+def _gemma_like_blocks(original, layers, block_class, more_settings):
+    """Blocks of `block_class` (GemmaDecoderBlock, Gemma3DecoderBlock) holding the slim layers;
+    `more_settings(block)`: the class's arguments beyond Gemma's."""
+
+    class SlimGemmaDecoder(block_class):
+        """A Gemma decoder block holding a slim model's layers (its own widths)."""
 
         def __init__(self, parts, **kwargs):
             super().__init__(**kwargs)
@@ -122,25 +143,28 @@ def _gemma_blocks(original, layers):
         def build(self, input_shape):
             self.built = True  # the slim layers are built
 
+    SlimGemmaDecoder.__name__ = f"Slim{block_class.__name__}"
     blocks = []
     for block in original.transformer_layers:
         names = _GEMMA_SUBLAYERS + (("post_attention_norm",) if block.use_post_attention_norm else ()) + (
             ("post_ffw_norm",) if block.use_post_ffw_norm else ())
         parts = _sublayers(layers, block.name, names)
         attention = parts["attention"]
+        reduction = getattr(block, "gate_dim_reduction", 2)  # the MLP has intermediate_dim // reduction units
         blocks.append(SlimGemmaDecoder(
-            parts, hidden_dim=block.hidden_dim, intermediate_dim=2 * parts["ffw_gating"].kernel.shape[-1],
+            parts, hidden_dim=block.hidden_dim, intermediate_dim=reduction * parts["ffw_gating"].kernel.shape[-1],
             head_dim=attention.head_dim, num_query_heads=attention.num_query_heads,
             num_key_value_heads=attention.num_key_value_heads,
             query_head_dim_normalize=block.query_head_dim_normalize, use_post_ffw_norm=block.use_post_ffw_norm,
             use_post_attention_norm=block.use_post_attention_norm, logit_soft_cap=block.logit_soft_cap,
             use_sliding_window_attention=block.use_sliding_window_attention,
             sliding_window_size=block.sliding_window_size, layer_norm_epsilon=block.layer_norm_epsilon,
-            dropout=block.dropout, dtype=block.dtype_policy, name=block.name))
+            dropout=block.dropout, dtype=block.dtype_policy, name=block.name, **more_settings(block)))
     return blocks, "final_normalization", "padding_mask"
 
 
-_FAMILIES = {"LlamaBackbone": _llama_blocks, "Llama3Backbone": _llama_blocks, "GemmaBackbone": _gemma_blocks}
+_FAMILIES = {"LlamaBackbone": _llama_blocks, "Llama3Backbone": _llama_blocks, "GemmaBackbone": _gemma_blocks,
+             "Gemma3Backbone": _gemma3_blocks}
 
 
 def keras_hub_backbone(slim_model, backbone):
@@ -153,7 +177,8 @@ def keras_hub_backbone(slim_model, backbone):
       slim_model: `figs_tf.slim` of a search model made from `backbone` (or
         from `backbone` traced at a fixed length).
       backbone: the keras_hub backbone that was wrapped (LlamaBackbone,
-        Llama3Backbone or GemmaBackbone): its family, block names and settings.
+        Llama3Backbone, GemmaBackbone or Gemma3Backbone (text)): its family,
+        block names and settings.
 
     Returns:
       A backbone of `backbone`'s class (a subclass holding the slim layers),
@@ -180,7 +205,7 @@ def keras_hub_backbone(slim_model, backbone):
         embedding, blocks, layers[final_norm], padding_argument,
         num_query_heads=embedding.output_dim // head_width,
         num_key_value_heads=max(a.num_key_value_heads for a in attention), head_dim=head_width,
-        scales_embedding=type(backbone).__name__ == "GemmaBackbone", dtype=backbone.dtype_policy,
+        scales_embedding=type(backbone).__name__ in ("GemmaBackbone", "Gemma3Backbone"), dtype=backbone.dtype_policy,
         name=f"{backbone.name}_slim")
 
 
@@ -210,6 +235,161 @@ def _slim_backbone_class(family_class):
             self.num_query_heads = num_query_heads  # hidden_dim // num_query_heads: the cache's head width
             self.num_key_value_heads = num_key_value_heads  # the cache's: the most any layer keeps
             self.head_dim = head_dim
+            self.text_only_model = True  # Gemma3CausalLM asks
 
     SlimBackbone.__name__ = f"Slim{family_class.__name__}"
     return SlimBackbone
+
+
+# --- uniform widths: a stock config of the family ---
+
+# family: (attention sublayer name, MLP producer name, config units per MLP channel, config holds the head width)
+_UNIFORM_FAMILIES = {
+    "LlamaBackbone": ("self_attention", "feedforward_gate_dense", 1, False),
+    "Llama3Backbone": ("self_attention", "feedforward_gate_dense", 1, False),
+    "MistralBackbone": ("self_attention", "feedforward_gate_dense", 1, True),
+    "Qwen3Backbone": ("self_attention", "feedforward_gate_dense", 1, True),
+    "Phi3Backbone": ("attention", "feedforward_gate_dense", 1, False),
+    "GemmaBackbone": ("attention", "ffw_gating", 2, True),  # intermediate_dim is twice each projection's units
+    "Gemma3Backbone": ("attention", "ffw_gating", 1, True),
+}
+
+
+def uniform_widths(search, backbone):
+    """The uniform architecture of a search model of a keras_hub backbone: stock config values and channels.
+
+    Rule: each searched width (key/value groups, query slots, MLP units) is
+    the same in every block: the mean over the blocks of its exported width
+    (`figs_tf.exported_network`, ⌊Σπ⌋ per group), rounded half up, at least 1;
+    each block keeps that many channels of largest gate logit (the most
+    probable; ties to the lower index). Llama, Llama 3 and Phi3 configs derive
+    the head width from `hidden_dim // num_query_heads`, so for them every head
+    is kept (only the MLP width changes), with a warning when the gates close
+    heads.
+
+    Args:
+      search: `figs_tf.wrap` of `backbone` (traced at a fixed length).
+      backbone: the keras_hub backbone that was wrapped.
+
+    Returns:
+      (config, channels): `backbone.get_config()` with `num_key_value_heads`,
+      `num_query_heads`, `intermediate_dim` (and `head_dim` where the family
+      holds it) of the uniform architecture; {width entry name ("<block>.<layer>"
+      or "<block>.<attention>/kv_groups", "/query_slots"): kept channel indices}.
+
+    Raises:
+      ValueError: a backbone family without a uniform export, or a search
+        model whose searched groups are not the blocks' heads and MLP units.
+
+    Example:
+
+    >>> config, channels = figs_tf.uniform_widths(search, backbone)
+    >>> config["num_key_value_heads"], config["intermediate_dim"]
+    """
+    from figs_tf import handlers  # pylint: disable=g-import-not-at-top
+    from figs_tf import wrapping  # pylint: disable=g-import-not-at-top
+
+    family = _UNIFORM_FAMILIES.get(type(backbone).__name__)
+    if family is None:
+        raise ValueError(f"figs_tf's uniform export writes configs of {sorted(_UNIFORM_FAMILIES)}, not "
+                         f"{type(backbone).__name__}. Use figs_tf.slim (per-layer widths) for other families.")
+    attention_name, mlp_name, units_per_channel, holds_head_width = family
+    graph = wrapping.channel_graph_of(search)
+    gates = wrapping.gates_of(search)
+    logits = np.asarray(keras.ops.convert_to_numpy(gates.logits))
+    exported = gates.exported_widths()
+    roles = {"kv_groups": f"{attention_name}/kv_groups", "query_slots": f"{attention_name}/query_slots",
+             "mlp": mlp_name}
+    blocks = [block.name for block in backbone.transformer_layers]
+    group_of = {name: g for g, group in enumerate(graph.groups) for name in group.producers}
+    found = {(block, role): group_of.get(f"{block}.{name}") for block in blocks for role, name in roles.items()}
+    missing = [f"{block}.{roles[role]}" for (block, role), g in found.items() if g is None]
+    expected = {g for g in found.values() if g is not None}
+    other = [graph.groups[g].producers[0] for g in range(graph.num_groups) if g not in expected]
+    if missing or other:
+        raise ValueError(f"The search model's groups are not {type(backbone).__name__}'s heads and MLP units "
+                         f"(missing {missing[:3]}, others {other[:3]}): give figs_tf.uniform_widths the search model "
+                         "of this backbone, wrapped whole.")
+    width = {}
+    for role in roles:
+        kept = [exported[found[(block, role)]] for block in blocks]
+        width[role] = max(1, int(np.floor(np.mean(kept) + 0.5)))
+    first = backbone.transformer_layers[0]
+    attention_layer = first._self_attention_layer if hasattr(first, "_self_attention_layer") else first.attention  # pylint: disable=protected-access
+    query_heads, kv_heads, head_width = handlers.handler_for(attention_layer).heads(attention_layer)
+    if not holds_head_width:
+        if (width["kv_groups"], width["query_slots"]) != (kv_heads, query_heads // kv_heads):
+            warnings.warn(f"{type(backbone).__name__}'s config derives the head width from hidden_dim // "
+                          "num_query_heads: the uniform export keeps every head and cuts only the MLP.",
+                          stacklevel=2)
+        width["kv_groups"], width["query_slots"] = kv_heads, query_heads // kv_heads
+    channels = {}
+    for (block, role), g in found.items():
+        order = np.argsort(-logits[gates.group_slice(g)], kind="stable")
+        channels[f"{block}.{roles[role]}"] = np.sort(order[:width[role]]).tolist()
+    config = backbone.get_config()
+    config.update(num_key_value_heads=width["kv_groups"], num_query_heads=width["kv_groups"] * width["query_slots"],
+                  intermediate_dim=units_per_channel * width["mlp"])
+    if holds_head_width:
+        config["head_dim"] = head_width
+    return config, channels
+
+
+def uniform_keras_hub_backbone(search, backbone):
+    """A stock keras_hub backbone of `backbone`'s family at the uniform architecture (`uniform_widths`).
+
+    Made by the family's `Backbone.from_config` (one `num_query_heads`,
+    `num_key_value_heads`, `intermediate_dim` for every block, the head width
+    unchanged), with the weights of `figs_tf.slim` at that architecture: it
+    computes what the search model computes with its gates forced to the
+    uniform architecture's channels. It saves and loads as any preset:
+
+        stock = figs_tf.uniform_keras_hub_backbone(search, backbone)
+        stock.save_to_preset("slim_preset")
+        keras_hub.models.Backbone.from_preset("slim_preset")   # the same logits
+
+    Args:
+      search: `figs_tf.wrap` of `backbone` (traced at a fixed length).
+      backbone: the keras_hub backbone that was wrapped (LlamaBackbone,
+        Llama3Backbone, MistralBackbone, Qwen3Backbone, Phi3Backbone,
+        GemmaBackbone or Gemma3Backbone).
+
+    Returns:
+      A backbone of `backbone`'s class (its stock class, serializable).
+
+    Raises:
+      ValueError: see `uniform_widths`; a slim layer whose weights do not fit
+        the stock backbone's.
+    """
+    from figs_tf import cost as cost_lib  # pylint: disable=g-import-not-at-top
+    from figs_tf import export as export_lib  # pylint: disable=g-import-not-at-top
+    from figs_tf.slim import build as build_slim  # pylint: disable=g-import-not-at-top
+    from figs_tf import wrapping  # pylint: disable=g-import-not-at-top
+
+    config, channels = uniform_widths(search, backbone)
+    graph = wrapping.channel_graph_of(search)
+    group_of = {name: g for g, group in enumerate(graph.groups) for name in group.producers}
+    kept = [None] * graph.num_groups
+    for name, indices in channels.items():
+        kept[group_of[name]] = np.asarray(indices, dtype=np.int64)
+    widths = [len(k) for k in kept]
+    network = export_lib.ExportedNetwork(graph=graph, widths=widths, kept_channels=kept,
+                                         live_calls=cost_lib.live_calls(graph, widths))
+    slim_model = build_slim(network, name=f"{backbone.name}_uniform")
+    stock = type(backbone).from_config(config)
+    _copy_slim_weights(stock, slim_model, {block.name for block in backbone.transformer_layers})
+    return stock
+
+
+def _copy_slim_weights(stock, slim_model, blocks):
+    """Each stock weight ('<block>/<layer>/.../<name>', or '<layer>/<name>') from the slim layer '<block>.<layer>'."""
+    slim_layers = _layers_by_name(slim_model)
+    for variable in stock.weights:
+        parts = variable.path.split("/")
+        layer_name, rest = (f"{parts[0]}.{parts[1]}", parts[2:]) if parts[0] in blocks else (parts[0], parts[1:])
+        layer = slim_layers.get(layer_name)
+        matches = [] if layer is None else [w for w in layer.weights if w.path.split("/")[-len(rest):] == rest]
+        if len(matches) != 1 or tuple(matches[0].shape) != tuple(variable.shape):
+            raise ValueError(f"The stock backbone's weight {variable.path} {tuple(variable.shape)} has no single "
+                             f"slim counterpart in '{layer_name}' (found {[(w.path, tuple(w.shape)) for w in matches]}).")
+        variable.assign(matches[0])

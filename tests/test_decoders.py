@@ -5,6 +5,8 @@ and multiply-adds written out by hand below from the layer shapes (QKᵀ and AV
 over every pair of the stated sequence length).
 """
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -154,6 +156,9 @@ LLAMA = dict(vocabulary_size=VOCABULARY, num_layers=2, num_query_heads=4, num_ke
              intermediate_dim=24)
 GEMMA = dict(vocabulary_size=VOCABULARY, num_layers=2, num_query_heads=4, num_key_value_heads=1, hidden_dim=WIDTH,
              intermediate_dim=48, head_dim=4)
+GEMMA3 = dict(vocabulary_size=VOCABULARY, image_size=16, num_layers=2, num_query_heads=4, num_key_value_heads=2,
+              hidden_dim=WIDTH, intermediate_dim=24, head_dim=4, use_sliding_window_attention=True,
+              sliding_window_size=3)  # text only (no vision encoder), q/k norms, a window shorter than the sequence
 
 
 def keras_hub_or_skip():
@@ -256,7 +261,7 @@ def greedy_by_hand(search, table, token_ids, padding_mask):
 
 
 @pytest.mark.tensorflow_only
-@pytest.mark.parametrize("family", ["llama", "gemma"])
+@pytest.mark.parametrize("family", ["llama", "gemma", "gemma3"])
 def test_slim_backbone_generates_what_the_search_model_generates(family):
     """16 greedy tokens from the family's CausalLM on the slim backbone (cached decoding, a cache shaped for the
     most key/value heads any layer keeps) equal greedy decoding by hand with the search model."""
@@ -266,9 +271,12 @@ def test_slim_backbone_generates_what_the_search_model_generates(family):
     if family == "llama":
         backbone, causal_lm, block = keras_hub.models.LlamaBackbone(**LLAMA), keras_hub.models.LlamaCausalLM, (
             "transformer_layer_0.self_attention")
-    else:
+    elif family == "gemma":
         backbone, causal_lm, block = (keras_hub.models.GemmaBackbone(**dict(GEMMA, num_key_value_heads=2)),
                                       keras_hub.models.GemmaCausalLM, "decoder_block_0.attention")
+    else:
+        backbone, causal_lm, block = (keras_hub.models.Gemma3Backbone(**GEMMA3), keras_hub.models.Gemma3CausalLM,
+                                      "decoder_block_0.attention")
     embedding = backbone.token_embedding
     embedding.embeddings.assign(np.random.default_rng(0).normal(0, 1, embedding.embeddings.shape).astype("float32"))
     search = figs_tf.wrap(at_fixed_length(randomize_norm_scales(backbone), prompt + new))
@@ -277,13 +285,16 @@ def test_slim_backbone_generates_what_the_search_model_generates(family):
     set_group_logits(search, f"{block}/query_slots", [30.0, -30.0])
     slim_backbone = figs_tf.keras_hub_backbone(figs_tf.slim(search), backbone)
     assert [b.num_key_value_heads for b in slim_backbone.transformer_layers] == [1, 2]
-    language_model = causal_lm(slim_backbone)
+    language_model = causal_lm(backbone=slim_backbone, preprocessor=None)
     language_model.compile(sampler="greedy", jit_compile=False)
     token_ids = np.zeros((2, prompt + new), "int32")
     token_ids[:, :prompt] = token_batch(5, 2, prompt)
     padding_mask = np.zeros((2, prompt + new), bool)
     padding_mask[:, :prompt] = True
-    generated = language_model.generate({"token_ids": token_ids, "padding_mask": padding_mask}, stop_token_ids=None)
+    inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
+    if family == "gemma3":  # keras_hub 0.32's Gemma3CausalLM without a preprocessor returns images=None unless given
+        inputs["images"] = np.zeros((2, 0, GEMMA3["image_size"], GEMMA3["image_size"], 3), "float32")  # no images
+    generated = language_model.generate(inputs, stop_token_ids=None)
     table = to_numpy(embedding.embeddings if embedding.tie_weights else keras.ops.transpose(embedding.reverse_embeddings))
     expected = greedy_by_hand(search, table, token_ids, padding_mask)
     np.testing.assert_array_equal(to_numpy(generated["token_ids"]), expected)
@@ -315,3 +326,109 @@ def test_more_decoder_families_wrap_and_slim_exactly(family):
         query_heads, kv_heads, _ = figs_tf.handlers.handler_for(layer).heads(layer)  # read off the kernels
         assert kv_heads == architecture[f"{name}/kv_groups"]
         assert query_heads == kv_heads * architecture[f"{name}/query_slots"]
+
+
+def force_gates(search, channels):
+    """Logits ±30: exactly the listed channels of each named group open (the search model at that architecture)."""
+    graph = figs_tf.channel_graph_of(search)
+    gates = figs_tf.gates_of(search)
+    logits = np.full(gates.logits.shape, -30.0, "float32")
+    for name, kept in channels.items():
+        group = next(i for i, g in enumerate(graph.groups) if name in g.producers)
+        logits[np.arange(gates.group_slice(group).start, gates.group_slice(group).stop)[kept]] = 30.0
+    gates.set_logits(logits)
+
+
+def logits_of(hidden, embedding):
+    return to_numpy(embedding(keras.ops.convert_to_tensor(hidden), reverse=True))
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("family", ["llama", "gemma", "gemma3", "mistral", "qwen3"])
+def test_uniform_export_is_a_stock_preset_with_the_search_models_logits(family, tmp_path):
+    """The uniform export: one width per kind in every block (the rounded mean of the exported widths, each block's
+    most probable channels), a stock config of the family; its logits are the search model's with the gates forced
+    to those channels, before and after a round trip through a local preset directory."""
+    keras_hub = keras_hub_or_skip()
+    keras.utils.set_random_seed(6)
+    make = {"llama": lambda: keras_hub.models.LlamaBackbone(**LLAMA),
+            "gemma": lambda: keras_hub.models.GemmaBackbone(**dict(GEMMA, num_key_value_heads=2)),
+            "gemma3": lambda: keras_hub.models.Gemma3Backbone(**GEMMA3),
+            "mistral": lambda: keras_hub.models.MistralBackbone(**LLAMA),
+            "qwen3": lambda: keras_hub.models.Qwen3Backbone(**LLAMA, head_dim=WIDTH // 4)}[family]
+    backbone = randomize_norm_scales(make())
+    search = figs_tf.wrap(at_fixed_length(backbone))
+    set_random_gates(search, 7)
+    architecture = figs_tf.export_architecture(search)
+    logits = to_numpy(figs_tf.gates_of(search).logits)
+    with_heads = family != "llama"  # Llama's config derives the head width from hidden_dim // num_query_heads
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        config, channels = figs_tf.uniform_widths(search, backbone)
+    blocks = [block.name for block in backbone.transformer_layers]
+    graph = figs_tf.channel_graph_of(search)
+    rounded_heads = []
+    for kind in {name[len(blocks[0]) + 1:] for name in channels if name.startswith(blocks[0] + ".")}:
+        names = [f"{block}.{kind}" for block in blocks]
+        width = max(1, int(np.floor(np.mean([architecture[n] for n in names]) + 0.5)))  # rounded half up
+        if "/" in kind:  # kv_groups, query_slots: 2 each in these configs
+            rounded_heads.append(width)
+            width = width if with_heads else 2
+        for name in names:
+            assert len(channels[name]) == width
+            group = next(i for i, g in enumerate(graph.groups) if name in g.producers)
+            own = logits[figs_tf.gates_of(search).group_slice(group)]
+            assert own[channels[name]].min() >= np.delete(own, channels[name]).max(initial=-np.inf)
+    assert bool(caught) == (not with_heads and min(rounded_heads) < 2)  # warned when heads had to be kept
+    attention = f"{blocks[0]}.{'attention' if family.startswith('gemma') else 'self_attention'}"
+    kv, slots = len(channels[f"{attention}/kv_groups"]), len(channels[f"{attention}/query_slots"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stock = figs_tf.uniform_keras_hub_backbone(search, backbone)
+    assert type(stock) is type(backbone)
+    assert (stock.num_key_value_heads, stock.num_query_heads) == (kv, kv * slots)
+    force_gates(search, channels)
+    assert stock.count_params() == figs_tf.exported_network(search).cost("params") < backbone.count_params()
+    x = backbone_inputs(8)
+    want = logits_of(search(x, training=False), backbone.token_embedding)
+    got = logits_of(stock(x), stock.token_embedding)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    stock.save_to_preset(str(tmp_path / "preset"))
+    loaded = keras_hub.models.Backbone.from_preset(str(tmp_path / "preset"))
+    assert type(loaded) is type(backbone) and loaded.get_config() == stock.get_config()
+    np.testing.assert_array_equal(logits_of(loaded(x), loaded.token_embedding), got)
+
+
+def test_uniform_export_refuses_a_model_that_is_no_keras_hub_backbone():
+    model = gqa_decoder()
+    with pytest.raises(ValueError, match="uniform export writes configs of"):
+        figs_tf.uniform_widths(figs_tf.wrap(model), model)
+
+
+@pytest.mark.tensorflow_only
+def test_gemma3_text_wraps_and_slims_exactly():
+    """Gemma3Backbone without a vision encoder: q/k norms over the head width, a sliding window shorter than the
+    sequence, Gemma3's own RMS norms and MLP (intermediate_dim units)."""
+    keras_hub = keras_hub_or_skip()
+    keras.utils.set_random_seed(9)
+    model = at_fixed_length(randomize_norm_scales(keras_hub.models.Gemma3Backbone(**GEMMA3)))
+    params, flops = backbone_counts(GEMMA3, GEMMA3["intermediate_dim"], GEMMA3["head_dim"], tables=1)
+    params += GEMMA3["num_layers"] * 2 * GEMMA3["head_dim"]  # a query and a key norm per layer
+    assert figs_tf.count(model, "params") == model.count_params() == params
+    assert figs_tf.count(model, "flops") == flops
+    slim, architecture = check_wrap_and_slim(model, backbone_inputs(9), seed=10)
+    for b in range(GEMMA3["num_layers"]):
+        name = f"decoder_block_{b}.attention"
+        attention = slim.get_layer(name)
+        assert attention.num_key_value_heads == architecture[f"{name}/kv_groups"]
+        assert attention.num_query_heads == architecture[f"{name}/kv_groups"] * architecture[f"{name}/query_slots"]
+        assert attention.query_norm.scale.shape == (GEMMA3["head_dim"],)
+    assert "RMS normalization" in " ".join(figs_tf.analyze(model).notes)
+
+
+@pytest.mark.tensorflow_only
+def test_gemma3_bidirectional_attention_is_refused_with_the_reason():
+    keras_hub = keras_hub_or_skip()
+    model = at_fixed_length(keras_hub.models.Gemma3Backbone(**GEMMA3, use_bidirectional_attention=True))
+    with pytest.raises(figs_tf.UnsupportedLayerError, match="attends bidirectionally"):
+        figs_tf.analyze(model)

@@ -5,7 +5,9 @@ separable), Dense, BatchNorm, activations, pooling, image augmentation layers,
 residual adds (with and without projections), concatenations, squeeze-excite
 products, nested submodels, summed branches (the shape of FBNet's operators and
 of bottlenecks), attention over the 36 positions as a sequence
-(MultiHeadAttention, LayerNormalization, Reshape), a token input through an
+(MultiHeadAttention, LayerNormalization, Reshape) or decoder blocks over them
+(RMS norms, grouped-query attention, a gated MLP: Dense gate × Dense up → Dense
+down), a token input through an
 Embedding, RNNs over the positions read as a sequence, channels_first
 sub-graphs between Permutes (where the backend runs them), image preprocessing
 inside summed branches (a crop and Resizing back with each interpolation and
@@ -17,7 +19,9 @@ model computes in inference mode, that its size is the exported cost and that
 `build_from_architecture` builds the same layers.
 
 CI runs FIGS_FUZZ_EXAMPLES (default 135, of which a few draw graphs with
-nothing to prune) derandomized examples; for a longer
+nothing to prune) derandomized examples, then FIGS_FUZZ_EXAMPLES // 9 drawn with
+decoder blocks in place of MultiHeadAttention and one before the first output
+(a separate run, so the first examples stay what they were); for a longer
 manual run: FIGS_FUZZ_EXAMPLES=1000 pytest tests/test_fuzz_graphs.py -s
 """
 
@@ -226,6 +230,25 @@ class _Builder:
             y = L.Add(name=self.name("add"))([x, y])
         return y
 
+    def decoder(self, x):
+        """x as a sequence of 36 tokens through a decoder block: [RMS norm] → grouped-query attention (1-2
+        key/value heads, 1-2 query heads each, maybe causal, maybe gated) [+], [RMS norm] → gated MLP (Dense
+        gate × Dense up → Dense down) [+]; back to 6×6."""
+        tokens = L.Reshape((SPATIAL * SPATIAL, x.shape[-1]), name=self.name("tokens"))(x)
+        y = L.RMSNormalization(name=self.name("rms"))(tokens) if self.draw(st.booleans()) else tokens
+        kv_heads = self.draw(st.integers(1, 2))
+        y = L.GroupQueryAttention(self.draw(st.integers(1, 3)), kv_heads * self.draw(st.integers(1, 2)), kv_heads,
+                                  use_gate=self.draw(st.booleans()), use_bias=self.draw(st.booleans()),
+                                  name=self.name("gqa"))(y, y, use_causal_mask=self.draw(st.booleans()))
+        tokens = L.Add(name=self.name("add"))([tokens, y]) if self.draw(st.booleans()) else y
+        y = L.RMSNormalization(name=self.name("rms"))(tokens) if self.draw(st.booleans()) else tokens
+        units = self.channels()
+        gate = L.Dense(units, activation=self.draw(st.sampled_from(["silu", "gelu"])), name=self.name("mlp_gate"))(y)
+        up = L.Dense(units, name=self.name("mlp_up"))(y)
+        y = L.Dense(x.shape[-1], name=self.name("mlp_down"))(L.Multiply(name=self.name("mlp_product"))([gate, up]))
+        tokens = L.Add(name=self.name("add"))([tokens, y]) if self.draw(st.booleans()) else y
+        return L.Reshape((SPATIAL, SPATIAL, x.shape[-1]), name=self.name("grid"))(tokens)
+
     def tokens(self, x, tokens):
         """An Embedding of a second, integer input, laid out as 6×6 and concatenated to x."""
         e = L.Embedding(10, self.channels(), name=self.name("embedding"))(tokens)
@@ -246,8 +269,9 @@ class _Builder:
 
 
 @st.composite
-def random_models(draw, channels_first=True):
-    """(a random model, a seed); `channels_first`: whether to draw channels_first sub-graphs."""
+def random_models(draw, channels_first=True, decoders=False):
+    """(a random model, a seed); `channels_first`: whether to draw channels_first sub-graphs; `decoders`: decoder
+    blocks in place of MultiHeadAttention, and one at the end (False draws exactly what it drew before decoders)."""
     builder = _Builder(draw)
     inputs = keras.Input((SPATIAL, SPATIAL, 3), name="image")
     tensors = [builder.conv_block(inputs)]
@@ -258,14 +282,19 @@ def random_models(draw, channels_first=True):
         x = draw(st.sampled_from(tensors))
         step = draw(st.sampled_from(["conv", "per_channel", "residual", "concat", "se", "nested", "branches",
                                      "attention", "other_layout"]))
+        if step == "attention" and decoders:
+            step = "decoder"
         if step == "other_layout":  # augmentation, RNNs, channels_first: one step, so the others keep their share
             step = draw(st.sampled_from(["augment", "recurrent", "channels_first" if channels_first else "augment"]))
         steps = {"conv": builder.conv_block, "per_channel": builder.per_channel, "residual": builder.residual,
                  "concat": lambda _: builder.concat(tensors), "se": builder.squeeze_excite,
                  "augment": builder.augment, "recurrent": builder.recurrent, "channels_first": builder.channels_first,
-                 "branches": builder.summed_branches, "attention": builder.attention, "nested": builder.nested}
+                 "branches": builder.summed_branches, "attention": builder.attention, "nested": builder.nested,
+                 "decoder": builder.decoder}
         y = steps[step](x)
         tensors.append(y)
+    if decoders:  # the last tensor feeds the first output
+        tensors.append(builder.decoder(tensors[-1]))
     heads = draw(st.integers(1, 2))
     outputs = [builder.head(tensors[-1 - i] if i < len(tensors) else tensors[-1], i) for i in range(heads)]
     model = keras.Model(inputs, outputs if heads > 1 else outputs[0], name="random_graph")
@@ -323,6 +352,11 @@ def _check_graph(model_and_seed, coverage):
     coverage["padding Resizing at a summand's end"] += sum(  # its constant is not one: kept, not removed
         isinstance(c.layer, L.Resizing) and c.layer.pad_to_aspect_ratio and c.name.startswith("tail_")
         for c in network.graph.calls)
+    coverage["gated MLPs"] += sum(c.name.startswith("mlp_product") for c in network.graph.calls)
+    slim_layers = {layer.name: layer for layer in slim.layers}
+    coverage["grouped-query layers slimmed to fewer heads"] += sum(
+        isinstance(c.layer, L.GroupQueryAttention) and c.name in slim_layers
+        and slim_layers[c.name].num_query_heads < c.layer.num_query_heads for c in network.graph.calls)
     coverage["summed branches kept for a constant that differs between positions"] += sum(
         "may differ between positions" in note for note in network.graph.notes)
 
@@ -344,6 +378,14 @@ def test_random_graphs_wrap_export_and_slim_exactly():
         _check_graph(model_and_seed, coverage)
 
     check()
+
+    @settings(max_examples=max(1, EXAMPLES // 9), deadline=None, derandomize=True, print_blob=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(random_models(channels_first, decoders=True))
+    def check_decoders(model_and_seed):
+        _check_graph(model_and_seed, coverage)
+
+    check_decoders()
     combinations = [k for k in coverage if isinstance(k, frozenset)]
     layer_types = set().union(*combinations)
     graphs = sum(coverage[k] for k in combinations)
@@ -357,9 +399,12 @@ def test_random_graphs_wrap_export_and_slim_exactly():
           f"{coverage['removed branches with preprocessing']} of them holding preprocessing layers "
           f"({sorted(removed_preprocessing)}); summands kept for a constant that "
           f"differs between positions: {coverage['summed branches kept for a constant that differs between positions']} "
-          f"(a padding Resizing at a summand's end: {padding_resizes})")
+          f"(a padding Resizing at a summand's end: {padding_resizes}); gated MLPs: {coverage['gated MLPs']}, "
+          f"grouped-query layers slimmed to fewer heads: {coverage['grouped-query layers slimmed to fewer heads']}")
     assert len(layer_types) >= 12
     if EXAMPLES >= 135:  # the CI budget: at least 100 graphs fully checked, attention and embeddings among them
+        assert {"GroupedQueryAttention", "RMSNormalization"} <= layer_types  # the decoder examples
+        assert coverage["gated MLPs"] >= 3 and coverage["grouped-query layers slimmed to fewer heads"] >= 2
         assert graphs >= 100
         assert {"MultiHeadAttention", "LayerNormalization", "Embedding"} <= layer_types
         assert {"Resizing", "Rescaling", "Normalization"} <= removed_preprocessing

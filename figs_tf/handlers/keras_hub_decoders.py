@@ -1,6 +1,7 @@
 """keras_hub's decoder language models: Llama and Gemma blocks as functional equivalents of their own sublayers.
 
-A decoder block (`LlamaTransformerDecoder`, `GemmaDecoderBlock`) is analysed
+A decoder block (`LlamaTransformerDecoder` and the blocks built like it,
+`GemmaDecoderBlock`, `Gemma3DecoderBlock`, `Phi3Decoder`) is analysed
 through a functional equivalent built from the block's own sublayers (weights
 shared), as figs_tf.handlers.keras_hub does for the generic Transformer blocks:
 
@@ -8,9 +9,9 @@ shared), as figs_tf.handlers.keras_hub does for the generic Transformer blocks:
   layer from the block's padding mask, as the block computes it;
 - the family's attention layer is one call, searched by key/value group and
   query slot (figs_tf.handlers.grouped_attention): `LlamaAttention` has
-  hidden-first kernels (`"bqm,muh->bquh"`), `CachedGemmaAttention` heads-first
-  (`"btd,ndh->btnh"`); the head width is never cut, so the rotary embedding is
-  unchanged;
+  hidden-first kernels (`"bqm,muh->bquh"`), `CachedGemmaAttention` and
+  `CachedGemma3Attention` heads-first (`"btd,ndh->btnh"`); the head width is
+  never cut, so the rotary embedding and the q/k norms are unchanged;
 - the gated MLP is its projections (gate and up share a channel through their
   product; the down projection's input is cut), the activation a plain
   `Activation` layer (Llama) or `keras.ops.gelu` (Gemma, tanh-approximated);
@@ -20,7 +21,7 @@ shared), as figs_tf.handlers.keras_hub does for the generic Transformer blocks:
 `figs_tf.slim` rebuilds each block as these plain layers, the attention as a
 subclass of the family's own class with fewer heads of the same width:
 `FixedHeadWidthLlamaAttention` (LlamaAttention derives its head width from the
-model width) and `PaddedCacheGemmaAttention`; both read a generation cache
+model width), `PaddedCacheGemmaAttention` and `PaddedCacheGemma3Attention`; they read a generation cache
 shaped for more key/value heads than they keep (`PaddedCacheAttention`), so
 `figs_tf.keras_hub_backbone` can hand the slim layers to the family's CausalLM.
 
@@ -150,9 +151,12 @@ class LlamaDecoderHandler(BlockHandler):
 class GemmaDecoderHandler(BlockHandler):
     """keras_hub's `GemmaDecoderBlock`: RMS norm → attention (→ norm) → +, RMS norm → gelu-gated MLP (→ norm) → +."""
 
+    arguments = ("x", "padding_mask", "cache", "cache_update_index")
+    refused = ("cache",)
+
     def body(self, layer, args, kwargs):
-        bound = _bound(("x", "padding_mask", "cache", "cache_update_index"), args, kwargs)
-        _refuse_cache(layer, bound, ("cache",))
+        bound = _bound(self.arguments, args, kwargs)
+        _refuse_cache(layer, bound, self.refused)
         x = bound["x"]
         normalized = layer.pre_attention_norm(x)
         mask = DecoderMask(name="attention_mask")(normalized, bound.get("padding_mask"))
@@ -168,6 +172,20 @@ class GemmaDecoderHandler(BlockHandler):
         if layer.use_post_ffw_norm:
             y = layer.post_ffw_norm(y)
         return y + x
+
+
+class Gemma3DecoderHandler(GemmaDecoderHandler):
+    """keras_hub's `Gemma3DecoderBlock` (text): Gemma's block, its attention with q/k norms and a rotary
+    wavelength of its own; images (`vision_mask`) and bidirectional attention (embedding models) are refused."""
+
+    arguments = ("x", "padding_mask", "vision_mask", "cache", "cache_update_index", "cache_update_mask")
+    refused = ("vision_mask", "cache", "cache_update_mask")
+
+    def body(self, layer, args, kwargs):
+        if layer.use_bidirectional_attention:
+            raise UnsupportedLayerError(f"'{layer.name}' attends bidirectionally (an embedding model); figs_tf "
+                                        "expands Gemma3 blocks with causal attention (use_bidirectional_attention=False).")
+        return super().body(layer, args, kwargs)
 
 
 class LlamaAttentionHandler(GroupedAttentionHandler):
@@ -192,13 +210,15 @@ class GemmaAttentionHandler(GroupedAttentionHandler):
 
     def rebuilt(self, layer, num_query_heads, num_key_value_heads):
         # made from its attributes: its get_config fails when the block passed it a dtype policy
-        return padded_cache_gemma_attention()(head_dim=layer.head_dim, num_query_heads=num_query_heads,
-                           num_key_value_heads=num_key_value_heads, kernel_initializer=layer._kernel_initializer,  # pylint: disable=protected-access
-                           logit_soft_cap=layer.logit_soft_cap,
-                           use_sliding_window_attention=layer.use_sliding_window_attention,
-                           sliding_window_size=layer.sliding_window_size,
-                           query_head_dim_normalize=layer.query_head_dim_normalize, dropout=layer.dropout,
-                           dtype=layer.dtype_policy, name=layer.name)
+        return padded_cache_gemma_attention()(
+            num_query_heads=num_query_heads, num_key_value_heads=num_key_value_heads, **self.settings(layer))
+
+    def settings(self, layer):
+        """The layer's arguments other than its heads."""
+        return dict(head_dim=layer.head_dim, kernel_initializer=layer._kernel_initializer,  # pylint: disable=protected-access
+                    logit_soft_cap=layer.logit_soft_cap, use_sliding_window_attention=layer.use_sliding_window_attention,
+                    sliding_window_size=layer.sliding_window_size, query_head_dim_normalize=layer.query_head_dim_normalize,
+                    dropout=layer.dropout, dtype=layer.dtype_policy, name=layer.name)
 
     def inner_sets(self, call, in_sets, groups):
         if not call.layer.query_head_dim_normalize:
@@ -206,6 +226,18 @@ class GemmaAttentionHandler(GroupedAttentionHandler):
                                         "(query_head_dim_normalize=False), which changes with the heads; figs_tf "
                                         "searches Gemma attention with query_head_dim_normalize=True.")
         return super().inner_sets(call, in_sets, groups)
+
+
+class Gemma3AttentionHandler(GemmaAttentionHandler):
+    """keras_hub's `CachedGemma3Attention`: Gemma's, with q/k RMS norms over the head width (kept) and its own
+    rotary wavelength."""
+
+    def rebuilt(self, layer, num_query_heads, num_key_value_heads):
+        return padded_cache_gemma3_attention()(
+            num_query_heads=num_query_heads, num_key_value_heads=num_key_value_heads,
+            use_query_key_norm=layer.use_query_key_norm, layer_norm_epsilon=layer.layer_norm_epsilon,
+            rope_wavelength=layer.rope_wavelength, rope_scaling_factor=layer.rope_scaling_factor,
+            use_bidirectional_attention=layer.use_bidirectional_attention, **self.settings(layer))
 
 
 class PaddedCacheAttention:
@@ -224,6 +256,15 @@ class PaddedCacheAttention:
             return parent_call(cache=cache, **arguments)
         output, updated = parent_call(cache=cache[:, :, :, :heads], **arguments)
         return output, ops.concatenate([updated, ops.zeros_like(cache[:, :, :, heads:])], axis=3)
+
+    def padded_pair_cache_call(self, parent_call, cache, **arguments):
+        """The same for a (key, value) pair of caches, each (batch, length, key/value heads, head width)."""
+        heads = self.num_key_value_heads
+        if cache is None or cache[0].shape[2] == heads:
+            return parent_call(cache=cache, **arguments)
+        output, updated = parent_call(cache=tuple(part[:, :, :heads] for part in cache), **arguments)
+        return output, tuple(ops.concatenate([new, ops.zeros_like(old[:, :, heads:])], axis=2)
+                             for new, old in zip(updated, cache))
 
 
 class Phi3AttentionHandler(GroupedAttentionHandler):
@@ -371,6 +412,26 @@ def padded_cache_gemma_attention():
     return PaddedCacheGemmaAttention
 
 
+def padded_cache_gemma3_attention():
+    """The class `PaddedCacheGemma3Attention`: keras_hub's CachedGemma3Attention reading larger (key, value) caches."""
+    if "gemma3" in _CLASSES:
+        return _CLASSES["gemma3"]
+    from keras_hub.src.models.gemma3.gemma3_attention import CachedGemma3Attention  # pylint: disable=g-import-not-at-top
+
+    @keras.saving.register_keras_serializable(package="figs_tf")
+    class PaddedCacheGemma3Attention(PaddedCacheAttention, CachedGemma3Attention):
+        """CachedGemma3Attention that reads (key, value) caches with more key/value heads than it has."""
+
+        def call(self, x, attention_mask=None, cache=None, cache_update_index=0, cache_update_mask=None,
+                 training=False):
+            return self.padded_pair_cache_call(super().call, cache, x=x, attention_mask=attention_mask,
+                                               cache_update_index=cache_update_index,
+                                               cache_update_mask=cache_update_mask, training=training)
+
+    _CLASSES["gemma3"] = PaddedCacheGemma3Attention
+    return PaddedCacheGemma3Attention
+
+
 def keras_hub_decoder_handlers():
     """{keras_hub decoder layer class: handler} (imports keras_hub)."""
     from keras_hub.src.models.gemma import gemma_attention, gemma_decoder_block, rms_normalization  # pylint: disable=g-import-not-at-top
@@ -380,6 +441,7 @@ def keras_hub_decoder_handlers():
     from keras_hub.src.models.qwen3 import qwen3_attention, qwen3_decoder, qwen3_layernorm  # pylint: disable=g-import-not-at-top
 
     from keras_hub.src.models.phi3 import phi3_attention, phi3_decoder, phi3_layernorm  # pylint: disable=g-import-not-at-top
+    from keras_hub.src.models.gemma3 import gemma3_attention, gemma3_decoder_block, gemma3_layers  # pylint: disable=g-import-not-at-top
 
     rms = FamilyRMSNormHandler()
     return {
@@ -401,4 +463,8 @@ def keras_hub_decoder_handlers():
         gemma_attention.CachedGemmaAttention: GemmaAttentionHandler(),
         padded_cache_gemma_attention(): GemmaAttentionHandler(),
         rms_normalization.RMSNormalization: rms,
+        gemma3_decoder_block.Gemma3DecoderBlock: Gemma3DecoderHandler(),
+        gemma3_attention.CachedGemma3Attention: Gemma3AttentionHandler(),
+        padded_cache_gemma3_attention(): Gemma3AttentionHandler(),
+        gemma3_layers.RMSNormalization: rms,
     }
