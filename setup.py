@@ -23,8 +23,8 @@ setuptools.setup(
     ],
     entry_points={
         "console_scripts": [
-            "figs-search=figs_tf.train.search:cli",
-            "figs-retrain=figs_tf.train.retrain:cli",
+            "figs-search=figs_tf.train.startup:search",
+            "figs-retrain=figs_tf.train.startup:retrain",
         ],
     },
     extras_require={

@@ -57,7 +57,7 @@ from figs_tf import export  # noqa: E402
 from figs_tf.train import retrain  # noqa: E402
 from figs_tf.train import search  # noqa: E402
 from figs_tf.train import loop  # noqa: E402
-from figs_tf.slim import build_from_architecture  # noqa: E402
+from figs_tf.slimming import build_from_architecture  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out", "pareto")
 METHODS = ("figs", "uniform", "random")

@@ -363,7 +363,7 @@ def uniform_keras_hub_backbone(search, backbone):
     """
     from figs_tf import cost as cost_lib  # pylint: disable=g-import-not-at-top
     from figs_tf import export as export_lib  # pylint: disable=g-import-not-at-top
-    from figs_tf.slim import build as build_slim  # pylint: disable=g-import-not-at-top
+    from figs_tf.slimming import build as build_slim  # pylint: disable=g-import-not-at-top
     from figs_tf import wrapping  # pylint: disable=g-import-not-at-top
 
     config, channels = uniform_widths(search, backbone)

@@ -48,7 +48,9 @@ def import_graph():
             tree = ast.parse(f.read(), path)
         for node in ast.walk(tree):
             targets = []
-            if isinstance(node, ast.Import):
+            if module == "figs_tf" and isinstance(node, ast.Constant) and node.value in modules:
+                targets = [node.value]  # the lazy package's table: figs_tf.<name> imports that module
+            elif isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""

@@ -1,6 +1,8 @@
 """slim(): the exported network as a real smaller model, equal to the search model."""
 
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -74,6 +76,28 @@ def test_slim_model_saves_loads_and_trains(tmp_path):
     loaded.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = loaded.fit(x, rng.integers(0, 10, 4), epochs=2, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
+
+
+def test_a_new_process_loads_a_saved_search_model_with_figs_tf_load_model(tmp_path):
+    """`import figs_tf` is lazy, so Keras knows figs_tf's layers only once they are imported: figs_tf.load_model
+    registers them. The loaded search model computes what the saved one computed."""
+    search = figs_tf.wrap(small_cnn(input_shape=(8, 8, 1), widths=(4, 6)))
+    rng = np.random.default_rng(2)
+    gates_of(search).set_logits(rng.normal(0.0, 2.0, gates_of(search).logits.shape).astype(np.float32))
+    path = os.path.join(tmp_path, "search.keras")
+    search.save(path)
+    x = rng.random((2, 8, 8, 1)).astype(np.float32)
+    np.save(os.path.join(tmp_path, "x.npy"), x)
+    code = ("import sys, numpy as np, figs_tf\n"
+            f"model = figs_tf.load_model({path!r})\n"
+            f"y = model(np.load({os.path.join(str(tmp_path), 'x.npy')!r}), training=False)\n"
+            f"np.save({os.path.join(str(tmp_path), 'y.npy')!r}, np.asarray(y))\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    np.testing.assert_allclose(np.load(os.path.join(tmp_path, "y.npy")), to_numpy(search(x, training=False)),
+                               atol=1e-6)
 
 
 def test_slim_a_plain_model_from_a_saved_architecture(tmp_path):

@@ -11,7 +11,7 @@ optimizer, the fit loop), `workdir` (files of a run, checkpoints), `runtime`
 (the engine: tf.distribute on TensorFlow, keras.distribution and several
 processes on JAX), `strategies` (tf.distribute strategies by name),
 `input_pipeline` (tf.data over tfds), `fashion_mnist` (the offline
-Fashion-MNIST reader), `report` (the summary both binaries print).
-The library (`figs_tf`) never imports this package (in the binaries only,
-`figs_tf/_binary_startup.py` parses their flags with `flags`).
+Fashion-MNIST reader), `report` (the summary both binaries print),
+`startup` (the console scripts' entry: flags first, then TensorFlow quietly,
+then the binary). The library (`figs_tf`) never imports this package.
 """

@@ -10,7 +10,7 @@
 is locked: an override of a key that does not exist is an error. Without
 `--config` the embedded default (figs_tf/train/default_config.py) is used.
 
-This module imports absl and ml_collections only: `figs_tf/_binary_startup.py`
+This module imports absl and ml_collections only: `figs_tf/train/startup.py`
 parses the command line with it (`parse_command_line`) before keras and
 TensorFlow are imported, so `--help` and a bad flag answer at once. A user
 error (`figs_tf.train.errors.UserError`, or a flag absl or ml_collections
@@ -35,10 +35,6 @@ from figs_tf.train import errors
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # figs_tf/
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_config.py")
-# Seconds without a heartbeat after which a process is taken as lost and the others stop
-# (JAX's own default: `jax.distributed.initialize(heartbeat_timeout_seconds=100)`).
-DEFAULT_PEER_TIMEOUT_SECONDS = 100
-
 # What each binary does, for --help (the modules' docstrings say it at length).
 PURPOSES = {
     "figs-search": (
@@ -70,9 +66,10 @@ NUM_PROCESSES = flags.DEFINE_string(
 PROCESS_ID = flags.DEFINE_integer(
     "process_id", None, "This process's index, 0 .. num_processes - 1; process 0 writes the workdir.")
 PEER_TIMEOUT_SECONDS = flags.DEFINE_integer(
-    "peer_timeout_seconds", DEFAULT_PEER_TIMEOUT_SECONDS, "Several processes: a process that sent no "
+    "peer_timeout_seconds", None, "Several processes: a process that sent no "
     "heartbeat for this many seconds is taken as lost (killed, host down or unreachable) and the others stop "
-    "with an error, to be rerun to resume.")
+    "with an error, to be rerun to resume. Unset: figs_tf.train.runtime.DEFAULT_PEER_TIMEOUT_SECONDS (100, "
+    "JAX's own heartbeat timeout).")
 OWN_FLAGS = ("workdir", "config", "print_config")
 PROCESS_FLAGS = ("coordinator_address", "num_processes", "process_id", "peer_timeout_seconds")
 VERBOSITY_HELP = ("absl's log level: 1 also shows debug logs, every library's INFO lines and the traceback of "

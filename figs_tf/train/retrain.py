@@ -12,13 +12,18 @@ builds the config's search space at those widths with fresh weights
 model.keras and summary.json. A rerun resumes after preemption.
 """
 
+if __name__ == "__main__":  # python -m figs_tf.train.retrain: start as the console script does, flags first
+    from figs_tf.train import startup  # pylint: disable=g-import-not-at-top
+    startup.retrain()
+    raise SystemExit(0)
+
 import keras
 from absl import logging
 
 from figs_tf import export
 from figs_tf import files
 from figs_tf.cost import count as count_cost
-from figs_tf.slim import build_from_architecture
+from figs_tf.slimming import build_from_architecture
 from figs_tf.train import errors
 from figs_tf.train import flags as figs_flags
 from figs_tf.train import loop
@@ -109,9 +114,6 @@ def run(config, workdir, callbacks=(), processes=None):
 
 
 def cli():
-    """Console script `figs-retrain`."""
+    """The binary's body: `figs-retrain` runs it after figs_tf.train.startup parsed the flags."""
     figs_flags.run_binary(run)
 
-
-if __name__ == "__main__":
-    cli()

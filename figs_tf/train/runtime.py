@@ -53,7 +53,6 @@ import numpy as np
 from absl import logging
 
 from figs_tf.train import errors
-from figs_tf.train import flags
 from figs_tf.train import strategies
 
 # Keras's own names (keras.distribution.initialize reads them too).
@@ -61,7 +60,9 @@ ENV_ADDRESSES = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
 ENV_NUM_PROCESSES = "KERAS_DISTRIBUTION_NUM_PROCESSES"
 ENV_PROCESS_ID = "KERAS_DISTRIBUTION_PROCESS_ID"
 AUTO = "auto"
-DEFAULT_PEER_TIMEOUT_SECONDS = flags.DEFAULT_PEER_TIMEOUT_SECONDS  # JAX's own heartbeat timeout
+# Seconds without a heartbeat after which a process is taken as lost and the others stop
+# (JAX's own default: `jax.distributed.initialize(heartbeat_timeout_seconds=100)`).
+DEFAULT_PEER_TIMEOUT_SECONDS = 100
 # Strategies that train on a single device: with JAX, no distribution at all.
 ONE_DEVICE_STRATEGIES = ("one_device", "cpu", "default")
 

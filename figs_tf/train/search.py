@@ -20,6 +20,11 @@ budget's architecture goes to `pareto/architecture_<budget>.json`; retrain one
 with `--config.retrain.architecture=<that file>` and a new --workdir.
 """
 
+if __name__ == "__main__":  # python -m figs_tf.train.search: start as the console script does, flags first
+    from figs_tf.train import startup  # pylint: disable=g-import-not-at-top
+    startup.search()
+    raise SystemExit(0)
+
 import json
 
 import keras
@@ -31,7 +36,7 @@ from figs_tf import recalibrate
 from figs_tf import search_summary
 from figs_tf import spaces
 from figs_tf import wrapping
-from figs_tf.slim import slim
+from figs_tf.slimming import slim
 from figs_tf.train import flags as figs_flags
 from figs_tf.train import loop
 from figs_tf.train import report
@@ -148,9 +153,6 @@ def exported_accuracy(search, config, run):
 
 
 def cli():
-    """Console script `figs-search`."""
+    """The binary's body: `figs-search` runs it after figs_tf.train.startup parsed the flags."""
     figs_flags.run_binary(run)
 
-
-if __name__ == "__main__":
-    cli()

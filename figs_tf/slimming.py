@@ -1,4 +1,4 @@
-"""`figs_tf.slim`: the exported network as a plain Keras model, channels physically gone.
+"""figs_tf.slimming, `figs_tf.slim`: the exported network as a plain Keras model, channels physically gone.
 
     slim = figs_tf.slim(search)                # from a search model's gates
     slim(x) == search(x, training=False)       # to float32 tolerance
