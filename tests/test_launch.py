@@ -202,14 +202,16 @@ def _python_without_jax(tmp_path):
 
 
 def test_local_processes_print_commands_that_run_as_printed_and_install_the_jax_extra(tmp_path):
+    # PYTHON as local.sh's default (CI's own PYTHON=python would change the printed commands)
     result = launch("local.sh", "--dry-run", "--processes", "2", "--workdir", "/tmp/x",
-                    env={"KERAS_BACKEND": "", "PYTHONPATH": _python_without_jax(tmp_path)})
+                    env={"KERAS_BACKEND": "", "PYTHON": "python3", "PYTHONPATH": _python_without_jax(tmp_path)})
     assert result.returncode == 0, result.stderr
     commands = [l[2:].split() for l in result.stdout.splitlines() if " -m figs_tf.train." in l]
     assert len(commands) == 4 and all(c[0] == "KERAS_BACKEND=jax" for c in commands)
     assert "missing: jax" in result.stdout
     assert f"+ python3 -m pip install -e '{ROOT}[jax]'" in result.stdout
-    one = launch("local.sh", "--dry-run", "--workdir", "/tmp/x", env={"PYTHONPATH": _python_without_jax(tmp_path)})
+    one = launch("local.sh", "--dry-run", "--workdir", "/tmp/x",
+                 env={"PYTHON": "python3", "PYTHONPATH": _python_without_jax(tmp_path)})
     assert "[jax]" not in one.stdout and "missing: jax" not in one.stdout  # one process needs no JAX
 
 
