@@ -42,7 +42,6 @@ _EXPORTS = {
                          "set_gate_speed", "set_strength", "set_target", "wrap"],
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-_SUBMODULES = ("handlers",)  # `figs_tf.handlers`: the handler classes and the registry
 
 
 # The modules that register figs_tf's layers with Keras's serialization (the search model's gates,
@@ -69,9 +68,9 @@ def load_model(filepath, **kwargs):
 
 
 def __getattr__(name):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"figs_tf.{name}")
     if name not in _MODULE_OF:
+        if not name.startswith("_") and importlib.util.find_spec(f"figs_tf.{name}") is not None:
+            return importlib.import_module(f"figs_tf.{name}")  # a submodule: figs_tf.gate_speed, figs_tf.handlers
         raise AttributeError(f"module 'figs_tf' has no attribute {name!r}")
     value = getattr(importlib.import_module(_MODULE_OF[name]), name)
     globals()[name] = value  # later lookups skip __getattr__
@@ -79,7 +78,7 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_MODULE_OF) | set(_SUBMODULES))
+    return sorted(set(globals()) | set(_MODULE_OF) | {"handlers"})
 
 
 __version__ = "0.1.0"
