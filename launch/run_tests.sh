@@ -16,6 +16,6 @@ if [ "$WORKERS" != "0" ]; then PARALLEL=(-n "$WORKERS" --dist loadfile); fi
 echo "[run_tests] KERAS_BACKEND=tensorflow: all tests (${WORKERS} workers)"
 KERAS_BACKEND=tensorflow $PYTHON -m pytest -q "${PARALLEL[@]}" tests "$@"
 echo "[run_tests] KERAS_BACKEND=jax: gate, gate-speed, channel-group, cost and channels_first tests"
-KERAS_BACKEND=jax $PYTHON -m pytest -q -m "not tensorflow_only" \
+KERAS_BACKEND=jax $PYTHON -m pytest -q "${PARALLEL[@]}" -m "not tensorflow_only" \
   tests/test_mask_layer.py tests/test_gate_speed.py tests/test_channel_groups.py tests/test_cost.py \
   tests/test_channels_first.py "$@"
