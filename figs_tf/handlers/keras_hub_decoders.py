@@ -1,7 +1,8 @@
 """keras_hub's decoder language models: Llama and Gemma blocks as functional equivalents of their own sublayers.
 
 A decoder block (`LlamaTransformerDecoder` and the blocks built like it,
-`GemmaDecoderBlock`, `Gemma3DecoderBlock`, `Phi3Decoder`) is analysed
+`MistralTransformerDecoder`, `Qwen3TransformerDecoder`, `Phi3Decoder`;
+`GemmaDecoderBlock`, `Gemma3DecoderBlock`) is analysed
 through a functional equivalent built from the block's own sublayers (weights
 shared), as figs_tf.handlers.keras_hub does for the generic Transformer blocks:
 
@@ -15,8 +16,17 @@ shared), as figs_tf.handlers.keras_hub does for the generic Transformer blocks:
 - the gated MLP is its projections (gate and up share a channel through their
   product; the down projection's input is cut), the activation a plain
   `Activation` layer (Llama) or `keras.ops.gelu` (Gemma, tanh-approximated);
-- the RMS norms (`LlamaLayerNorm`, Gemma's `RMSNormalization`) normalise over
-  the residual stream, which therefore stays out of search, with a note.
+- the RMS norms (`LlamaLayerNorm`, Gemma's `RMSNormalization`, ...) normalise
+  over the residual stream, which therefore stays out of search, with a note.
+  An RMS norm over the k kept of n channels could be exact (the closed ones
+  zero): x·rsqrt(mean_n(x²) + ε)·γ equals x·rsqrt(mean_k(x²) + ε·n/k)·γ·√(n/k),
+  so the slim norm would take ε·n/k and γ·√(n/k) (Gemma's 1 + γ likewise);
+  folding the scale alone is not exact (ε's share of the mean grows n/k
+  times: visible for small activations). It is not searched yet: the stream
+  is a model output in a bare backbone, and a CausalLM (logits out) applies its
+  `ReversibleEmbedding` twice (input and tied output), a shared layer, which
+  figs_tf's graph refuses; a searched stream would also fix every attention's
+  query slots (the query projection would multiply three searched widths).
 
 `figs_tf.slim` rebuilds each block as these plain layers, the attention as a
 subclass of the family's own class with fewer heads of the same width:
