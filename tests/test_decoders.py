@@ -403,6 +403,15 @@ def test_uniform_export_is_a_stock_preset_with_the_search_models_logits(family, 
     np.testing.assert_array_equal(logits_of(loaded(x), loaded.token_embedding), got)
 
 
+@pytest.mark.tensorflow_only
+def test_a_causal_lm_is_refused_with_the_way_to_its_backbone():
+    """A CausalLM applies its ReversibleEmbedding twice (tokens in, logits out): the error says to wrap the backbone."""
+    keras_hub = keras_hub_or_skip()
+    language_model = keras_hub.models.LlamaCausalLM(keras_hub.models.LlamaBackbone(**LLAMA), preprocessor=None)
+    with pytest.raises(figs_tf.GraphError, match="wrap its backbone instead"):
+        figs_tf.analyze(at_fixed_length(language_model))
+
+
 def test_uniform_export_refuses_a_model_that_is_no_keras_hub_backbone():
     model = gqa_decoder()
     with pytest.raises(ValueError, match="uniform export writes configs of"):
