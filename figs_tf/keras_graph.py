@@ -127,10 +127,10 @@ def flatten_model(model, expand=None):
         if id(call.layer) in seen:
             hint = ("Give each use its own layer, or build the model without sharing."
                     if type(call.layer).__name__ != "ReversibleEmbedding" else
-                    "A keras_hub CausalLM applies its token embedding twice (input and output logits): "
-                    "wrap its backbone instead (figs_tf.wrap(backbone traced at a fixed length)), and "
-                    "generate with the family's CausalLM on figs_tf.keras_hub_backbone(figs_tf.slim(search), "
-                    "backbone).")
+                    "A ReversibleEmbedding for the tokens and for the output logits, as in a keras_hub "
+                    "CausalLM: wrap the model without the logits instead (a CausalLM's backbone, traced at a "
+                    "fixed length), and generate with the family's CausalLM on "
+                    "figs_tf.keras_hub_backbone(figs_tf.slim(search), backbone).")
             raise GraphError(
                     f"Layer '{call.name}' ({type(call.layer).__name__}) is applied more "
                     "than once (a shared layer). figs_tf prunes each layer's channels "
