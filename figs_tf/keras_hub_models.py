@@ -22,9 +22,10 @@ the slim layers, and the CausalLM's one key/value cache is shaped for the
 largest number of key/value heads (each attention layer reads its first heads:
 `PaddedCacheAttention`). The backbone's `num_query_heads` is hidden_dim // head
 width and its `head_dim` the head width, which is what the CausalLMs derive the
-cache's head width from (Llama and Phi3 the first, Mistral and Qwen3 the second). These backbones are for generation and
-evaluation in this process; they are not serialized (save the slim model, or
-its weights, instead). `uniform_keras_hub_backbone` exports a search with one
+cache's head width from (Llama and Phi3 the first, Mistral and Qwen3 the
+second). These backbones are for generation and evaluation in this process;
+they are not serialized (save the slim model, or its weights, instead).
+`uniform_keras_hub_backbone` exports a search with one
 width per kind in every block as a stock backbone of the family instead,
 which saves and loads as a keras_hub preset.
 
@@ -53,9 +54,11 @@ def _sublayers(layers, block, names):
 
 def _untrack(layer, attribute):
     """Drops a sublayer that a block made in its __init__ and that the slim layer replaces."""
+    from figs_tf.handlers.keras_hub_decoders import untrack_sublayer  # pylint: disable=g-import-not-at-top
+
     old = getattr(layer, attribute, None)
-    if old is not None and old in layer._layers:  # pylint: disable=protected-access
-        layer._layers.remove(old)  # pylint: disable=protected-access
+    if old is not None:
+        untrack_sublayer(layer, old)
 
 
 def _variable_length(dense):

@@ -340,6 +340,17 @@ class MistralAttentionHandler(GroupedAttentionHandler):
         return padded_cache_mistral_attention().from_config(config)
 
 
+def untrack_sublayer(layer, sublayer):
+    """Stops `layer` tracking `sublayer` (its weights no longer `layer`'s) before it is replaced.
+
+    Keras's tracker also keeps the ids of what it tracks: removing a sublayer
+    from `layer._layers` alone leaves its id there, and a new sublayer that
+    Python later places at the freed address would go untracked (its weights
+    missing from `layer.weights`, depending on memory reuse).
+    """
+    layer._tracker.untrack(sublayer)  # pylint: disable=protected-access
+
+
 _CLASSES = {}
 
 
@@ -359,12 +370,12 @@ def _fixed_head_width_class(base, projections):
             hidden_dim = inputs_shape[-1]
             super().build(tuple(inputs_shape[:-1]) + (self.num_query_heads * self.head_dim,))
             for name in projections[:3]:
-                self._layers.remove(getattr(self, name))
+                untrack_sublayer(self, getattr(self, name))
                 dense = keras.layers.EinsumDense.from_config(getattr(self, name).get_config())
                 dense.build(inputs_shape)
                 setattr(self, name, dense)
             output = getattr(self, projections[3])
-            self._layers.remove(output)
+            untrack_sublayer(self, output)
             config = output.get_config()
             config["output_shape"] = (None, hidden_dim)
             output = keras.layers.EinsumDense.from_config(config)
