@@ -125,12 +125,17 @@ def flatten_model(model, expand=None):
     seen = {}
     for call in calls:
         if id(call.layer) in seen:
+            hint = ("Give each use its own layer, or build the model without sharing."
+                    if type(call.layer).__name__ != "ReversibleEmbedding" else
+                    "A ReversibleEmbedding for the tokens and for the output logits, as in a keras_hub "
+                    "CausalLM: wrap the model without the logits instead (a CausalLM's backbone, traced at a "
+                    "fixed length), and generate with the family's CausalLM on "
+                    "figs_tf.keras_hub_backbone(figs_tf.slim(search), backbone).")
             raise GraphError(
                     f"Layer '{call.name}' ({type(call.layer).__name__}) is applied more "
                     "than once (a shared layer). figs_tf prunes each layer's channels "
                     "once, so a shared layer would have to keep the same channels at every "
-                    "use; this is not supported. Give each use its own layer, or build "
-                    "the model without sharing.")
+                    f"use; this is not supported. {hint}")
         seen[id(call.layer)] = call
     return calls, input_keys, output_keys
 

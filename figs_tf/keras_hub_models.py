@@ -1,6 +1,7 @@
 """`figs_tf.keras_hub_backbone`: a slim decoder model back in its keras_hub family, so its CausalLM generates.
 
-`figs_tf.slim` of a wrapped Llama or Gemma (Gemma3) backbone is a flat functional model
+`figs_tf.slim` of a wrapped Llama, Llama 3, Mistral, Qwen3, Phi3, Gemma or Gemma3
+backbone is a flat functional model
 (each block's layers named `<block>.<sublayer>`). keras_hub's CausalLMs
 generate through `call_with_cache`, which reads the backbone's blocks, its
 embedding and final norm; this module puts the slim layers (weights shared, not
@@ -13,14 +14,18 @@ copied) back into blocks and a backbone of the family:
 
 Each block keeps its own widths (heads, key/value heads, MLP units), which a
 stock keras_hub config cannot hold (it has one `num_query_heads`,
-`intermediate_dim` ... for every layer): the blocks are `SlimLlamaDecoder` /
-`SlimGemmaDecoderBlock` / `SlimGemma3DecoderBlock` subclasses made from the slim layers, and the CausalLM's
-one key/value cache is shaped for the largest number of key/value heads (each
-attention layer reads its first heads: `PaddedCacheAttention`). The backbone's
-`num_query_heads` is hidden_dim // head width, which is what the CausalLM
-derives the cache's head width from. These backbones are for generation and
-evaluation in this process; they are not serialized (save the slim model, or
-its weights, instead). `uniform_keras_hub_backbone` exports a search with one
+`intermediate_dim` ... for every layer): the blocks are subclasses of the
+family's own block class (`SlimLlamaTransformerDecoder`,
+`SlimMistralTransformerDecoder`, `SlimQwen3TransformerDecoder`,
+`SlimPhi3Decoder`, `SlimGemmaDecoderBlock`, `SlimGemma3DecoderBlock`) made from
+the slim layers, and the CausalLM's one key/value cache is shaped for the
+largest number of key/value heads (each attention layer reads its first heads:
+`PaddedCacheAttention`). The backbone's `num_query_heads` is hidden_dim // head
+width and its `head_dim` the head width, which is what the CausalLMs derive the
+cache's head width from (Llama and Phi3 the first, Mistral and Qwen3 the
+second). These backbones are for generation and evaluation in this process;
+they are not serialized (save the slim model, or its weights, instead).
+`uniform_keras_hub_backbone` exports a search with one
 width per kind in every block as a stock backbone of the family instead,
 which saves and loads as a keras_hub preset.
 
@@ -28,6 +33,7 @@ This module reads keras_hub's internal module paths and the blocks' private
 sublayer attributes (`_self_attention_layer`, ...).
 """
 
+import inspect
 import warnings
 
 import keras
@@ -48,9 +54,11 @@ def _sublayers(layers, block, names):
 
 def _untrack(layer, attribute):
     """Drops a sublayer that a block made in its __init__ and that the slim layer replaces."""
+    from figs_tf.handlers.keras_hub_decoders import untrack_sublayer  # pylint: disable=g-import-not-at-top
+
     old = getattr(layer, attribute, None)
-    if old is not None and old in layer._layers:  # pylint: disable=protected-access
-        layer._layers.remove(old)  # pylint: disable=protected-access
+    if old is not None:
+        untrack_sublayer(layer, old)
 
 
 def _variable_length(dense):
@@ -63,42 +71,58 @@ def _variable_length(dense):
     return rebuilt
 
 
-_LLAMA_SUBLAYERS = ("self_attention_layernorm", "self_attention", "self_attention_dropout", "feedforward_layernorm",
-                    "feedforward_gate_dense", "feedforward_intermediate_dense", "feedforward_activation",
-                    "feedforward_output_dense")
+# {slim layer name in the block: the block's attribute}; None: the activation, read off the Activation layer
+_LLAMA_PARTS = {"self_attention_layernorm": "_self_attention_layernorm", "self_attention": "_self_attention_layer",
+                "self_attention_dropout": "_self_attention_dropout", "feedforward_layernorm": "_feedforward_layernorm",
+                "feedforward_gate_dense": "_feedforward_gate_dense",
+                "feedforward_intermediate_dense": "_feedforward_intermediate_dense",
+                "feedforward_output_dense": "_feedforward_output_dense", "feedforward_activation": None}
+_PHI3_PARTS = {"pre_attention_layernorm": "pre_attention_layernorm", "attention": "attention",
+               "attention_dropout": "attention_dropout", "post_attention_layernorm": "post_attention_layernorm",
+               "feedforward_gate_dense": "feedforward_gate_dense",
+               "feedforward_intermediate_dense": "feedforward_intermediate_dense",
+               "feedforward_output_dense": "feedforward_output_dense", "feedforward_dropout": "feedforward_dropout",
+               "feedforward_activation": None}
 _GEMMA_SUBLAYERS = ("pre_attention_norm", "attention", "pre_ffw_norm", "ffw_gating", "ffw_gating_2", "ffw_linear")
 
 
-def _llama_blocks(original, layers):
-    from keras_hub.src.models.llama.llama_decoder import LlamaTransformerDecoder  # pylint: disable=g-import-not-at-top
+def _llama_like_blocks(original, layers, attributes, attention_name):
+    """Blocks of the class of `original`'s blocks (LlamaTransformerDecoder and the blocks built like it: Mistral's,
+    Qwen3's, Phi3's) holding the slim layers; `attributes`: {slim layer name: the block's attribute}."""
+    from figs_tf import handlers  # pylint: disable=g-import-not-at-top
 
-    class SlimLlamaDecoder(LlamaTransformerDecoder):
-        """A LlamaTransformerDecoder holding a slim model's layers (its own widths)."""
+    block_class = type(original.transformer_layers[0])
+
+    class SlimDecoder(block_class):
+        """A decoder block of a Llama-like family holding a slim model's layers (its own widths)."""
 
         def __init__(self, parts, **kwargs):
             super().__init__(**kwargs)
-            self._self_attention_layernorm = parts["self_attention_layernorm"]
-            self._self_attention_layer = parts["self_attention"]
-            self._self_attention_dropout = parts["self_attention_dropout"]
-            self._feedforward_layernorm = parts["feedforward_layernorm"]
-            self._feedforward_gate_dense = parts["feedforward_gate_dense"]
-            self._feedforward_intermediate_dense = parts["feedforward_intermediate_dense"]
-            self._feedforward_output_dense = parts["feedforward_output_dense"]
+            for name, attribute in attributes.items():
+                if attribute is not None:
+                    setattr(self, attribute, parts[name])
             self.activation = parts["feedforward_activation"].activation
 
         def build(self, decoder_sequence_shape):
             self.hidden_dim = decoder_sequence_shape[-1]
             self.built = True  # the slim layers are built
 
+    SlimDecoder.__name__ = SlimDecoder.__qualname__ = f"Slim{block_class.__name__}"
     blocks = []
     for block in original.transformer_layers:
-        parts = _sublayers(layers, block.name, _LLAMA_SUBLAYERS)
-        attention = parts["self_attention"]
-        blocks.append(SlimLlamaDecoder(
-            parts, intermediate_dim=parts["feedforward_gate_dense"].units, num_query_heads=attention.num_query_heads,
-            num_key_value_heads=attention.num_key_value_heads, layer_norm_epsilon=block.layer_norm_epsilon,
-            dtype=block.dtype_policy, name=block.name))
-    return blocks, "sequence_output_layernorm", "decoder_padding_mask"
+        parts = _sublayers(layers, block.name, tuple(attributes))
+        attention = parts[attention_name]
+        query_heads, kv_heads, head_width = handlers.handler_for(attention).heads(attention)
+        # the block's settings read off its attributes (LlamaTransformerDecoder.get_config fails in keras_hub 0.32);
+        # the widths are the slim layers', the head width given where the class takes one (Mistral, Qwen3)
+        settings = {name: getattr(block, name) for name in inspect.signature(block_class.__init__).parameters
+                    if name not in ("self", "kwargs") and hasattr(block, name)}
+        settings.update(intermediate_dim=parts["feedforward_gate_dense"].units, num_query_heads=query_heads,
+                        num_key_value_heads=kv_heads)
+        if "head_dim" in inspect.signature(block_class.__init__).parameters:
+            settings["head_dim"] = head_width
+        blocks.append(SlimDecoder(parts, dtype=block.dtype_policy, name=block.name, **settings))
+    return blocks, original.layer_norm.name, "decoder_padding_mask"
 
 
 def _gemma_blocks(original, layers):
@@ -163,7 +187,16 @@ def _gemma_like_blocks(original, layers, block_class, more_settings):
     return blocks, "final_normalization", "padding_mask"
 
 
-_FAMILIES = {"LlamaBackbone": _llama_blocks, "Llama3Backbone": _llama_blocks, "GemmaBackbone": _gemma_blocks,
+def _llama_blocks(original, layers):
+    return _llama_like_blocks(original, layers, _LLAMA_PARTS, "self_attention")
+
+
+def _phi3_blocks(original, layers):
+    return _llama_like_blocks(original, layers, _PHI3_PARTS, "attention")
+
+
+_FAMILIES = {"LlamaBackbone": _llama_blocks, "Llama3Backbone": _llama_blocks, "MistralBackbone": _llama_blocks,
+             "Qwen3Backbone": _llama_blocks, "Phi3Backbone": _phi3_blocks, "GemmaBackbone": _gemma_blocks,
              "Gemma3Backbone": _gemma3_blocks}
 
 
@@ -177,8 +210,9 @@ def keras_hub_backbone(slim_model, backbone):
       slim_model: `figs_tf.slim` of a search model made from `backbone` (or
         from `backbone` traced at a fixed length).
       backbone: the keras_hub backbone that was wrapped (LlamaBackbone,
-        Llama3Backbone, GemmaBackbone or Gemma3Backbone (text)): its family,
-        block names and settings.
+        Llama3Backbone, MistralBackbone, Qwen3Backbone, Phi3Backbone,
+        GemmaBackbone or Gemma3Backbone (text)): its family, block names and
+        settings.
 
     Returns:
       A backbone of `backbone`'s class (a subclass holding the slim layers),
@@ -196,15 +230,18 @@ def keras_hub_backbone(slim_model, backbone):
     if family is None:
         raise ValueError(f"figs_tf.keras_hub_backbone rebuilds {sorted(_FAMILIES)}, not {type(backbone).__name__}. "
                          "Use the slim functional model itself (figs_tf.slim) for other families.")
+    from figs_tf import handlers  # pylint: disable=g-import-not-at-top
+
     layers = _layers_by_name(slim_model)
     blocks, final_norm, padding_argument = family(backbone, layers)
     embedding = layers["token_embedding"]
     attention = [b._self_attention_layer if hasattr(b, "_self_attention_layer") else b.attention for b in blocks]  # pylint: disable=protected-access
-    head_width = attention[0]._query_dense.kernel.shape[-1] if hasattr(attention[0], "_query_dense") else attention[0].head_dim  # pylint: disable=protected-access
+    heads = [handlers.handler_for(a).heads(a) for a in attention]  # (query heads, key/value heads, head width)
+    head_width = heads[0][2]
     return _slim_backbone_class(type(backbone))(
         embedding, blocks, layers[final_norm], padding_argument,
         num_query_heads=embedding.output_dim // head_width,
-        num_key_value_heads=max(a.num_key_value_heads for a in attention), head_dim=head_width,
+        num_key_value_heads=max(kv_heads for _, kv_heads, _ in heads), head_dim=head_width,
         scales_embedding=type(backbone).__name__ in ("GemmaBackbone", "Gemma3Backbone"), dtype=backbone.dtype_policy,
         name=f"{backbone.name}_slim")
 

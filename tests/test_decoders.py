@@ -261,22 +261,26 @@ def greedy_by_hand(search, table, token_ids, padding_mask):
 
 
 @pytest.mark.tensorflow_only
-@pytest.mark.parametrize("family", ["llama", "gemma", "gemma3"])
+@pytest.mark.parametrize("family", ["llama", "gemma", "gemma3", "mistral", "qwen3", "phi3"])
 def test_slim_backbone_generates_what_the_search_model_generates(family):
     """16 greedy tokens from the family's CausalLM on the slim backbone (cached decoding, a cache shaped for the
     most key/value heads any layer keeps) equal greedy decoding by hand with the search model."""
     keras_hub = keras_hub_or_skip()
     keras.utils.set_random_seed(2)
     prompt, new = 5, 16
-    if family == "llama":
-        backbone, causal_lm, block = keras_hub.models.LlamaBackbone(**LLAMA), keras_hub.models.LlamaCausalLM, (
-            "transformer_layer_0.self_attention")
-    elif family == "gemma":
-        backbone, causal_lm, block = (keras_hub.models.GemmaBackbone(**dict(GEMMA, num_key_value_heads=2)),
-                                      keras_hub.models.GemmaCausalLM, "decoder_block_0.attention")
-    else:
-        backbone, causal_lm, block = (keras_hub.models.Gemma3Backbone(**GEMMA3), keras_hub.models.Gemma3CausalLM,
-                                      "decoder_block_0.attention")
+    models = keras_hub.models
+    backbone, causal_lm, block = {
+        "llama": lambda: (models.LlamaBackbone(**LLAMA), models.LlamaCausalLM, "transformer_layer_0.self_attention"),
+        "gemma": lambda: (models.GemmaBackbone(**dict(GEMMA, num_key_value_heads=2)), models.GemmaCausalLM,
+                          "decoder_block_0.attention"),
+        "gemma3": lambda: (models.Gemma3Backbone(**GEMMA3), models.Gemma3CausalLM, "decoder_block_0.attention"),
+        # a sliding window shorter than the generated sequence
+        "mistral": lambda: (models.MistralBackbone(**LLAMA, sliding_window=7), models.MistralCausalLM,
+                            "transformer_layer_0.self_attention"),
+        "qwen3": lambda: (models.Qwen3Backbone(**LLAMA, head_dim=WIDTH // 4), models.Qwen3CausalLM,
+                          "transformer_layer_0.self_attention"),
+        "phi3": lambda: (models.Phi3Backbone(**LLAMA), models.Phi3CausalLM, "transformer_layer_0.attention"),
+    }[family]()
     embedding = backbone.token_embedding
     embedding.embeddings.assign(np.random.default_rng(0).normal(0, 1, embedding.embeddings.shape).astype("float32"))
     search = figs_tf.wrap(at_fixed_length(randomize_norm_scales(backbone), prompt + new))
@@ -397,6 +401,15 @@ def test_uniform_export_is_a_stock_preset_with_the_search_models_logits(family, 
     loaded = keras_hub.models.Backbone.from_preset(str(tmp_path / "preset"))
     assert type(loaded) is type(backbone) and loaded.get_config() == stock.get_config()
     np.testing.assert_array_equal(logits_of(loaded(x), loaded.token_embedding), got)
+
+
+@pytest.mark.tensorflow_only
+def test_a_causal_lm_is_refused_with_the_way_to_its_backbone():
+    """A CausalLM applies its ReversibleEmbedding twice (tokens in, logits out): the error says to wrap the backbone."""
+    keras_hub = keras_hub_or_skip()
+    language_model = keras_hub.models.LlamaCausalLM(keras_hub.models.LlamaBackbone(**LLAMA), preprocessor=None)
+    with pytest.raises(figs_tf.GraphError, match="wrap the model without the logits instead"):
+        figs_tf.analyze(at_fixed_length(language_model))
 
 
 def test_uniform_export_refuses_a_model_that_is_no_keras_hub_backbone():

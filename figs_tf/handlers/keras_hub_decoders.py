@@ -1,7 +1,8 @@
 """keras_hub's decoder language models: Llama and Gemma blocks as functional equivalents of their own sublayers.
 
 A decoder block (`LlamaTransformerDecoder` and the blocks built like it,
-`GemmaDecoderBlock`, `Gemma3DecoderBlock`, `Phi3Decoder`) is analysed
+`MistralTransformerDecoder`, `Qwen3TransformerDecoder`, `Phi3Decoder`;
+`GemmaDecoderBlock`, `Gemma3DecoderBlock`) is analysed
 through a functional equivalent built from the block's own sublayers (weights
 shared), as figs_tf.handlers.keras_hub does for the generic Transformer blocks:
 
@@ -15,15 +16,27 @@ shared), as figs_tf.handlers.keras_hub does for the generic Transformer blocks:
 - the gated MLP is its projections (gate and up share a channel through their
   product; the down projection's input is cut), the activation a plain
   `Activation` layer (Llama) or `keras.ops.gelu` (Gemma, tanh-approximated);
-- the RMS norms (`LlamaLayerNorm`, Gemma's `RMSNormalization`) normalise over
-  the residual stream, which therefore stays out of search, with a note.
+- the RMS norms (`LlamaLayerNorm`, Gemma's `RMSNormalization`, ...) normalise
+  over the residual stream, which therefore stays out of search, with a note.
+  An RMS norm over the k kept of n channels could be exact (the closed ones
+  zero): x·rsqrt(mean_n(x²) + ε)·γ equals x·rsqrt(mean_k(x²) + ε·n/k)·γ·√(n/k),
+  so the slim norm would take ε·n/k and γ·√(n/k) (Gemma's 1 + γ likewise);
+  folding the scale alone is not exact (ε's share of the mean grows n/k
+  times: visible for small activations). It is not searched yet: the stream
+  is a model output in a bare backbone, and a CausalLM (logits out) applies its
+  `ReversibleEmbedding` twice (input and tied output), a shared layer, which
+  figs_tf's graph refuses; a searched stream would also fix every attention's
+  query slots (the query projection would multiply three searched widths).
 
 `figs_tf.slim` rebuilds each block as these plain layers, the attention as a
 subclass of the family's own class with fewer heads of the same width:
-`FixedHeadWidthLlamaAttention` (LlamaAttention derives its head width from the
-model width), `PaddedCacheGemmaAttention` and `PaddedCacheGemma3Attention`; they read a generation cache
-shaped for more key/value heads than they keep (`PaddedCacheAttention`), so
-`figs_tf.keras_hub_backbone` can hand the slim layers to the family's CausalLM.
+`FixedHeadWidthLlamaAttention` and `FixedHeadWidthPhi3Attention` (LlamaAttention and
+Phi3Attention derive their head width from the model width),
+`PaddedCacheMistralAttention`, `PaddedCacheQwen3Attention`,
+`PaddedCacheGemmaAttention` and `PaddedCacheGemma3Attention`; they read a
+generation cache shaped for more key/value heads than they keep
+(`PaddedCacheAttention`), so `figs_tf.keras_hub_backbone` can hand the slim
+layers to the family's CausalLM.
 
 This module reads keras_hub's internal module paths (`keras_hub.src.models...`)
 and the private sublayer attributes of the blocks and attention layers.
@@ -267,6 +280,15 @@ class PaddedCacheAttention:
                              for new, old in zip(updated, cache))
 
 
+class PaddedStackedCacheAttention(PaddedCacheAttention):
+    """Mixin for the attention layers called as (hidden_states, attention_mask, cache, cache_update_index,
+    training) with one stacked (batch, 2, length, key/value heads, head width) cache (Llama, Mistral, Qwen3, Phi3)."""
+
+    def call(self, hidden_states, attention_mask=None, cache=None, cache_update_index=None, training=None):
+        return self.padded_cache_call(super().call, cache, hidden_states=hidden_states, attention_mask=attention_mask,
+                                      cache_update_index=cache_update_index, training=training)
+
+
 class Phi3AttentionHandler(GroupedAttentionHandler):
     """keras_hub's `Phi3Attention` (separate Q, K, V projections; its head width from hidden_dim // heads)."""
 
@@ -297,11 +319,36 @@ class Phi3DecoderHandler(BlockHandler):
 
 
 class Qwen3AttentionHandler(GroupedAttentionHandler):
-    """keras_hub's `Qwen3Attention` (q/k RMS norms over the head width, which is kept; its config omits head_dim)."""
+    """keras_hub's `Qwen3Attention` (q/k RMS norms over the head width, which is kept; its config omits head_dim);
+    rebuilt as `PaddedCacheQwen3Attention`."""
 
     def rebuilt(self, layer, num_query_heads, num_key_value_heads):
-        return clone_layer(layer, num_query_heads=num_query_heads, num_key_value_heads=num_key_value_heads,
-                           head_dim=self.heads(layer)[2])
+        config = layer.get_config()
+        config.update(num_query_heads=num_query_heads, num_key_value_heads=num_key_value_heads,
+                      head_dim=self.heads(layer)[2])
+        return padded_cache_qwen3_attention().from_config(config)
+
+
+class MistralAttentionHandler(GroupedAttentionHandler):
+    """keras_hub's `CachedMistralAttention` (Llama's kernels, a sliding window); rebuilt as
+    `PaddedCacheMistralAttention` with its head width given."""
+
+    def rebuilt(self, layer, num_query_heads, num_key_value_heads):
+        config = layer.get_config()
+        config.update(num_query_heads=num_query_heads, num_key_value_heads=num_key_value_heads,
+                      head_dim=self.heads(layer)[2])
+        return padded_cache_mistral_attention().from_config(config)
+
+
+def untrack_sublayer(layer, sublayer):
+    """Stops `layer` tracking `sublayer` (its weights no longer `layer`'s) before it is replaced.
+
+    Keras's tracker also keeps the ids of what it tracks: removing a sublayer
+    from `layer._layers` alone leaves its id there, and a new sublayer that
+    Python later places at the freed address would go untracked (its weights
+    missing from `layer.weights`, depending on memory reuse).
+    """
+    layer._tracker.untrack(sublayer)  # pylint: disable=protected-access
 
 
 _CLASSES = {}
@@ -311,16 +358,11 @@ def _fixed_head_width_class(base, projections):
     """A subclass of `base` (an attention layer sizing its heads as model width // num_query_heads) that takes
     its head width as `head_dim`; `projections`: its query, key, value and output EinsumDense attributes."""
 
-    class FixedHeadWidth(PaddedCacheAttention, base):
+    class FixedHeadWidth(PaddedStackedCacheAttention, base):
 
         def __init__(self, head_dim, **kwargs):
             super().__init__(**kwargs)
             self.head_dim = head_dim
-
-        def call(self, hidden_states, attention_mask=None, cache=None, cache_update_index=None, training=None):
-            return self.padded_cache_call(super().call, cache, hidden_states=hidden_states,
-                                          attention_mask=attention_mask, cache_update_index=cache_update_index,
-                                          training=training)
 
         def build(self, inputs_shape):
             # the family's build sizes everything from hidden_dim // num_query_heads: build it at the model
@@ -328,12 +370,12 @@ def _fixed_head_width_class(base, projections):
             hidden_dim = inputs_shape[-1]
             super().build(tuple(inputs_shape[:-1]) + (self.num_query_heads * self.head_dim,))
             for name in projections[:3]:
-                self._layers.remove(getattr(self, name))
+                untrack_sublayer(self, getattr(self, name))
                 dense = keras.layers.EinsumDense.from_config(getattr(self, name).get_config())
                 dense.build(inputs_shape)
                 setattr(self, name, dense)
             output = getattr(self, projections[3])
-            self._layers.remove(output)
+            untrack_sublayer(self, output)
             config = output.get_config()
             config["output_shape"] = (None, hidden_dim)
             output = keras.layers.EinsumDense.from_config(config)
@@ -432,6 +474,35 @@ def padded_cache_gemma3_attention():
     return PaddedCacheGemma3Attention
 
 
+def _padded_cache_class(key, base, num_key_value_heads=None):
+    """`base` (an attention layer as `PaddedStackedCacheAttention` describes) reading a cache with more key/value
+    heads than it has; `num_key_value_heads`: a property for classes that keep the count privately."""
+    if key in _CLASSES:
+        return _CLASSES[key]
+
+    class Padded(PaddedStackedCacheAttention, base):
+        __doc__ = f"keras_hub's {base.__name__} reading a cache with more key/value heads than it has."
+
+    if num_key_value_heads is not None:
+        Padded.num_key_value_heads = property(num_key_value_heads)
+    Padded.__name__ = Padded.__qualname__ = f"PaddedCache{base.__name__.replace('Cached', '')}"
+    _CLASSES[key] = keras.saving.register_keras_serializable(package="figs_tf")(Padded)
+    return Padded
+
+
+def padded_cache_mistral_attention():
+    """The class `PaddedCacheMistralAttention`: keras_hub's CachedMistralAttention reading a larger cache."""
+    from keras_hub.src.models.mistral.mistral_attention import CachedMistralAttention  # pylint: disable=g-import-not-at-top
+    return _padded_cache_class("mistral", CachedMistralAttention,
+                               num_key_value_heads=lambda self: self._num_key_value_heads)  # pylint: disable=protected-access
+
+
+def padded_cache_qwen3_attention():
+    """The class `PaddedCacheQwen3Attention`: keras_hub's Qwen3Attention reading a larger cache."""
+    from keras_hub.src.models.qwen3.qwen3_attention import Qwen3Attention  # pylint: disable=g-import-not-at-top
+    return _padded_cache_class("qwen3", Qwen3Attention)
+
+
 def keras_hub_decoder_handlers():
     """{keras_hub decoder layer class: handler} (imports keras_hub)."""
     from keras_hub.src.models.gemma import gemma_attention, gemma_decoder_block, rms_normalization  # pylint: disable=g-import-not-at-top
@@ -450,10 +521,12 @@ def keras_hub_decoder_handlers():
         fixed_head_width_phi3_attention(): Phi3AttentionHandler(),
         phi3_layernorm.Phi3LayerNorm: rms,
         mistral_transformer_decoder.MistralTransformerDecoder: LlamaDecoderHandler(),
-        mistral_attention.CachedMistralAttention: GroupedAttentionHandler(),
+        mistral_attention.CachedMistralAttention: MistralAttentionHandler(),
+        padded_cache_mistral_attention(): MistralAttentionHandler(),
         mistral_layer_norm.MistralLayerNormalization: rms,
         qwen3_decoder.Qwen3TransformerDecoder: LlamaDecoderHandler(),
         qwen3_attention.Qwen3Attention: Qwen3AttentionHandler(),
+        padded_cache_qwen3_attention(): Qwen3AttentionHandler(),
         qwen3_layernorm.Qwen3LayerNorm: rms,
         llama_decoder.LlamaTransformerDecoder: LlamaDecoderHandler(),
         llama_attention.LlamaAttention: LlamaAttentionHandler(),
