@@ -1,6 +1,6 @@
 r"""Shrinking a keras_hub language model: a byte-level Llama on the Python standard library, under half its FLOPs.
 
-    python experiments/stdlib_lm.py                       # the docs/results.md table: 3 seeds, ~10 min on 2 CPU cores
+    python experiments/stdlib_lm.py                       # the docs/results.md table: 3 seeds (8 min CPU time)
     python experiments/stdlib_lm.py --seeds 0 --pretrain_steps 2000 --search_steps 2000 --recovery_steps 1000 \
         --layers 4 --hidden 128 --length 256              # larger, on a GPU
 
@@ -127,10 +127,14 @@ def as_inputs(token_ids):
 # --- the model ---
 
 def language_model(args):
-    """(backbone, lm): a keras_hub LlamaBackbone and, traced at `args.length` tokens, the backbone and a byte head.
+    """(backbone, lm): a keras_hub LlamaBackbone, and the language model: the backbone at `args.length` tokens
+    under a byte head.
 
     FLOPs need a static length, so the backbone's layers are called on fixed-length inputs (the
-    same layers and weights); the head is a Dense layer (no bias), which counts as any Dense.
+    same layers and weights). The head is a Dense layer (no bias), which counts as any Dense:
+    figs_tf refuses the embedding's `reverse=True` call inside a searched model. The backbone's
+    own output table (`token_embedding.reverse_embeddings`, Llama's untied default) is unused in
+    training; `generate_sample` copies the head's kernel into the slim model's before generating.
     """
     backbone = keras_hub.models.LlamaBackbone(
         vocabulary_size=VOCABULARY, num_layers=args.layers, num_query_heads=args.query_heads,
@@ -159,10 +163,6 @@ def bits_per_byte(model, inputs, targets, batch=64):
         total -= picked[want < END_OF_FILE].sum()
         count += int((want < END_OF_FILE).sum())
     return total / count / np.log(2.0)
-
-
-def flops_per_token(model, length):
-    return figs_tf.count(model, "flops") / length
 
 
 def uniform_architecture(template, model, target, units, slots, groups):
@@ -243,7 +243,8 @@ def run_seed(args, data, seed):
     uniform_arch, multiplier = uniform_architecture(template, lm, target, args.mlp, args.query_heads // args.kv_heads,
                                                     args.kv_heads)
     uniform = figs_tf.slim(lm, architecture=uniform_arch, name="uniform")  # L1-largest channels, pretrained weights
-    result.update(supernet_flops=supernet_flops, target=target, multiplier=multiplier, uniform=uniform)
+    result.update(supernet_flops=supernet_flops, target=target, multiplier=multiplier, uniform=uniform,
+                  uniform_architecture=uniform_arch)
 
     after_x, after_y = data.batches(args.search_steps + args.recovery_steps, args, seed=1000 * seed + 2)
     compile_for_training(search, args)

@@ -68,7 +68,9 @@ def test_minimal_run_learns_and_the_slim_model_is_the_search_model_within_the_bu
     assert slim_flops == figs_tf.exported_network(result["search"]).cost("flops") == result["slim_flops"]
     assert slim_flops <= result["target"] * (1 + result["controller"].settings.tolerance)
     assert result["target"] == 0.8 * figs_tf.count(result["lm"], "flops")
-    # the uniform baseline: the same widths in every block, within the budget
+    # the uniform baseline: every key/value head kept, fewer query heads and MLP units, within the budget
     uniform = result["uniform"]
+    attention = uniform.get_layer("transformer_layer_0.self_attention")
+    assert attention.num_key_value_heads == 2 and attention.num_query_heads in (2, 4)
+    assert uniform.get_layer("transformer_layer_0.feedforward_gate_dense").units < 64
     assert figs_tf.count(uniform, "flops") <= result["target"]
-    assert figs_tf.count(uniform, "flops") < figs_tf.count(result["lm"], "flops")
