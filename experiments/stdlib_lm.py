@@ -1,6 +1,6 @@
 r"""Shrinking a keras_hub language model: a byte-level Llama on the Python standard library, under half its FLOPs.
 
-    python experiments/stdlib_lm.py                       # the docs/results.md table: 3 seeds (8 min CPU time)
+    python experiments/stdlib_lm.py                       # the docs/results.md table: 3 seeds, 8 min of CPU
     python experiments/stdlib_lm.py --seeds 0 --pretrain_steps 2000 --search_steps 2000 --recovery_steps 1000 \
         --layers 4 --hidden 128 --length 256              # larger, on a GPU
 
@@ -32,7 +32,10 @@ Per seed:
    units), the largest r whose FLOPs are within the same target;
    `figs_tf.slim(lm, architecture=...)` cuts it from the supernet of step 1
    (keeping the query slots and units of largest kernel L1 norm), which then
-   trains the same `--search_steps + --recovery_steps` steps.
+   trains the same `--search_steps + --recovery_steps` steps;
+5. with `--searched_widths_baseline`, also FiGS's exported widths cut from
+   the supernet of step 1 the way the uniform model is, trained the same
+   steps: the searched architecture without the search's training path.
 
 It reports validation bits per byte (the mean of −log₂ p(next byte) over
 `--validation_windows` windows spread evenly over the validation files) of
@@ -268,12 +271,18 @@ def run_seed(args, data, seed):
     result["slim_bpb"] = bpb(slim)
 
     lm.set_weights(pretrained)  # the supernet from step 1 trains on as many more steps
+    if args.searched_widths_baseline:  # the FiGS widths, trained as the uniform model is
+        searched_widths = figs_tf.slim(lm, architecture=network.architecture(), name="searched_widths")
     lm.fit(after_x, after_y, batch_size=args.batch, epochs=1, verbose=0)
     result["supernet_bpb"] = bpb(lm)
     compile_for_training(uniform, args)
     uniform.fit(after_x, after_y, batch_size=args.batch, epochs=1, verbose=0)
     result.update(uniform_bpb=bpb(uniform), uniform_flops=figs_tf.count(uniform, "flops"),
                   uniform_params=uniform.count_params(), supernet_params=lm.count_params())
+    if args.searched_widths_baseline:
+        compile_for_training(searched_widths, args)
+        searched_widths.fit(after_x, after_y, batch_size=args.batch, epochs=1, verbose=0)
+        result.update(searched_widths=searched_widths, searched_widths_bpb=bpb(searched_widths))
     speed_inputs = {k: v[:args.speed_batch] for k, v in data.validation_inputs.items()}
     if len(speed_inputs["token_ids"]) < args.speed_batch:
         speed_inputs = {k: np.resize(v, (args.speed_batch, args.length)) for k, v in speed_inputs.items()}
@@ -330,6 +339,9 @@ def parse_args(argv=None):
     parser.add_argument("--speed_batch", type=int, default=32)
     parser.add_argument("--speed_repeats", type=int, default=20)
     parser.add_argument("--stdlib", default=None, help="a standard library directory (default: this Python's)")
+    parser.add_argument("--searched_widths_baseline", action="store_true",
+                        help="also: FiGS's exported widths cut from the step-1 supernet as the uniform model is "
+                             "(largest kernel L1 norm), trained the same steps")
     parser.add_argument("--prompt", default="def ", help="generated from by the first seed's slim model ('' = none)")
     return parser.parse_args(argv)
 
@@ -356,6 +368,9 @@ def main(argv=None):
               f"FiGS slim {result['slim_bpb']:.3f} (before recovery {result['slim_bpb_before_recovery']:.3f}), "
               f"uniform {result['uniform_bpb']:.3f}; tokens/s supernet {result['supernet_tps']:,.0f}, slim "
               f"{result['slim_tps']:,.0f}, uniform {result['uniform_tps']:,.0f}  [{time.time() - start:.0f} s]")
+        if "searched_widths_bpb" in result:
+            print(f"  FiGS widths cut from the step-1 supernet, trained as the uniform model: "
+                  f"{result['searched_widths_bpb']:.3f} bits/byte")
         sys.stdout.flush()
     print_table(results, args)
     if args.prompt:
