@@ -11,7 +11,9 @@ from figs_tf.train import config_checks, loop
 
 pytestmark = pytest.mark.tensorflow_only
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG_FILES = sorted(glob.glob(os.path.join(ROOT, "experiments", "*.py")))
+# figs-search configs (a get_config); experiments/stdlib_lm.py is a standalone script (tests/test_stdlib_lm.py)
+CONFIG_FILES = sorted(path for path in glob.glob(os.path.join(ROOT, "experiments", "*.py"))
+                      if "def get_config(" in open(path, encoding="utf-8").read())
 
 
 def load(path):
