@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import figs_tf
+from figs_tf.channel_sets import groups_in, num_channels
 
-from helpers import (check_all_gates_on_is_the_supernet, check_fresh_build_matches_slim,
+from helpers import (attention_flops_by_hand, check_all_gates_on_is_the_supernet, check_fresh_build_matches_slim,
                      check_random_gates_slim_exactly, to_numpy)
 
 keras_hub = pytest.importorskip("keras_hub")
@@ -38,27 +39,23 @@ def tiny_resnet_v2():
         use_pre_activation=True, image_shape=(16, 16, 3))
 
 
-def slim_layer_widths(slim, names):
-    return {layer.name: layer.filters for layer in slim.layers if layer.name in names}
-
-
-def check_backbone(model, x):
+def check_backbone(model, x, cost="params"):
     """The issue's acceptance: parameters counted as Keras does, the search model with every gate on computes
-    the backbone, random gates slim exactly, and searched widths are gone from the slim model."""
+    the backbone, random gates slim exactly (parameters and FLOPs are the exported ones), and the slim model's
+    searched layers have the exported widths, some below their full width. Returns (graph, slim, architecture)."""
     assert figs_tf.count(model, "params") == model.count_params()
-    check_all_gates_on_is_the_supernet(model, x)
-    search, slim, network = check_random_gates_slim_exactly(model, x)
+    check_all_gates_on_is_the_supernet(model, x, cost=cost)
+    _, slim, network = check_random_gates_slim_exactly(model, x)
     architecture = network.architecture()
     graph = figs_tf.analyze(model)
-    searched = {name for name, _, channel_set in graph.width_entries() if figs_tf.channel_sets.groups_in(channel_set)}
+    full = {name: num_channels(channel_set) for name, _, channel_set in graph.width_entries() if groups_in(channel_set)}
+    assert any(architecture[name] < width for name, width in full.items())
     for layer in slim.layers:
-        if layer.name in searched and isinstance(layer, keras.layers.Conv2D) and architecture[layer.name]:
-            assert layer.filters == architecture[layer.name]
-    assert any(architecture[name] < dict((n, num) for n, _, num in [(e[0], 0, figs_tf.channel_sets.num_channels(e[2]))
-                                                                     for e in graph.width_entries()])[name]
-               for name in searched)
+        width = getattr(layer, "filters", getattr(layer, "units", None))
+        if layer.name in full and architecture[layer.name] and width is not None:
+            assert width == architecture[layer.name], layer.name
     check_fresh_build_matches_slim(model)
-    return graph, search, slim
+    return graph, slim, architecture
 
 
 def test_cspnet_splits_channels_and_slims_exactly():
@@ -72,3 +69,43 @@ def test_resnet_v2_pads_with_minus_infinity_and_slims_exactly():
     model = tiny_resnet_v2()
     graph, _, _ = check_backbone(model, images((16, 16, 3)))
     assert not any("pad" in note for note in graph.notes)
+
+
+LENGTH = 8
+ALBERT = dict(vocabulary_size=30, num_layers=2, num_heads=2, num_groups=1, num_inner_repetitions=1, embedding_dim=8,
+              hidden_dim=16, intermediate_dim=24, max_sequence_length=LENGTH)
+
+
+def tiny_albert():
+    """ALBERT: one encoder block applied at both depths (its layers shared), traced at LENGTH tokens."""
+    backbone = keras_hub.models.AlbertBackbone(**ALBERT)
+    inputs = {name: keras.Input((LENGTH,), dtype="int32", name=name) for name in backbone.input}
+    return keras.models.clone_model(backbone, input_tensors=inputs, clone_function=lambda layer: layer)
+
+
+def albert_inputs(batch=3, seed=0):
+    rng = np.random.default_rng(seed)
+    padding = np.ones((batch, LENGTH), "int32")
+    padding[1, 5:] = 0
+    return {"token_ids": rng.integers(0, ALBERT["vocabulary_size"], (batch, LENGTH)).astype("int32"),
+            "segment_ids": rng.integers(0, 2, (batch, LENGTH)).astype("int32"), "padding_mask": padding}
+
+
+def test_albert_shares_one_block_across_depth_and_slims_exactly():
+    model = tiny_albert()
+    x = albert_inputs()
+    width, heads, mlp = ALBERT["hidden_dim"], ALBERT["num_heads"], ALBERT["intermediate_dim"]
+    block = attention_flops_by_hand(LENGTH, LENGTH, width, width, width, heads, width // heads, width // heads, width,
+                                    pairs=LENGTH * LENGTH) + 2 * LENGTH * width * mlp
+    projection, pooled = LENGTH * ALBERT["embedding_dim"] * width, width * width
+    # every application's multiply-adds, each shared weight once (count_params counts a shared layer once)
+    assert figs_tf.count(model, "flops") == projection + ALBERT["num_layers"] * block + pooled
+    graph, slim, architecture = check_backbone(model, x)
+    shared = "group_0_inner_layer_0"
+    assert {g.producers[0] for g in graph.groups} == {f"{shared}.feedforward_intermediate_dense",
+                                                      f"{shared}.self_attention_layer/heads"}
+    # one slim block, applied at both depths, with the exported widths
+    assert [layer.name for layer in slim.layers].count(f"{shared}.feedforward_intermediate_dense") == 1
+    attention = slim.get_layer(f"{shared}.self_attention_layer")
+    assert attention.num_heads == architecture[f"{shared}.self_attention_layer/heads"]
+    assert len(attention._inbound_nodes) == ALBERT["num_layers"]  # pylint: disable=protected-access
