@@ -267,7 +267,8 @@ def analyze(model, exclude=()):
     Raises:
       UnsupportedLayerError: a layer without a handler (the message says how to
         register one) or used in a way its handler does not cover.
-      GraphError: a subclassed model, a shared layer, or duplicate layer names.
+      GraphError: a subclassed model, a shared layer whose uses are called
+        differently, or duplicate layer names.
       ValueError: `exclude` names layers that are not in the model.
 
     Example:
@@ -352,9 +353,15 @@ def _share_channels(call, in_sets, out_sets, inner, first_use, builder):
     stays exact: the slim model keeps one slimmed layer, applied as often.
     """
     if call.application == 0:
-        first_use[id(call.layer)] = (in_sets, out_sets, inner)
+        first_use[id(call.layer)] = (call, in_sets, out_sets, inner)
         return
-    first_in, first_out, first_inner = first_use[id(call.layer)]
+    first_call, first_in, first_out, first_inner = first_use[id(call.layer)]
+    if call.signature() != first_call.signature():
+        raise keras_graph.GraphError(
+            f"Layer '{call.name}' ({type(call.layer).__name__}) is applied {call.application + 1} times with "
+            f"different arguments (first {first_call.signature()}, then {call.signature()}). figs_tf shares one set "
+            "of channels among the uses of a shared layer when every use is called alike (other tensors, same "
+            "options); give this use its own layer.")
     where = f"{call.name} (a layer applied {call.application + 1} times)"
     for first, this in list(zip(first_in, in_sets)) + list(zip(first_out, out_sets)):
         builder.tie(tuple(first), tuple(this), where)

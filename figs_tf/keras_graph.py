@@ -81,6 +81,12 @@ class LayerCall:
         args, kwargs = self.node.arguments.fill_in(by_id)
         return tuple(a for i, a in enumerate(args) if i not in self.gate_positions), kwargs
 
+    def signature(self):
+        """The call's arguments with each tensor replaced by its input's position: two calls of one layer
+        with equal signatures differ in their input tensors only."""
+        positions = {key: f"<input {i}>" for i, key in enumerate(dict.fromkeys(self.input_keys))}
+        return repr(self.call_arguments(positions))
+
     def keyword_positions(self, name):
         """Positions in input_keys of the tensors passed as keyword argument `name` (an RNN's `mask`)."""
         passed = self.node.arguments.kwargs.get(name)

@@ -7,7 +7,7 @@ import pytest
 import figs_tf
 from figs_tf.channel_sets import Segment
 
-from helpers import residual_concat_depthwise_model
+from helpers import check_all_gates_on_is_the_supernet, check_random_gates_slim_exactly, residual_concat_depthwise_model
 
 
 def _groups_by_producer(graph):
@@ -145,12 +145,40 @@ def test_subclassed_model_gets_an_error_saying_what_is_supported():
         figs_tf.analyze(net)
 
 
-def test_shared_layer_is_refused_with_the_reason():
-    inputs = keras.Input((8, 8, 4))
-    shared = keras.layers.Conv2D(4, 3, padding="same", name="shared")
-    x = shared(shared(inputs))
+def shared_mlp_model():
+    """A stem conv, then one residual MLP (two Dense layers) applied twice, then a head."""
+    inputs = keras.Input((4, 4, 3))
+    x = keras.layers.Conv2D(6, 1, name="stem")(inputs)
+    expand = keras.layers.Dense(12, activation="relu", name="expand")
+    project = keras.layers.Dense(6, name="project")
+    for _ in range(2):
+        x = keras.layers.Add()([x, project(expand(x))])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+
+
+def test_a_shared_layer_keeps_one_set_of_channels_at_every_use():
+    model = shared_mlp_model()
+    graph = figs_tf.analyze(model)
+    # expand's units at both uses are one group; the residual stream ties stem and both uses of project
+    assert sorted(g.producers for g in graph.groups) == [["expand"], ["project", "stem"]]
+    assert figs_tf.count(model, "params") == model.count_params() == (3 * 6 + 6) + (6 * 12 + 12) + (12 * 6 + 6) + 14
+    positions = 4 * 4
+    assert figs_tf.count(model, "flops") == positions * 3 * 6 + 2 * positions * (6 * 12 + 12 * 6) + 6 * 2
+    x = np.random.default_rng(0).random((2, 4, 4, 3)).astype(np.float32)
+    check_all_gates_on_is_the_supernet(model, x)
+    _, slim, network = check_random_gates_slim_exactly(model, x, seed=2)
+    assert [layer.name for layer in slim.layers].count("expand") == 1
+    assert slim.get_layer("expand").units == network.architecture()["expand"] < 12
+
+
+def test_a_shared_layer_called_with_different_options_is_refused_with_the_reason():
+    inputs = keras.Input((4, 6))
+    attention = keras.layers.MultiHeadAttention(2, 3, name="attention")
+    x = attention(inputs, inputs)
+    x = attention(x, x, use_causal_mask=True)  # the search model would run the first use's options again
     model = keras.Model(inputs, keras.layers.Dense(2)(x))
-    with pytest.raises(figs_tf.GraphError, match="'shared'.*more than once"):
+    with pytest.raises(figs_tf.GraphError, match="'attention'.*applied 2 times with different arguments"):
         figs_tf.analyze(model)
 
 

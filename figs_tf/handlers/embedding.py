@@ -4,9 +4,9 @@ A lookup reads indices, not channels, so the input needs no mask and costs
 no multiply-adds; the table's columns (and, for an untied ReversibleEmbedding,
 the rows of its separate reverse projection, which has the same width) are
 cut with the channels. A ReversibleEmbedding called with `reverse=True` (a
-language model's output projection tied to the input embedding) is the same
-layer applied twice: figs_tf refuses shared layers, so only the forward
-lookup is supported.
+language model's output projection tied to the input embedding) reads channels
+and makes tokens, unlike the forward lookup: only the forward lookup is
+supported (a table shared by several forward lookups is one shared layer).
 """
 
 import numpy as np
