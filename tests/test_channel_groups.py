@@ -1,5 +1,7 @@
 """Channel-group analysis: ties, composites, fixed channels, nested models, clear errors."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -170,6 +172,26 @@ def test_a_shared_layer_keeps_one_set_of_channels_at_every_use():
     _, slim, network = check_random_gates_slim_exactly(model, x, seed=2)
     assert [layer.name for layer in slim.layers].count("expand") == 1
     assert slim.get_layer("expand").units == network.architecture()["expand"] < 12
+
+
+def test_a_shared_attention_layer_wraps_saves_loads_and_slims_alike(tmp_path):
+    tokens = keras.Input((6, 5))
+    x = keras.layers.Dense(8, name="embed")(tokens)
+    attention = keras.layers.MultiHeadAttention(3, 2, name="attention")
+    for _ in range(2):
+        x = keras.layers.Add()([x, attention(x, x)])
+    model = keras.Model(tokens, keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling1D()(x)))
+    assert figs_tf.count(model, "params") == model.count_params()
+    x = np.random.default_rng(3).random((2, 6, 5)).astype(np.float32)
+    check_all_gates_on_is_the_supernet(model, x)
+    search, slim, network = check_random_gates_slim_exactly(model, x, seed=4)
+    assert slim.get_layer("attention").num_heads == network.architecture()["attention/heads"] < 3
+    path = os.path.join(tmp_path, "search.keras")
+    search.save(path)
+    loaded = keras.models.load_model(path)
+    assert figs_tf.export_architecture(loaded) == figs_tf.export_architecture(search)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(figs_tf.slim(loaded)(x)),
+                               keras.ops.convert_to_numpy(slim(x)), rtol=1e-5, atol=1e-6)
 
 
 def test_a_shared_layer_called_with_different_options_is_refused_with_the_reason():
