@@ -204,6 +204,32 @@ def test_a_shared_layer_called_with_different_options_is_refused_with_the_reason
         figs_tf.analyze(model)
 
 
+def test_a_split_keeps_whole_groups_searched_and_cuts_inside_a_group_with_a_note():
+    inputs = keras.Input((4, 4, 3))
+    a = keras.layers.Conv2D(3, 1, name="a")(inputs)
+    b = keras.layers.Conv2D(5, 1, name="b")(inputs)
+    left, right = keras.ops.split(keras.layers.Concatenate()([a, b]), [3], axis=-1)  # at the seam
+    c = keras.layers.Conv2D(6, 1, name="c")(keras.layers.Concatenate()([right, left]))
+    halves = keras.ops.split(c, 2, axis=-1)  # inside c's channels
+    d = keras.layers.Conv2D(4, 1, name="d")(keras.layers.Add()(halves))
+    padded = keras.ops.pad(d, [[0, 0], [1, 1], [1, 1], [0, 0]], constant_values=float("-inf"))
+    x = keras.layers.MaxPooling2D(3, strides=1)(padded)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling2D()(x)))
+    graph = figs_tf.analyze(model)
+    assert sorted(g.key for g in graph.groups) == ["a", "b", "d"]
+    assert any("'c'" in note and "splits their channels" in note for note in graph.notes)
+    x = np.random.default_rng(0).random((2, 4, 4, 3)).astype(np.float32)
+    check_all_gates_on_is_the_supernet(model, x)
+    check_random_gates_slim_exactly(model, x, seed=5)
+
+
+def test_padding_the_channel_axis_keeps_those_channels_out_of_search():
+    inputs = keras.Input((4, 4, 3))
+    x = keras.ops.pad(keras.layers.Conv2D(4, 1, name="c")(inputs), 1)  # every axis, the channels too
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+    assert any("'c'" in note and "pads the channel axis" in note for note in figs_tf.analyze(model).notes)
+
+
 def test_keras_ops_arithmetic_in_functional_graphs():
     # MobileNetV3's hard-sigmoid: relu6(x + 3) * (1 / 6) written with keras ops.
     inputs = keras.Input((8, 8, 3))

@@ -115,7 +115,9 @@ class PadHandler(PerChannel):
         return call.layer.mode != "constant" or value is None or float(value) == 0.0
 
     def _pads_channels(self, call):
-        return tuple(call.layer.pad_width[call.read_axes[0]]) != (0, 0)
+        rank = len(call.input_tensors[0].shape)
+        widths = np.broadcast_to(np.asarray(call.layer.pad_width), (rank, 2))  # an int or one pair: every axis
+        return tuple(widths[call.read_axes[0]]) != (0, 0)
 
     def output_sets(self, call, in_sets, groups):
         if self._pads_channels(call):
