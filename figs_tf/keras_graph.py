@@ -3,7 +3,7 @@
 The library's one module that reads private Keras graph internals
 (`Functional`/`Sequential` classes, `_nodes_by_depth`, `_functional`,
 `_outputs_struct`, `_flatten_layers`, `Node.arguments`, a tensor's
-`_keras_history`); everything else sees
+`_keras_history`, an operation's `_inbound_nodes`); everything else sees
 `LayerCall`s and `sublayers`. (The other private reads in figs_tf: the
 handler table names Keras op classes that have no public name, in
 figs_tf/handlers/__init__.py; the attention handler's gated layer calls
