@@ -373,7 +373,7 @@ def fold_plan(graph, widths, live_calls):
         for i, key in enumerate(sum_call.input_keys):
             call = producer.get(key)
             if (id(sum_call), i) in removed or call is None or key in outputs or readers[key] != 1 \
-                    or len(call.output_keys) != 1:
+                    or len(call.output_keys) != 1 or call.shared:  # a shared layer's weights serve every use
                 continue
             handler = graph.handler(call)
             if handler.can_absorb_output_shift(call):

@@ -206,6 +206,8 @@ class ChannelGraph:
         """
         entries = []
         for call in self.calls:
+            if call.application:
+                continue  # a shared layer's later uses: the same widths as its first
             if self.handler(call).mixes_channels:
                 entries.append((call.name, call, self.own_set(call)))
             for label, key in self.inner_keys.get(call.name, ()):
@@ -265,7 +267,8 @@ def analyze(model, exclude=()):
     Raises:
       UnsupportedLayerError: a layer without a handler (the message says how to
         register one) or used in a way its handler does not cover.
-      GraphError: a subclassed model, a shared layer, or duplicate layer names.
+      GraphError: a subclassed model, a shared layer whose uses are called
+        differently, or duplicate layer names.
       ValueError: `exclude` names layers that are not in the model.
 
     Example:
@@ -275,6 +278,7 @@ def analyze(model, exclude=()):
     """
     calls, input_keys, output_keys = keras_graph.flatten_model(model, expand=_functional_equivalent)
     calls, output_keys = _see_through_figs_layers(calls, output_keys)
+    keras_graph.number_applications(calls)  # a search model's stand-ins count as the layers they stand for
     keras_graph.unique_layer_names(calls)
     exclude = set(exclude)
     unknown = exclude - {c.name for c in calls}
@@ -285,6 +289,7 @@ def analyze(model, exclude=()):
     builder = _GroupBuilder()
     sets, axes, read_sets = {}, {}, {}
     inner_keys = {}
+    first_use = {}  # id(layer) -> (in sets, out sets, {label: inner set}) of a shared layer's first application
     for key, tensor in zip(input_keys, keras_graph.input_tensors(model)):
         sets[key] = (Segment(None, tensor.shape[-1] or 0),)
         axes[key] = None  # a model input's channels are never pruned: any axis may be read as its channels
@@ -304,12 +309,17 @@ def analyze(model, exclude=()):
         for key, out_set, axis in zip(call.output_keys, out_sets, call.output_axes):
             sets[key] = tuple(out_set)
             axes[key] = axis
+        inner = {}
         for label, inner_set in handler.inner_sets(call, in_sets, builder):
             key = ("figs_inner", call.name, label)  # no tensor has this axis: a key of its own
             if call.name in exclude:
                 builder.fix(inner_set, f"'{call.name}' is excluded from search")
-            sets[key] = tuple(inner_set)
-            inner_keys.setdefault(call.name, []).append((label, key))
+            inner[label] = tuple(inner_set)
+            if call.application == 0:
+                sets[key] = tuple(inner_set)
+                inner_keys.setdefault(call.name, []).append((label, key))
+        if call.shared:
+            _share_channels(call, in_sets, out_sets, inner, first_use, builder)
     for key in output_keys:
         builder.fix(sets[key], "they are model outputs")
     builder.apply_conditions()
@@ -320,7 +330,7 @@ def analyze(model, exclude=()):
                  for call_id, in_sets in read_sets.items()}
     groups = [None] * len(canonical)
     for root, group_id in canonical.items():
-        groups[group_id] = ChannelGroup(size=builder.sizes[root], producers=sorted(builder.producers[root]))
+        groups[group_id] = ChannelGroup(size=builder.sizes[root], producers=sorted(set(builder.producers[root])))
 
     graph = ChannelGraph(calls=calls, input_keys=input_keys,
                          input_tensors=keras_graph.input_tensors(model),
@@ -333,6 +343,30 @@ def analyze(model, exclude=()):
     graph.notes.extend(branch_notes)
     graph.keep_one_sets = _keep_one_sets(graph)
     return graph
+
+
+def _share_channels(call, in_sets, out_sets, inner, first_use, builder):
+    """Ties every application of a shared layer to its first: one set of weights keeps one set of channels.
+
+    Each input, output and inner set (attention heads) of a later application
+    lives or dies with the same one of the first application, so the search
+    stays exact: the slim model keeps one slimmed layer, applied as often.
+    """
+    if call.application == 0:
+        first_use[id(call.layer)] = (call, in_sets, out_sets, inner)
+        return
+    first_call, first_in, first_out, first_inner = first_use[id(call.layer)]
+    if call.signature() != first_call.signature():
+        raise keras_graph.GraphError(
+            f"Layer '{call.name}' ({type(call.layer).__name__}) is applied {call.application + 1} times with "
+            f"different arguments (first {first_call.signature()}, then {call.signature()}). figs_tf shares one set "
+            "of channels among the uses of a shared layer when every use is called alike (other tensors, same "
+            "options); give this use its own layer.")
+    where = f"{call.name} (a layer applied {call.application + 1} times)"
+    for first, this in list(zip(first_in, in_sets)) + list(zip(first_out, out_sets)):
+        builder.tie(tuple(first), tuple(this), where)
+    for label, inner_set in inner.items():
+        builder.tie(first_inner[label], inner_set, where)
 
 
 def _read_on_axis(call, index, channel_set, axis, builder):

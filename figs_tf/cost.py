@@ -110,11 +110,29 @@ def evaluate_terms(terms, widths):
     return total
 
 
+def counted_calls(calls, metric):
+    """The calls whose `metric` is counted: every application for FLOPs; for parameters, one application of
+    each layer (a layer shared across depth holds its weights once)."""
+    if metric != "params":
+        return list(calls)
+    seen, counted = set(), []
+    for call in calls:
+        if id(call.layer) not in seen:
+            seen.add(id(call.layer))
+            counted.append(call)
+    return counted
+
+
 def layer_costs(graph, metric, widths, calls=None):
-    """{layer name: cost} for `calls` (default: every call) at the given widths."""
+    """{layer name: cost} for `calls` (default: every call) at the given widths.
+
+    A shared layer's FLOPs add up over its applications; its parameters count once.
+    """
     check_metric(metric)
-    calls = graph.calls if calls is None else calls
-    return {call.name: evaluate_terms(graph.terms(call, metric), widths) for call in calls}
+    costs = {}
+    for call in counted_calls(graph.calls if calls is None else calls, metric):
+        costs[call.name] = costs.get(call.name, 0) + evaluate_terms(graph.terms(call, metric), widths)
+    return costs
 
 
 def full_widths(graph):
@@ -216,7 +234,7 @@ class CostPolynomial:
     def __init__(self, graph, metric):
         num_groups = graph.num_groups
         pairs, singles, constant = [], [], 0
-        for call in graph.calls:
+        for call in counted_calls(graph.calls, metric):
             for term in graph.terms(call, metric):
                 factors = [membership(s, num_groups) for s in term.channel_sets]
                 if len(factors) == 0:

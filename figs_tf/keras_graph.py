@@ -3,7 +3,7 @@
 The library's one module that reads private Keras graph internals
 (`Functional`/`Sequential` classes, `_nodes_by_depth`, `_functional`,
 `_outputs_struct`, `_flatten_layers`, `Node.arguments`, a tensor's
-`_keras_history`); everything else sees
+`_keras_history`, an operation's `_inbound_nodes`); everything else sees
 `LayerCall`s and `sublayers`. (The other private reads in figs_tf: the
 handler table names Keras op classes that have no public name, in
 figs_tf/handlers/__init__.py; the attention handler's gated layer calls
@@ -17,7 +17,9 @@ like any other part of the graph. A layer whose handler gives a functional
 equivalent (a keras_hub Transformer block, built from the block's own
 sublayers) is inlined the same way; its inner calls are named
 `<block>.<sublayer>` so that blocks with identically named sublayers stay
-apart.
+apart. A layer applied several times (ALBERT's encoder block, shared across
+depth) has one `LayerCall` per application, each with its `application`
+index; the analysis gives all of them one set of channel groups.
 
 Example:
 
@@ -53,6 +55,10 @@ class LayerCall:
     # on, and each output's channel axis (non-negative; the last axis unless a data_format says otherwise).
     read_axes: list = None
     output_axes: list = None
+    # A layer applied several times in the graph (shared across depth, as in ALBERT): this call is its
+    # `application`-th use (0 the first); `shared` is True for every use of such a layer.
+    application: int = 0
+    shared: bool = False
 
     def __repr__(self):
         return f"<LayerCall {self.name}: {type(self.layer).__name__}>"
@@ -74,6 +80,12 @@ class LayerCall:
         by_id = {id(kt): values[key] for kt, key in zip(tensors, self.input_keys)}
         args, kwargs = self.node.arguments.fill_in(by_id)
         return tuple(a for i, a in enumerate(args) if i not in self.gate_positions), kwargs
+
+    def signature(self):
+        """The call's arguments with each tensor replaced by its input's position: two calls of one layer
+        with equal signatures differ in their input tensors only."""
+        positions = {key: f"<input {i}>" for i, key in enumerate(dict.fromkeys(self.input_keys))}
+        return repr(self.call_arguments(positions))
 
     def keyword_positions(self, name):
         """Positions in input_keys of the tensors passed as keyword argument `name` (an RNN's `mask`)."""
@@ -122,22 +134,18 @@ def flatten_model(model, expand=None):
     calls = []
     input_keys = [((), id(t)) for t in functional.inputs]
     output_keys = _inline(functional, (), {}, calls, expand, "")
-    seen = {}
-    for call in calls:
-        if id(call.layer) in seen:
-            hint = ("Give each use its own layer, or build the model without sharing."
-                    if type(call.layer).__name__ != "ReversibleEmbedding" else
-                    "A ReversibleEmbedding for the tokens and for the output logits, as in a keras_hub "
-                    "CausalLM: wrap the model without the logits instead (a CausalLM's backbone, traced at a "
-                    "fixed length), and generate with the family's CausalLM on "
-                    "figs_tf.keras_hub_backbone(figs_tf.slim(search), backbone).")
-            raise GraphError(
-                    f"Layer '{call.name}' ({type(call.layer).__name__}) is applied more "
-                    "than once (a shared layer). figs_tf prunes each layer's channels "
-                    "once, so a shared layer would have to keep the same channels at every "
-                    f"use; this is not supported. {hint}")
-        seen[id(call.layer)] = call
+    number_applications(calls)
     return calls, input_keys, output_keys
+
+
+def number_applications(calls):
+    """Sets each call's `application` (uses of its layer before it) and `shared` (the layer is used twice or more)."""
+    uses = {}
+    for call in calls:
+        call.application = uses.get(id(call.layer), 0)
+        uses[id(call.layer)] = call.application + 1
+    for call in calls:
+        call.shared = uses[id(call.layer)] > 1
 
 
 def _key(scope, tensor, aliases):
@@ -220,6 +228,26 @@ def unwrap_call(call, layer, name, gate_positions):
                                gate_positions=tuple(gate_positions))
 
 
+def apply_again(output, replacements):
+    """Calls the layer that made the symbolic tensor `output` once more, on the same arguments with
+    every tensor `t` replaced by `replacements[id(t)]`; returns its outputs, flat.
+
+    A search model applies the stand-in of a shared layer's first use again at
+    each later use, so that every use runs one layer (one name, one set of weights).
+
+    Raises:
+      GraphError: the layer read a tensor that `replacements` does not cover.
+    """
+    operation, node_index, _ = output._keras_history  # pylint: disable=protected-access
+    node = operation._inbound_nodes[node_index]  # pylint: disable=protected-access
+    unknown = [t for t in node.arguments.keras_tensors if id(t) not in replacements]
+    if unknown:
+        raise GraphError(f"'{operation.name}' cannot be applied again: it read {unknown[0].name}, which is not one "
+                         "of the call's inputs.")
+    args, kwargs = node.arguments.fill_in(replacements)
+    return keras.tree.flatten(operation(*args, **kwargs))
+
+
 def unique_layer_names(calls):
     """Raises if two different layers in the flattened graph share a name."""
     names = {}
@@ -265,4 +293,4 @@ def input_name(tensor, index):
 
 
 __all__ = ["LayerCall", "GraphError", "flatten_model", "fresh_inputs", "input_name", "input_tensors",
-           "is_nested_model", "output_structure", "sublayers", "unique_layer_names", "unwrap_call"]
+           "is_nested_model", "number_applications", "apply_again", "output_structure", "sublayers", "unique_layer_names", "unwrap_call"]

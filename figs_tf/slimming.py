@@ -115,6 +115,7 @@ def build(network, name, fresh_weights=False):
         return positions[key]
 
     shifts, biases, removed = _folds(network, fresh_weights)
+    slimmed = {}  # id(layer) -> the slim layer of a shared layer (every use keeps the same channels)
     for call in network.live_calls:
         handler = graph.handler(call)
         kept_in = [alive_positions(s, network.kept_channels) for s in graph.in_sets(call)]
@@ -127,11 +128,16 @@ def build(network, name, fresh_weights=False):
             else:
                 layer, _ = handler.slim(call, kept_in, kept_out)
                 outputs = [_named_as_call(layer, call)(present)]
+        elif id(call.layer) in slimmed:  # a shared layer's later use: its one slim layer again
+            args, kwargs = call.call_arguments(values)
+            outputs = keras.tree.flatten(slimmed[id(call.layer)](*args, **kwargs))
         else:
             layer, weights = handler.slim(call, kept_in, kept_out)
             if id(call) in shifts:
                 weights = handler.absorb_output_shift(call, weights, shifts[id(call)])
             layer = _named_as_call(layer, call)
+            if call.shared:
+                slimmed[id(call.layer)] = layer
             args, kwargs = call.call_arguments(values)
             outputs = keras.tree.flatten(layer(*args, **kwargs))
             if weights and not fresh_weights:
@@ -141,7 +147,7 @@ def build(network, name, fresh_weights=False):
                     layer.finalize_state()
         if id(call) in biases:
             first = call.output_axes[0] == 1 and len(call.output_tensors[0].shape) > 2  # the sum's channel axis
-            bias = ChannelBias(name=f"{call.name}_folded_bias",
+            bias = ChannelBias(name=f"{call.name}{f'_use{call.application}' if call.application else ''}_folded_bias",
                                data_format="channels_first" if first else "channels_last")
             outputs = [bias(outputs[0])]
             if not fresh_weights:

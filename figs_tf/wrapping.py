@@ -109,16 +109,23 @@ def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
     offsets = _offsets(graph.group_sizes)
     always_on = sum(graph.group_sizes)
     masked = set(graph.masked_keys)
+    first_uses = {}  # id(layer) -> (its search-model inputs, outputs) at a shared layer's first application
     for call in graph.calls:
-        args, kwargs = call.call_arguments(values)
-        out_sets = graph.out_sets(call)  # the outputs', then any inner sets' (attention heads)
-        gating = None
-        if any(groups_in(s) for s in out_sets):
-            gating = (gate_vector, [gate_indices(s, offsets, always_on) for s in out_sets])
-        outputs = keras.tree.flatten(graph.handler(call).search_call(call, args, kwargs, gating))
+        if call.application:
+            outputs = _apply_shared_again(call, first_uses[id(call.layer)], values, gate_vector)
+        else:
+            args, kwargs = call.call_arguments(values)
+            out_sets = graph.out_sets(call)  # the outputs', then any inner sets' (attention heads)
+            gating = None
+            if any(groups_in(s) for s in out_sets):
+                gating = (gate_vector, [gate_indices(s, offsets, always_on) for s in out_sets])
+            outputs = keras.tree.flatten(graph.handler(call).search_call(call, args, kwargs, gating))
+            if call.shared:
+                first_uses[id(call.layer)] = ([values[k] for k in call.input_keys], outputs)
         for index, (key, tensor) in enumerate(zip(call.output_keys, outputs)):
             if key in masked:
-                suffix = "" if len(outputs) == 1 else f"_{index}"
+                suffix = ("" if len(outputs) == 1 else f"_{index}") + (f"_use{call.application}" if call.application
+                                                                       else "")
                 indices = gate_indices(graph.tensor_sets[key], offsets, always_on)
                 axis = graph.tensor_axes[key]
                 axis = -1 if axis == len(tensor.shape) - 1 else axis
@@ -130,6 +137,22 @@ def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
     return search
 
 
+
+
+def _apply_shared_again(call, first_use, values, gate_vector):
+    """A later application of a shared layer: what ran at its first application (the layer, or its gated
+    stand-in) runs again on this application's inputs, so every use holds one layer and one set of gates."""
+    first_inputs, first_outputs = first_use
+    replacements = {id(gate_vector): gate_vector}
+    for first, key in zip(first_inputs, call.input_keys):
+        if replacements.setdefault(id(first), values[key]) is not values[key]:
+            raise keras_graph.GraphError(f"Shared layer '{call.name}' reads one tensor twice at its first use and "
+                                         "two different ones later: figs_tf cannot apply it again.")
+    outputs = keras_graph.apply_again(first_outputs[0], replacements)
+    if len(outputs) != len(first_outputs):
+        raise keras_graph.GraphError(f"Shared layer '{call.name}' is run by more than one layer in the search "
+                                     "model; figs_tf cannot apply it again.")
+    return outputs
 
 
 def _offsets(group_sizes):

@@ -98,7 +98,7 @@ def test_a_reverse_call_is_refused_with_the_reason():
     hidden = keras.Input((6, 8))
     embedding = L.ReversibleEmbedding(20, 8, name="embedding")
     model = keras.Model([tokens, hidden], [embedding(tokens), embedding(hidden, reverse=True)])
-    with pytest.raises(figs_tf.GraphError, match="shared layer"):
+    with pytest.raises(figs_tf.UnsupportedLayerError, match="reverse=True"):
         figs_tf.analyze(model)
     only_reverse = keras.Model(hidden, L.ReversibleEmbedding(20, 8, name="projection")(hidden, reverse=True))
     with pytest.raises(figs_tf.UnsupportedLayerError, match="reverse=True"):
@@ -240,6 +240,17 @@ def test_a_plain_vit_slims_to_a_saved_architecture_with_heads(tmp_path):
 
 def test_indexing_the_channel_axis_is_refused():
     x = keras.Input((4, 6))
-    model = keras.Model(x, L.Dense(2)(x[:, 0, :3]))
+    model = keras.Model(x, L.Dense(2)(L.Dense(6, name="searched")(x)[:, 0, :3]))
     with pytest.raises(figs_tf.UnsupportedLayerError, match="indexes the channel"):
         figs_tf.analyze(model)
+
+
+def test_indexing_a_tensor_without_searched_channels_passes_through():
+    """A mask or the model's input may be indexed any way (T5's `padding_mask[:, None, :]`): nothing is cut in it."""
+    x = keras.Input((4, 6))
+    h = L.Dense(5, name="hidden")(x[:, None, 0, :3])  # a new axis and a cut of the input's last axis
+    model = keras.Model(x, L.Dense(2, name="head")(h))
+    assert [g.key for g in figs_tf.analyze(model).groups] == ["hidden"]
+    data = np.random.default_rng(0).random((2, 4, 6)).astype(np.float32)
+    check_all_gates_on_is_the_supernet(model, data)
+    check_random_gates_slim_exactly(model, data, seed=2)

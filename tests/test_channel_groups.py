@@ -1,5 +1,7 @@
 """Channel-group analysis: ties, composites, fixed channels, nested models, clear errors."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ import pytest
 import figs_tf
 from figs_tf.channel_sets import Segment
 
-from helpers import residual_concat_depthwise_model
+from helpers import check_all_gates_on_is_the_supernet, check_random_gates_slim_exactly, residual_concat_depthwise_model
 
 
 def _groups_by_producer(graph):
@@ -145,13 +147,87 @@ def test_subclassed_model_gets_an_error_saying_what_is_supported():
         figs_tf.analyze(net)
 
 
-def test_shared_layer_is_refused_with_the_reason():
-    inputs = keras.Input((8, 8, 4))
-    shared = keras.layers.Conv2D(4, 3, padding="same", name="shared")
-    x = shared(shared(inputs))
+def shared_mlp_model():
+    """A stem conv, then one residual MLP (two Dense layers) applied twice, then a head."""
+    inputs = keras.Input((4, 4, 3))
+    x = keras.layers.Conv2D(6, 1, name="stem")(inputs)
+    expand = keras.layers.Dense(12, activation="relu", name="expand")
+    project = keras.layers.Dense(6, name="project")
+    for _ in range(2):
+        x = keras.layers.Add()([x, project(expand(x))])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+
+
+def test_a_shared_layer_keeps_one_set_of_channels_at_every_use():
+    model = shared_mlp_model()
+    graph = figs_tf.analyze(model)
+    # expand's units at both uses are one group; the residual stream ties stem and both uses of project
+    assert sorted(g.producers for g in graph.groups) == [["expand"], ["project", "stem"]]
+    assert figs_tf.count(model, "params") == model.count_params() == (3 * 6 + 6) + (6 * 12 + 12) + (12 * 6 + 6) + 14
+    positions = 4 * 4
+    assert figs_tf.count(model, "flops") == positions * 3 * 6 + 2 * positions * (6 * 12 + 12 * 6) + 6 * 2
+    x = np.random.default_rng(0).random((2, 4, 4, 3)).astype(np.float32)
+    check_all_gates_on_is_the_supernet(model, x)
+    _, slim, network = check_random_gates_slim_exactly(model, x, seed=2)
+    assert [layer.name for layer in slim.layers].count("expand") == 1
+    assert slim.get_layer("expand").units == network.architecture()["expand"] < 12
+
+
+def test_a_shared_attention_layer_wraps_saves_loads_and_slims_alike(tmp_path):
+    tokens = keras.Input((6, 5))
+    x = keras.layers.Dense(8, name="embed")(tokens)
+    attention = keras.layers.MultiHeadAttention(3, 2, name="attention")
+    for _ in range(2):
+        x = keras.layers.Add()([x, attention(x, x)])
+    model = keras.Model(tokens, keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling1D()(x)))
+    assert figs_tf.count(model, "params") == model.count_params()
+    x = np.random.default_rng(3).random((2, 6, 5)).astype(np.float32)
+    check_all_gates_on_is_the_supernet(model, x)
+    search, slim, network = check_random_gates_slim_exactly(model, x, seed=4)
+    assert slim.get_layer("attention").num_heads == network.architecture()["attention/heads"] < 3
+    path = os.path.join(tmp_path, "search.keras")
+    search.save(path)
+    loaded = keras.models.load_model(path)
+    assert figs_tf.export_architecture(loaded) == figs_tf.export_architecture(search)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(figs_tf.slim(loaded)(x)),
+                               keras.ops.convert_to_numpy(slim(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_a_shared_layer_called_with_different_options_is_refused_with_the_reason():
+    inputs = keras.Input((4, 6))
+    attention = keras.layers.MultiHeadAttention(2, 3, name="attention")
+    x = attention(inputs, inputs)
+    x = attention(x, x, use_causal_mask=True)  # the search model would run the first use's options again
     model = keras.Model(inputs, keras.layers.Dense(2)(x))
-    with pytest.raises(figs_tf.GraphError, match="'shared'.*more than once"):
+    with pytest.raises(figs_tf.GraphError, match="'attention'.*applied 2 times with different arguments"):
         figs_tf.analyze(model)
+
+
+def test_a_split_keeps_whole_groups_searched_and_cuts_inside_a_group_with_a_note():
+    inputs = keras.Input((4, 4, 3))
+    a = keras.layers.Conv2D(3, 1, name="a")(inputs)
+    b = keras.layers.Conv2D(5, 1, name="b")(inputs)
+    left, right = keras.ops.split(keras.layers.Concatenate()([a, b]), [3], axis=-1)  # at the seam
+    c = keras.layers.Conv2D(6, 1, name="c")(keras.layers.Concatenate()([right, left]))
+    halves = keras.ops.split(c, 2, axis=-1)  # inside c's channels
+    d = keras.layers.Conv2D(4, 1, name="d")(keras.layers.Add()(halves))
+    padded = keras.ops.pad(d, [[0, 0], [1, 1], [1, 1], [0, 0]], constant_values=float("-inf"))
+    x = keras.layers.MaxPooling2D(3, strides=1)(padded)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling2D()(x)))
+    graph = figs_tf.analyze(model)
+    assert sorted(g.key for g in graph.groups) == ["a", "b", "d"]
+    assert any("'c'" in note and "splits their channels" in note for note in graph.notes)
+    x = np.random.default_rng(0).random((2, 4, 4, 3)).astype(np.float32)
+    check_all_gates_on_is_the_supernet(model, x)
+    check_random_gates_slim_exactly(model, x, seed=5)
+
+
+def test_padding_the_channel_axis_keeps_those_channels_out_of_search():
+    inputs = keras.Input((4, 4, 3))
+    x = keras.ops.pad(keras.layers.Conv2D(4, 1, name="c")(inputs), 1)  # every axis, the channels too
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+    assert any("'c'" in note and "pads the channel axis" in note for note in figs_tf.analyze(model).notes)
 
 
 def test_keras_ops_arithmetic_in_functional_graphs():

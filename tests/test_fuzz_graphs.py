@@ -21,7 +21,11 @@ model computes in inference mode, that its size is the exported cost and that
 CI runs FIGS_FUZZ_EXAMPLES (default 135, of which a few draw graphs with
 nothing to prune) derandomized examples, then FIGS_FUZZ_EXAMPLES // 9 drawn with
 decoder blocks in place of MultiHeadAttention and one before the first output
-(a separate run, so the first examples stay what they were), then, where the
+(a separate run, so the first examples stay what they were), then
+FIGS_FUZZ_EXAMPLES // 15 drawn with channel splits (`keras.ops.split`), padding
+(`keras.ops.pad`, with -inf before max-pooling) and shared layers (one layer
+applied twice) in place of attention and nested models, and one of them before
+the first output (a separate run likewise), then, where the
 backend runs them, FIGS_FUZZ_EXAMPLES // 9 that may draw channels_first
 sub-graphs; for a longer
 manual run: FIGS_FUZZ_EXAMPLES=1000 pytest tests/test_fuzz_graphs.py -s
@@ -37,6 +41,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import figs_tf
+from figs_tf.channel_sets import groups_in
 from figs_tf.wrapping import gates_of
 
 from helpers import layer_structure, randomize_batchnorm, runs_channels_first_convolutions, to_numpy
@@ -257,6 +262,50 @@ class _Builder:
         e = L.Reshape((SPATIAL, SPATIAL, e.shape[-1]), name=self.name("grid"))(e)
         return L.Concatenate(name=self.name("concat"))([x, e])
 
+    def split(self, x):
+        """keras.ops.split on the channel axis: of a concatenation at its seam (each part keeps its group) or
+        at a random point inside one conv's channels (kept out of search); each part through a conv block
+        or as it is, concatenated back in either order or summed."""
+        if self.draw(st.booleans()):
+            parts = [self.conv_block(x) for _ in range(2)]
+            x = L.Concatenate(name=self.name("concat"))(parts)
+            at = parts[0].shape[-1]
+        else:
+            x = L.Conv2D(self.draw(st.integers(2, 6)), 1, name=self.name("conv"))(x)
+            at = self.draw(st.integers(1, x.shape[-1] - 1))
+        first, second = keras.ops.split(x, [at], axis=-1)
+        first = self.conv_block(first) if self.draw(st.booleans()) else first
+        second = self.conv_block(second) if self.draw(st.booleans()) else second
+        if first.shape[-1] == second.shape[-1] and self.draw(st.booleans()):
+            return L.Add(name=self.name("add"))([first, second])
+        ordered = [first, second] if self.draw(st.booleans()) else [second, first]
+        return L.Concatenate(name=self.name("concat"))(ordered)
+
+    def pad(self, x):
+        """keras.ops.pad of the positions (with 0, 1 or ResNetV2's -inf), pooled back to 6x6."""
+        value = self.draw(st.sampled_from([0.0, 1.0, float("-inf")]))
+        x = keras.ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], constant_values=value)
+        pool = L.MaxPooling2D if value == float("-inf") or self.draw(st.booleans()) else L.AveragePooling2D
+        return pool(3, strides=1, name=self.name("pool"))(x)
+
+    def shared(self, x, tensors):
+        """One conv block's layers applied twice: to its own output (a residual chain, as ALBERT shares its
+        encoder block across depth) or to another tensor of x's width."""
+        conv = L.Conv2D(x.shape[-1], self.draw(st.sampled_from([1, 3])), padding="same", name=self.name("shared"))
+        norm = L.BatchNormalization(name=self.name("shared_bn")) if self.draw(st.booleans()) else None
+
+        def block(y):
+            y = conv(y)
+            return norm(y) if norm is not None else y
+
+        others = [t for t in tensors if t.shape[-1] == x.shape[-1] and t is not x]
+        if others and self.draw(st.booleans()):
+            return L.Add(name=self.name("add"))([block(x), block(self.draw(st.sampled_from(others)))])
+        y = x
+        for _ in range(2):
+            y = L.Add(name=self.name("add"))([y, block(y)]) if self.draw(st.booleans()) else block(y)
+        return y
+
     def head(self, x, index):
         kind = self.draw(st.sampled_from(["gap", "flatten", "rnn"]))
         if kind == "gap":
@@ -271,10 +320,12 @@ class _Builder:
 
 
 @st.composite
-def random_models(draw, channels_first=True, decoders=False):
+def random_models(draw, channels_first=True, decoders=False, channel_ops=False):
     """(a random model, a seed); `channels_first`: a channels_first sub-graph after the stem, and more may be
     drawn (False: none); `decoders`: decoder
-    blocks in place of MultiHeadAttention, and one at the end (False draws exactly what it drew before decoders)."""
+    blocks in place of MultiHeadAttention, and one at the end (False draws exactly what it drew before decoders);
+    `channel_ops`: channel splits, padding and shared layers in place of attention and nested models, and one
+    of them at the end (False draws exactly what it drew before them)."""
     builder = _Builder(draw)
     inputs = keras.Input((SPATIAL, SPATIAL, 3), name="image")
     tensors = [builder.conv_block(inputs)]
@@ -289,17 +340,23 @@ def random_models(draw, channels_first=True, decoders=False):
                                      "attention", "other_layout"]))
         if step == "attention" and decoders:
             step = "decoder"
+        if step in ("attention", "nested") and channel_ops:
+            step = draw(st.sampled_from(["split", "pad", "shared"]))
         if step == "other_layout":  # augmentation, RNNs, channels_first: one step, so the others keep their share
             step = draw(st.sampled_from(["augment", "recurrent", "channels_first" if channels_first else "augment"]))
         steps = {"conv": builder.conv_block, "per_channel": builder.per_channel, "residual": builder.residual,
                  "concat": lambda _: builder.concat(tensors), "se": builder.squeeze_excite,
                  "augment": builder.augment, "recurrent": builder.recurrent, "channels_first": builder.channels_first,
                  "branches": builder.summed_branches, "attention": builder.attention, "nested": builder.nested,
-                 "decoder": builder.decoder}
+                 "decoder": builder.decoder, "split": builder.split, "pad": builder.pad,
+                 "shared": lambda t: builder.shared(t, tensors)}
         y = steps[step](x)
         tensors.append(y)
     if decoders:  # the last tensor feeds the first output
         tensors.append(builder.decoder(tensors[-1]))
+    if channel_ops:
+        step = draw(st.sampled_from(["split", "pad", "shared"]))
+        tensors.append(builder.shared(tensors[-1], tensors) if step == "shared" else steps[step](tensors[-1]))
     heads = draw(st.integers(1, 2))
     outputs = [builder.head(tensors[-1 - i] if i < len(tensors) else tensors[-1], i) for i in range(heads)]
     model = keras.Model(inputs, outputs if heads > 1 else outputs[0], name="random_graph")
@@ -359,6 +416,10 @@ def _check_graph(model_and_seed, coverage):
         isinstance(c.layer, L.Resizing) and c.layer.pad_to_aspect_ratio and c.name.startswith("tail_")
         for c in network.graph.calls)
     coverage["gated MLPs"] += sum(c.name.startswith("mlp_product") for c in network.graph.calls)
+    coverage["shared layers"] += sum(c.application == 1 for c in network.graph.calls)
+    coverage["searched channels split apart"] += sum(  # a split whose parts hold searched channels
+        type(c.layer).__name__ == "Split" and any(groups_in(s) for s in network.graph.out_sets(c))
+        for c in network.graph.calls)
     slim_layers = {layer.name: layer for layer in slim.layers}
     coverage["grouped-query layers slimmed to fewer heads"] += sum(
         isinstance(c.layer, L.GroupQueryAttention) and c.name in slim_layers
@@ -394,6 +455,14 @@ def test_random_graphs_wrap_export_and_slim_exactly():
         _check_graph(model_and_seed, coverage)
 
     check_decoders()
+
+    @settings(max_examples=max(1, EXAMPLES // 15), deadline=None, derandomize=True, print_blob=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(random_models(channels_first=False, channel_ops=True))
+    def check_channel_ops(model_and_seed):
+        _check_graph(model_and_seed, coverage)
+
+    check_channel_ops()
     channels_first = runs_channels_first_convolutions()
     if channels_first:
         @settings(max_examples=max(1, EXAMPLES // 9), deadline=None, derandomize=True, print_blob=True,
@@ -418,11 +487,14 @@ def test_random_graphs_wrap_export_and_slim_exactly():
           f"differs between positions: {coverage['summed branches kept for a constant that differs between positions']} "
           f"(a padding Resizing at a summand's end: {padding_resizes}); gated MLPs: {coverage['gated MLPs']}, "
           f"grouped-query layers slimmed to fewer heads: {coverage['grouped-query layers slimmed to fewer heads']}, "
-          f"channels_first convolutions: {coverage['channels_first sub-graphs']}")
+          f"channels_first convolutions: {coverage['channels_first sub-graphs']}; shared layers: "
+          f"{coverage['shared layers']}, splits of searched channels: {coverage['searched channels split apart']}")
     assert len(layer_types) >= 12
     if EXAMPLES >= 135:  # the CI budget: at least 100 graphs fully checked, attention and embeddings among them
         assert {"GroupedQueryAttention", "RMSNormalization"} <= layer_types  # the decoder examples
         assert coverage["gated MLPs"] >= 3 and coverage["grouped-query layers slimmed to fewer heads"] >= 2
+        assert {"Split", "Pad"} <= layer_types  # the channel-op examples
+        assert coverage["shared layers"] >= 2 and coverage["searched channels split apart"] >= 1
         assert graphs >= 100
         assert {"MultiHeadAttention", "LayerNormalization", "Embedding"} <= layer_types
         assert {"Resizing", "Rescaling", "Normalization"} <= removed_preprocessing

@@ -49,6 +49,11 @@ def _ops(name):
     return build
 
 
+def _padded(value):
+    """Builds `keras.ops.pad` of the rows and columns with `value` (ResNetV2 pads with -inf)."""
+    return lambda inputs: keras.ops.pad(inputs[0], [[0, 0], [1, 1], [1, 1], [0, 0]], constant_values=value)
+
+
 def _samples():
     """{layer class name: [(label, constructor or kwargs, input shapes, None or why a miss is expected)]}."""
     same_valid = [("same", dict(padding="same")), ("valid", dict(padding="valid"))]
@@ -164,6 +169,10 @@ def _samples():
         "Gelu": [("gelu(x)", _ops("gelu"), [IMAGE], None)],
         "Silu": [("silu(x)", _ops("silu"), [IMAGE], None)],
         "Relu": [("relu(x)", _ops("relu"), [IMAGE], None)],
+        "numpy.Split": [("channels in two", lambda inputs: keras.ops.split(inputs[0], [1], axis=-1), [IMAGE], None),
+                        ("rows in two", lambda inputs: keras.ops.split(inputs[0], 2, axis=1), [IMAGE], None)],
+        "numpy.Pad": [(f"rows and columns with {value}", _padded(value), [IMAGE], None)
+                      for value in (0.0, 1.0, float("-inf"))],
         "EinsumDense": [("a Dense on positions", dict(equation="abc,cd->abd", output_shape=(None, 2), bias_axes="d"),
                          [(8, 3)], None),
                         ("a Dense without bias", dict(equation="abc,cd->abd", output_shape=(None, 2)), [(8, 3)],
@@ -239,7 +248,8 @@ def _is_uniform(value, axis):
     if value.ndim <= 2:
         return True  # no positions (what figs_tf.branches assumes too)
     moved = np.moveaxis(value, axis, -1).reshape(value.shape[0], -1, value.shape[axis])
-    scale = max(1.0, float(np.nanmax(np.abs(moved)))) if np.isfinite(moved).any() else 1.0
+    finite = moved[np.isfinite(moved)]  # -inf padding (ResNetV2's) is compared as a value, not a scale
+    scale = max(1.0, float(np.abs(finite).max())) if finite.size else 1.0
     return bool(np.allclose(moved, moved[:, :1], rtol=0, atol=1e-5 * scale, equal_nan=True))
 
 

@@ -11,7 +11,8 @@ model):
 Modules: `base` (the `LayerHandler` interface, `Term`, conventions),
 `registry`, `convolution` (conv, dense, separable, transposed, depthwise),
 `per_channel` (BatchNorm, activations, pooling, channel-mixing layers),
-`merge` (Add and friends, Concatenate, `keras.ops` arithmetic), `reshape`,
+`merge` (Add and friends, Concatenate, `keras.ops` arithmetic), `channel_ops`
+(`keras.ops.split` and `keras.ops.pad`), `reshape`,
 `preprocessing` (image preprocessing and augmentation layers), `recurrent`
 (LSTM, GRU, SimpleRNN, Bidirectional), `embedding`, `attention`
 (MultiHeadAttention, one gate per head), `grouped_attention` (grouped-query
@@ -23,6 +24,7 @@ attention: key/value groups and query slots), `indexing` (`x[:, 0, :]`),
 import keras
 
 from figs_tf.handlers.attention import HeadGatedAttention, MultiHeadAttentionHandler
+from figs_tf.handlers.channel_ops import PadHandler, SplitHandler
 from figs_tf.handlers.base import (LayerHandler, Term, UnsupportedLayerError, activation_name, clone_layer,
                                    equivalent_model)
 from figs_tf.handlers.convolution import (ChannelProducer, ConvHandler, ConvTransposeHandler, DenseHandler,
@@ -105,6 +107,8 @@ def _default_handlers():
     if hasattr(L, "RMSNormalization"):  # Keras >= 3.9
         table[L.RMSNormalization] = LayerNormalizationHandler(kind="RMS normalization")
     table[keras_numpy_ops.GetItem] = GetItemHandler()
+    table[keras_numpy_ops.Split] = SplitHandler()  # CSPNet's cross-stage split
+    table[keras_numpy_ops.Pad] = PadHandler()  # ResNetV2's -inf padding before max-pooling
     from keras.src.ops import nn as keras_nn_ops  # pylint: disable=g-import-not-at-top  # no public name
     for cls in (keras_nn_ops.Gelu, keras_nn_ops.Silu, keras_nn_ops.Relu):  # f(0) == 0, elementwise
         table[cls] = OperationHandler(zero_preserving=True)
@@ -144,8 +148,8 @@ __all__ = [
     "DEFAULT_HANDLERS", "DenseHandler", "DepthwiseConvHandler", "EinsumDenseHandler", "ElementwiseOpHandler", "EmbeddingHandler",
     "GetItemHandler", "GroupGatedAttention", "GroupedAttentionHandler", "HeadGatedAttention",
     "KerasGroupedQueryAttentionHandler", "LayerHandler", "LayerNormalizationHandler", "MaskingHandler",
-    "MergeHandler", "MultiHeadAttentionHandler", "NormalizationHandler", "NotEqualHandler", "PerChannel",
+    "MergeHandler", "MultiHeadAttentionHandler", "NormalizationHandler", "NotEqualHandler", "PadHandler", "PerChannel",
     "PermuteHandler", "RandomErasingHandler", "RecurrentHandler", "RescalingHandler", "ReshapeHandler",
-    "SeparableConvHandler", "SoftmaxHandler", "Term", "UnsupportedLayerError", "activation_name", "clone_layer",
+    "SeparableConvHandler", "SoftmaxHandler", "SplitHandler", "Term", "UnsupportedLayerError", "activation_name", "clone_layer",
     "equivalent_model", "find_handler", "handler_for", "register_handler", "register_lazily",
 ]

@@ -4,9 +4,9 @@ A lookup reads indices, not channels, so the input needs no mask and costs
 no multiply-adds; the table's columns (and, for an untied ReversibleEmbedding,
 the rows of its separate reverse projection, which has the same width) are
 cut with the channels. A ReversibleEmbedding called with `reverse=True` (a
-language model's output projection tied to the input embedding) is the same
-layer applied twice: figs_tf refuses shared layers, so only the forward
-lookup is supported.
+language model's output projection tied to the input embedding) reads channels
+and makes tokens, unlike the forward lookup: only the forward lookup is
+supported (a table shared by several forward lookups is one shared layer).
 """
 
 import numpy as np
@@ -25,7 +25,9 @@ class EmbeddingHandler(LayerHandler):
         if call.arguments()[1].get("reverse"):
             raise UnsupportedLayerError(
                 f"'{call.name}' is called with reverse=True (the tied output projection of a language model). "
-                "figs_tf supports the forward lookup only: wrap the backbone, which does not use the reverse call.")
+                "figs_tf supports the forward lookup only: wrap the model without the logits instead (a keras_hub "
+                "CausalLM's backbone, traced at a fixed length), and generate with the family's CausalLM on "
+                "figs_tf.keras_hub_backbone(figs_tf.slim(search), backbone).")
         if getattr(layer, "quantization_mode", None) or getattr(layer, "lora_enabled", False):
             raise UnsupportedLayerError(
                 f"'{call.name}' is quantized or has LoRA weights; figs_tf searches float embeddings only. "

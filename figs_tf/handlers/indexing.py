@@ -2,9 +2,13 @@
 
 BERT's pooled output reads `x[:, 0, :]` (the class token); a ViT head may do
 the same. Indexing that leaves the last axis whole passes the channels on;
-indexing into the channel axis is refused.
+indexing into the channel axis of searched channels is refused. A tensor with
+no searched channel (a model input such as T5's padding mask, indexed
+`padding_mask[:, None, :]`) may be indexed any way: its output's channels are
+never pruned either.
 """
 
+from figs_tf.channel_sets import Segment, groups_in
 from figs_tf.handlers.base import LayerHandler, UnsupportedLayerError
 
 
@@ -22,12 +26,16 @@ def _channel_axis_untouched(key, rank):
 
 
 class GetItemHandler(LayerHandler):
-    """keras.ops GetItem (`x[:, 0, :]`): zero-preserving, per channel, when the last axis is left whole."""
+    """keras.ops GetItem (`x[:, 0, :]`): zero-preserving, per channel, when the last axis is left whole
+    (any indexing of a tensor without searched channels)."""
 
     def output_sets(self, call, in_sets, groups):
         args, _ = call.arguments()
         if len(call.input_tensors) != 1 or len(args) != 2:
             raise UnsupportedLayerError(f"'{call.name}' indexes with a tensor; figs_tf supports constant indices.")
+        if not groups_in(in_sets[0]):  # nothing searched to keep apart: a mask, token ids, fixed channels
+            out_shape = call.output_tensors[0].shape
+            return [(Segment(None, out_shape[-1] if len(out_shape) > 1 else 0),)]
         rank = len(call.input_tensors[0].shape)
         if not _channel_axis_untouched(args[1], rank):
             raise UnsupportedLayerError(

@@ -59,7 +59,8 @@ class BlockHandler(LayerHandler):
 
 
 def _second_use(dropout):
-    """A fresh Dropout like `dropout`, for a block that applies one Dropout twice (figs_tf refuses shared layers)."""
+    """A fresh Dropout like `dropout`, for a block that applies one Dropout twice (so that its two uses, which
+    read different channels, are not tied as a shared layer's would be)."""
     return keras.layers.Dropout(dropout.rate, seed=dropout.seed, dtype=dropout.dtype_policy,
                                 name=f"{dropout.name}_second_use")
 

@@ -23,9 +23,9 @@ shared), as figs_tf.handlers.keras_hub does for the generic Transformer blocks:
   so the slim norm would take ε·n/k and γ·√(n/k) (Gemma's 1 + γ likewise);
   folding the scale alone is not exact (ε's share of the mean grows n/k
   times: visible for small activations). It is not searched yet: the stream
-  is a model output in a bare backbone, and a CausalLM (logits out) applies its
-  `ReversibleEmbedding` twice (input and tied output), a shared layer, which
-  figs_tf's graph refuses; a searched stream would also fix every attention's
+  is a model output in a bare backbone, and a CausalLM (logits out) computes
+  them with its `ReversibleEmbedding` called with reverse=True (the tied
+  output projection), which the embedding handler refuses; a searched stream would also fix every attention's
   query slots (the query projection would multiply three searched widths).
 
 `figs_tf.slim` rebuilds each block as these plain layers, the attention as a
