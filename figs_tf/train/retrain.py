@@ -80,7 +80,7 @@ def load_search_model(workdir):
             "start from the search's weights, which `figs-search` saves there when it finishes (a search "
             "run by an older figs_tf did not). Rerun figs-search in a new --workdir, or retrain from scratch "
             "(--config.retrain.init=scratch --config.retrain.teacher='').")
-    return load_model(path)
+    return load_model(path, compile=False)  # its weights only: the optimizer is not needed
 
 
 def run(config, workdir, callbacks=(), processes=None):
