@@ -43,8 +43,9 @@ applied to a non-zero constant does not). A branch whose constant could vary
 over positions is not removed: it keeps one channel, and `graph.notes` says so.
 
 The widths rule (`apply_summand_rules`, NumPy twin `apply_summand_rules_numpy`)
-is a step of `figs_tf.mask_layer.hard_widths`; its data, one dict per sum with
-removable inputs, travels in `keep_one_sets` next to the keep-one sets.
+is a step of `figs_tf.mask_layer.hard_widths`; its data, one
+`figs_tf.export_rules.SummandRule` per sum with removable inputs, travels in
+`keep_one_sets` next to the `KeepOne` rules.
 """
 
 import collections
@@ -56,6 +57,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from figs_tf import export_rules
 from figs_tf.channel_sets import alive_positions, count as channels_alive, groups_in, has_fixed_channels
 
 _TRUE = frozenset([frozenset()])  # depends on the input whatever the widths
@@ -236,50 +238,28 @@ def cut_calls(graph, branches):
 
 
 def summand_rules(branches):
-    """The widths rule's data: one dict per sum with removable inputs, in graph order.
-
-    `{"sum": name, "keep_one": every input is removable, "summands": [{"paths",
-    "internal"}, ...]}`; JSON-serialisable, stored in the gates' config.
-    """
+    """The widths rule's data: one `figs_tf.export_rules.SummandRule` per sum with removable inputs, in graph order."""
     by_sum = {}
     for branch in branches:
         by_sum.setdefault(id(branch.sum_call), []).append(branch)
     rules = []
     for members in by_sum.values():
         sum_call = members[0].sum_call
-        rules.append({"sum": sum_call.name, "keep_one": len(members) == len(sum_call.input_keys),
-                      "summands": [{"paths": [list(p) for p in b.paths], "internal": list(b.internal_groups)}
-                                   for b in members]})
+        rules.append(export_rules.SummandRule(
+            sum_name=sum_call.name, keep_one=len(members) == len(sum_call.input_keys),
+            summands=tuple(export_rules.Summand(paths=b.paths, internal=b.internal_groups) for b in members)))
     return rules
-
-
-def normalize_rules(rules):
-    """Keep-one sets and summand rules with plain ints (as read back from a config)."""
-    normalized = []
-    for rule in rules:
-        if isinstance(rule, dict):
-            normalized.append({
-                "sum": str(rule.get("sum", "")), "keep_one": bool(rule["keep_one"]),
-                "summands": [{"paths": [[int(g) for g in path] for path in summand["paths"]],
-                              "internal": [int(g) for g in summand["internal"]]} for summand in rule["summands"]]})
-        else:
-            normalized.append([int(g) for g in rule])
-    return normalized
-
-
-def keep_one_sets_only(rules):
-    return [rule for rule in rules if not isinstance(rule, dict)]
 
 
 # ---------------------------------------------------------------- the widths rule
 
 def apply_summand_rules_numpy(widths, group_max, rules):
     """NumPy twin of `apply_summand_rules` (widths: float array, changed and returned)."""
-    rules = [rule for rule in rules if isinstance(rule, dict)]
+    rules = export_rules.summand_rules(rules)
     for rule in rules:
-        if not rule["keep_one"]:
+        if not rule.keep_one:
             continue
-        paths = [path for summand in rule["summands"] for path in summand["paths"]]
+        paths = [list(path) for summand in rule.summands for path in summand.paths]
         empty = widths == 0
         if any(not empty[path].any() for path in paths):
             continue
@@ -289,16 +269,16 @@ def apply_summand_rules_numpy(widths, group_max, rules):
         widths[best] += empty[best]
     empty = widths == 0
     for rule in rules:
-        for summand in rule["summands"]:
-            if not any(not empty[path].any() for path in summand["paths"]):
-                widths[summand["internal"]] = 0
+        for summand in rule.summands:
+            if not any(not empty[list(path)].any() for path in summand.paths):
+                widths[list(summand.internal)] = 0
     return widths
 
 
 def _membership(lists, num_groups):
     matrix = np.zeros((len(lists), num_groups), np.float32)
     for row, groups in enumerate(lists):
-        matrix[row, groups] = 1.0
+        matrix[row, list(groups)] = 1.0
     return matrix
 
 
@@ -315,19 +295,19 @@ def apply_summand_rules(widths, group_max, rules, num_groups):
     Args:
       widths: float32 widths per group (after ⌊Σπ⌋ and the keep-one sets).
       group_max: float32 largest logit per group.
-      rules: the dict entries of `keep_one_sets` (others are ignored).
+      rules: the export rules (`figs_tf.export_rules`); only the `SummandRule`s are read.
       num_groups: number of groups.
 
     Returns:
       The widths after both steps.
     """
-    rules = [rule for rule in rules if isinstance(rule, dict)]
+    rules = export_rules.summand_rules(rules)
     if not rules:
         return widths
     for rule in rules:
-        if not rule["keep_one"]:
+        if not rule.keep_one:
             continue
-        paths = _membership([p for s in rule["summands"] for p in s["paths"]], num_groups)
+        paths = _membership([p for s in rule.summands for p in s.paths], num_groups)
         empty = ops.cast(widths == 0, "float32")
         missing = ops.reshape(ops.matmul(paths, ops.reshape(empty, (-1, 1))), (-1,))
         none_alive = ops.cast(ops.min(missing) > 0, "float32")
@@ -335,15 +315,15 @@ def apply_summand_rules(widths, group_max, rules, num_groups):
         scores = ops.min(ops.where(needed, ops.reshape(group_max, (1, -1)), _NO_SCORE), axis=1)
         best = ops.take(paths, ops.argmax(scores), axis=0)
         widths = widths + none_alive * best * empty
-    summands = [s for rule in rules for s in rule["summands"]]
-    all_paths = [p for s in summands for p in s["paths"]]
-    owner = [i for i, s in enumerate(summands) for _ in s["paths"]]
+    summands = [s for rule in rules for s in rule.summands]
+    all_paths = [p for s in summands for p in s.paths]
+    owner = [i for i, s in enumerate(summands) for _ in s.paths]
     empty = ops.cast(widths == 0, "float32")
     complete = ops.cast(ops.reshape(ops.matmul(_membership(all_paths, num_groups), ops.reshape(empty, (-1, 1))),
                                     (-1,)) == 0, "float32")
     alive = ops.segment_max(complete, ops.convert_to_tensor(owner, dtype="int32"), num_segments=len(summands))
     dead = ops.reshape(1.0 - alive, (1, -1))
-    killed = ops.reshape(ops.matmul(dead, _membership([s["internal"] for s in summands], num_groups)), (-1,))
+    killed = ops.reshape(ops.matmul(dead, _membership([s.internal for s in summands], num_groups)), (-1,))
     return widths * (1.0 - ops.cast(killed > 0, "float32"))
 
 

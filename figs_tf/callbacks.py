@@ -20,6 +20,7 @@
 import os
 import tempfile
 import warnings
+import weakref
 
 import keras
 from keras import ops
@@ -235,10 +236,33 @@ class BudgetController(keras.callbacks.Callback):
         self._steps_since_update = 0
         self._steps_this_epoch = 0
 
-    @staticmethod
-    def is_steering(search):
+    # search model -> the BudgetController steering it in the fit now running (weak: a model
+    # dropped mid-fit is not kept alive)
+    _steering = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def steering(cls, search):
+        """The BudgetController steering `search`'s λ in the fit now running, or None.
+
+        A controller attaches itself in `on_train_begin` and lets go in
+        `on_train_end`, so any callback can ask from its own `on_epoch_begin`
+        on, whatever the order of the callbacks: `CostCallback` does, to refuse
+        a search model that has a budget but nothing steering toward it.
+
+        Example:
+
+        >>> class Report(keras.callbacks.Callback):
+        ...     def on_epoch_end(self, epoch, logs=None):
+        ...         controller = figs_tf.BudgetController.steering(self.model)
+        ...         if controller is not None:
+        ...             print(controller.trace[-1])
+        """
+        return cls._steering.get(search)
+
+    @classmethod
+    def is_steering(cls, search):
         """True while a BudgetController is attached to `search` (between train begin and end)."""
-        return getattr(search, "_figs_budget_controller", None) is not None
+        return cls.steering(search) is not None
 
     def on_train_begin(self, logs=None):
         layer = wrap_lib.cost_layer_of(self.model)
@@ -262,7 +286,7 @@ class BudgetController(keras.callbacks.Callback):
         self._gates_settled = False
         self._steps_since_update = 0
         self._steps_this_epoch = 0
-        self.model._figs_budget_controller = self  # pylint: disable=protected-access  # read by CostCallback
+        BudgetController._steering[self.model] = self  # read by CostCallback (`steering`)
 
     def _end_step(self, total_steps):
         """The step from which the gates slow down (the reference path has come to rest); None: never."""
@@ -434,7 +458,8 @@ class BudgetController(keras.callbacks.Callback):
             logs["figs_gate_speed"] = wrap_lib.get_gate_speed(self.model)
 
     def on_train_end(self, logs=None):
-        self.model._figs_budget_controller = None  # pylint: disable=protected-access
+        if BudgetController._steering.get(self.model) is self:
+            del BudgetController._steering[self.model]
         self._report_landing()
 
     def _report_landing(self):

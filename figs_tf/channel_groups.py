@@ -14,6 +14,7 @@ result, a `ChannelGraph`, is what wrapping, cost, export and slimming share.
 import dataclasses
 
 from figs_tf import branches as branches_lib
+from figs_tf import export_rules
 from figs_tf import handlers as handlers_lib
 from figs_tf import keras_graph
 from figs_tf.channel_sets import Segment, groups_in, has_fixed_channels, num_channels
@@ -134,7 +135,7 @@ class ChannelGraph:
     read_sets: dict  # id(call) -> the channel set each input is read with (handlers' in_sets)
     groups: list  # ChannelGroup, the prunable ones, indexed by group id
     masked_keys: list  # tensors whose pruned channels must be zeroed right after they are made
-    keep_one_sets: list  # the export rule's data: keep-one group lists, then summand rules (figs_tf.branches)
+    keep_one_sets: list  # the export rule's data: KeepOne rules, then SummandRules (figs_tf.export_rules)
     notes: list  # why some channels are kept out of search
     branches: list = dataclasses.field(default_factory=list)  # removable summands (figs_tf.branches.Branch)
     inner_keys: dict = dataclasses.field(default_factory=dict)  # call name -> [(label, key)] (handlers' inner_sets)
@@ -441,11 +442,12 @@ def _place_masks(graph):
 
 
 def _keep_one_sets(graph):
-    """Input groups of each channel-mixing layer that could lose every input,
-    each inner set (a layer keeps at least one attention head), then the summand rules.
+    """A `KeepOne` rule for the input groups of each channel-mixing layer that
+    could lose every input and for each inner set (a layer keeps at least one
+    attention head), then the `SummandRule`s (figs_tf.export_rules).
 
     A layer whose empty input makes its branch constant needs no keep-one
-    set: the branch is removed instead (figs_tf.branches).
+    rule: the branch is removed instead (figs_tf.branches).
     """
     cut = branches_lib.cut_calls(graph, graph.branches)
     keep_one = []
@@ -453,12 +455,12 @@ def _keep_one_sets(graph):
         if id(call) in cut:
             continue
         in_set = graph.in_sets(call)[0]
-        groups = groups_in(in_set)
-        if groups and not has_fixed_channels(in_set) and groups not in keep_one:
-            keep_one.append(groups)
+        rule = export_rules.KeepOne(groups=groups_in(in_set))
+        if rule.groups and not has_fixed_channels(in_set) and rule not in keep_one:
+            keep_one.append(rule)
     for call in graph.calls:
         for _, key in graph.inner_keys.get(call.name, ()):
-            groups = groups_in(graph.tensor_sets[key])
-            if groups and groups not in keep_one:
-                keep_one.append(groups)
+            rule = export_rules.KeepOne(groups=groups_in(graph.tensor_sets[key]))
+            if rule.groups and rule not in keep_one:
+                keep_one.append(rule)
     return keep_one + branches_lib.summand_rules(graph.branches)

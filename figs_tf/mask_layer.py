@@ -48,6 +48,7 @@ from keras import ops
 
 from figs_tf import branches as branches_lib
 from figs_tf import channel_groups
+from figs_tf import export_rules
 from figs_tf import gate_speed as gate_speed_lib
 
 DEFAULT_TEMPERATURE = 1e-3
@@ -113,8 +114,8 @@ def hard_widths(logits, group_sizes, keep_one_sets):
     """The exported width of every group: ⌊Σπ⌋, then the keep-one rule, then dead branches.
 
     `keep_one_sets` is the rule's data from the channel analysis
-    (`graph.keep_one_sets`): lists of group ids, and one dict per sum with
-    removable inputs (figs_tf.branches).
+    (`graph.keep_one_sets`): `figs_tf.export_rules.KeepOne` and `SummandRule`s
+    (their JSON form is read too).
 
     Keep-one: every layer that mixes channels (conv, dense) outside a
     removable branch keeps at least one input channel, so the exported
@@ -131,10 +132,11 @@ def hard_widths(logits, group_sizes, keep_one_sets):
     num_groups = len(group_sizes)
     ids = ops.convert_to_tensor(group_ids(group_sizes), dtype="int32")
     widths = ops.floor(expected_widths(logits, ids, num_groups))
+    keep_one_sets = export_rules.from_config(keep_one_sets)
     if keep_one_sets:
         group_max = ops.segment_max(logits, ids, num_segments=num_groups)
-        for groups in branches_lib.keep_one_sets_only(keep_one_sets):
-            members = ops.convert_to_tensor(groups, dtype="int32")
+        for rule in export_rules.keep_one_rules(keep_one_sets):
+            members = ops.convert_to_tensor(rule.groups, dtype="int32")
             empty = ops.cast(ops.sum(ops.take(widths, members)) == 0, "float32")
             best = ops.take(members, ops.argmax(ops.take(group_max, members)))
             widths = widths + empty * ops.one_hot(best, num_groups, dtype="float32")
@@ -156,8 +158,9 @@ def hard_widths_numpy(logits, group_sizes, keep_one_sets):
         probabilities = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
     widths = np.floor(np.add.reduceat(probabilities, starts))
     group_max = np.maximum.reduceat(logits, starts)
-    for groups in branches_lib.keep_one_sets_only(keep_one_sets):
-        members = np.asarray(groups, dtype=np.int64)
+    keep_one_sets = export_rules.from_config(keep_one_sets)
+    for rule in export_rules.keep_one_rules(keep_one_sets):
+        members = np.asarray(rule.groups, dtype=np.int64)
         if widths[members].sum() == 0:
             widths[members[np.argmax(group_max[members])]] += 1
     widths = branches_lib.apply_summand_rules_numpy(widths, group_max, keep_one_sets)
@@ -193,9 +196,9 @@ class MaskLayer(keras.layers.Layer):
       group_sizes: channels per group; the logits are their concatenation.
       temperature: τ of the Logistic-Sigmoid relaxation (> 0; paper: 1e-3).
       initial_logit: initial ν of every channel (paper: 2.5).
-      keep_one_sets: the export rule's data from the channel analysis: group-id
-        lists for the keep-one rule and dicts for removable branches (see
-        `hard_widths`).
+      keep_one_sets: the export rule's data from the channel analysis:
+        `figs_tf.export_rules.KeepOne` and `SummandRule`s, or their JSON form
+        (see `hard_widths`).
       sampled_widths: return Σm̂ instead of Σπ in training (sampled cost, eq. 5).
       group_keys: names of the groups (their first producer layer), used to
         match a saved search model with its channel analysis.
@@ -240,7 +243,7 @@ class MaskLayer(keras.layers.Layer):
             raise ValueError(f"group_sizes must be positive, got {self.group_sizes}")
         self.temperature = float(temperature)
         self.initial_logit = float(initial_logit)
-        self.keep_one_sets = branches_lib.normalize_rules(keep_one_sets)
+        self.keep_one_sets = tuple(export_rules.from_config(keep_one_sets))
         self.sampled_widths = bool(sampled_widths)
         self.group_keys = list(group_keys) if group_keys is not None else None
         self.exclude = list(exclude)
@@ -357,7 +360,7 @@ class MaskLayer(keras.layers.Layer):
             "group_sizes": self.group_sizes,
             "temperature": self.temperature,
             "initial_logit": self.initial_logit,
-            "keep_one_sets": self.keep_one_sets,
+            "keep_one_sets": export_rules.to_config(self.keep_one_sets),
             "sampled_widths": self.sampled_widths,
             "group_keys": self.group_keys,
             "exclude": self.exclude,

@@ -4,6 +4,7 @@ import csv
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -437,3 +438,50 @@ def test_a_remote_workdir_goes_through_tf_io_gfile():
         assert len(list(csv.DictReader(f))) == 1
     assert tf.io.gfile.exists(f"{workdir}/retrain/model.keras")
     assert retrained["exported"]["params"] == found["exported"]["params"]
+
+
+def _recovery_config(init, teacher):
+    config = tiny_config()
+    config.retrain.update(dict(epochs=1, batch_size=64, steps_per_checkpoint=3, init=init, teacher=teacher))
+    return config
+
+
+def test_retraining_can_start_from_the_search_weights_and_distil_from_the_search_model(tmp_path):
+    """Each `retrain.init` / `retrain.teacher` mode for a few steps: what it starts from and what it fits."""
+    search.run(tiny_config(), str(tmp_path / "search_run"))
+    search_model = figs_tf.load_model(os.path.join(tmp_path, "search_run", "search", "search_model.keras"))
+    inherited = [w.copy() for w in figs_tf.slim(search_model).get_weights()]
+    for init, teacher in (("scratch", ""), ("inherited", ""), ("inherited", "search"), ("scratch", "search")):
+        keras.backend.clear_session()
+        workdir = tmp_path / f"{init}_{teacher or 'none'}"
+        shutil.copytree(tmp_path / "search_run" / "search", workdir / "search")
+        seen = {}
+
+        def record(model, epoch, seen=seen):
+            seen["fitted"] = type(model).__name__
+            student = getattr(model, "student", model)
+            seen["start"] = [np.array(w) for w in student.get_weights()]
+        logs = []
+        summary = retrain.run(_recovery_config(init, teacher), str(workdir),
+                              callbacks=[AtEpochStart(0, record), keras.callbacks.LambdaCallback(
+                                  on_epoch_end=lambda epoch, epoch_logs, logs=logs: logs.append(dict(epoch_logs)))])
+        assert summary["steps"] == 9 and np.isfinite(summary["test_accuracy"])
+        assert seen["fitted"] == ("Distiller" if teacher else "Functional")
+        assert ("distillation_loss" in logs[-1]) == bool(teacher)
+        same = len(seen["start"]) == len(inherited) and all(
+            a.shape == b.shape and np.array_equal(a, b) for a, b in zip(seen["start"], inherited))
+        assert same == (init == "inherited")
+        saved = keras.saving.load_model(os.path.join(workdir, "retrain", "model.keras"))
+        assert type(saved).__name__ == "Functional" and saved.count_params() == summary["exported"]["params"]
+
+
+def test_a_resumed_recovery_is_the_uninterrupted_one(tmp_path):
+    """Bit for bit with inherited weights and distillation: the teacher is rebuilt from the same file."""
+    config = _recovery_config("inherited", "search")
+    search.run(tiny_config(), str(tmp_path / "once"))
+    shutil.copytree(tmp_path / "once" / "search", tmp_path / "resumed" / "search")
+    retrained_once, retrained = _once_and_resumed(retrain.run, config, tmp_path, preempt_at=2)
+    assert retrained["resumed_from_step"] == 6 and retrained["steps"] == retrained_once["steps"] == 9
+    models = [keras.saving.load_model(os.path.join(tmp_path, run, "retrain", "model.keras")) for run in ("once", "resumed")]
+    for a, b in zip(*(model.get_weights() for model in models), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -6,6 +6,7 @@ the rule's edge cases on small hand-made graphs, with constants computed by
 hand from BatchNorm's formula.
 """
 
+import json
 import os
 
 import keras
@@ -14,6 +15,7 @@ import pytest
 from keras import ops
 
 import figs_tf
+from figs_tf import export_rules
 from figs_tf.mask_layer import MaskLayer, hard_widths, hard_widths_numpy
 from figs_tf.wrapping import channel_graph_of, gates_of
 
@@ -200,9 +202,10 @@ def test_an_architecture_that_removes_a_used_layer_is_refused():
 def test_the_numpy_twin_and_the_config_round_trip_agree_on_the_summand_rules():
     search = figs_tf.wrap(_model(identity=False, se=True))
     gates = gates_of(search)
-    rules = [rule for rule in gates.keep_one_sets if isinstance(rule, dict)]
-    assert len(rules) == 1 and rules[0]["keep_one"]
-    copy = MaskLayer.from_config(gates.get_config())
+    rules = export_rules.summand_rules(gates.keep_one_sets)
+    assert len(rules) == 1 and rules[0].keep_one
+    copy = MaskLayer.from_config(json.loads(json.dumps(gates.get_config())))  # as a saved model holds it
+    assert copy.keep_one_sets == gates.keep_one_sets
     rng = np.random.default_rng(0)
     revived = removed = 0
     for _ in range(60):

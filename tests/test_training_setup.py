@@ -151,6 +151,20 @@ def test_every_range_names_a_key_of_the_default_config_and_choices_come_from_the
         config_checks.check(config)
 
 
+@pytest.mark.parametrize("changes, message", [
+    (dict(init="warm"), r"config.retrain.init: 'warm' is out of range; expected one of \('scratch', 'inherited'\)"),
+    (dict(teacher="supernet"), r"config.retrain.teacher: 'supernet' is out of range; expected one of \('', 'search'\)"),
+    (dict(distill_temperature=0.0), r"config.retrain.distill_temperature: 0.0 is out of range; expected > 0"),
+    (dict(distill_label_weight=1.5), r"config.retrain.distill_label_weight: 1.5 is out of range; expected in \[0, 1\]"),
+    (dict(teacher="search", distill_label_weight=1.0), r"gives the teacher no share of the loss; lower the weight"),
+])
+def test_the_recovery_keys_of_retraining_are_checked(changes, message):
+    config = default_config.get_config()
+    config.retrain.update(changes)
+    with pytest.raises(ValueError, match=message):
+        config_checks.check(config)
+
+
 def test_tpu_batches_are_full_and_split_per_replica(monkeypatch):
     """On TPU every batch is full (static shapes) and the global batch splits over 8 cores."""
     config = default_config.get_config()

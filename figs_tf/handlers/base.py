@@ -38,7 +38,23 @@ class LayerHandler:
 
     Subclasses override what differs from the defaults: a layer that keeps no
     state per channel and reads its inputs without mixing channels needs only
-    `output_sets`.
+    `output_sets`. These members are the whole interface: the rest of figs_tf
+    reads nothing else of a handler (tests/test_wrap.py registers a handler
+    written against them alone).
+
+    - the channel analysis (`figs_tf.channel_groups.analyze`): `channel_axes`,
+      `output_sets`, `inner_sets`, `functional_equivalent`, `mixes_channels`,
+      `inputs_to_clean` (by default from `requires_clean_inputs`) and
+      `output_dirty`;
+    - the cost (`figs_tf.cost`): `param_terms` and `flop_terms`;
+    - the search model (`figs_tf.wrap`): `search_call` (and through it
+      `gated_layer` for a layer with inner sets);
+    - the export and slimming (`figs_tf.export`, `figs_tf.slim`,
+      `figs_tf.build_from_architecture`): `slim`, `drops_empty_inputs`,
+      `output_channel_l1` and `inner_channel_l1` (which channels an
+      architecture without kept channels keeps), and for dead branches
+      (figs_tf.branches) `sums_inputs`, `uniform_output`,
+      `can_absorb_output_shift` and `absorb_output_shift`.
 
     Example:
 
@@ -139,6 +155,18 @@ class LayerHandler:
         whose weights and config do not depend on the channel count.
         """
         return clone_layer(call.layer), call.layer.get_weights()
+
+    def output_channel_l1(self, layer):
+        """L1 norm of the weights that make each output channel, a NumPy vector (channel choice without gates).
+
+        `figs_tf.build_from_architecture` asks it of every layer that mixes
+        channels when an architecture gives widths but not which channels to
+        keep: the channels of largest norm are kept (summed over tied layers).
+        A handler with `mixes_channels = True` overrides it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot rank the output channels of layer "
+                                  f"'{getattr(layer, 'name', layer)}': give the architecture its kept channels "
+                                  "(figs_tf.save_architecture(..., channels=...)) or override output_channel_l1.")
 
     # Dead branches (figs_tf.branches): a summand whose inner channels all close
     # is removed and the constant it added is folded into what survives. The

@@ -32,6 +32,8 @@ from figs_tf.train import input_pipeline
 from figs_tf.train.strategies import STRATEGIES
 
 PRECISIONS = (None, "float32", "mixed_bfloat16", "mixed_float16")
+RETRAIN_INITS = ("scratch", "inherited")  # fresh weights (the paper), or the search's
+RETRAIN_TEACHERS = ("", "search")  # no distillation, or from the search model's exported network
 PROGRESS = ("auto", "bar", "epoch", "none")
 # Keys whose contents the default cannot describe: the search space's builder
 # arguments differ per space (figs_tf.spaces.build_supernet checks them).
@@ -103,6 +105,12 @@ RULES = {
     "optimizer.weight_decay": Rule(_number(0), "≥ 0"),
     "optimizer.ema_momentum": Rule(_number(0, 1, low_open=True, high_open=True), "None (off) or in (0, 1)"),
     **{f"{phase}.{key}": rule for phase in ("search", "retrain") for key, rule in _PHASE_RULES.items()},
+    "retrain.init": _one_of(RETRAIN_INITS),
+    "retrain.teacher": _one_of(RETRAIN_TEACHERS),
+    "retrain.distill_temperature": Rule(_number(0, low_open=True),
+                                        "> 0, softens the teacher's and the student's softmax (typical: 2 to 5)"),
+    "retrain.distill_label_weight": Rule(_number(0, 1), "in [0, 1]: the labels' share of the loss, the "
+                                                         "teacher's the rest"),
 }
 # What a key is for, where its type alone does not say (added to a type error).
 HINTS = {
@@ -177,6 +185,7 @@ def check(config):
     problems = list(_problems(values, schema(), ""))
     if not problems:
         problems.extend(_exclusive_budgets(values))
+        problems.extend(_distillation(values["retrain"]))
     if problems:
         raise errors.UserError("Bad config: " + problems[0] if len(problems) == 1
                                else "Bad config:\n  " + "\n  ".join(problems))
@@ -191,6 +200,13 @@ def _exclusive_budgets(values):
         yield (f"{' and '.join(f'config.{key}' for key in chosen)} are {both} set: one AL run either lands on one "
                f"target (an absolute budget, or a fraction of the supernet's cost) or steps through several "
                f"Pareto budgets; keep one and unset the others ({unset})")
+
+
+def _distillation(retrain):
+    """A teacher needs some of the loss: with the labels' weight 1 it would be run and ignored."""
+    if retrain["teacher"] and retrain["distill_label_weight"] == 1:
+        yield (f"config.retrain.teacher={retrain['teacher']!r} with config.retrain.distill_label_weight=1 gives "
+               "the teacher no share of the loss; lower the weight (e.g. 0.5) or set --config.retrain.teacher=''")
 
 
 def _problems(values, types, prefix):

@@ -78,10 +78,15 @@ def get_config(arg=None):
         recalibrated_eval=True))
     # Retraining from scratch: doubled batch and learning rate (paper); a short run
     # needs the learning rate annealed (×1/16 over 5 epochs) to settle.
+    # init="inherited" starts from the search model's weights instead (figs_tf.slim of
+    # <workdir>/search/search_model.keras); teacher="search" distils from the search
+    # model's exported network (keras.distillation.Distiller): the loss is
+    # distill_label_weight × cross-entropy + the rest × T²·KL at temperature T.
     config.retrain = ml_collections.ConfigDict(dict(
         epochs=5.0, batch_size=256, learning_rate=2.0, decay_epochs=1.25, decay_factor=0.5,
         steps_per_checkpoint=ml_collections.config_dict.placeholder(int),
-        architecture=ml_collections.config_dict.placeholder(str)))
+        architecture=ml_collections.config_dict.placeholder(str),
+        init="scratch", teacher="", distill_temperature=4.0, distill_label_weight=0.5))
     return config
 
 

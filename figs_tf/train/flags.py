@@ -43,8 +43,10 @@ PURPOSES = {
         "<workdir>/search/architecture.json. A rerun of the same command resumes after a preemption."),
     "figs-retrain": (
         "Retraining: builds the architecture that figs-search exported (<workdir>/search/architecture.json, "
-        "or --config.retrain.architecture) with fresh weights and trains it from scratch; writes "
-        "<workdir>/retrain/model.keras. Run figs-search with the same --config and --workdir first."),
+        "or --config.retrain.architecture) with fresh weights and trains it from scratch (or, with "
+        "--config.retrain.init=inherited, from the search's weights; --config.retrain.teacher=search distils "
+        "from the search model); writes <workdir>/retrain/model.keras. Run figs-search with the same --config "
+        "and --workdir first."),
 }
 MODULES = {"figs-search": "figs_tf.train.search", "figs-retrain": "figs_tf.train.retrain"}
 HELP_ARGUMENTS = ("-h", "-?", "--help", "--helpshort")

@@ -185,10 +185,17 @@ def variables_without_weight_decay(model):
     return excluded
 
 
-def compile_model(model, config, plan):
-    """Compiles `model` with the phase's optimizer, a from-logits loss and accuracy."""
+def compile_model(model, config, plan, no_decay=None, optimizer=None):
+    """Compiles `model` with the phase's optimizer, a from-logits loss and accuracy.
+
+    `no_decay`: the variables kept out of weight decay (None: those of `model`,
+    `variables_without_weight_decay`); `optimizer`: one to use instead of a new one.
+    """
+    if optimizer is None:
+        optimizer = make_optimizer(config, plan, variables_without_weight_decay(model) if no_decay is None
+                                   else no_decay)
     model.compile(
-        optimizer=make_optimizer(config, plan, variables_without_weight_decay(model)),
+        optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         # On JAX a step that is not jitted runs op by op: the JAX backend always compiles.

@@ -23,7 +23,9 @@ def print_summary(summary):
     if summary["phase"] == "search":
         _print_search_results(summary)
     else:
-        print(f"  retrained from scratch for {summary['steps']} steps: test accuracy "
+        start = {"scratch": "from scratch", "inherited": "from the search's weights"}[summary.get("init", "scratch")]
+        teacher = f", distilled from the {summary['teacher']} model" if summary.get("teacher") else ""
+        print(f"  retrained {start}{teacher} for {summary['steps']} steps: test accuracy "
               f"{summary['test_accuracy']:.4f}")
 
 

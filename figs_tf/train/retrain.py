@@ -1,8 +1,9 @@
-r"""Retraining: the exported architecture, built fresh, trained from scratch on the task loss.
+r"""Retraining: the exported architecture, trained from scratch (the paper) or from the search's weights.
 
     python -m figs_tf.train.retrain --workdir=runs/demo          # after figs-search --workdir=runs/demo
     figs-retrain --config=experiments/one_shot_imagenet.py:A --workdir=gs://my-bucket/one_shot_a
     figs-retrain --config.retrain.architecture=path/to/architecture.json --workdir=runs/other
+    figs-retrain --workdir=runs/demo --config.retrain.init=inherited --config.retrain.teacher=search
 
 Reads `<workdir>/search/architecture.json` (or `config.retrain.architecture`),
 builds the config's search space at those widths with fresh weights
@@ -10,6 +11,17 @@ builds the config's search space at those widths with fresh weights
 (the paper: doubled batch and learning rate, to convergence). Writes into
 `<workdir>/retrain/`: config.json, checkpoint/, history.csv, tensorboard/,
 model.keras and summary.json. A rerun resumes after preemption.
+
+Recovery instead of retraining (as pruning users fine-tune a slimmed net):
+- `retrain.init="inherited"`: the network starts from the search model's
+  weights (`figs_tf.slim` of `<workdir>/search/search_model.keras` at the
+  architecture), not fresh ones;
+- `retrain.teacher="search"`: it learns from the search model's exported
+  network as well as the labels, with `keras.distillation.Distiller`: loss =
+  w · cross-entropy + (1 − w) · T² · KL(softmax(teacher/T) ‖ softmax(student/T)),
+  w = `retrain.distill_label_weight`, T = `retrain.distill_temperature`.
+  The teacher is frozen and rebuilt from the same file on a resume, so the
+  checkpoint (the student's weights, the optimizer) is all a resume needs.
 """
 
 if __name__ == "__main__":  # python -m figs_tf.train.retrain: start as the console script does, flags first
@@ -22,8 +34,9 @@ from absl import logging
 
 from figs_tf import export
 from figs_tf import files
+from figs_tf import load_model
 from figs_tf.cost import count as count_cost
-from figs_tf.slimming import build_from_architecture
+from figs_tf.slimming import build_from_architecture, slim
 from figs_tf.train import errors
 from figs_tf.train import flags as figs_flags
 from figs_tf.train import loop
@@ -58,6 +71,18 @@ def architecture_source(config, workdir):
     return path
 
 
+def load_search_model(workdir):
+    """The search model AL saved in `workdir`, with a clear error if there is none."""
+    path = workdir_lib.search_model_path(workdir)
+    if not files.exists(path):
+        raise errors.MissingFileError(
+            f"No search model at {path}: config.retrain.init='inherited' and config.retrain.teacher='search' "
+            "start from the search's weights, which `figs-search` saves there when it finishes (a search "
+            "run by an older figs_tf did not). Rerun figs-search in a new --workdir, or retrain from scratch "
+            "(--config.retrain.init=scratch --config.retrain.teacher='').")
+    return load_model(path, compile=False)  # its weights only: the optimizer is not needed
+
+
 def run(config, workdir, callbacks=(), processes=None):
     """Runs (or resumes) retraining in `workdir`; returns the summary dict.
 
@@ -79,26 +104,42 @@ def run(config, workdir, callbacks=(), processes=None):
     loop.prepare(config, directory, run_)
     stopwatch = loop.Stopwatch()
     plan = loop.make_plan(config, "retrain", run_)
+    settings = config.retrain
     with run_.scope():
         supernet = loop.build_supernet(config)
+        search = load_search_model(workdir) if settings.init == "inherited" or settings.teacher else None
         try:
-            network = build_from_architecture(supernet, architecture)
+            if settings.init == "inherited":
+                network = slim(search, path)
+            else:
+                network = build_from_architecture(supernet, architecture)
         except ValueError as error:
             raise errors.UserError(f"The architecture {path} does not fit the search space of this config "
                              f"(space {config.space!r}, {dict(config.space_kwargs)}): {error}") from None
         loop.set_batchnorm_momentum(network, config.bn_momentum)
-        loop.compile_model(network, config, plan)
-    start_step = loop.fit(network, config, plan, run_, directory, callbacks=callbacks)
+        trained = network
+        if settings.teacher:
+            trained = keras.distillation.Distiller(
+                teacher=slim(search, name="teacher"), student=network,
+                distillation_losses=keras.distillation.LogitsDistillation(temperature=settings.distill_temperature),
+                student_loss_weight=settings.distill_label_weight)
+            trained.build(network.input_shape)  # a checkpoint can only be loaded into a built model
+        loop.compile_model(trained, config, plan, no_decay=loop.variables_without_weight_decay(network))
+        if trained is not network:  # evaluated and saved on its own, with the distiller's optimizer
+            loop.compile_model(network, config, plan, optimizer=trained.optimizer)
+    start_step = loop.fit(trained, config, plan, run_, directory, callbacks=callbacks)
     accuracy = loop.evaluate(network, config, run_)
     summary = {
         "phase": "retrain",
+        "init": settings.init,
+        "teacher": settings.teacher,
         "architecture_file": str(path),
         "architecture": architecture,
         "supernet_widths": loop.producer_widths(supernet),
         "supernet": {m: count_cost(supernet, m) for m in ("params", "flops")},
         "exported": {m: count_cost(network, m) for m in ("params", "flops")},
         "keras_count_params": int(network.count_params()),
-        "steps": int(keras.ops.convert_to_numpy(network.optimizer.iterations)),
+        "steps": int(keras.ops.convert_to_numpy(trained.optimizer.iterations)),
         "configured_steps": plan.total_steps,
         "resumed_from_step": start_step,
         "processes": run_.num_processes,

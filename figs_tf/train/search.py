@@ -10,7 +10,8 @@ Writes into `<workdir>/search/`: config.json, checkpoint/ (resume point),
 history.csv, tensorboard/, architecture.json (the exported architecture,
 rewritten every epoch; in spaces with operators also the operators each layer
 kept), widths.png, operators.png (FBNet, One-Shot, ResNet) and, when done,
-summary.json. Run the same
+search_model.keras (the trained search model, for `figs-retrain` with
+`retrain.init="inherited"` or `retrain.teacher="search"`) and summary.json. Run the same
 command again after a preemption to resume; after completion it prints the
 summary and does nothing else. `figs-retrain` then reads the architecture.
 
@@ -93,6 +94,7 @@ def run(config, workdir, callbacks=(), processes=None):
     run_.agree("exported architectures",
                json.dumps({"widths": widths, "channels": network.channels(), "steps": steps}, sort_keys=True))
     exported = {m: network.cost(m) for m in reporter.reported_metrics}
+    run_.save_everywhere(search.save, workdir_lib.search_model_path(workdir))  # for retrain.init / teacher
     if writer:
         callbacks_lib.save_network(network, workdir_lib.architecture_path(workdir),
                                    dict(final=True, steps=steps, exported_cost=exported,

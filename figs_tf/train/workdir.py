@@ -41,6 +41,12 @@ def architecture_path(workdir):
     return files.join(phase_dir(workdir, "search"), "architecture.json")
 
 
+def search_model_path(workdir):
+    """Where AL leaves the trained search model (`figs_tf.load_model` reads it), for retraining that
+    inherits its weights or distils from it."""
+    return files.join(phase_dir(workdir, "search"), "search_model.keras")
+
+
 def summary_path(directory):
     return files.join(directory, SUMMARY_FILE)
 
