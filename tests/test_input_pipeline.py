@@ -1,8 +1,8 @@
-"""Tests for figs_tf.train.input_pipeline (tf.data pipelines over tfds and the IDX fallback).
+"""Tests for figs_tf.train.input_pipeline (tf.data pipelines over tfds and the offline files).
 
 cifar10 and imagenet2012 run under `tfds.testing.mock_data` (random examples,
 no files). Fashion-MNIST runs both ways: under the mock (the tfds path) and
-on the real Debian IDX files (the offline fallback, selected by pointing
+on the real Debian files (the dataset's offline reader, selected by pointing
 data_dir at an empty directory), where the true images are known.
 """
 
@@ -14,23 +14,19 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from figs_tf.train import input_pipeline
-from figs_tf.train.fashion_mnist import (
-    FASHION_MNIST_SPLIT_SIZES,
-    find_fashion_mnist_idx_files,
-    load_fashion_mnist,
-)
+from figs_tf.train.fashion_mnist import FILES, load_fashion_mnist
 
 pytestmark = pytest.mark.tensorflow_only
 
-requires_fashion_mnist_idx_files = pytest.mark.skipif(
-    not all(find_fashion_mnist_idx_files(split) for split in FASHION_MNIST_SPLIT_SIZES),
-    reason="needs the Fashion-MNIST IDX files (apt-get install dataset-fashion-mnist)",
+requires_fashion_mnist_files = pytest.mark.skipif(
+    not all(load_fashion_mnist(split, missing_ok=True) is not None for split in FILES),
+    reason="needs the Fashion-MNIST files (apt-get install dataset-fashion-mnist)",
 )
 
 
 @pytest.fixture
 def offline_data_dir(tmp_path):
-    """An empty tfds data_dir: tfds has nothing, so Fashion-MNIST uses the IDX files."""
+    """An empty tfds data_dir: tfds has nothing, so Fashion-MNIST uses the offline files."""
     return str(tmp_path / "no_tfds_data")
 
 
@@ -52,8 +48,8 @@ def _collect(dataset, num_batches=None):
 
 def _fashion_mnist_pixels(normalised_images):
     """Undoes the normalisation: the uint8 pixels the images came from."""
-    mean = input_pipeline.FASHION_MNIST_MEAN[0]
-    std = input_pipeline.FASHION_MNIST_STD[0]
+    info = input_pipeline.dataset_info("fashion_mnist")
+    mean, std = info.mean[0], info.std[0]
     return np.rint((normalised_images * std + mean) * 255.0).astype(np.uint8)
 
 
@@ -210,8 +206,8 @@ def tiny_cifar10_dir(tmp_path_factory):
 
 def _cifar10_example_indices(normalised_images):
     """The example index each (unaugmented) tiny-cifar10 image was made from."""
-    pixels = normalised_images[:, 0, 0, 0] * input_pipeline.CIFAR10_STD[0]
-    pixels = (pixels + input_pipeline.CIFAR10_MEAN[0]) * 255.0
+    info = input_pipeline.dataset_info("cifar10")
+    pixels = (normalised_images[:, 0, 0, 0] * info.std[0] + info.mean[0]) * 255.0
     return np.rint(pixels / 8.0).astype(int)
 
 
@@ -268,7 +264,7 @@ def test_prepared_tfds_training_order_follows_the_seed(tiny_cifar10_dir):
 # --- the offline Fashion-MNIST path, on the real data ----------------------------
 
 
-@requires_fashion_mnist_idx_files
+@requires_fashion_mnist_files
 def test_offline_eval_pass_is_the_first_max_examples_in_order_once(offline_data_dir):
     true_images, true_labels = load_fashion_mnist("test")
     dataset = input_pipeline.make_dataset(
@@ -280,7 +276,7 @@ def test_offline_eval_pass_is_the_first_max_examples_in_order_once(offline_data_
     np.testing.assert_array_equal(_fashion_mnist_pixels(images), true_images[:100])
 
 
-@requires_fashion_mnist_idx_files
+@requires_fashion_mnist_files
 def test_offline_normalisation_gives_zero_mean_unit_std(offline_data_dir):
     dataset = input_pipeline.make_dataset(
         "fashion_mnist", "test", global_batch_size=5000, training=False,
@@ -293,7 +289,7 @@ def test_offline_normalisation_gives_zero_mean_unit_std(offline_data_dir):
     assert abs(images.std() - 1.0) < 0.01
 
 
-@requires_fashion_mnist_idx_files
+@requires_fashion_mnist_files
 def test_offline_image_size_resizes_bilinearly(offline_data_dir):
     true_images, _ = load_fashion_mnist("test")
     dataset = input_pipeline.make_dataset(
@@ -303,12 +299,12 @@ def test_offline_image_size_resizes_bilinearly(offline_data_dir):
     assert images.shape == (4, 56, 56, 1)
     # Exact 2x bilinear upsampling (half-pixel centres) of the known images.
     expected = tf.image.resize(true_images[:4].astype(np.float32), [56, 56]).numpy()
-    expected = (expected / 255.0 - input_pipeline.FASHION_MNIST_MEAN[0])
-    expected /= input_pipeline.FASHION_MNIST_STD[0]
+    info = input_pipeline.dataset_info("fashion_mnist")
+    expected = (expected / 255.0 - info.mean[0]) / info.std[0]
     np.testing.assert_allclose(images, expected, atol=1e-4)
 
 
-@requires_fashion_mnist_idx_files
+@requires_fashion_mnist_files
 @pytest.mark.parametrize("training", [False, True])
 def test_offline_sharding_is_disjoint_and_covers_everything(offline_data_dir, training):
     true_images, true_labels = load_fashion_mnist("train")
@@ -337,7 +333,7 @@ def test_offline_sharding_is_disjoint_and_covers_everything(offline_data_dir, tr
     assert shards[0] | shards[1] == whole
 
 
-@requires_fashion_mnist_idx_files
+@requires_fashion_mnist_files
 def test_offline_eval_with_drop_remainder_gives_equal_shares(offline_data_dir):
     batch_counts = []
     for pipeline_id in range(2):
@@ -351,7 +347,7 @@ def test_offline_eval_with_drop_remainder_gives_equal_shares(offline_data_dir):
     assert batch_counts == [[5] * 5, [5] * 5]
 
 
-@requires_fashion_mnist_idx_files
+@requires_fashion_mnist_files
 def test_too_few_examples_for_the_pipelines_is_an_error(offline_data_dir):
     with pytest.raises(ValueError, match="input pipelines"):
         input_pipeline.make_dataset(
@@ -360,7 +356,7 @@ def test_too_few_examples_for_the_pipelines_is_an_error(offline_data_dir):
             data_dir=offline_data_dir)
 
 
-@requires_fashion_mnist_idx_files
+@requires_fashion_mnist_files
 def test_offline_training_order_and_augmentation_follow_the_seed(offline_data_dir):
     def first_batches(seed, augment=True):
         dataset = input_pipeline.make_dataset(
@@ -384,7 +380,7 @@ def test_offline_training_order_and_augmentation_follow_the_seed(offline_data_di
     assert sorted(plain_labels[:40]) == sorted(true_labels[:40])
 
 
-@requires_fashion_mnist_idx_files
+@requires_fashion_mnist_files
 def test_offline_augmentation_is_a_pad2_shift_and_maybe_a_flip(offline_data_dir):
     count = 12
     true_images, _ = load_fashion_mnist("train")
@@ -480,7 +476,7 @@ def _stream(start_batch, num_batches, **kwargs):
 
 
 @pytest.mark.parametrize("start_batch", [1, 2, 3, 7])
-@requires_fashion_mnist_idx_files
+@requires_fashion_mnist_files
 def test_a_stream_started_at_a_batch_is_the_uninterrupted_stream_from_there(offline_data_dir, start_batch):
     # 40 examples a data epoch, 16 a batch: the starts fall inside data epochs 0, 0, 1 and 2.
     source = dict(name="fashion_mnist", split="train", max_examples=40, data_dir=offline_data_dir)
@@ -510,3 +506,39 @@ def test_start_batch_is_for_training_streams():
         input_pipeline.make_dataset("fashion_mnist", "test", global_batch_size=8, training=False, start_batch=2)
     with pytest.raises(ValueError, match="start_batch must be a non-negative integer, got -1"):
         input_pipeline.make_dataset("fashion_mnist", "train", global_batch_size=8, training=True, start_batch=-1)
+
+
+def test_a_dataset_is_a_row_of_the_table(monkeypatch, tmp_path):
+    """The pipeline knows no dataset by name: a new row (here tfds's "mnist", not prepared in data_dir,
+    with an offline reader of known arrays) is read, shared and preprocessed by what the row says."""
+    images = np.arange(10 * 4 * 4, dtype=np.uint8).reshape(10, 4, 4, 1)
+    labels = np.arange(10) % 3
+    row = input_pipeline.DatasetInfo(
+        "mnist", 3, 4, 1, "train", "test", {"train": 10, "test": 10}, mean=(0.0,), std=(2.0,), scale=1.0,
+        train_image=lambda image, size, seed: tf.cast(image, tf.float32) + 1000.0,
+        eval_image=lambda image, size: tf.cast(image, tf.float32), offline=lambda split: (images, labels))
+    monkeypatch.setitem(input_pipeline.DATASETS, "mnist", row)
+    evaluation = input_pipeline.make_dataset(
+        "mnist", "test", global_batch_size=4, training=False, data_dir=str(tmp_path),
+        input_context=_context(num_pipelines=2, pipeline_id=1, replicas=2))
+    eval_images, eval_labels, sizes = _collect(evaluation)
+    assert sizes == [2, 2, 1]  # the second of tfds.even_splits's 5 + 5
+    np.testing.assert_array_equal(eval_images, images[5:] / 2.0)
+    np.testing.assert_array_equal(eval_labels, labels[5:])
+    train_images, train_labels, _ = _collect(input_pipeline.make_dataset(
+        "mnist", "train", global_batch_size=5, training=True, data_dir=str(tmp_path)), num_batches=2)
+    assert sorted(train_labels) == sorted(labels)  # one data epoch
+    assert train_images.min() >= 500.0  # augmented by the row's train_image
+
+
+def test_not_prepared_fashion_mnist_without_files_or_download_says_how_to_get_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("FIGS_FASHION_MNIST_DIR", str(tmp_path / "no_files"))
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
+                        lambda self, **kwargs: (_ for _ in ()).throw(ConnectionError("no internet")))
+    with pytest.raises(input_pipeline.DatasetNotPreparedError) as error:
+        input_pipeline.make_dataset("fashion_mnist", "test", global_batch_size=8, training=False,
+                                    data_dir=str(tmp_path))
+    message = str(error.value)
+    for fix in ("apt-get install dataset-fashion-mnist", "FIGS_FASHION_MNIST_DIR", "no internet",
+                f"tfds build fashion_mnist --data_dir={tmp_path}"):
+        assert fix in message
