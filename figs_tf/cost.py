@@ -23,7 +23,7 @@ from keras import ops
 
 from figs_tf import branches as branches_lib
 from figs_tf import channel_groups
-from figs_tf.channel_sets import count as channels_alive
+from figs_tf.channel_sets import count as channels_alive, has_fixed_channels
 from figs_tf.channel_sets import membership
 from figs_tf.mask_layer import hard_widths_numpy
 
@@ -172,6 +172,12 @@ def count(model, metric="params", exclude=()):
     return int(sum(layer_costs(graph, metric, full_widths(graph)).values()))
 
 
+def _alive(channel_set, widths):
+    """Whether a tensor keeps a channel: channels never pruned always do, even where its width is not known
+    statically (a mask's or a token sequence's last axis, of any length)."""
+    return has_fixed_channels(channel_set) or channels_alive(channel_set, widths) > 0
+
+
 def live_calls(graph, widths):
     """Calls whose output reaches a model output through alive channels.
 
@@ -191,11 +197,11 @@ def live_calls(graph, widths):
     for call in reversed(graph.calls):
         if not any(k in needed for k in call.output_keys):
             continue
-        if not any(channels_alive(graph.tensor_sets[k], widths) > 0 for k in call.output_keys):
+        if not any(_alive(graph.tensor_sets[k], widths) for k in call.output_keys):
             continue
         live.append(call)
         for index, key in enumerate(call.input_keys):
-            if (id(call), index) not in removed and channels_alive(graph.tensor_sets[key], widths) > 0:
+            if (id(call), index) not in removed and _alive(graph.tensor_sets[key], widths):
                 needed.add(key)
     live.reverse()
     return live

@@ -11,7 +11,8 @@ import pytest
 import figs_tf
 
 from helpers import (attention_flops_by_hand, check_all_gates_on_is_the_supernet, check_fresh_build_matches_slim,
-                     check_random_gates_slim_exactly, set_all_logits, set_group_logits, to_numpy)
+                     check_random_gates_slim_exactly, set_all_logits, set_group_logits, set_random_gates,
+                     to_numpy)
 
 keras_hub = pytest.importorskip("keras_hub")
 
@@ -124,6 +125,22 @@ def test_bert_at_its_own_variable_length_counts_parameters_and_explains_flops():
     assert figs_tf.count(backbone, "params") == backbone.count_params()
     with pytest.raises(figs_tf.UnsupportedLayerError, match="clone_model"):
         figs_tf.count(backbone, "flops")
+
+
+def test_grouped_query_decoder_at_its_own_variable_length_exports_and_slims():
+    """A decoder traced at no fixed length (its masks' last axis unknown) exports and slims under a parameter
+    cost, and the slim model runs at any length as the search model does."""
+    backbone = keras_hub.models.LlamaBackbone(vocabulary_size=50, num_layers=1, num_query_heads=4,
+                                              num_key_value_heads=2, hidden_dim=16, intermediate_dim=32)
+    search = figs_tf.wrap(backbone, cost="params")
+    set_random_gates(search, seed=3)
+    network = figs_tf.exported_network(search)
+    slim = figs_tf.slim(search)
+    assert slim.count_params() == network.cost("params") < backbone.count_params()
+    for length in (5, 9):
+        x = {"token_ids": np.arange(1, length + 1)[None], "padding_mask": np.ones((1, length), "int32")}
+        want = to_numpy(search(x, training=False))
+        np.testing.assert_allclose(to_numpy(slim(x)), want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
 
 
 def test_pre_norm_transformer_encoder_with_token_and_position_embedding():

@@ -144,7 +144,7 @@ class GroupedAttentionHandler(LayerHandler):
                 groups.fix(in_sets[index], f"'{call.name}' reads them as an attention mask")
         outputs = [in_sets[query]]  # the output projection gives back the query's width
         if len(call.output_tensors) > 1:  # return_attention_scores: (B, heads, T, S)
-            outputs.append((Segment(None, call.output_tensors[1].shape[-1]),))
+            outputs.append((Segment(None, call.output_tensors[1].shape[-1] or 0),))
         return outputs
 
     def inner_sets(self, call, in_sets, groups):

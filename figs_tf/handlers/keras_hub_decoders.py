@@ -101,7 +101,7 @@ class DecoderMaskHandler(LayerHandler):
     """`DecoderMask`: reads its inputs' shapes and the padding mask, makes no channels."""
 
     def output_sets(self, call, in_sets, groups):
-        return [(Segment(None, call.output_tensors[0].shape[-1]),)]
+        return [(Segment(None, call.output_tensors[0].shape[-1] or 0),)]
 
     def output_dirty(self, call, in_dirty):
         return False
