@@ -20,8 +20,9 @@ keras_hub = pytest.importorskip("keras_hub")
 pytestmark = pytest.mark.tensorflow_only  # keras_hub imports TensorFlow under every backend
 
 # 16x16 images in 2x2 patches: stage 0 at 8x8 (width 8, 2 heads), stage 1 at 4x4 (width 16, 4 heads); windows of
-# 2x2 tokens, the second block of stage 0 shifted by one token.
-SWIN = dict(image_shape=(16, 16, 3), embed_dim=8, depths=(2, 1), num_heads=(2, 4), window_size=2, patch_size=2,
+# 3x3 tokens, so both stages are zero-padded to whole windows (9x9 and 6x6), and the second block of stage 0 is
+# shifted by one token (the shifted windows' mask).
+SWIN = dict(image_shape=(16, 16, 3), embed_dim=8, depths=(2, 1), num_heads=(2, 4), window_size=3, patch_size=2,
             mlp_ratio=1.5)
 
 
@@ -68,14 +69,17 @@ def attention_flops(positions, tokens, width_in, heads, head_dim, width_out):
 
 
 def swin_flops(config, heads_of, hidden_of):
-    """The backbone's multiply-adds by hand; heads_of(stage, block) and hidden_of(stage, block): the widths kept."""
-    side = config["image_shape"][0] // config["patch_size"]
-    width, tokens = config["embed_dim"], config["window_size"] ** 2
+    """The backbone's multiply-adds by hand (square images, windows smaller than every stage); heads_of(stage,
+    block) and hidden_of(stage, block): the widths kept. The attention runs on the image zero-padded to whole
+    windows."""
+    side, window = config["image_shape"][0] // config["patch_size"], config["window_size"]
+    width = config["embed_dim"]
     flops = side * side * config["patch_size"] ** 2 * 3 * width
     for stage, depth in enumerate(config["depths"]):
         head_dim = width // config["num_heads"][stage]
+        padded = -(-side // window) * window
         for block in range(depth):
-            flops += attention_flops(side * side, tokens, width, heads_of(stage, block), head_dim, width)
+            flops += attention_flops(padded * padded, window * window, width, heads_of(stage, block), head_dim, width)
             flops += 2 * side * side * width * hidden_of(stage, block)
         if stage < len(config["depths"]) - 1:
             side //= 2
@@ -95,8 +99,9 @@ def test_swin_wraps_slims_exactly_and_cuts_heads_and_mlp_widths():
     producers = {g.producers[0] for g in graph.groups}
     blocks = [f"stage_{s}.blocks_{b}" for s, depth in enumerate(SWIN["depths"]) for b in range(depth)]
     assert producers == {f"{b}.attn/heads" for b in blocks} | {f"{b}.mlp.fc1" for b in blocks}
-    assert any("'stage_0.downsample.norm' (LayerNormalization)" in note or "stage_0.downsample" in note
-               for note in graph.notes) or any("LayerNormalization" in note for note in graph.notes)
+    # the residual stream is kept out with the reason: the LayerNorms of the patch embedding and of the blocks
+    assert any("'patch_embedding.norm' (LayerNormalization)" in note for note in graph.notes)
+    assert any("'stage_1.blocks_0.norm1' (LayerNormalization)" in note for note in graph.notes)
     # the slim model's multiply-adds by hand from its own layers' widths
     kept_heads = {name: architecture[f"{name}/heads"] for name in (f"{b}.attn" for b in blocks)}
     kept_hidden = {name: architecture[name] for name in (f"{b}.mlp.fc1" for b in blocks)}
@@ -105,5 +110,13 @@ def test_swin_wraps_slims_exactly_and_cuts_heads_and_mlp_widths():
     for name, heads in kept_heads.items():
         attention = slim.get_layer(name)
         assert attention.num_heads == heads
-        assert tuple(attention.relative_position_bias_table.shape) == (9, heads)  # (2·2 − 1)² offsets per head
+        assert tuple(attention.relative_position_bias_table.shape) == (25, heads)  # (2·3 − 1)² offsets per head
     assert any(heads < SWIN["num_heads"][int(name[6])] for name, heads in kept_heads.items())
+
+
+def test_window_attention_called_on_windows_directly_is_refused_with_the_reason():
+    from keras_hub.src.models.swin_transformer.swin_transformer_layers import WindowAttention  # not exported
+    windows = keras.Input((4, 8))
+    model = keras.Model(windows, WindowAttention(dim=8, num_heads=2, window_size=2, name="attention")(windows))
+    with pytest.raises(figs_tf.UnsupportedLayerError, match="called on windows directly.*SwinTransformerBlock"):
+        figs_tf.analyze(model)
