@@ -124,6 +124,13 @@ def windowed_attention(attention, x, input_resolution, window_size, shift_size, 
     return ops.reshape(out, (-1, height * width, channels))
 
 
+def _settings(attention):
+    """The constructor arguments of a WindowAttention (its get_config has keys its __init__ does not take)."""
+    return dict(dim=attention.dim, num_heads=attention.num_heads, head_dim=attention.head_dim,
+                window_size=attention.window_size, qkv_bias=attention.qkv_bias, qk_scale=attention.scale,
+                attention_dropout=attention.attn_drop_rate, proj_drop=attention.proj_drop_rate)
+
+
 @keras.saving.register_keras_serializable(package="figs_tf")
 class WindowedAttention(WrapperLayer):
     """Calls a WindowAttention on a whole sequence: shift, windows, attention, reverse (`windowed_attention`).
@@ -146,6 +153,15 @@ class WindowedAttention(WrapperLayer):
 
     def compute_output_spec(self, x, input_resolution, window_size, shift_size, training=None):
         return keras.KerasTensor(tuple(x.shape[:-1]) + (self.wrapped_layer.dim,), dtype=x.dtype)
+
+    def get_config(self):
+        # keras_hub's WindowAttention cannot be rebuilt from its own config: a saved search model holds it as a
+        # SwinWindowAttention, which has the same weights under the same names
+        config = super().get_config()
+        attention = self.wrapped_layer
+        config["layer"] = keras.saving.serialize_keras_object(SwinWindowAttention(
+            **_settings(attention), dtype=attention.dtype_policy, name=attention.name))
+        return config
 
 
 @keras.saving.register_keras_serializable(package="figs_tf")
@@ -207,11 +223,9 @@ class SwinWindowAttention(swin.WindowAttention):
     def compute_output_spec(self, x, input_resolution, window_size, shift_size, training=None):
         return keras.KerasTensor(tuple(x.shape[:-1]) + (self.dim,), dtype=x.dtype)
 
-    def get_config(self):  # WindowAttention.get_config has keys its __init__ does not take
+    def get_config(self):
         config = keras.layers.Layer.get_config(self)
-        config.update(dim=self.dim, num_heads=self.num_heads, head_dim=self.head_dim, window_size=self.window_size,
-                      qkv_bias=self.qkv_bias, qk_scale=self.scale, attention_dropout=self.attn_drop_rate,
-                      proj_drop=self.proj_drop_rate)
+        config.update(_settings(self))
         return config
 
 
@@ -292,10 +306,8 @@ class WindowAttentionHandler(LayerHandler):
         if layer.qkv_bias:
             sliced[id(qkv.bias)] = to_numpy(qkv.bias).reshape(3, heads, d)[:, kept_heads].reshape(-1)
         weights = [sliced[id(v)] for v in layer.weights]
-        rebuilt = SwinWindowAttention(dim=len(kept_outputs), num_heads=len(kept_heads), head_dim=d,
-                                      window_size=layer.window_size, qkv_bias=layer.qkv_bias, qk_scale=layer.scale,
-                                      attention_dropout=layer.attn_drop_rate, proj_drop=layer.proj_drop_rate,
-                                      dtype=layer.dtype_policy, name=layer.name)
+        settings = {**_settings(layer), "dim": len(kept_outputs), "num_heads": len(kept_heads)}
+        rebuilt = SwinWindowAttention(**settings, dtype=layer.dtype_policy, name=layer.name)
         return rebuilt, weights
 
     def output_channel_l1(self, layer):
