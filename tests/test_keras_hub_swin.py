@@ -12,7 +12,7 @@ import pytest
 import figs_tf
 from figs_tf.channel_sets import groups_in, num_channels
 
-from helpers import set_all_logits, set_random_gates, to_numpy
+from helpers import check_wrap_and_slim, to_numpy
 
 keras_hub = pytest.importorskip("keras_hub")
 
@@ -42,23 +42,12 @@ def tiny_swin(**changes):
 
 def check_backbone(model, x):
     """The issue's acceptance, on one search model (wrapping a Swin backbone is the slow part): parameters counted
-    as Keras does; every gate on, the search model computes the backbone; random gates, the slim model computes the
-    search model and has the exported size and multiply-adds, and a fresh build of the exported architecture has
-    them too; the slim model's searched layers have the exported widths, some cut.
-    Returns (graph, search, slim, architecture)."""
+    as Keras does; `check_wrap_and_slim` (every gate on computes the backbone; random gates slim exactly, with the
+    exported size and multiply-adds); a fresh build of the exported architecture has them too; the slim model's
+    searched layers have the exported widths, some cut.
+    Returns (graph, slim, architecture)."""
     assert figs_tf.count(model, "params") == model.count_params()
-    search = figs_tf.wrap(model)
-    set_all_logits(search, 30.0)
-    want = to_numpy(model(x, training=False))
-    np.testing.assert_allclose(to_numpy(search(x, training=False)), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
-    set_random_gates(search, seed=0)
-    network = figs_tf.exported_network(search)
-    slim = figs_tf.slim(search)
-    want = to_numpy(search(x, training=False))
-    np.testing.assert_allclose(to_numpy(slim(x, training=False)), want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
-    assert slim.count_params() == network.cost("params") < model.count_params()
-    assert figs_tf.count(slim, "flops") == network.cost("flops")
-    architecture = network.architecture()
+    slim, architecture = check_wrap_and_slim(model, x, seed=0)
     fresh = figs_tf.build_from_architecture(model, architecture)
     assert fresh.count_params() == slim.count_params()
     assert figs_tf.count(fresh, "flops") == figs_tf.count(slim, "flops")
@@ -70,7 +59,7 @@ def check_backbone(model, x):
         key = f"{layer.name}/heads" if hasattr(layer, "num_heads") else layer.name
         if key in full and architecture[key]:
             assert width == architecture[key], layer.name
-    return graph, search, slim, architecture
+    return graph, slim, architecture
 
 
 def attention_flops(positions, tokens, width_in, heads, head_dim, width_out):
@@ -106,7 +95,7 @@ def test_swin_wraps_slims_exactly_and_cuts_heads_and_mlp_widths():
     full = swin_flops(SWIN, lambda stage, block: SWIN["num_heads"][stage],
                       lambda stage, block: int(SWIN["embed_dim"] * 2 ** stage * SWIN["mlp_ratio"]))
     assert figs_tf.count(model, "flops") == full
-    graph, _, slim, architecture = check_backbone(model, x)
+    graph, slim, architecture = check_backbone(model, x)
     # searched: each attention's heads and each MLP's hidden width, nothing else (the stream is under LayerNorms)
     producers = {g.producers[0] for g in graph.groups}
     blocks = [f"stage_{s}.blocks_{b}" for s, depth in enumerate(SWIN["depths"]) for b in range(depth)]
