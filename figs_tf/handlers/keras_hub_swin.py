@@ -1,8 +1,8 @@
 """keras_hub's Swin Transformer: patch embedding, shifted-window attention, MLP, patch merging and stages.
 
-`SwinTransformerBackbone` is a functional model of four layer kinds, each
-analysed as a functional equivalent built from its own sublayers (weights
-shared), as figs_tf.handlers.keras_hub does for ViT:
+`SwinTransformerBackbone` is a functional model of keras_hub layers that are
+each analysed as a functional equivalent built from their own sublayers
+(weights shared), as figs_tf.handlers.keras_hub does for ViT:
 
 - `PatchEmbedding`: its patch convolution, the positions flattened into a
   sequence (`Reshape`), and its optional LayerNormalization;
@@ -15,6 +15,8 @@ shared), as figs_tf.handlers.keras_hub does for ViT:
   block's own `WindowAttention`, through `WindowedAttention`, with the block's
   resolution, window and shift as its call arguments;
 - `Mlp`: fc1 → the activation (an `Activation` layer) → dropout → fc2 → dropout;
+- `DropPath` (stochastic depth: each example's output kept or zeroed) acts per
+  channel, and is the identity in inference;
 - `PatchMerging`: the sequence as an image, the four neighbours of each
   2×2 patch concatenated (`x[:, 0::2, 0::2]`, ...), LayerNorm, the reduction Dense.
 
@@ -24,7 +26,9 @@ closed head adds exactly nothing); `slim` cuts each kept head's query, key
 and value columns out of the qkv kernel, its rows out of the projection and
 its column out of the relative position bias table, and rebuilds the layer
 as `SwinWindowAttention` (keras_hub's WindowAttention reshapes its output to
-its input width, so it cannot have fewer heads of the same width). The MLP's
+its input width, so it cannot have fewer heads of the same width; nor can it
+be rebuilt from its own config, so a saved search model holds it as a
+`SwinWindowAttention` too, with the same weights). The MLP's
 hidden width (fc1's units) is searched like any Dense. The residual stream
 and what PatchMerging concatenates are normalised by LayerNorms (over C and
 over 4C), so the stream widths stay out of search (the analysis' notes say
@@ -236,7 +240,7 @@ class WindowAttentionHandler(LayerHandler):
     mixes_channels = True
 
     def geometry(self, call):
-        """(input_resolution, window_size, shift_size) of the call, padded resolution (H, W)."""
+        """(window size, (H, W) padded to whole windows) of the call; refuses a call without the geometry."""
         args, kwargs = call.arguments()
         bound = dict(zip(("x",) + _GEOMETRY, args))
         bound.update(kwargs)
@@ -372,8 +376,9 @@ class SwinStageHandler(SwinBlockHandler):
 class SwinTransformerBlockHandler(SwinBlockHandler):
     """`SwinTransformerBlock`: x + drop_path(windowed attention(norm1(x))), then + drop_path(mlp(norm2(x))).
 
-    Its DropPath (or Identity), applied twice in the block, is applied once
-    here and a copy of it the second time, so that the two uses stay apart.
+    Its DropPath, applied twice in the block, is applied once here and a copy
+    of it (`<name>_second_use`) the second time, so that the two uses are not
+    one shared layer; an Identity in its place (no stochastic depth) is left out.
     """
 
     def body(self, layer, args, kwargs):
