@@ -231,3 +231,20 @@ def attention_flops_by_hand(query_positions, key_positions, query_width, key_wid
     if gate:
         flops += query_positions * query_width * heads * value_dim
     return flops
+
+
+def check_wrap_and_slim(model, x, seed):
+    """One wrap: every gate on computes the model; random gates: slim(x) == search(x, training=False), the slim
+    model's parameters and FLOPs the exported ones. Returns (slim, exported architecture)."""
+    search = figs_tf.wrap(model)
+    set_all_logits(search, 30.0)
+    want = to_numpy(model(x, training=False))
+    np.testing.assert_allclose(to_numpy(search(x, training=False)), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    set_random_gates(search, seed)
+    network = figs_tf.exported_network(search)
+    slim = figs_tf.slim(search)
+    want = to_numpy(search(x, training=False))
+    np.testing.assert_allclose(to_numpy(slim(x, training=False)), want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+    assert slim.count_params() == network.cost("params") < model.count_params()
+    assert figs_tf.count(slim, "flops") == network.cost("flops")
+    return slim, network.architecture()

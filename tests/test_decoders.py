@@ -13,8 +13,8 @@ import pytest
 
 import figs_tf
 
-from helpers import (check_all_gates_on_is_the_supernet, check_random_gates_slim_exactly, set_all_logits,
-                     set_group_logits, set_random_gates, to_numpy)
+from helpers import (check_all_gates_on_is_the_supernet, check_random_gates_slim_exactly, check_wrap_and_slim,
+                     set_all_logits, set_group_logits, set_random_gates, to_numpy)
 
 L = keras.layers
 LENGTH, WIDTH, VOCABULARY = 6, 16, 11
@@ -68,23 +68,6 @@ def decoder_params_by_hand(query_heads=4, kv_heads=2, head_dim=4, mlp=24):
     attention += query_heads * head_dim * WIDTH + WIDTH
     mlp_params = 2 * (WIDTH * mlp + mlp) + mlp * WIDTH + WIDTH
     return VOCABULARY * WIDTH + 3 * WIDTH + attention + mlp_params + WIDTH * VOCABULARY + VOCABULARY
-
-
-def check_wrap_and_slim(model, x, seed):
-    """One wrap: every gate on computes the model; random gates: slim(x) == search(x, training=False), the slim
-    model's parameters and FLOPs the exported ones. Returns (slim, exported architecture)."""
-    search = figs_tf.wrap(model)
-    set_all_logits(search, 30.0)
-    want = to_numpy(model(x, training=False))
-    np.testing.assert_allclose(to_numpy(search(x, training=False)), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
-    set_random_gates(search, seed)
-    network = figs_tf.exported_network(search)
-    slim = figs_tf.slim(search)
-    want = to_numpy(search(x, training=False))
-    np.testing.assert_allclose(to_numpy(slim(x, training=False)), want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
-    assert slim.count_params() == network.cost("params") < model.count_params()
-    assert figs_tf.count(slim, "flops") == network.cost("flops")
-    return slim, network.architecture()
 
 
 def token_batch(seed=0, batch=3, length=LENGTH, vocabulary=VOCABULARY):

@@ -194,6 +194,7 @@ def _samples():
         "ViTPatchingAndEmbedding": [("8x8 image, 4x4 patches", dict(image_size=(8, 8), patch_size=(4, 4),
                                                                     hidden_dim=4, num_channels=3), [(8, 8, 3)],
                                      None)],
+        "DropPath": [("Swin's stochastic depth, in inference", dict(drop_prob=0.5), [IMAGE], None)],
     })
     return samples
 
@@ -204,8 +205,10 @@ def _tables():
     try:
         from figs_tf.handlers import keras_hub as keras_hub_handlers  # pylint: disable=g-import-not-at-top
         from figs_tf.handlers import keras_hub_decoders  # pylint: disable=g-import-not-at-top
+        from figs_tf.handlers import keras_hub_swin  # pylint: disable=g-import-not-at-top
         table.update(keras_hub_handlers.keras_hub_handlers())
         table.update(keras_hub_decoders.keras_hub_decoder_handlers())
+        table.update(keras_hub_swin.keras_hub_swin_handlers())
     except ImportError:
         pass
     from figs_tf.channel_bias import ChannelBias  # pylint: disable=g-import-not-at-top
