@@ -12,7 +12,7 @@ import pytest
 import figs_tf
 from figs_tf.channel_sets import groups_in, num_channels
 
-from helpers import check_random_gates_slim_exactly, set_all_logits, to_numpy
+from helpers import check_dead_branch_is_gone, check_random_gates_slim_exactly, set_all_logits, to_numpy
 
 keras_hub = pytest.importorskip("keras_hub")
 
@@ -50,16 +50,21 @@ def tiny_efficientnet_v2():
         input_shape=(16, 16, 3), dropout=0.2, activation="silu"))
 
 
-def tiny_mobilenet_v3():
+def tiny_mobilenet(v3=True):
     """MobileNetV3-small's block kinds at 16x16: a depthwise block with squeeze-excite, inverted residual blocks
-    (relu without squeeze-excite at stride 2; hard-swish with squeeze-excite and a residual), the last conv."""
+    (relu without squeeze-excite at stride 2; hard-swish with squeeze-excite and a residual), the last conv.
+    v3=False: MobileNetV2's style (relu6, a residual depthwise block without squeeze-excite), the same classes."""
+    style = dict(activation="hard_swish", squeeze_and_excite=0.5, depthwise_stride=2, depthwise_residual=False)
+    if not v3:
+        style = dict(activation="relu6", squeeze_and_excite=None, depthwise_stride=1, depthwise_residual=True)
     return randomize_statistics(keras_hub.models.MobileNetBackbone(
         stackwise_expansion=[[16, 24]], stackwise_num_blocks=[2], stackwise_num_filters=[[8, 8]],
         stackwise_kernel_size=[[3, 5]], stackwise_num_strides=[[2, 1]], stackwise_se_ratio=[[None, 0.25]],
-        stackwise_activation=[["relu", "hard_swish"]], stackwise_padding=[[1, 2]], output_num_filters=16,
-        depthwise_filters=8, depthwise_stride=2, depthwise_residual=False, last_layer_filter=24,
-        squeeze_and_excite=0.5, image_shape=(16, 16, 3), input_activation="hard_swish",
-        output_activation="hard_swish", input_num_filters=8))
+        stackwise_activation=[["relu" if v3 else "relu6", style["activation"]]], stackwise_padding=[[1, 2]],
+        output_num_filters=16, depthwise_filters=8, depthwise_stride=style["depthwise_stride"],
+        depthwise_residual=style["depthwise_residual"], last_layer_filter=24,
+        squeeze_and_excite=style["squeeze_and_excite"], image_shape=(16, 16, 3),
+        input_activation=style["activation"], output_activation=style["activation"], input_num_filters=8))
 
 
 def check_backbone(model, x):
@@ -107,7 +112,7 @@ def test_efficientnet_v2_fused_and_unfused_blocks_slim_exactly():
 
 
 def test_mobilenet_v3_blocks_slim_exactly():
-    model = tiny_mobilenet_v3()
+    model = tiny_mobilenet()
     graph, slim, architecture = check_backbone(model, images(model))
     producers = {name for group in graph.groups for name in group.producers}
     # the expanded widths (searched through the depthwise convolutions written as grouped Conv2D) and the
@@ -125,3 +130,17 @@ def test_mobilenet_v3_blocks_slim_exactly():
     # the stem's channels are gated by the first block's squeeze-excite: one group
     assert any({"input_conv", "block_0_0.block_0_0_squeeze_excite.block_0_0_squeeze_excite_conv_expand"}
                <= set(g.producers) for g in graph.groups)
+
+
+def test_mobilenet_v2_style_closed_expansion_removes_its_residual_branch():
+    """MobileNetV2's style (relu6, a residual depthwise block) counts parameters as Keras does; every channel of
+    a residual inverted block's expansion closed, the block (depthwise convolution and squeeze-excite with its
+    hard-sigmoid gate included) leaves the slim model, its constant folded exactly."""
+    model = tiny_mobilenet(v3=False)
+    assert figs_tf.count(model, "params") == model.count_params()
+    block = "block_1_1.block_1_1"
+    gone = [f"{block}_conv1", f"{block}_conv2", f"{block}_se.{block}_se_conv_expand", f"{block}_conv3"]
+    _, slim, _ = check_dead_branch_is_gone(model, [f"{block}_conv1"], gone, images(model))
+    # the depthwise block's residual ties its output to the stem's; its depthwise convolution slims to one
+    assert any({"input_conv", "block_0_0.block_0_0_conv2"} <= set(g.producers) for g in figs_tf.analyze(model).groups)
+    assert isinstance(slim.get_layer("block_0_0.block_0_0_conv1"), keras.layers.DepthwiseConv2D)
