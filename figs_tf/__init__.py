@@ -48,7 +48,8 @@ _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in nam
 # slim models' ChannelBias and decoder attention layers).
 _SERIALIZABLE_MODULES = ("figs_tf.apply_mask", "figs_tf.channel_bias", "figs_tf.cost_layer", "figs_tf.gated_recurrence",
                          "figs_tf.mask_layer", "figs_tf.wrapper_layer", "figs_tf.handlers.attention",
-                         "figs_tf.handlers.grouped_attention", "figs_tf.handlers.keras_hub_decoders")
+                         "figs_tf.handlers.grouped_attention", "figs_tf.handlers.keras_hub_decoders",
+                         "figs_tf.handlers.keras_hub_convblocks")
 
 
 def load_model(filepath, **kwargs):

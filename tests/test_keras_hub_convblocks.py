@@ -132,15 +132,21 @@ def test_mobilenet_v3_blocks_slim_exactly():
                <= set(g.producers) for g in graph.groups)
 
 
-def test_mobilenet_v2_style_closed_expansion_removes_its_residual_branch():
+def test_mobilenet_v2_style_closed_expansion_removes_its_residual_branch(tmp_path):
     """MobileNetV2's style (relu6, a residual depthwise block) counts parameters as Keras does; every channel of
     a residual inverted block's expansion closed, the block (depthwise convolution and squeeze-excite with its
-    hard-sigmoid gate included) leaves the slim model, its constant folded exactly."""
+    hard-sigmoid gate included) leaves the slim model, its constant folded exactly; the search model (its
+    depthwise convolutions as GroupedDepthwise) saves, loads and slims alike."""
     model = tiny_mobilenet(v3=False)
+    x = images(model)
     assert figs_tf.count(model, "params") == model.count_params()
     block = "block_1_1.block_1_1"
     gone = [f"{block}_conv1", f"{block}_conv2", f"{block}_se.{block}_se_conv_expand", f"{block}_conv3"]
-    _, slim, _ = check_dead_branch_is_gone(model, [f"{block}_conv1"], gone, images(model))
+    search, slim, _ = check_dead_branch_is_gone(model, [f"{block}_conv1"], gone, x)
+    search.save(tmp_path / "search.keras")
+    loaded_slim = figs_tf.slim(figs_tf.load_model(tmp_path / "search.keras"))
+    assert [layer.name for layer in loaded_slim.layers] == [layer.name for layer in slim.layers]
+    np.testing.assert_allclose(to_numpy(loaded_slim(x)), to_numpy(slim(x)), rtol=1e-6, atol=1e-6)
     # the depthwise block's residual ties its output to the stem's; its depthwise convolution slims to one
     assert any({"input_conv", "block_0_0.block_0_0_conv2"} <= set(g.producers) for g in figs_tf.analyze(model).groups)
     assert isinstance(slim.get_layer("block_0_0.block_0_0_conv1"), keras.layers.DepthwiseConv2D)

@@ -129,7 +129,8 @@ for _layer_class, _handler in DEFAULT_HANDLERS.items():
 
 
 def _register_keras_hub_handlers():
-    """Registers figs_tf.handlers.keras_hub's and keras_hub_decoders' tables, keeping handlers the user registered."""
+    """Registers figs_tf.handlers.keras_hub's, keras_hub_decoders' and keras_hub_convblocks' tables, keeping
+    handlers the user registered."""
     from figs_tf.handlers import keras_hub as keras_hub_handlers  # pylint: disable=g-import-not-at-top
     from figs_tf.handlers import keras_hub_convblocks  # pylint: disable=g-import-not-at-top
     from figs_tf.handlers import keras_hub_decoders  # pylint: disable=g-import-not-at-top
