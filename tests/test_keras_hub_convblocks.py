@@ -150,3 +150,19 @@ def test_mobilenet_v2_style_closed_expansion_removes_its_residual_branch(tmp_pat
     # the depthwise block's residual ties its output to the stem's; its depthwise convolution slims to one
     assert any({"input_conv", "block_0_0.block_0_0_conv2"} <= set(g.producers) for g in figs_tf.analyze(model).groups)
     assert isinstance(slim.get_layer("block_0_0.block_0_0_conv1"), keras.layers.DepthwiseConv2D)
+
+
+def test_grouped_depthwise_with_a_depth_multiplier_slims_to_depthwise_conv2d():
+    """A Conv2D with one group per input channel and two outputs per group, run through GroupedDepthwise: its
+    input's channels are searched through it (each owning its two outputs) and it slims to a DepthwiseConv2D
+    with depth_multiplier 2 computing what the search model computes."""
+    from figs_tf.handlers.keras_hub_convblocks import GroupedDepthwise  # pylint: disable=g-import-not-at-top
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(4, 1, name="expand")(inputs)
+    x = GroupedDepthwise(keras.layers.Conv2D(8, 3, groups=4, padding="same", name="grouped"))(x)
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1, name="project")(keras.layers.ReLU()(x)))
+    assert figs_tf.count(model, "params") == model.count_params()
+    _, slim, network = check_random_gates_slim_exactly(model, images(model), seed=2)
+    depthwise = slim.get_layer("grouped")
+    assert isinstance(depthwise, keras.layers.DepthwiseConv2D) and depthwise.depth_multiplier == 2
+    assert depthwise.kernel.shape[-2] == network.architecture()["expand"] < 4

@@ -43,7 +43,7 @@ def _convolution_attribute(name):
 
 @keras.saving.register_keras_serializable(package="figs_tf")
 class GroupedDepthwise(LayerHolder):
-    """Calls a Conv1D/Conv2D whose groups each read one input channel (`wrapped_layer`): a depthwise convolution.
+    """Calls a Conv2D whose groups each read one input channel (`wrapped_layer`): a depthwise convolution.
 
     Exists inside the equivalents of keras_hub's MobileNet blocks (and the
     search models built from them); holds the convolution (weights shared)
@@ -78,8 +78,8 @@ class GroupedDepthwise(LayerHolder):
 
 
 def is_depthwise(convolution):
-    """True for a built grouped Conv1D/Conv2D whose groups each read one channel (groups == input channels)."""
-    return (type(convolution) in (keras.layers.Conv1D, keras.layers.Conv2D) and convolution.groups > 1
+    """True for a built grouped Conv2D whose groups each read one channel (groups == input channels)."""
+    return (type(convolution) is keras.layers.Conv2D and convolution.groups > 1
             and convolution.built and convolution.kernel.shape[-2] == 1)
 
 
@@ -104,8 +104,7 @@ class GroupedDepthwiseHandler(DepthwiseConvHandler):
             config[f"depthwise_{name}"] = config.pop(f"kernel_{name}")
         del config["filters"], config["groups"]
         config.update(depth_multiplier=layer.depth_multiplier, name=layer.name)
-        depthwise = {keras.layers.Conv1D: keras.layers.DepthwiseConv1D, keras.layers.Conv2D: keras.layers.DepthwiseConv2D}
-        return depthwise[type(convolution)].from_config(config), weights
+        return keras.layers.DepthwiseConv2D.from_config(config), weights
 
 
 def _twin(layer):
