@@ -49,7 +49,8 @@ _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in nam
 _SERIALIZABLE_MODULES = ("figs_tf.apply_mask", "figs_tf.channel_bias", "figs_tf.cost_layer", "figs_tf.gated_recurrence",
                          "figs_tf.mask_layer", "figs_tf.wrapper_layer", "figs_tf.handlers.attention",
                          "figs_tf.handlers.grouped_attention", "figs_tf.handlers.keras_hub_decoders",
-                         "figs_tf.handlers.keras_hub_swin")
+                         "figs_tf.handlers.keras_hub_swin", "figs_tf.handlers.keras_hub_convblocks",
+                         "figs_tf.handlers.keras_hub_vision", "figs_tf.handlers.keras_hub_encoders")
 
 
 def load_model(filepath, **kwargs):

@@ -30,15 +30,14 @@ def take_gates(gate_vector, indices):
     return ops.take(gate_vector, ops.convert_to_tensor(indices, dtype="int32"))
 
 
-class WrapperLayer(keras.layers.Layer):
-    """Base of the stand-ins: holds `wrapped_layer`; the positional tensors at `gate_positions` are gate vectors.
+class LayerHolder(keras.layers.Layer):
+    """A layer that holds one layer of the user's model (`wrapped_layer`, weights shared) and serializes it
+    with itself.
 
     Args:
       layer: the user's layer (shared, not copied).
-      **kwargs: Layer arguments (`name`: the name the call has in the analysis).
+      **kwargs: Layer arguments.
     """
-
-    gate_positions = ()
 
     def __init__(self, layer, **kwargs):
         super().__init__(**kwargs)
@@ -54,6 +53,19 @@ class WrapperLayer(keras.layers.Layer):
         config = dict(config)
         layer = keras.saving.deserialize_keras_object(config.pop("layer"))
         return cls(layer, **config)
+
+
+class WrapperLayer(LayerHolder):
+    """Base of the stand-ins: holds `wrapped_layer`; the positional tensors at `gate_positions` are gate vectors.
+
+    The channel analysis reads a call of a WrapperLayer as one of its `wrapped_layer`.
+
+    Args:
+      layer: the user's layer (shared, not copied).
+      **kwargs: Layer arguments (`name`: the name the call has in the analysis).
+    """
+
+    gate_positions = ()
 
 
 @keras.saving.register_keras_serializable(package="figs_tf")

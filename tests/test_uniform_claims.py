@@ -49,6 +49,15 @@ def _ops(name):
     return build
 
 
+def _grouped_depthwise(**kwargs):
+    """Builds keras_hub MobileNet's depthwise convolution, a Conv2D with one group per channel, as its blocks'
+    equivalents call it (figs_tf.handlers.keras_hub_convblocks.GroupedDepthwise)."""
+    def build(inputs):
+        from figs_tf.handlers.keras_hub_convblocks import GroupedDepthwise  # pylint: disable=g-import-not-at-top
+        return GroupedDepthwise(L.Conv2D(6, 3, groups=3, **kwargs))(inputs[0])
+    return build
+
+
 def _padded(value):
     """Builds `keras.ops.pad` of the rows and columns with `value` (ResNetV2 pads with -inf)."""
     return lambda inputs: keras.ops.pad(inputs[0], [[0, 0], [1, 1], [1, 1], [0, 0]], constant_values=value)
@@ -191,6 +200,8 @@ def _samples():
         "LayerScale": [("per channel", dict(init_values=0.5, projection_dim=3), [IMAGE], None)],
         "ChannelBias": [("per channel", {}, [IMAGE], None)],
         "PositionEmbedding": [("a sequence", dict(sequence_length=8), [(8, 3)], None)],
+        "GroupedDepthwise": [(f"Conv2D(groups=3) k3 {p}", _grouped_depthwise(padding=p), [IMAGE], None)
+                             for p in ("same", "valid")],
         "ViTPatchingAndEmbedding": [("8x8 image, 4x4 patches", dict(image_size=(8, 8), patch_size=(4, 4),
                                                                     hidden_dim=4, num_channels=3), [(8, 8, 3)],
                                      None)],
@@ -204,11 +215,13 @@ def _tables():
     table = dict(handlers.DEFAULT_HANDLERS)
     try:
         from figs_tf.handlers import keras_hub as keras_hub_handlers  # pylint: disable=g-import-not-at-top
+        from figs_tf.handlers import keras_hub_convblocks  # pylint: disable=g-import-not-at-top
         from figs_tf.handlers import keras_hub_decoders  # pylint: disable=g-import-not-at-top
         from figs_tf.handlers import keras_hub_swin  # pylint: disable=g-import-not-at-top
         table.update(keras_hub_handlers.keras_hub_handlers())
         table.update(keras_hub_decoders.keras_hub_decoder_handlers())
         table.update(keras_hub_swin.keras_hub_swin_handlers())
+        table.update(keras_hub_convblocks.keras_hub_convblock_handlers())
     except ImportError:
         pass
     from figs_tf.channel_bias import ChannelBias  # pylint: disable=g-import-not-at-top
