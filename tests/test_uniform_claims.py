@@ -194,6 +194,16 @@ def _samples():
         "ViTPatchingAndEmbedding": [("8x8 image, 4x4 patches", dict(image_size=(8, 8), patch_size=(4, 4),
                                                                     hidden_dim=4, num_channels=3), [(8, 8, 3)],
                                      None)],
+        "DeiTEmbeddings": [("8x8 image, 4x4 patches", dict(image_size=(8, 8), patch_size=(4, 4), hidden_dim=4),
+                            [(8, 8, 3)], None)],
+        "DINOV2Embedding": [("8x8 image, 4x4 patches, registers", dict(hidden_dim=4, patch_size=4, image_shape=(8, 8),
+                                                                     num_register_tokens=1,
+                                                                     position_embedding_shape=(12, 12)),
+                             [(8, 8, 3)], None)],
+        "SigLIPVisionEmbedding": [("8x8 image, 4x4 patches", dict(hidden_dim=4, patch_size=4, image_size=8),
+                                   [(8, 8, 3)], None)],
+        "DINOV2LayerScale": [("per channel", dict(hidden_dim=3, init_values=0.5), [IMAGE], None)],
+        "DINOV2DropPath": [("rate 0.5 (identity in inference)", dict(rate=0.5), [IMAGE], None)],
     })
     return samples
 
@@ -206,6 +216,8 @@ def _tables():
         from figs_tf.handlers import keras_hub_decoders  # pylint: disable=g-import-not-at-top
         table.update(keras_hub_handlers.keras_hub_handlers())
         table.update(keras_hub_decoders.keras_hub_decoder_handlers())
+        from figs_tf.handlers import keras_hub_vision  # pylint: disable=g-import-not-at-top
+        table.update(keras_hub_vision.keras_hub_vision_handlers())
     except ImportError:
         pass
     from figs_tf.channel_bias import ChannelBias  # pylint: disable=g-import-not-at-top
