@@ -43,6 +43,7 @@ from keras import ops
 from figs_tf.channel_sets import Segment
 from figs_tf.handlers.base import LayerHandler, Term, UnsupportedLayerError, clone_layer, data_format_axis, to_numpy
 from figs_tf.handlers.convolution import ChannelProducer
+from figs_tf.handlers.embedding import EmbeddingHandler
 from figs_tf.handlers.keras_hub import BlockHandler
 from figs_tf.handlers.per_channel import PerChannel
 
@@ -406,6 +407,60 @@ class SigLIPAttentionPoolingHandler(BlockHandler):
         return x[:, 0]
 
 
+class SigLIPTextEmbeddingHandler(EmbeddingHandler):
+    """SigLIP's text embedding: token and position lookups added (a leaf: its position ids are a weight).
+
+    Its width (embedding_dim) is one channel group, cut in both tables; the
+    integer position ids are constants. Like its `position_embedding`, the
+    layer needs sequences of exactly `sequence_length` tokens.
+    """
+
+    def output_sets(self, call, in_sets, groups):
+        layer = call.layer
+        if layer.token_embedding.mask_zero:
+            raise UnsupportedLayerError(f"'{call.name}' has mask_zero=True; figs_tf expands the model into plain "
+                                        "layers, which would drop the mask.")
+        width = layer.embedding_dim
+        return [(Segment(groups.new_group(width, call.name), width),)]
+
+    def param_terms(self, call, in_sets, out_sets):
+        layer = call.layer
+        tables = sum(math.prod(w.shape) // layer.embedding_dim for w in layer.weights if "float" in str(w.dtype))
+        return [Term(tables, (out_sets[0],)), Term(layer.sequence_length, ())]  # the int32 position ids
+
+    def slim(self, call, kept_in, kept_out):
+        layer, kept = call.layer, kept_out[0]
+        rebuilt = type(layer)(vocabulary_size=layer.vocabulary_size, sequence_length=layer.sequence_length,
+                              embedding_dim=len(kept), tie_weights=layer.token_embedding.tie_weights,
+                              embeddings_initializer=layer.embeddings_initializer, dtype=layer.dtype_policy,
+                              name=layer.name)
+        return rebuilt, [to_numpy(w)[..., kept] if "float" in str(w.dtype) else to_numpy(w) for w in layer.weights]
+
+    def output_channel_l1(self, layer):
+        return np.abs(to_numpy(layer.token_embedding.embeddings)).sum(axis=0)
+
+
+class SigLIPHeadHandler(LayerHandler):
+    """SigLIP's contrastive head: each embedding divided by its L2 norm over channels, then every text against
+    every image (logits between the two batches). The norm mixes channels: both embeddings are kept out of
+    search. Its two scalars are constants; its products, between batches, are not per-example multiply-adds."""
+
+    def output_sets(self, call, in_sets, groups):
+        for channel_set in in_sets:
+            groups.fix(channel_set, f"'{call.name}' (SigLIPHead) divides them by their L2 norm")
+        # the last axis is the other batch, of unknown size: one fixed entry stands for it (never cut, but alive)
+        return [(Segment(None, t.shape[-1] or 1),) for t in call.output_tensors]
+
+    def output_dirty(self, call, in_dirty):
+        return False
+
+    def param_terms(self, call, in_sets, out_sets):
+        return [Term(2, ())]
+
+    def slim(self, call, kept_in, kept_out):
+        return clone_layer(call.layer), call.layer.get_weights()
+
+
 def keras_hub_vision_handlers():
     """{keras_hub vision layer class: handler} (imports keras_hub)."""
     from keras_hub.src.models.deit import deit_layers  # pylint: disable=g-import-not-at-top  # not exported
@@ -430,5 +485,7 @@ def keras_hub_vision_handlers():
         siglip_layers.SigLIPEncoderLayer: SigLIPEncoderLayerHandler(),
         siglip_layers.SigLIPMLP: TwoDenseMLPHandler("fc1", "fc2"),
         siglip_layers.SigLIPMultiHeadAttentionPooling: SigLIPAttentionPoolingHandler(),
+        siglip_layers.SigLIPTextEmbedding: SigLIPTextEmbeddingHandler(),
+        siglip_layers.SigLIPHead: SigLIPHeadHandler(),
         AttentionProbe: AttentionProbeHandler(),
     }
