@@ -1,4 +1,4 @@
-"""keras_hub's vision Transformers: DeiT, DINOv2 and SigLIP's vision encoder (attention pooling included).
+"""keras_hub's vision Transformers: DeiT, DINOv2 and SigLIP (both towers, attention pooling included).
 
 Registered lazily with the other keras_hub tables (figs_tf.handlers), so
 importing figs_tf never imports keras_hub.
@@ -17,7 +17,16 @@ importing figs_tf never imports keras_hub.
   per-channel scales on the residual stream.
 - SigLIP's attention pooling ("MAP" head) attends from a learned probe: the
   probe becomes an `AttentionProbe` layer (the same variable), so the head's
-  heads and MLP are searched too.
+  heads and MLP are searched too. SigLIP's text embedding (token and position
+  tables) is a leaf whose width cuts both tables; the contrastive `SigLIPHead`
+  divides both towers' outputs by their L2 norms, which keeps them out of
+  search (a note).
+- DINOv2's SwiGLU MLP splits one Dense's channels in two halves that multiply:
+  that Dense is kept out of search (a note), its heads still searched.
+
+keras_hub 0.32's `SigLIPVisionEmbedding` declares one position more than it
+makes (`compute_output_shape`: patches + 1): every symbolic shape after it, and
+so the FLOPs counted for its blocks, has that extra position.
 
 The residual stream (the embedding width) runs through LayerNormalization,
 which keeps it out of search (a note in `figs_tf.analyze(model).notes`), as
