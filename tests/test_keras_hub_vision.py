@@ -93,6 +93,20 @@ def test_dinov2_wraps_and_slims_exactly(swiglu):
                    for note in graph.notes)
 
 
+def test_dinov3_wraps_and_slims_exactly():
+    """DINOv3's gated MLP is searched (gate and up projections one group); its rotary attention is a leaf whose
+    heads are kept, with a note; its multiply-adds are counted by hand."""
+    model = randomize(keras_hub.models.DINOV3Backbone(
+        patch_size=4, num_layers=1, hidden_dim=HIDDEN, num_heads=HEADS, intermediate_dim=MLP,
+        image_shape=(16, 16, 3), num_register_tokens=2, use_gated_mlp=True))
+    tokens = 1 + 2 + 16  # class, registers, 4x4 patches
+    attention = 4 * tokens * HIDDEN * HIDDEN + 2 * tokens * tokens * HIDDEN  # projections, QKᵀ and AV
+    assert figs_tf.count(model, "flops") == 16 * 4 * 4 * 3 * HIDDEN + attention + 3 * tokens * HIDDEN * MLP
+    blocks = {f"encoder.layers_0.mlp.{dense}": MLP for dense in ("gate_proj", "up_proj")}
+    graph, _ = check_backbone(model, {"pixel_values": images()}, blocks)
+    assert any("DINOV3Attention" in note and "heads are not searched" in note for note in graph.notes)
+
+
 def test_siglip_vision_encoder_wraps_and_slims_exactly():
     """The attention-pooling head ("MAP") included: its heads and MLP are searched like the blocks'."""
     from keras_hub.src.models.siglip.siglip_vision_encoder import SigLIPVisionEncoder  # pylint: disable=g-import-not-at-top

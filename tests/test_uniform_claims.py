@@ -204,6 +204,10 @@ def _samples():
                                    [(8, 8, 3)], None)],
         "DINOV2LayerScale": [("per channel", dict(hidden_dim=3, init_values=0.5), [IMAGE], None)],
         "DINOV2DropPath": [("rate 0.5 (identity in inference)", dict(rate=0.5), [IMAGE], None)],
+        "DINOV3Embedding": [("8x8 image, 4x4 patches, registers", dict(hidden_dim=4, patch_size=4,
+                                                                     num_register_tokens=1), [(8, 8, 3)], None)],
+        "DINOV3LayerScale": [("per channel", dict(hidden_dim=3, init_values=0.5), [IMAGE], None)],
+        "DINOV3DropPath": [("rate 0.5 (identity in inference)", dict(rate=0.5), [IMAGE], None)],
     })
     return samples
 

@@ -1,4 +1,4 @@
-"""keras_hub's vision Transformers: DeiT, DINOv2 and SigLIP (both towers, attention pooling included).
+"""keras_hub's vision Transformers: DeiT, DINOv2, DINOv3 and SigLIP (both towers, attention pooling included).
 
 Registered lazily with the other keras_hub tables (figs_tf.handlers), so
 importing figs_tf never imports keras_hub.
@@ -23,6 +23,10 @@ importing figs_tf never imports keras_hub.
   search (a note).
 - DINOv2's SwiGLU MLP splits one Dense's channels in two halves that multiply:
   that Dense is kept out of search (a note), its heads still searched.
+- DINOv3 shares DINOv2's encoder and block handlers; its embedding has no
+  position embeddings, its rotary (cos, sin) has no channels, and its rotary
+  attention is a leaf whose heads are kept (a note): its MLP widths are
+  searched.
 
 keras_hub 0.32's `SigLIPVisionEmbedding` declares one position more than it
 makes (`compute_output_shape`: patches + 1): every symbolic shape after it, and
@@ -55,6 +59,7 @@ from figs_tf.handlers.convolution import ChannelProducer
 from figs_tf.handlers.embedding import EmbeddingHandler
 from figs_tf.handlers.keras_hub import BlockHandler
 from figs_tf.handlers.per_channel import PerChannel
+from figs_tf.wrapper_layer import ScopedLayer
 
 
 def _second_use(layer):
@@ -272,27 +277,38 @@ class DeiTOutputHandler(BlockHandler):
         return layer.dropout(layer.dense(bound["hidden_states"])) + bound["input_tensor"]
 
 
-class DINOV2EncoderHandler(BlockHandler):
-    """DINOv2's encoder: every layer; it returns the last output and each layer's ("stage<i>")."""
+class DINOEncoderHandler(BlockHandler):
+    """DINOv2's and DINOv3's encoder: every layer; it returns the last output and each layer's ("stage<i>").
+    DINOv3's layers also read the rotary (cos, sin) and the number of prefix tokens, passed on."""
 
     def body(self, layer, args, kwargs):
-        x = args[0]
+        bound = _bound(("inputs", "attention_mask", "position_embeddings", "num_prefix_tokens"), args, kwargs)
+        _refuse(layer, bound, ("attention_mask",), "figs_tf expands the encoder without a mask (as the backbone "
+                "calls it).")
+        extra = {name: bound[name] for name in ("position_embeddings", "num_prefix_tokens") if name in bound}
+        x = bound["inputs"]
         stages = {}
         for index, block in enumerate(layer.layers, start=1):
-            x = block(x)
+            x = block(x, **extra)
             stages[f"stage{index}"] = x
         return x, stages
 
 
-class DINOV2LayerHandler(BlockHandler):
-    """DINOv2's block: x + drop_path(scale1(attention(norm1(x)))), then + drop_path(scale2(mlp(norm2(x))))."""
+class DINOLayerHandler(BlockHandler):
+    """DINOv2's and DINOv3's block: x + drop_path(scale1(attention(norm1(x)))), then
+    + drop_path(scale2(mlp(norm2(x)))). DINOv3's attention also reads the rotary (cos, sin) and the number of
+    prefix tokens (class and register tokens, which it does not rotate)."""
 
     def body(self, layer, args, kwargs):
-        inputs = args[0]
+        bound = _bound(("inputs", "attention_mask", "position_embeddings", "num_prefix_tokens"), args, kwargs)
+        _refuse(layer, bound, ("attention_mask",), "figs_tf expands the block without a mask (as the backbone "
+                "calls it).")
+        extra = {name: bound[name] for name in ("position_embeddings", "num_prefix_tokens") if name in bound}
+        inputs = bound["inputs"]
         # without a drop path rate, drop_path is a keras Identity (whose config cannot be cloned): left out
         first, second = ((layer.drop_path, _second_use(layer.drop_path))
                          if not isinstance(layer.drop_path, keras.layers.Identity) else (None, None))
-        x = layer.layer_scale1(layer.attention(layer.norm1(inputs)))
+        x = layer.layer_scale1(layer.attention(layer.norm1(inputs), **extra))
         hidden = (first(x) if first else x) + inputs
         x = layer.layer_scale2(layer.mlp(layer.norm2(hidden)))
         return (second(x) if second else x) + hidden
@@ -304,6 +320,106 @@ class DINOV2AttentionHandler(BlockHandler):
     def body(self, layer, args, kwargs):
         x = args[0]
         return layer.dropout(layer.attention(x, x, x))
+
+
+class DINOV3EmbeddingHandler(TokenPatchEmbeddingHandler):
+    """DINOv3's embedding: patches, a class token, register tokens (and a mask token); no position embeddings
+    (its attention is rotary)."""
+
+    extra_inputs = ("masks",)
+
+    def convolution(self, layer):
+        return layer.patch_embeddings.projection
+
+    def rebuild(self, layer, hidden_dim):
+        return type(layer)(hidden_dim=hidden_dim, patch_size=layer.patch_size,
+                           num_register_tokens=layer.num_register_tokens, use_mask_token=layer.use_mask_token,
+                           initializer_range=layer.initializer_range, data_format=layer.data_format,
+                           dtype=layer.dtype_policy, name=layer.name)
+
+
+class DINOV3RopeHandler(LayerHandler):
+    """DINOv3's rotary embedding: (cos, sin) of the patch grid, read from the image's shape; no channels, no
+    batch axis (never cut)."""
+
+    def output_sets(self, call, in_sets, groups):
+        return [(Segment(None, t.shape[-1]),) for t in call.output_tensors]
+
+    def output_dirty(self, call, in_dirty):
+        return False
+
+    def slim(self, call, kept_in, kept_out):
+        layer = call.layer
+        return type(layer)(hidden_dim=layer.hidden_dim, num_heads=layer.num_heads, rope_theta=layer.rope_theta,
+                           patch_size=layer.patch_size, data_format=layer.data_format, dtype=layer.dtype_policy,
+                           name=layer.name), []
+
+
+@keras.saving.register_keras_serializable(package="figs_tf")
+class ScopedCallWithConstants(ScopedLayer):
+    """A `ScopedLayer` that passes constant keyword arguments itself: Keras refuses a call whose `**kwargs`
+    mix tensors and constants (DINOv3's attention reads `position_embeddings=(cos, sin)` and
+    `num_prefix_tokens=3`).
+
+    Args:
+      layer: the wrapped layer.
+      constants: {keyword: constant} passed to every call.
+      **kwargs: Layer arguments (`name`).
+    """
+
+    def __init__(self, layer, constants, **kwargs):
+        super().__init__(layer, **kwargs)
+        self.constants = dict(constants)
+
+    def call(self, *args, **kwargs):
+        return self.wrapped_layer(*args, **kwargs, **self.constants)
+
+    def get_config(self):
+        config = super().get_config()
+        config["constants"] = self.constants
+        return config
+
+
+class DINOV3AttentionHandler(LayerHandler):
+    """DINOv3's rotary attention, a leaf: its heads are kept (a head handler for its Dense projections and
+    rotary embedding of patch tokens only is not written yet); its input and output channels are kept too.
+
+    Multiply-adds per example: the four projections at every position, QKᵀ and AV over every pair.
+    """
+
+    def output_sets(self, call, in_sets, groups):
+        reason = f"'{call.name}' (DINOV3Attention) is a leaf: its heads are not searched"
+        groups.fix(in_sets[0], reason)
+        width = call.layer.hidden_dim
+        out = (Segment(groups.new_group(width, call.name), width),)
+        groups.fix(out, reason)
+        return [out]
+
+    def param_terms(self, call, in_sets, out_sets):
+        return [Term(sum(math.prod(w.shape) for w in call.layer.weights), ())]
+
+    def search_call(self, call, args, kwargs, gating):
+        is_tensor = lambda value: any(isinstance(v, keras.KerasTensor) for v in keras.tree.flatten(value))
+        constants = {name: value for name, value in kwargs.items() if not is_tensor(value)}
+        tensors = {name: value for name, value in kwargs.items() if is_tensor(value)}
+        return ScopedCallWithConstants(call.layer, constants, name=call.name)(*args, **tensors)
+
+    def flop_terms(self, call, in_sets, out_sets):
+        layer, positions = call.layer, call.input_tensors[0].shape[1]
+        if positions is None:
+            raise UnsupportedLayerError(f"'{call.name}' reads sequences of unknown length: its multiply-adds "
+                                        "depend on it. Build the backbone with a fixed image shape.")
+        width = layer.hidden_dim
+        return [Term(4 * positions * width * width + 2 * positions * positions * width, ())]
+
+    def slim(self, call, kept_in, kept_out):
+        layer = call.layer
+        # get_config names the biases query_bias, ..., which __init__ does not take
+        rebuilt = type(layer)(hidden_dim=layer.hidden_dim, num_heads=layer.num_heads,
+                              dropout_rate=layer.dropout_rate, use_query_bias=layer.use_query_bias,
+                              use_key_bias=layer.use_key_bias, use_value_bias=layer.use_value_bias,
+                              use_proj_bias=layer.use_proj_bias, dtype=layer.dtype_policy, name=layer.name)
+        return rebuilt, layer.get_weights()
 
 
 class TwoDenseMLPHandler(BlockHandler):
@@ -322,6 +438,13 @@ class DINOV2SwiGLUFFNHandler(BlockHandler):
     def body(self, layer, args, kwargs):
         a, b = ops.split(layer.weights_in(args[0]), 2, axis=-1)
         return layer.weights_out(ops.silu(a) * b)
+
+
+class GatedMLPHandler(BlockHandler):
+    """DINOv3's gated MLP: down_proj(gate_proj(x) * up_proj(x)) (gate_proj has the activation)."""
+
+    def body(self, layer, args, kwargs):
+        return layer.down_proj(layer.gate_proj(args[0]) * layer.up_proj(args[0]))
 
 
 class LayerScaleHandler(PerChannel):
@@ -474,6 +597,7 @@ def keras_hub_vision_handlers():
     """{keras_hub vision layer class: handler} (imports keras_hub)."""
     from keras_hub.src.models.deit import deit_layers  # pylint: disable=g-import-not-at-top  # not exported
     from keras_hub.src.models.dinov2 import dinov2_layers  # pylint: disable=g-import-not-at-top
+    from keras_hub.src.models.dinov3 import dinov3_layers  # pylint: disable=g-import-not-at-top
     from keras_hub.src.models.siglip import siglip_layers  # pylint: disable=g-import-not-at-top
 
     return {
@@ -483,13 +607,22 @@ def keras_hub_vision_handlers():
         deit_layers.DeiTIntermediate: DeiTIntermediateHandler(),
         deit_layers.DeiTOutput: DeiTOutputHandler(),
         dinov2_layers.DINOV2Embedding: DINOV2EmbeddingHandler(),
-        dinov2_layers.DINOV2Encoder: DINOV2EncoderHandler(),
-        dinov2_layers.DINOV2Layer: DINOV2LayerHandler(),
+        dinov2_layers.DINOV2Encoder: DINOEncoderHandler(),
+        dinov2_layers.DINOV2Layer: DINOLayerHandler(),
         dinov2_layers.DINOV2Attention: DINOV2AttentionHandler(),
         dinov2_layers.DINOV2LayerScale: LayerScaleHandler(),
         dinov2_layers.DINOV2DropPath: PerChannel(zero_preserving=True),  # one random factor per example
         dinov2_layers.DINOV2MLP: TwoDenseMLPHandler("fc1", "fc2"),
         dinov2_layers.DINOV2SwiGLUFFN: DINOV2SwiGLUFFNHandler(),
+        dinov3_layers.DINOV3Embedding: DINOV3EmbeddingHandler(),
+        dinov3_layers.DINOV3RopePositionEmbedding: DINOV3RopeHandler(),
+        dinov3_layers.DINOV3Encoder: DINOEncoderHandler(),
+        dinov3_layers.DINOV3Layer: DINOLayerHandler(),
+        dinov3_layers.DINOV3Attention: DINOV3AttentionHandler(),
+        dinov3_layers.DINOV3LayerScale: LayerScaleHandler(),
+        dinov3_layers.DINOV3DropPath: PerChannel(zero_preserving=True),  # one random factor per example
+        dinov3_layers.DINOV3MLP: TwoDenseMLPHandler("up_proj", "down_proj"),
+        dinov3_layers.DINOV3GatedMLP: GatedMLPHandler(),
         siglip_layers.SigLIPVisionEmbedding: SigLIPVisionEmbeddingHandler(),
         siglip_layers.SigLIPEncoderLayer: SigLIPEncoderLayerHandler(),
         siglip_layers.SigLIPMLP: TwoDenseMLPHandler("fc1", "fc2"),
