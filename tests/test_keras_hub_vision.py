@@ -87,7 +87,7 @@ def test_dinov2_wraps_and_slims_exactly(swiglu):
         blocks[f"{block}.attention.attention/heads"] = HEADS
         if not swiglu:
             blocks[f"{block}.mlp.fc1"] = MLP
-    graph, _ = check_backbone(model, images(), blocks)
+    graph, _ = check_backbone(model, {"images": images()}, blocks)
     if swiglu:
         assert any("splits their channels" in note and "encoder.layers_0.mlp.weights_in" in note
                    for note in graph.notes)
