@@ -20,6 +20,7 @@ A layer type in the tables without a sample fails the test, naming the type:
 add its configurations to SAMPLES.
 """
 
+import importlib
 import keras
 import numpy as np
 import pytest
@@ -206,6 +207,20 @@ def _samples():
                                                                     hidden_dim=4, num_channels=3), [(8, 8, 3)],
                                      None)],
         "DropPath": [("Swin's stochastic depth, in inference", dict(drop_prob=0.5), [IMAGE], None)],
+        "DeiTEmbeddings": [("8x8 image, 4x4 patches", dict(image_size=(8, 8), patch_size=(4, 4), hidden_dim=4),
+                            [(8, 8, 3)], None)],
+        "DINOV2Embedding": [("8x8 image, 4x4 patches, registers", dict(hidden_dim=4, patch_size=4, image_shape=(8, 8),
+                                                                     num_register_tokens=1,
+                                                                     position_embedding_shape=(12, 12)),
+                             [(8, 8, 3)], None)],
+        "SigLIPVisionEmbedding": [("8x8 image, 4x4 patches", dict(hidden_dim=4, patch_size=4, image_size=8),
+                                   [(8, 8, 3)], None)],
+        "DINOV2LayerScale": [("per channel", dict(hidden_dim=3, init_values=0.5), [IMAGE], None)],
+        "DINOV2DropPath": [("rate 0.5 (identity in inference)", dict(rate=0.5), [IMAGE], None)],
+        "DINOV3Embedding": [("8x8 image, 4x4 patches, registers", dict(hidden_dim=4, patch_size=4,
+                                                                     num_register_tokens=1), [(8, 8, 3)], None)],
+        "DINOV3LayerScale": [("per channel", dict(hidden_dim=3, init_values=0.5), [IMAGE], None)],
+        "DINOV3DropPath": [("rate 0.5 (identity in inference)", dict(rate=0.5), [IMAGE], None)],
     })
     return samples
 
@@ -214,16 +229,12 @@ def _tables():
     """{class: handler} of figs_tf's default table, plus keras_hub's where keras_hub is installed."""
     table = dict(handlers.DEFAULT_HANDLERS)
     try:
-        from figs_tf.handlers import keras_hub as keras_hub_handlers  # pylint: disable=g-import-not-at-top
-        from figs_tf.handlers import keras_hub_convblocks  # pylint: disable=g-import-not-at-top
-        from figs_tf.handlers import keras_hub_decoders  # pylint: disable=g-import-not-at-top
-        from figs_tf.handlers import keras_hub_swin  # pylint: disable=g-import-not-at-top
-        table.update(keras_hub_handlers.keras_hub_handlers())
-        table.update(keras_hub_decoders.keras_hub_decoder_handlers())
-        table.update(keras_hub_swin.keras_hub_swin_handlers())
-        table.update(keras_hub_convblocks.keras_hub_convblock_handlers())
+        import keras_hub  # pylint: disable=g-import-not-at-top,unused-import
     except ImportError:
-        pass
+        keras_hub = None
+    if keras_hub is not None:
+        for module_name, table_function in handlers._KERAS_HUB_TABLES:  # pylint: disable=protected-access
+            table.update(getattr(importlib.import_module(f"figs_tf.handlers.{module_name}"), table_function)())
     from figs_tf.channel_bias import ChannelBias  # pylint: disable=g-import-not-at-top
     from figs_tf.handlers.registry import find_handler_of_class  # pylint: disable=g-import-not-at-top
     table[ChannelBias] = find_handler_of_class(ChannelBias)

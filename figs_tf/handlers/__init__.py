@@ -21,6 +21,7 @@ attention: key/value groups and query slots), `indexing` (`x[:, 0, :]`),
 `DEFAULT_HANDLERS` below is the table of Keras layer types figs_tf knows.
 """
 
+import importlib
 import keras
 
 from figs_tf.handlers.attention import HeadGatedAttention, MultiHeadAttentionHandler
@@ -128,26 +129,31 @@ for _layer_class, _handler in DEFAULT_HANDLERS.items():
     register_handler(_layer_class, _handler)
 
 
+# One module per group of keras_hub families; each has a function returning {keras_hub layer class: handler}.
+_KERAS_HUB_TABLES = (("keras_hub", "keras_hub_handlers"), ("keras_hub_decoders", "keras_hub_decoder_handlers"),
+                     ("keras_hub_swin", "keras_hub_swin_handlers"),
+                     ("keras_hub_convblocks", "keras_hub_convblock_handlers"),
+                     ("keras_hub_vision", "keras_hub_vision_handlers"),
+                     ("keras_hub_encoders", "keras_hub_encoder_handlers"))
+
+
 def _register_keras_hub_handlers():
-    """Registers the tables of figs_tf.handlers.keras_hub and its keras_hub_* siblings (one module per family
-    group), keeping handlers the user registered."""
-    from figs_tf.handlers import keras_hub as keras_hub_handlers  # pylint: disable=g-import-not-at-top
-    from figs_tf.handlers import keras_hub_convblocks  # pylint: disable=g-import-not-at-top
-    from figs_tf.handlers import keras_hub_decoders  # pylint: disable=g-import-not-at-top
-    from figs_tf.handlers import keras_hub_swin  # pylint: disable=g-import-not-at-top
-    table = {**keras_hub_handlers.keras_hub_handlers(), **keras_hub_decoders.keras_hub_decoder_handlers()}
-    table.update(keras_hub_swin.keras_hub_swin_handlers())
-    table.update(keras_hub_convblocks.keras_hub_convblock_handlers())
+    """Registers the tables of figs_tf.handlers.keras_hub and its keras_hub_* siblings, keeping handlers the user
+    registered."""
+    table = {}
+    for module_name, table_function in _KERAS_HUB_TABLES:
+        module = importlib.import_module(f"figs_tf.handlers.{module_name}")
+        table.update(getattr(module, table_function)())
     for layer_class, handler in table.items():
         if find_handler_of_class(layer_class) is None:
             register_handler(layer_class, handler)
 
 
 register_lazily("keras_hub.", _register_keras_hub_handlers)
-# figs_tf's subclasses of keras_hub layers (a slim decoder's attention), which may be met before any keras_hub layer
-register_lazily("figs_tf.handlers.keras_hub_decoders", _register_keras_hub_handlers)
-register_lazily("figs_tf.handlers.keras_hub_swin", _register_keras_hub_handlers)
-register_lazily("figs_tf.handlers.keras_hub_convblocks", _register_keras_hub_handlers)  # GroupedDepthwise
+# figs_tf's own layers in these modules (a slim decoder's attention, GroupedDepthwise, a slim SigLIP's AttentionProbe,
+# ...) may be met before any keras_hub layer
+for _module_name, _ in _KERAS_HUB_TABLES[1:]:
+    register_lazily(f"figs_tf.handlers.{_module_name}", _register_keras_hub_handlers)
 
 __all__ = [
     "ActivationHandler", "AnyHandler", "BatchNormalizationHandler", "BidirectionalHandler", "ChannelMixing",
