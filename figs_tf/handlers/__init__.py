@@ -132,7 +132,9 @@ def _register_keras_hub_handlers():
     """Registers figs_tf.handlers.keras_hub's and keras_hub_decoders' tables, keeping handlers the user registered."""
     from figs_tf.handlers import keras_hub as keras_hub_handlers  # pylint: disable=g-import-not-at-top
     from figs_tf.handlers import keras_hub_decoders  # pylint: disable=g-import-not-at-top
+    from figs_tf.handlers import keras_hub_encoders  # pylint: disable=g-import-not-at-top
     table = {**keras_hub_handlers.keras_hub_handlers(), **keras_hub_decoders.keras_hub_decoder_handlers()}
+    table.update(keras_hub_encoders.keras_hub_encoder_handlers())
     for layer_class, handler in table.items():
         if find_handler_of_class(layer_class) is None:
             register_handler(layer_class, handler)
@@ -141,6 +143,7 @@ def _register_keras_hub_handlers():
 register_lazily("keras_hub.", _register_keras_hub_handlers)
 # figs_tf's subclasses of keras_hub layers (a slim decoder's attention), which may be met before any keras_hub layer
 register_lazily("figs_tf.handlers.keras_hub_decoders", _register_keras_hub_handlers)
+register_lazily("figs_tf.handlers.keras_hub_encoders", _register_keras_hub_handlers)
 
 __all__ = [
     "ActivationHandler", "AnyHandler", "BatchNormalizationHandler", "BidirectionalHandler", "ChannelMixing",

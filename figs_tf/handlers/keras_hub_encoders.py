@@ -1,0 +1,335 @@
+"""keras_hub's DeBERTaV3 and T5 text encoders: their blocks as functional equivalents, their attention searched by head.
+
+DeBERTaV3 (`DebertaV3Backbone`):
+
+- `RelativeEmbedding` makes the (batch, 2·bucket_size, hidden) relative
+  position embeddings, layer-normalised: its width is kept (the normalization
+  mixes its channels), a leaf without channel groups;
+- `DisentangledAttentionEncoder` is analysed through a functional equivalent
+  of its own sublayers (post-LayerNorm, as keras_hub's TransformerEncoder):
+  its padding mask becomes the attention's (batch, 1, T) mask, its MLP's
+  hidden units are searched like a Dense's;
+- `DisentangledSelfAttention` is one call searched by head. Content-to-content,
+  content-to-position and position-to-content scores are all per head, and the
+  relative embeddings go through the same query and key kernels as the tokens,
+  so cutting a head cuts it out of every term; its head width (and with it the
+  1/√(3·head width) scale) is kept. The search model multiplies each head's
+  values by its gate (`HeadProjectionGate`): a closed head contributes exactly
+  nothing. `figs_tf.slim` rebuilds it as `FixedHeadWidthDisentangledSelfAttention`
+  (keras_hub's layer derives its head width from hidden_dim // num_heads).
+
+T5 (`T5Backbone`, encoder and decoder):
+
+- `T5TransformerLayer` is analysed through a functional equivalent: its
+  T5LayerNorms (RMS-style, no mean: kept, with a note, as the decoder
+  families' RMS norms), self-attention, cross-attention in the decoder, and the
+  (gated) MLP, whose hidden units are searched (the two input projections
+  share a channel through their product); the first decoder layer's causal
+  mask is computed by a `T5CausalMask` layer;
+- `T5MultiHeadAttention` is searched by head. The first layer of a stack
+  computes the relative position bias, (batch, heads, T, S), from its own
+  `relative_attention_bias` (buckets, heads), and every later layer of the
+  stack adds that same tensor to its scores, head by head. The analysis reads
+  the bias as a tensor whose channels are the heads (axis 1): the later layers
+  take their heads from it, so every self-attention of a stack keeps the same
+  heads (their gates are one group), and the slim first layer computes the
+  bias of the kept heads only (its `relative_attention_bias` columns cut),
+  exactly what every slim later layer reads. Cross-attention heads (no
+  relative bias) are searched per layer.
+
+This module reads keras_hub's internal module paths and the blocks' and
+attention layers' private attributes (`_self_attention_layer`, `_value_dense`,
+`_compute_attention`, ...); the gated stand-in swaps a value projection for the
+duration of one call (`object.__setattr__`, bypassing Keras' tracking).
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from figs_tf.channel_sets import Segment, groups_in
+from figs_tf.handlers.base import LayerHandler, Term, UnsupportedLayerError, clone_layer, to_numpy
+from figs_tf.handlers.keras_hub import BlockHandler, _second_use
+from figs_tf.handlers.keras_hub_decoders import DecoderMaskHandler, FamilyRMSNormHandler, untrack_sublayer
+from figs_tf.wrapper_layer import WrapperLayer, take_gates
+
+
+def _bound(names, args, kwargs):
+    bound = dict(zip(names, args))
+    bound.update(kwargs)
+    return bound
+
+
+def _refuse(layer, bound, names, what):
+    passed = [name for name in names if bound.get(name) is not None]
+    if passed:
+        raise UnsupportedLayerError(f"'{layer.name}' is called with {passed}; figs_tf expands {what}.")
+
+
+def argument_positions(call, names):
+    """{argument name: index into call.input_keys} of the tensors the call was given, by parameter name."""
+    positions = {key: i for i, key in reversed(list(enumerate(call.input_keys)))}
+    args, kwargs = call.call_arguments({key: key for key in call.input_keys})
+    bound = _bound(names, args, kwargs)
+    return {name: positions[value] for name, value in bound.items()
+            if isinstance(value, tuple) and value in positions}
+
+
+def _sequence_length(call, index):
+    length = call.input_tensors[index].shape[1]
+    if length is None:
+        raise UnsupportedLayerError(
+            f"'{call.name}' reads a sequence of unknown length: its multiply-adds depend on it. Trace the backbone "
+            "at a fixed length: keras.models.clone_model(backbone, input_tensors={name: keras.Input((T,), "
+            "dtype='int32', name=name) for name in backbone.input}, clone_function=lambda layer: layer).")
+    return length
+
+
+@keras.saving.register_keras_serializable(package="figs_tf")
+class HeadProjectionGate(WrapperLayer):
+    """An attention call with each head's values multiplied by its gate (the search model's stand-in).
+
+    For attention layers that compute their value projection with one sublayer
+    (`projection`, an attribute name) whose output has the heads on its last
+    axes: (..., heads, head width), or (..., heads · head width) when
+    `flat_head_width` is given. Head h's output is A_h·(g_h·V_h) = g_h·(A_h·V_h),
+    so a closed head contributes exactly nothing.
+
+    Args:
+      layer: the attention layer (shared, not copied).
+      projection: the attribute name of its value projection.
+      head_gate_indices: each head's index in the gate vector.
+      flat_head_width: None, or the head width of a projection whose output is
+        flat (heads · head width).
+      **kwargs: Layer arguments.
+
+    Example:
+
+        y = HeadProjectionGate(attention, projection="_value_dense", head_gate_indices=[0, 1])(
+            gate_vector, x, rel_embeddings=r)
+    """
+
+    gate_positions = (0,)
+
+    def __init__(self, layer, projection, head_gate_indices, flat_head_width=None, **kwargs):
+        super().__init__(layer, **kwargs)
+        self.projection = projection
+        self.head_gate_indices = [int(i) for i in head_gate_indices]
+        self.flat_head_width = flat_head_width
+
+    def build(self, *args, **kwargs):
+        self.built = True  # the wrapped layer builds itself on its first call
+
+    def call(self, gate_vector, *args, **kwargs):
+        gates = take_gates(gate_vector, self.head_gate_indices)
+        if self.flat_head_width:
+            gates = ops.repeat(gates, self.flat_head_width)
+        else:
+            gates = ops.reshape(gates, (-1, 1))
+        attention = self.wrapped_layer
+        projection = getattr(attention, self.projection)
+
+        def gated_projection(inputs, *more, **options):
+            values = projection(inputs, *more, **options)
+            return values * ops.cast(gates, values.dtype)
+
+        object.__setattr__(attention, self.projection, gated_projection)
+        try:
+            return attention(*args, **kwargs)
+        finally:
+            object.__setattr__(attention, self.projection, projection)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(projection=self.projection, head_gate_indices=self.head_gate_indices,
+                      flat_head_width=self.flat_head_width)
+        return config
+
+
+# --- DeBERTaV3 ---
+
+
+class RelativeEmbeddingHandler(LayerHandler):
+    """keras_hub DeBERTaV3's `RelativeEmbedding`: reads only its input's batch size; its (layer-normalised)
+    width is kept."""
+
+    def output_sets(self, call, in_sets, groups):
+        return [(Segment(None, call.output_tensors[0].shape[-1]),)]
+
+    def output_dirty(self, call, in_dirty):
+        return False
+
+    def param_terms(self, call, in_sets, out_sets):
+        return [Term(call.layer.count_params(), ())]
+
+    def slim(self, call, kept_in, kept_out):
+        return clone_layer(call.layer), call.layer.get_weights()
+
+
+class DisentangledAttentionEncoderHandler(BlockHandler):
+    """keras_hub's `DisentangledAttentionEncoder`: x + attention → LayerNorm, then x + MLP → LayerNorm."""
+
+    def body(self, layer, args, kwargs):
+        bound = _bound(("inputs", "rel_embeddings", "padding_mask", "attention_mask"), args, kwargs)
+        _refuse(layer, bound, ("attention_mask",), "DeBERTa blocks with a padding mask only")
+        x = bound["inputs"]
+        mask = bound.get("padding_mask")
+        attention_kwargs = {} if mask is None else {"attention_mask": mask[:, None, :]}
+        y = layer._self_attention_layer(x, rel_embeddings=bound["rel_embeddings"], **attention_kwargs)  # pylint: disable=protected-access
+        x = layer._self_attention_layer_norm(layer._self_attention_dropout(y) + x)  # pylint: disable=protected-access
+        y = layer._feedforward_output_dense(layer._feedforward_intermediate_dense(x))  # pylint: disable=protected-access
+        return layer._feedforward_layer_norm(layer._feedforward_dropout(y) + x)  # pylint: disable=protected-access
+
+
+class DisentangledSelfAttentionHandler(LayerHandler):
+    """keras_hub DeBERTaV3's `DisentangledSelfAttention`: heads an inner channel group, the output a new group.
+
+    Its query and key kernels also project the relative embeddings, whose
+    width is kept: the token input's channels are kept with them (in a DeBERTa
+    block both are layer-normalised anyway).
+    """
+
+    mixes_channels = True
+    names = ("inputs", "rel_embeddings", "attention_mask", "return_attention_scores", "training")
+
+    def _positions(self, call):
+        args, kwargs = call.call_arguments({key: key for key in call.input_keys})
+        if _bound(self.names, args, kwargs).get("return_attention_scores"):
+            raise UnsupportedLayerError(f"'{call.name}' returns attention scores; figs_tf searches "
+                                        "DisentangledSelfAttention without them.")
+        return argument_positions(call, self.names)
+
+    def output_sets(self, call, in_sets, groups):
+        positions = self._positions(call)
+        groups.fix(in_sets[positions["inputs"]], f"the query and key kernels of '{call.name}' also project the "
+                   "relative embeddings, whose channels are kept")
+        if "attention_mask" in positions:
+            groups.fix(in_sets[positions["attention_mask"]], f"'{call.name}' reads them as an attention mask")
+        width = call.output_tensors[0].shape[-1]
+        return [(Segment(groups.new_group(width, call.name), width),)]
+
+    def inner_sets(self, call, in_sets, groups):
+        heads = call.layer.num_heads
+        return [("heads", (Segment(groups.new_group(heads, f"{call.name}/heads"), heads),))]
+
+    def requires_clean_inputs(self, call):
+        return True
+
+    def output_dirty(self, call, in_dirty):
+        return True
+
+    def param_terms(self, call, in_sets, out_sets):
+        width = call.layer.attn_head_size
+        positions = self._positions(call)
+        in_set, out_set, heads = in_sets[positions["inputs"]], out_sets[0], out_sets[-1]
+        return [Term(3 * width, (in_set, heads)), Term(3 * width, (heads,)),  # Q, K, V kernels and biases
+                Term(width, (heads, out_set)), Term(1, (out_set,))]  # the output projection
+
+    def flop_terms(self, call, in_sets, out_sets):
+        width = call.layer.attn_head_size
+        positions = self._positions(call)
+        length = _sequence_length(call, positions["inputs"])
+        relative = call.input_tensors[positions["rel_embeddings"]].shape[1]  # 2 · bucket_size
+        in_set, rel_set = in_sets[positions["inputs"]], in_sets[positions["rel_embeddings"]]
+        out_set, heads = out_sets[0], out_sets[-1]
+        return [Term(3 * length * width, (in_set, heads)),  # Q, K, V of the tokens
+                Term(2 * relative * width, (rel_set, heads)),  # Q, K of the relative embeddings
+                # QKᵀ and AV over T × T pairs, content-to-position and position-to-content over T × 2·bucket
+                Term((2 * length * length + 2 * length * relative) * width, (heads,)),
+                Term(length * width, (heads, out_set))]
+
+    def gated_layer(self, call, inner_gate_indices):
+        return HeadProjectionGate(call.layer, projection="_value_dense", head_gate_indices=inner_gate_indices[0],
+                                  name=call.name)
+
+    def slim(self, call, kept_in, kept_out):
+        layer = call.layer
+        rows, kept, heads = kept_in[self._positions(call)["inputs"]], kept_out[0], kept_out[-1]
+        width = layer.attn_head_size
+        sliced = {}
+        for dense in (layer._query_dense, layer._key_dense, layer._value_dense):  # pylint: disable=protected-access
+            sliced[id(dense.kernel)] = to_numpy(dense.kernel)[rows][:, heads]  # (in, heads, width)
+            sliced[id(dense.bias)] = to_numpy(dense.bias)[heads]  # (heads, width)
+        output = layer._output_dense  # pylint: disable=protected-access
+        kernel = to_numpy(output.kernel).reshape(layer.num_heads, width, -1)[heads][..., kept]
+        sliced[id(output.kernel)] = kernel.reshape(len(heads) * width, len(kept))
+        sliced[id(output.bias)] = to_numpy(output.bias)[kept]
+        config = layer.get_config()
+        config.update(num_heads=len(heads), hidden_dim=len(kept), head_dim=width)
+        rebuilt = fixed_head_width_disentangled_self_attention().from_config(config)
+        return rebuilt, [sliced[id(v)] for v in layer.weights]
+
+    def output_channel_l1(self, layer):
+        return np.abs(to_numpy(layer._output_dense.kernel)).sum(axis=0)  # pylint: disable=protected-access
+
+    def inner_channel_l1(self, layer, label):
+        kernel = np.abs(to_numpy(layer._output_dense.kernel))  # pylint: disable=protected-access
+        return kernel.reshape(layer.num_heads, -1).sum(axis=1)
+
+
+_CLASSES = {}
+
+
+def fixed_head_width_disentangled_self_attention():
+    """The class `FixedHeadWidthDisentangledSelfAttention` (made on first use: it subclasses keras_hub's layer)."""
+    if "deberta" in _CLASSES:
+        return _CLASSES["deberta"]
+    from keras_hub.src.models.deberta_v3.disentangled_self_attention import DisentangledSelfAttention  # pylint: disable=g-import-not-at-top
+
+    @keras.saving.register_keras_serializable(package="figs_tf")
+    class FixedHeadWidthDisentangledSelfAttention(DisentangledSelfAttention):
+        """keras_hub's DisentangledSelfAttention with its head width given (`head_dim`), not hidden_dim // heads.
+
+        What `figs_tf.slim` rebuilds a DisentangledSelfAttention with fewer heads
+        as: `hidden_dim` is its output width, the heads keep their width (and
+        the scores their 1/√(3·head_dim) scale).
+
+        Example:
+
+            attention = FixedHeadWidthDisentangledSelfAttention(num_heads=1, hidden_dim=16, head_dim=8)
+            y = attention(x, rel_embeddings=r)       # x: (B, T, 16), r: (B, 2·bucket_size, 16)
+        """
+
+        def __init__(self, head_dim=None, **kwargs):
+            super().__init__(**kwargs)
+            if head_dim is not None:
+                self.attn_head_size = head_dim
+                self.scale_factor = 1.0 / math.sqrt(3.0 * head_dim)
+
+        def build(self, inputs_shape, rel_embeddings_shape=None):
+            super().build(inputs_shape, rel_embeddings_shape)
+            # the output projection reads num_heads · head_dim values, not the input width
+            untrack_sublayer(self, self._output_dense)
+            output = keras.layers.EinsumDense.from_config(self._output_dense.get_config())
+            output.build((None, None, self.num_heads * self.attn_head_size))
+            self._output_dense = output
+
+        def call(self, inputs, rel_embeddings, attention_mask=None, return_attention_scores=False, training=None):
+            attention, scores = self._compute_attention(
+                query=self._query_dense(inputs), key=self._key_dense(inputs), value=self._value_dense(inputs),
+                rel_embeddings=rel_embeddings, attention_mask=attention_mask, training=training)
+            shape = ops.shape(attention)
+            attention = self._output_dense(ops.reshape(attention, (shape[0], shape[1], -1)))
+            return (attention, scores) if return_attention_scores else attention
+
+        def get_config(self):
+            config = super().get_config()
+            config["head_dim"] = self.attn_head_size
+            return config
+
+    _CLASSES["deberta"] = FixedHeadWidthDisentangledSelfAttention
+    return FixedHeadWidthDisentangledSelfAttention
+
+
+def keras_hub_encoder_handlers():
+    """{keras_hub DeBERTaV3 / T5 layer class: handler} (imports keras_hub)."""
+    from keras_hub.src.models.deberta_v3 import disentangled_attention_encoder, disentangled_self_attention, relative_embedding  # pylint: disable=g-import-not-at-top
+
+    return {
+        relative_embedding.RelativeEmbedding: RelativeEmbeddingHandler(),
+        disentangled_attention_encoder.DisentangledAttentionEncoder: DisentangledAttentionEncoderHandler(),
+        disentangled_self_attention.DisentangledSelfAttention: DisentangledSelfAttentionHandler(),
+        fixed_head_width_disentangled_self_attention(): DisentangledSelfAttentionHandler(),
+    }

@@ -1,0 +1,80 @@
+"""keras_hub's DeBERTaV3 and T5 text encoders (tiny random configs, built offline) wrap, export and slim exactly.
+
+keras_hub is an optional dependency (in the `test` extra); these tests skip without it.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import figs_tf
+from figs_tf.channel_sets import groups_in, num_channels
+
+from helpers import check_all_gates_on_is_the_supernet, check_fresh_build_matches_slim, check_random_gates_slim_exactly
+
+keras_hub = pytest.importorskip("keras_hub")
+
+pytestmark = pytest.mark.tensorflow_only  # keras_hub imports TensorFlow under every backend
+
+LENGTH = 8
+
+
+def at_fixed_length(backbone):
+    """The backbone traced at LENGTH tokens (its layers and weights), so that its FLOPs are known."""
+    inputs = {name: keras.Input((LENGTH,), dtype="int32", name=name) for name in backbone.input}
+    return keras.models.clone_model(backbone, input_tensors=inputs, clone_function=lambda layer: layer)
+
+
+def tokens(vocabulary, rng, batch=3):
+    return rng.integers(0, vocabulary, (batch, LENGTH)).astype("int32")
+
+
+def padding(batch=3, cut=5):
+    mask = np.ones((batch, LENGTH), "int32")
+    mask[1, cut:] = 0
+    return mask
+
+
+def check_backbone(model, x):
+    """The issue's acceptance: parameters counted as Keras does, every gate on computes the backbone, random gates
+    slim exactly (the slim model's parameters and FLOPs are the exported ones), searched widths below full are
+    really gone from the slim model's layers. Returns (graph, slim, architecture)."""
+    assert figs_tf.count(model, "params") == model.count_params()
+    check_all_gates_on_is_the_supernet(model, x)
+    _, slim, network = check_random_gates_slim_exactly(model, x)
+    architecture = network.architecture()
+    graph = figs_tf.analyze(model)
+    full = {name: num_channels(channel_set) for name, _, channel_set in graph.width_entries() if groups_in(channel_set)}
+    assert any(architecture[name] < width for name, width in full.items())
+    for name, width in full.items():
+        layer = slim.get_layer(name.split("/")[0])
+        got = layer.num_heads if name.endswith("/heads") else layer.units
+        assert got == architecture[name], name
+    check_fresh_build_matches_slim(model)
+    return graph, slim, architecture
+
+
+DEBERTA = dict(vocabulary_size=30, num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=24,
+               max_sequence_length=LENGTH, bucket_size=4)
+
+
+def test_deberta_v3_searches_heads_and_mlp_and_slims_exactly():
+    keras.utils.set_random_seed(0)
+    model = at_fixed_length(keras_hub.models.DebertaV3Backbone(**DEBERTA))
+    rng = np.random.default_rng(0)
+    x = {"token_ids": tokens(DEBERTA["vocabulary_size"], rng), "padding_mask": padding()}
+    width, heads, mlp, relative = DEBERTA["hidden_dim"], DEBERTA["num_heads"], DEBERTA["intermediate_dim"], 2 * DEBERTA["bucket_size"]
+    head = width // heads
+    # by hand: Q, K, V of the tokens, Q and K of the relative embeddings, QKᵀ and AV over T×T, content-to-position
+    # and position-to-content over T×2·bucket, the output projection; the MLP
+    attention = (3 * LENGTH * width * heads * head + 2 * relative * width * heads * head
+                 + heads * head * (2 * LENGTH * LENGTH + 2 * LENGTH * relative) + LENGTH * heads * head * width)
+    assert figs_tf.count(model, "flops") == DEBERTA["num_layers"] * (attention + 2 * LENGTH * width * mlp)
+    graph, slim, architecture = check_backbone(model, x)
+    searched = {g.producers[0] for g in graph.groups}
+    for i in range(DEBERTA["num_layers"]):
+        block = f"disentangled_attention_encoder_layer_{i}"
+        assert {f"{block}.self_attention_layer/heads", f"{block}.feedforward_intermediate_dense"} <= searched
+        attention = slim.get_layer(f"{block}.self_attention_layer")
+        assert attention.attn_head_size == head  # heads are cut whole
+    assert any("residual stream" in note for note in graph.notes)
