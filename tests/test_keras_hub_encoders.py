@@ -78,3 +78,32 @@ def test_deberta_v3_searches_heads_and_mlp_and_slims_exactly():
         attention = slim.get_layer(f"{block}.self_attention_layer")
         assert attention.attn_head_size == head  # heads are cut whole
     assert any("residual stream" in note for note in graph.notes)
+
+
+T5 = dict(vocabulary_size=30, num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=24)
+
+
+def test_t5_ties_self_attention_heads_through_the_position_bias_and_slims_exactly():
+    keras.utils.set_random_seed(0)
+    model = at_fixed_length(keras_hub.models.T5Backbone(**T5))
+    rng = np.random.default_rng(0)
+    x = {"encoder_token_ids": tokens(T5["vocabulary_size"], rng), "encoder_padding_mask": padding(),
+         "decoder_token_ids": tokens(T5["vocabulary_size"], rng), "decoder_padding_mask": padding(cut=3)}
+    width, heads, mlp = T5["hidden_dim"], T5["num_heads"], T5["intermediate_dim"]
+    # by hand: Q, K, V and output projections, QKᵀ and AV over T×T (no scale, no bias multiply-adds); the gated MLP
+    attention = 4 * LENGTH * width * width + 2 * LENGTH * LENGTH * width
+    encoder, decoder = attention + 3 * LENGTH * width * mlp, 2 * attention + 3 * LENGTH * width * mlp
+    assert figs_tf.count(model, "flops") == T5["num_layers"] * (encoder + decoder)
+    graph, slim, architecture = check_backbone(model, x)
+    searched = {producer for group in graph.groups for producer in group.producers}
+    # the first layer of each stack makes the position bias, every later layer reads it: one heads group per stack
+    assert {"transformer_encoder_layer_0.self_attention/heads", "transformer_decoder_layer_0.self_attention/heads",
+            "transformer_decoder_layer_0.cross_attention/heads", "transformer_decoder_layer_1.cross_attention/heads",
+            "transformer_encoder_layer_1.input_projector"} <= searched
+    assert not any("layer_1.self_attention/heads" in name for name in searched)
+    for stack in ("encoder", "decoder"):
+        first = slim.get_layer(f"transformer_{stack}_layer_0.self_attention")
+        later = slim.get_layer(f"transformer_{stack}_layer_1.self_attention")
+        assert first.num_heads == later.num_heads == architecture[f"transformer_{stack}_layer_1.self_attention/heads"]
+        assert tuple(first.relative_attention_bias.shape) == (first.relative_attention_buckets, first.num_heads)
+    assert any("RMS normalization" in note for note in graph.notes)

@@ -87,6 +87,11 @@ def _sequence_length(call, index):
     return length
 
 
+def tensors_only(outputs):
+    """A layer's outputs without the Nones (T5's attention returns a None cache when given none)."""
+    return tuple(output for output in outputs if output is not None) if isinstance(outputs, tuple) else outputs
+
+
 @keras.saving.register_keras_serializable(package="figs_tf")
 class HeadProjectionGate(WrapperLayer):
     """An attention call with each head's values multiplied by its gate (the search model's stand-in).
@@ -95,7 +100,8 @@ class HeadProjectionGate(WrapperLayer):
     (`projection`, an attribute name) whose output has the heads on its last
     axes: (..., heads, head width), or (..., heads · head width) when
     `flat_head_width` is given. Head h's output is A_h·(g_h·V_h) = g_h·(A_h·V_h),
-    so a closed head contributes exactly nothing.
+    so a closed head contributes exactly nothing. Outputs that are None (T5's
+    absent cache) are left out: a functional graph holds tensors only.
 
     Args:
       layer: the attention layer (shared, not copied).
@@ -137,7 +143,7 @@ class HeadProjectionGate(WrapperLayer):
 
         object.__setattr__(attention, self.projection, gated_projection)
         try:
-            return attention(*args, **kwargs)
+            return tensors_only(attention(*args, **kwargs))
         finally:
             object.__setattr__(attention, self.projection, projection)
 
@@ -323,13 +329,249 @@ def fixed_head_width_disentangled_self_attention():
     return FixedHeadWidthDisentangledSelfAttention
 
 
+def tensor_outputs_t5_attention():
+    """The class `TensorOutputsT5MultiHeadAttention` (made on first use: it subclasses keras_hub's layer)."""
+    if "t5" in _CLASSES:
+        return _CLASSES["t5"]
+    from keras_hub.src.models.t5.t5_multi_head_attention import T5MultiHeadAttention  # pylint: disable=g-import-not-at-top
+
+    @keras.saving.register_keras_serializable(package="figs_tf")
+    class TensorOutputsT5MultiHeadAttention(T5MultiHeadAttention):
+        """keras_hub's T5MultiHeadAttention returning (output, position bias) when called without a cache.
+
+        What `figs_tf.slim` rebuilds a T5MultiHeadAttention as (a functional
+        graph holds tensors only; with a cache it returns the cache too).
+
+        Example:
+
+            attention = TensorOutputsT5MultiHeadAttention(is_decoder=False, hidden_dim=16, key_value_dim=4,
+                                                          num_heads=2, dropout=0.0)
+            y, bias = attention(x, mask=mask)
+        """
+
+        def call(self, hidden_states, mask=None, key_value_states=None, position_bias=None, cache=None,
+                 cache_update_index=None, training=False):
+            outputs = super().call(hidden_states, mask=mask, key_value_states=key_value_states,
+                                   position_bias=position_bias, cache=cache, cache_update_index=cache_update_index,
+                                   training=training)
+            return outputs if cache is not None else outputs[:2]
+
+        def get_config(self):
+            config = super().get_config()
+            config.update(is_decoder=self.is_decoder, hidden_dim=self.hidden_dim, key_value_dim=self.key_value_dim,
+                          num_heads=self.num_heads, dropout=self.dropout_layer.rate,
+                          use_relative_attention_bias=self.use_relative_attention_bias)
+            return config
+
+    _CLASSES["t5"] = TensorOutputsT5MultiHeadAttention
+    return TensorOutputsT5MultiHeadAttention
+
+
+# --- T5 ---
+
+
+@keras.saving.register_keras_serializable(package="figs_tf")
+class T5CausalMask(keras.layers.Layer):
+    """The first T5 decoder layer's self-attention mask: causal, and-ed with the attention mask when there is one.
+
+    Computes what `T5TransformerLayer` computes without a cache: (batch, T, T), bool.
+
+    Example:
+
+        mask = T5CausalMask()(x, attention_mask)      # x: (B, T, C), attention_mask: (B, 1, T)
+    """
+
+    def call(self, sequence, attention_mask=None):
+        from keras_hub.src.layers.modeling import transformer_layer_utils as utils  # pylint: disable=g-import-not-at-top
+        length = ops.shape(sequence)[1]
+        causal = utils.compute_causal_mask(ops.shape(sequence)[0], length, length, 0)
+        return causal if attention_mask is None else causal & ops.cast(attention_mask, "bool")
+
+    def compute_output_spec(self, sequence, attention_mask=None):
+        return keras.KerasTensor((sequence.shape[0], sequence.shape[1], sequence.shape[1]), dtype="bool")
+
+
+@keras.saving.register_keras_serializable(package="figs_tf")
+class T5AttentionTensors(WrapperLayer):
+    """Calls a `T5MultiHeadAttention` without a cache and returns its tensors: (output, position bias).
+
+    keras_hub's layer returns (output, position bias, None) without a cache,
+    and a functional graph holds tensors only. The analysis reads its call as
+    one of the wrapped layer; the search model calls the layer through it.
+
+    Example:
+
+        y, bias = T5AttentionTensors(attention)(x, mask=mask)
+    """
+
+    def call(self, *args, **kwargs):
+        return tensors_only(self.wrapped_layer(*args, **kwargs))
+
+
+class T5TransformerLayerHandler(BlockHandler):
+    """keras_hub's `T5TransformerLayer`: T5LayerNorm → self-attention → +, (decoder: T5LayerNorm →
+    cross-attention → +), T5LayerNorm → (gated) MLP → +; returns the position bias with the output."""
+
+    def body(self, layer, args, kwargs):
+        bound = _bound(("hidden_states", "attention_mask", "position_bias", "encoder_hidden_states",
+                        "encoder_attention_mask", "use_causal_mask", "self_attention_cache",
+                        "self_attention_cache_update_index", "cross_attention_cache",
+                        "cross_attention_cache_update_index", "training"), args, kwargs)
+        _refuse(layer, bound, ("self_attention_cache", "self_attention_cache_update_index", "cross_attention_cache",
+                               "cross_attention_cache_update_index"), "T5 layers without a cache (training graphs)")
+        x, mask, bias = bound["hidden_states"], bound.get("attention_mask"), bound.get("position_bias")
+        if bias is not None:
+            attention_kwargs = {"position_bias": bias}  # the mask is folded into it: T5 ignores `mask` then
+        else:
+            if bound.get("use_causal_mask"):
+                mask = T5CausalMask(name="self_attention_mask")(x, mask)
+            attention_kwargs = {} if mask is None else {"mask": mask}
+        attention = T5AttentionTensors(layer.self_attention, name=layer.self_attention.name)
+        y, bias = attention(layer.self_attention_layer_norm(x), **attention_kwargs)
+        x = layer.self_attention_dropout(y) + x
+        if layer.is_decoder:
+            cross_kwargs = {"key_value_states": bound["encoder_hidden_states"]}
+            if bound.get("encoder_attention_mask") is not None:
+                cross_kwargs["mask"] = bound["encoder_attention_mask"]
+            attention = T5AttentionTensors(layer.cross_attention, name=layer.cross_attention.name)
+            y = attention(layer.cross_attention_layer_norm(x), **cross_kwargs)[0]
+            x = layer.cross_attention_dropout(y) + x
+        y = layer.layer_norm(x)
+        if layer.use_gated_activation:
+            y = layer.input_projector(y) * layer.gate_projector(y)
+        else:
+            y = layer.input_projector(y)
+        y = layer.output_projector(layer.dropout_layer(y))
+        return _second_use(layer.dropout_layer)(y) + x, bias
+
+
+class T5MultiHeadAttentionHandler(LayerHandler):
+    """keras_hub's `T5MultiHeadAttention`: heads an inner channel group, shared through the position bias.
+
+    Its second output, the position bias (batch, heads, T, S), has the heads as
+    its channels (axis 1): a layer that reads a position bias takes its heads
+    from it (they are the bias's), a layer that makes one gives it its own.
+    """
+
+    mixes_channels = True
+    names = ("hidden_states", "mask", "key_value_states", "position_bias", "cache", "cache_update_index", "training")
+
+    def __init__(self):
+        self._heads = {}  # id(call) -> its heads set, from output_sets to inner_sets
+
+    def _positions(self, call):
+        args, kwargs = call.call_arguments({key: key for key in call.input_keys})
+        _refuse(call.layer, _bound(self.names, args, kwargs), ("cache", "cache_update_index"),
+                "T5 attention without a cache")
+        return argument_positions(call, self.names)
+
+    def channel_axes(self, call, in_axes):
+        bias = self._positions(call).get("position_bias")
+        reads = [1 if i == bias else len(t.shape) - 1 for i, t in enumerate(call.input_tensors)]
+        return reads, [len(call.output_tensors[0].shape) - 1, 1][:len(call.output_tensors)]
+
+    def output_sets(self, call, in_sets, groups):
+        positions = self._positions(call)
+        if "mask" in positions and groups_in(in_sets[positions["mask"]]):
+            groups.fix(in_sets[positions["mask"]], f"'{call.name}' reads them as an attention mask")
+        if "position_bias" in positions:
+            heads = tuple(in_sets[positions["position_bias"]])  # the heads of the layer that made the bias
+        else:
+            heads = (Segment(groups.new_group(call.layer.num_heads, f"{call.name}/heads"), call.layer.num_heads),)
+        self._heads[id(call)] = heads
+        width = call.output_tensors[0].shape[-1]
+        return [(Segment(groups.new_group(width, call.name), width),), heads][:len(call.output_tensors)]
+
+    def inner_sets(self, call, in_sets, groups):
+        return [("heads", self._heads.pop(id(call)))]
+
+    def inputs_to_clean(self, call, in_dirty, in_has_pruned):
+        positions = self._positions(call)
+        read = [positions[name] for name in ("hidden_states", "key_value_states") if name in positions]
+        return [i for i in read if in_dirty[i] and in_has_pruned[i]]
+
+    def output_dirty(self, call, in_dirty):
+        return True
+
+    def _sets(self, call, in_sets, out_sets):
+        positions = self._positions(call)
+        query = positions["hidden_states"]
+        key_value = positions.get("key_value_states", query)
+        return positions, in_sets[query], in_sets[key_value], out_sets[0], out_sets[-1]
+
+    def param_terms(self, call, in_sets, out_sets):
+        layer = call.layer
+        _, query_set, key_value_set, out_set, heads = self._sets(call, in_sets, out_sets)
+        width = layer.key_value_dim
+        terms = [Term(width, (query_set, heads)), Term(2 * width, (key_value_set, heads)),
+                 Term(width, (heads, out_set))]
+        if layer.use_relative_attention_bias:
+            terms.append(Term(layer.relative_attention_buckets, (heads,)))
+        return terms
+
+    def flop_terms(self, call, in_sets, out_sets):
+        positions, query_set, key_value_set, out_set, heads = self._sets(call, in_sets, out_sets)
+        width = call.layer.key_value_dim
+        length = _sequence_length(call, positions["hidden_states"])
+        source = _sequence_length(call, positions.get("key_value_states", positions["hidden_states"]))
+        return [Term(length * width, (query_set, heads)), Term(2 * source * width, (key_value_set, heads)),
+                Term(2 * length * source * width, (heads,)),  # QKᵀ and AV
+                Term(length * width, (heads, out_set))]
+
+    def search_call(self, call, args, kwargs, gating):
+        if gating is not None and len(gating[1]) > len(call.output_keys):  # heads searched: HeadProjectionGate
+            return super().search_call(call, args, kwargs, gating)
+        return T5AttentionTensors(call.layer, name=call.name)(*args, **kwargs)
+
+    def gated_layer(self, call, inner_gate_indices):
+        return HeadProjectionGate(call.layer, projection="value_projector", head_gate_indices=inner_gate_indices[0],
+                                  flat_head_width=call.layer.key_value_dim, name=call.name)
+
+    def slim(self, call, kept_in, kept_out):
+        layer = call.layer
+        positions = self._positions(call)
+        query = positions["hidden_states"]
+        rows = {"query_projector": kept_in[query],
+                "key_projector": kept_in[positions.get("key_value_states", query)]}
+        rows["value_projector"] = rows["key_projector"]
+        kept, heads = kept_out[0], kept_out[-1]
+        width = layer.key_value_dim
+        sliced = {}
+        for name, kept_rows in rows.items():
+            kernel = to_numpy(getattr(layer, name).kernel)
+            kernel = kernel.reshape(kernel.shape[0], layer.num_heads, width)[kept_rows][:, heads]
+            sliced[id(getattr(layer, name).kernel)] = kernel.reshape(len(kept_rows), len(heads) * width)
+        kernel = to_numpy(layer.output_projector.kernel).reshape(layer.num_heads, width, -1)[heads][..., kept]
+        sliced[id(layer.output_projector.kernel)] = kernel.reshape(len(heads) * width, len(kept))
+        if layer.use_relative_attention_bias:
+            sliced[id(layer.relative_attention_bias)] = to_numpy(layer.relative_attention_bias)[:, heads]
+        # T5MultiHeadAttention has no get_config of its own: it is made from its attributes
+        rebuilt = tensor_outputs_t5_attention()(is_decoder=layer.is_decoder, hidden_dim=len(kept), key_value_dim=width,
+                              num_heads=len(heads), dropout=layer.dropout_layer.rate,
+                              use_relative_attention_bias=layer.use_relative_attention_bias,
+                              dtype=layer.dtype_policy, name=layer.name)
+        return rebuilt, [sliced[id(v)] for v in layer.weights]
+
+    def output_channel_l1(self, layer):
+        return np.abs(to_numpy(layer.output_projector.kernel)).sum(axis=0)
+
+    def inner_channel_l1(self, layer, label):
+        return np.abs(to_numpy(layer.output_projector.kernel)).reshape(layer.num_heads, -1).sum(axis=1)
+
+
 def keras_hub_encoder_handlers():
     """{keras_hub DeBERTaV3 / T5 layer class: handler} (imports keras_hub)."""
     from keras_hub.src.models.deberta_v3 import disentangled_attention_encoder, disentangled_self_attention, relative_embedding  # pylint: disable=g-import-not-at-top
+    from keras_hub.src.models.t5 import t5_layer_norm, t5_multi_head_attention, t5_transformer_layer  # pylint: disable=g-import-not-at-top
 
     return {
         relative_embedding.RelativeEmbedding: RelativeEmbeddingHandler(),
         disentangled_attention_encoder.DisentangledAttentionEncoder: DisentangledAttentionEncoderHandler(),
         disentangled_self_attention.DisentangledSelfAttention: DisentangledSelfAttentionHandler(),
         fixed_head_width_disentangled_self_attention(): DisentangledSelfAttentionHandler(),
+        t5_transformer_layer.T5TransformerLayer: T5TransformerLayerHandler(),
+        t5_multi_head_attention.T5MultiHeadAttention: T5MultiHeadAttentionHandler(),
+        tensor_outputs_t5_attention(): T5MultiHeadAttentionHandler(),
+        t5_layer_norm.T5LayerNorm: FamilyRMSNormHandler(),
+        T5CausalMask: DecoderMaskHandler(),
     }
