@@ -181,7 +181,8 @@ def _samples():
                              ("positions and channels", dict(axis=(1, 2, 3)), [IMAGE],
                               "zeros stay zeros (no β); the handler shares LayerNormalization's rule")],
         **{name: [("channels", {}, [IMAGE], None)] for name in (
-            "LlamaLayerNorm", "MistralLayerNormalization", "Phi3LayerNorm", "keras_hub.RMSNormalization")},
+            "LlamaLayerNorm", "MistralLayerNormalization", "Phi3LayerNorm", "keras_hub.RMSNormalization",
+            "T5LayerNorm")},
         "Qwen3LayerNorm": [("channels", dict(head_dim=3), [IMAGE], None)],
         "Flatten": [("image", {}, [IMAGE], None)],
         "Reshape": [("positions as a sequence", dict(target_shape=(36, 3)), [IMAGE], None),
@@ -206,6 +207,8 @@ def _tables():
         from figs_tf.handlers import keras_hub_decoders  # pylint: disable=g-import-not-at-top
         table.update(keras_hub_handlers.keras_hub_handlers())
         table.update(keras_hub_decoders.keras_hub_decoder_handlers())
+        from figs_tf.handlers import keras_hub_encoders  # pylint: disable=g-import-not-at-top
+        table.update(keras_hub_encoders.keras_hub_encoder_handlers())
     except ImportError:
         pass
     from figs_tf.channel_bias import ChannelBias  # pylint: disable=g-import-not-at-top
