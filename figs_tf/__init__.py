@@ -48,7 +48,8 @@ _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in nam
 # slim models' ChannelBias and decoder attention layers).
 _SERIALIZABLE_MODULES = ("figs_tf.apply_mask", "figs_tf.channel_bias", "figs_tf.cost_layer", "figs_tf.gated_recurrence",
                          "figs_tf.mask_layer", "figs_tf.wrapper_layer", "figs_tf.handlers.attention",
-                         "figs_tf.handlers.grouped_attention", "figs_tf.handlers.keras_hub_decoders")
+                         "figs_tf.handlers.grouped_attention", "figs_tf.handlers.keras_hub_decoders",
+                         "figs_tf.handlers.keras_hub_encoders")
 
 
 def load_model(filepath, **kwargs):
@@ -61,7 +62,7 @@ def load_model(filepath, **kwargs):
     saved search or slim model calls this (or uses any figs_tf name first).
     """
     for module in _SERIALIZABLE_MODULES:
-        if module != "figs_tf.handlers.keras_hub_decoders" or importlib.util.find_spec("keras_hub") is not None:
+        if not module.startswith("figs_tf.handlers.keras_hub") or importlib.util.find_spec("keras_hub") is not None:
             importlib.import_module(module)
     import keras  # pylint: disable=g-import-not-at-top
     return keras.saving.load_model(filepath, **kwargs)

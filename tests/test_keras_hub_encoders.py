@@ -35,6 +35,15 @@ def padding(batch=3, cut=5):
     return mask
 
 
+def check_saved_slim(slim, x, path):
+    """The slim model saves and loads (its rebuilt keras_hub layers serialize) and computes the same."""
+    slim.save(path)
+    loaded = figs_tf.load_model(path)
+    for got, want in zip(keras.tree.flatten(loaded(x, training=False)), keras.tree.flatten(slim(x, training=False)),
+                         strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(got), keras.ops.convert_to_numpy(want))
+
+
 def check_backbone(model, x, fresh_build=True):
     """The issue's acceptance: parameters counted as Keras does, every gate on computes the backbone, random gates
     slim exactly (the slim model's parameters and FLOPs are the exported ones), searched widths below full are
@@ -60,7 +69,7 @@ DEBERTA = dict(vocabulary_size=30, num_layers=2, num_heads=4, hidden_dim=16, int
                max_sequence_length=LENGTH, bucket_size=4)
 
 
-def test_deberta_v3_searches_heads_and_mlp_and_slims_exactly():
+def test_deberta_v3_searches_heads_and_mlp_and_slims_exactly(tmp_path):
     keras.utils.set_random_seed(0)
     model = at_fixed_length(keras_hub.models.DebertaV3Backbone(**DEBERTA))
     rng = np.random.default_rng(0)
@@ -80,12 +89,13 @@ def test_deberta_v3_searches_heads_and_mlp_and_slims_exactly():
         attention = slim.get_layer(f"{block}.self_attention_layer")
         assert attention.attn_head_size == head  # heads are cut whole
     assert any("residual stream" in note for note in graph.notes)
+    check_saved_slim(slim, x, tmp_path / "slim.keras")
 
 
 T5 = dict(vocabulary_size=30, num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=24)
 
 
-def test_t5_ties_self_attention_heads_through_the_position_bias_and_slims_exactly():
+def test_t5_ties_self_attention_heads_through_the_position_bias_and_slims_exactly(tmp_path):
     keras.utils.set_random_seed(0)
     model = at_fixed_length(keras_hub.models.T5Backbone(**T5))
     rng = np.random.default_rng(0)
@@ -111,3 +121,4 @@ def test_t5_ties_self_attention_heads_through_the_position_bias_and_slims_exactl
         assert first.num_heads == later.num_heads == architecture[f"transformer_{stack}_layer_1.self_attention/heads"]
         assert tuple(first.relative_attention_bias.shape) == (first.relative_attention_buckets, first.num_heads)
     assert any("RMS normalization" in note for note in graph.notes)
+    check_saved_slim(slim, x, tmp_path / "slim.keras")

@@ -43,6 +43,7 @@ attention layers' private attributes (`_self_attention_layer`, `_value_dense`,
 duration of one call (`object.__setattr__`, bypassing Keras' tracking).
 """
 
+import importlib.util
 import math
 
 import keras
@@ -171,7 +172,9 @@ class RelativeEmbeddingHandler(LayerHandler):
         return [Term(call.layer.count_params(), ())]
 
     def slim(self, call, kept_in, kept_out):
-        return clone_layer(call.layer), call.layer.get_weights()
+        layer = call.layer
+        # rebuilt as a subclass whose build builds its LayerNorm, so that a saved slim model loads
+        return built_relative_embedding().from_config(layer.get_config()), layer.get_weights()
 
 
 class DisentangledAttentionEncoderHandler(BlockHandler):
@@ -329,6 +332,29 @@ def fixed_head_width_disentangled_self_attention():
     return FixedHeadWidthDisentangledSelfAttention
 
 
+def built_relative_embedding():
+    """The class `BuiltRelativeEmbedding` (made on first use: it subclasses keras_hub's RelativeEmbedding)."""
+    if "relative" in _CLASSES:
+        return _CLASSES["relative"]
+    from keras_hub.src.models.deberta_v3.relative_embedding import RelativeEmbedding  # pylint: disable=g-import-not-at-top
+
+    @keras.saving.register_keras_serializable(package="figs_tf")
+    class BuiltRelativeEmbedding(RelativeEmbedding):
+        """keras_hub's RelativeEmbedding whose `build` builds its LayerNorm (Keras then loads its weights).
+
+        Example:
+
+            embeddings = BuiltRelativeEmbedding(hidden_dim=16, bucket_size=4)(x)   # (B, 8, 16)
+        """
+
+        def build(self, input_shape):
+            self.layer_norm.build((1, 2 * self.bucket_size, self.hidden_dim))
+            self.built = True
+
+    _CLASSES["relative"] = BuiltRelativeEmbedding
+    return BuiltRelativeEmbedding
+
+
 def tensor_outputs_t5_attention():
     """The class `TensorOutputsT5MultiHeadAttention` (made on first use: it subclasses keras_hub's layer)."""
     if "t5" in _CLASSES:
@@ -406,6 +432,15 @@ class T5AttentionTensors(WrapperLayer):
 
     def call(self, *args, **kwargs):
         return tensors_only(self.wrapped_layer(*args, **kwargs))
+
+
+class T5LayerNormHandler(FamilyRMSNormHandler):
+    """keras_hub's `T5LayerNorm`: keeps the residual stream; rebuilt with its dtype policy's name, so that its
+    automatic config (it has no get_config) serializes."""
+
+    def slim(self, call, kept_in, kept_out):
+        layer = call.layer
+        return type(layer)(epsilon=layer.epsilon, dtype=layer.dtype_policy.name, name=layer.name), layer.get_weights()
 
 
 class T5TransformerLayerHandler(BlockHandler):
@@ -569,9 +604,18 @@ def keras_hub_encoder_handlers():
         disentangled_attention_encoder.DisentangledAttentionEncoder: DisentangledAttentionEncoderHandler(),
         disentangled_self_attention.DisentangledSelfAttention: DisentangledSelfAttentionHandler(),
         fixed_head_width_disentangled_self_attention(): DisentangledSelfAttentionHandler(),
+        built_relative_embedding(): RelativeEmbeddingHandler(),
         t5_transformer_layer.T5TransformerLayer: T5TransformerLayerHandler(),
         t5_multi_head_attention.T5MultiHeadAttention: T5MultiHeadAttentionHandler(),
         tensor_outputs_t5_attention(): T5MultiHeadAttentionHandler(),
-        t5_layer_norm.T5LayerNorm: FamilyRMSNormHandler(),
+        t5_layer_norm.T5LayerNorm: T5LayerNormHandler(),
         T5CausalMask: DecoderMaskHandler(),
     }
+
+
+# Keras finds a serializable class only once it exists: figs_tf.load_model imports this module (where keras_hub is
+# installed), which makes the subclasses of keras_hub's layers that slim models hold.
+if importlib.util.find_spec("keras_hub") is not None:
+    fixed_head_width_disentangled_self_attention()
+    built_relative_embedding()
+    tensor_outputs_t5_attention()
