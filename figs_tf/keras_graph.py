@@ -9,7 +9,7 @@ handler table names Keras op classes that have no public name, in
 figs_tf/handlers/__init__.py; the attention handler's gated layer calls
 MultiHeadAttention's own mask and attention methods, figs_tf/handlers/attention.py;
 the keras_hub handlers read keras_hub's block internals,
-figs_tf/handlers/keras_hub.py, keras_hub_decoders.py, keras_hub_convblocks.py and
+figs_tf/handlers/keras_hub.py and its keras_hub_*.py siblings, and
 figs_tf/keras_hub_models.py;
 the grouped-query handler reads attention layers' projection attributes,
 figs_tf/handlers/grouped_attention.py.) Nested functional and Sequential models are

@@ -191,7 +191,8 @@ def _samples():
                              ("positions and channels", dict(axis=(1, 2, 3)), [IMAGE],
                               "zeros stay zeros (no β); the handler shares LayerNormalization's rule")],
         **{name: [("channels", {}, [IMAGE], None)] for name in (
-            "LlamaLayerNorm", "MistralLayerNormalization", "Phi3LayerNorm", "keras_hub.RMSNormalization")},
+            "LlamaLayerNorm", "MistralLayerNormalization", "Phi3LayerNorm", "keras_hub.RMSNormalization",
+            "T5LayerNorm")},
         "Qwen3LayerNorm": [("channels", dict(head_dim=3), [IMAGE], None)],
         "Flatten": [("image", {}, [IMAGE], None)],
         "Reshape": [("positions as a sequence", dict(target_shape=(36, 3)), [IMAGE], None),
