@@ -125,14 +125,15 @@ def _clip_like(family):
     vision = getattr(_models(), f"{family}VisionEncoder")(patch_size=4, hidden_dim=16, num_layers=2, num_heads=2,
                                                           intermediate_dim=32, image_shape=(16, 16, 3))
     text = getattr(_models(), f"{family}TextEncoder")(VOCABULARY, 16, 16, 2, 2, 32, max_sequence_length=LENGTH)
-    return getattr(_models(), f"{family}Backbone")(vision, text, projection_dim=8)
+    return getattr(_models(), f"{family}Backbone")(vision, text, projection_dim=8)  # towers unnamed, as built
 
 
 def _siglip():
     m = _models()
+    # the towers named, as the README says (unnamed, both towers' layers are named alike and figs_tf refuses)
     vision = m.SigLIPVisionEncoder(patch_size=4, hidden_dim=16, num_layers=2, num_heads=2, intermediate_dim=32,
-                                   image_shape=(16, 16, 3))
-    text = m.SigLIPTextEncoder(VOCABULARY, 16, 16, 2, 2, 32, max_sequence_length=LENGTH)
+                                   image_shape=(16, 16, 3), name="vision")
+    text = m.SigLIPTextEncoder(VOCABULARY, 16, 16, 2, 2, 32, max_sequence_length=LENGTH, name="text")
     return m.SigLIPBackbone(vision, text)
 
 
@@ -384,12 +385,6 @@ NOT_TRIED = {
                               "tried instead",
 }
 
-# Backbones traced at LENGTH tokens before wrapping (the README's `at_fixed_length`): with a variable length,
-# `figs_tf.exported_network` fails on these (a channel count of None in figs_tf.cost.live_calls, figs_tf at
-# the time of writing); every other backbone is wrapped as built.
-FIXED_LENGTH = {"GemmaBackbone", "Gemma3Backbone", "LlamaBackbone", "Llama3Backbone", "MistralBackbone",
-                "Phi3Backbone", "Qwen3Backbone"}
-
 # Positions used for an input dimension that is None (default LENGTH), per backbone and input name.
 INPUT_LENGTHS = {
     "MoonshineBackbone": {"encoder_input_values": 2048, "encoder_padding_mask": 2048},
@@ -449,12 +444,6 @@ def _random_inputs(model, lengths, rng):
     return one(model.input)
 
 
-def _at_fixed_length(backbone):
-    """The backbone traced at LENGTH tokens (same layers and weights)."""
-    inputs = {name: keras.Input((LENGTH,), dtype="int32", name=name) for name in backbone.input}
-    return keras.models.clone_model(backbone, input_tensors=inputs, clone_function=lambda layer: layer)
-
-
 def _max_difference(got, want):
     """max |got - want| relative to max |want| over every output."""
     worst = 0.0
@@ -488,9 +477,6 @@ def survey_one(entry, tolerance=1e-4):
     rng = np.random.default_rng(0)
     try:
         model = TINY[entry]()
-        if class_name(entry) in FIXED_LENGTH:
-            model = _at_fixed_length(model)
-            result["fixed_length"] = LENGTH
         x = _random_inputs(model, INPUT_LENGTHS.get(class_name(entry), {}), rng)
         want = model(x, training=False)
     except Exception as error:  # pylint: disable=broad-except  # the survey records every failure
@@ -626,7 +612,7 @@ def _searched_cell(result):
     if "groups" not in result:
         return ""
     cell = f"{result['groups']} groups, {result['channels']} channels" if result["groups"] else "0"
-    return cell + (f" (traced at {result['fixed_length']} tokens)" if "fixed_length" in result else "")
+    return cell
 
 
 def markdown_table(results):
