@@ -20,11 +20,15 @@ family's own block class (`SlimLlamaTransformerDecoder`,
 `SlimPhi3Decoder`, `SlimGemmaDecoderBlock`, `SlimGemma3DecoderBlock`) made from
 the slim layers, and the CausalLM's one key/value cache is shaped for the
 largest number of key/value heads (each attention layer reads its first heads:
-`PaddedCacheAttention`). The backbone's `num_query_heads` is hidden_dim // head
-width and its `head_dim` the head width, which is what the CausalLMs derive the
-cache's head width from (Llama and Phi3 the first, Mistral and Qwen3 the
-second). These backbones are for generation and evaluation in this process;
-they are not serialized (save the slim model, or its weights, instead).
+`PaddedCacheAttention`). The slim model may also be that of a wrapped
+CausalLM, whose residual stream was searched: the backbone's stream is then
+narrower (`token_embedding.output_dim`), its RMS norms folded. The backbone's
+`hidden_dim` stays the searched model's (Gemma's CausalLM scales the embedding
+by √hidden_dim), its `num_query_heads` is hidden_dim // head width and its
+`head_dim` the head width, which is what the CausalLMs derive the cache's head
+width from (Llama and Phi3 the first, Mistral and Qwen3 the second). These
+backbones are for generation and evaluation in this process; they are not
+serialized (save the slim model, or its weights, instead).
 `uniform_keras_hub_backbone` exports a search with one
 width per kind in every block as a stock backbone of the family instead,
 which saves and loads as a keras_hub preset.
@@ -208,7 +212,8 @@ def keras_hub_backbone(slim_model, backbone):
 
     Args:
       slim_model: `figs_tf.slim` of a search model made from `backbone` (or
-        from `backbone` traced at a fixed length).
+        from `backbone` traced at a fixed length), or from the family's
+        CausalLM on `backbone` (traced likewise: its residual stream searched).
       backbone: the keras_hub backbone that was wrapped (LlamaBackbone,
         Llama3Backbone, MistralBackbone, Qwen3Backbone, Phi3Backbone,
         GemmaBackbone or Gemma3Backbone (text)): its family, block names and
@@ -216,7 +221,9 @@ def keras_hub_backbone(slim_model, backbone):
 
     Returns:
       A backbone of `backbone`'s class (a subclass holding the slim layers),
-      taking `{"token_ids", "padding_mask"}` of any length.
+      taking `{"token_ids", "padding_mask"}` of any length. Its `hidden_dim`
+      is `backbone`'s (what the CausalLM reads), its stream's width
+      `token_embedding.output_dim`.
 
     Raises:
       ValueError: a backbone family figs_tf cannot rebuild, or a slim model
@@ -302,20 +309,28 @@ def uniform_widths(search, backbone):
     the same in every block: the mean over the blocks of its exported width
     (`figs_tf.exported_network`, ⌊Σπ⌋ per group), rounded half up, at least 1;
     each block keeps that many channels of largest gate logit (the most
-    probable; ties to the lower index). Llama, Llama 3 and Phi3 configs derive
-    the head width from `hidden_dim // num_query_heads`, so for them every head
-    is kept (only the MLP width changes), with a warning when the gates close
-    heads.
+    probable; ties to the lower index). The residual stream, where the
+    search model is a CausalLM's (one group, the same in every block), keeps
+    its exported width: the config's `hidden_dim`, and `layer_norm_epsilon`
+    times n/k (every RMS norm over the stream folds it; the slim norms'
+    scales are folded by `figs_tf.slim`); its query slots are all kept. Llama,
+    Llama 3 and Phi3 configs derive the head width from `hidden_dim //
+    num_query_heads`, so for them every head and the whole stream are kept
+    (only the MLP width changes), with a warning when the gates close heads or
+    stream channels.
 
     Args:
-      search: `figs_tf.wrap` of `backbone` (traced at a fixed length).
-      backbone: the keras_hub backbone that was wrapped.
+      search: `figs_tf.wrap` of `backbone` or of the family's CausalLM on it
+        (traced at a fixed length).
+      backbone: the keras_hub backbone that was wrapped (the CausalLM's).
 
     Returns:
       (config, channels): `backbone.get_config()` with `num_key_value_heads`,
       `num_query_heads`, `intermediate_dim` (and `head_dim` where the family
-      holds it) of the uniform architecture; {width entry name ("<block>.<layer>"
-      or "<block>.<attention>/kv_groups", "/query_slots"): kept channel indices}.
+      holds it; `hidden_dim` and `layer_norm_epsilon` with the stream
+      searched) of the uniform architecture; {width entry name
+      ("<block>.<layer>", "<block>.<attention>/kv_groups", "/query_slots",
+      "token_embedding"): kept channel indices} of its searched groups.
 
     Raises:
       ValueError: a backbone family without a uniform export, or a search
@@ -393,16 +408,20 @@ def uniform_keras_hub_backbone(search, backbone):
 
     Made by the family's `Backbone.from_config` (one `num_query_heads`,
     `num_key_value_heads`, `intermediate_dim` for every block, the head width
-    unchanged), with the weights of `figs_tf.slim` at that architecture: it
-    computes what the search model computes with its gates forced to the
-    uniform architecture's channels. It saves and loads as any preset:
+    unchanged; a searched stream's `hidden_dim` and ε·n/k), with the weights of
+    `figs_tf.slim` at that architecture: it computes what the search model
+    computes with its gates forced to the uniform architecture's channels
+    (Gemma's embedding, scaled by √hidden_dim, is folded: the table takes
+    √n/√k, the final norm gives the tied logits back √k/√n). It saves and
+    loads as any preset:
 
         stock = figs_tf.uniform_keras_hub_backbone(search, backbone)
         stock.save_to_preset("slim_preset")
         keras_hub.models.Backbone.from_preset("slim_preset")   # the same logits
 
     Args:
-      search: `figs_tf.wrap` of `backbone` (traced at a fixed length).
+      search: `figs_tf.wrap` of `backbone`, or of the family's CausalLM on it
+        (traced at a fixed length).
       backbone: the keras_hub backbone that was wrapped (LlamaBackbone,
         Llama3Backbone, MistralBackbone, Qwen3Backbone, Phi3Backbone,
         GemmaBackbone or Gemma3Backbone).

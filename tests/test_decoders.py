@@ -508,6 +508,77 @@ def test_a_layer_norm_causal_lm_keeps_its_stream_out_with_the_note():
     check_wrap_and_slim(model, backbone_inputs(14), seed=15)
 
 
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("family", ["llama", "gemma"])
+def test_a_slim_causal_lm_generates_what_the_search_model_generates(family):
+    """The slim CausalLM's layers back in a backbone of the family (a narrower stream; Gemma's embedding still
+    scaled by the searched √hidden_dim): the family's CausalLM generates 16 greedy tokens (cached decoding) equal to
+    greedy decoding with the search model in inference, and its logits on them are the search model's."""
+    keras_hub = keras_hub_or_skip()
+    keras.utils.set_random_seed(16)
+    prompt, new = 5, 16
+    language_model = causal_lm(keras_hub, family)
+    search = figs_tf.wrap(causal_lm_at_fixed_length(language_model, prompt + new))
+    set_random_gates(search, 17)
+    kept = figs_tf.export_architecture(search)["token_embedding"]
+    slim_backbone = figs_tf.keras_hub_backbone(figs_tf.slim(search), language_model.backbone)
+    assert slim_backbone.token_embedding.output_dim == kept < WIDTH
+    generator = type(language_model)(backbone=slim_backbone, preprocessor=None)
+    generator.compile(sampler="greedy", jit_compile=False)
+    token_ids = np.zeros((2, prompt + new), "int32")
+    token_ids[:, :prompt] = token_batch(5, 2, prompt)
+    padding_mask = np.zeros((2, prompt + new), "int32")
+    padding_mask[:, :prompt] = 1
+    generated = to_numpy(generator.generate({"token_ids": token_ids, "padding_mask": padding_mask.astype(bool)},
+                                            stop_token_ids=None)["token_ids"])
+    expected, padding, gaps = token_ids.copy(), padding_mask.copy(), []
+    for position in range(prompt, prompt + new):  # greedy by hand: the search model's logits, whole sequence
+        logits = to_numpy(search.predict_on_batch({"token_ids": expected, "padding_mask": padding}))[:, position - 1]
+        top = np.sort(logits, axis=-1)
+        gaps.append((top[:, -1] - top[:, -2]).min())
+        expected[:, position], padding[:, position] = logits.argmax(axis=-1), 1
+    assert min(gaps) > 1e-3  # no near-tie: the tokens are not decided by rounding
+    np.testing.assert_array_equal(generated, expected)
+    want = to_numpy(search({"token_ids": expected, "padding_mask": padding}, training=False))
+    got = to_numpy(generator({"token_ids": expected, "padding_mask": padding}))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("family", ["mistral", "gemma", "llama"])
+def test_uniform_export_of_a_causal_lm_carries_the_slim_stream(family, tmp_path):
+    """A CausalLM's search exported uniformly: the stock config takes the stream's exported width as hidden_dim
+    and ε·n/k as layer_norm_epsilon (Gemma's embedding table √n/√k and its final norm √k/√n besides); Llama's
+    config derives the head width from hidden_dim, so it keeps the stream (with a warning). The family's CausalLM
+    on it gives the search model's logits with the gates forced to the exported channels, before and after a
+    preset round trip."""
+    keras_hub = keras_hub_or_skip()
+    keras.utils.set_random_seed(18)
+    language_model = causal_lm(keras_hub, family)
+    backbone = language_model.backbone
+    search = figs_tf.wrap(causal_lm_at_fixed_length(language_model))
+    set_random_gates(search, 19)
+    kept = figs_tf.export_architecture(search)["token_embedding"]
+    assert kept < WIDTH
+    width = WIDTH if family == "llama" else kept
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        config, channels = figs_tf.uniform_widths(search, backbone)
+        stock = figs_tf.uniform_keras_hub_backbone(search, backbone)
+    assert any("whole residual stream" in str(w.message) for w in caught) == (family == "llama")
+    assert config["hidden_dim"] == stock.hidden_dim == len(channels["token_embedding"]) == width
+    assert stock.layer_norm_epsilon == pytest.approx(1e-3 * WIDTH / width, rel=1e-12)
+    force_gates(search, channels)
+    assert stock.count_params() == figs_tf.exported_network(search).cost("params")
+    x = backbone_inputs(20)
+    want = to_numpy(search(x, training=False))
+    got = to_numpy(type(language_model)(stock, preprocessor=None)(x))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    stock.save_to_preset(str(tmp_path / "preset"))
+    loaded = keras_hub.models.Backbone.from_preset(str(tmp_path / "preset"))
+    np.testing.assert_array_equal(to_numpy(type(language_model)(loaded, preprocessor=None)(x)), got)
+
+
 def test_uniform_export_refuses_a_model_that_is_no_keras_hub_backbone():
     model = gqa_decoder()
     with pytest.raises(ValueError, match="uniform export writes configs of"):

@@ -17,16 +17,16 @@ shared), as figs_tf.handlers.keras_hub does for the generic Transformer blocks:
   product; the down projection's input is cut), the activation a plain
   `Activation` layer (Llama) or `keras.ops.gelu` (Gemma, tanh-approximated);
 - the RMS norms (`LlamaLayerNorm`, Gemma's `RMSNormalization`, ...) normalise
-  over the residual stream, which therefore stays out of search, with a note.
-  An RMS norm over the k kept of n channels could be exact (the closed ones
-  zero): x·rsqrt(mean_n(x²) + ε)·γ equals x·rsqrt(mean_k(x²) + ε·n/k)·γ·√(n/k),
-  so the slim norm would take ε·n/k and γ·√(n/k) (Gemma's 1 + γ likewise);
-  folding the scale alone is not exact (ε's share of the mean grows n/k
-  times: visible for small activations). It is not searched yet: the stream
-  is a model output in a bare backbone, and a CausalLM (logits out) computes
-  them with its `ReversibleEmbedding` called with reverse=True (the tied
-  output projection), which the embedding handler refuses; a searched stream would also fix every attention's
-  query slots (the query projection would multiply three searched widths).
+  over the residual stream, searched exactly (figs_tf.handlers.per_channel.
+  RMSNormalizationHandler): x·rsqrt(mean_n(x²) + ε)·γ with n − k channels
+  zero equals x·rsqrt(mean_k(x²) + ε·n/k)·γ·√(n/k), so the slim norm takes
+  ε·n/k and γ·√(n/k) (Gemma's 1 + γ likewise); folding the scale alone is not
+  exact (ε's share of the mean grows n/k times). The stream is searched when
+  the model's outputs are not the stream: a family's CausalLM (its logits from
+  the `ReversibleEmbedding` called again with reverse=True,
+  figs_tf.handlers.embedding); in a bare backbone it is the output, kept,
+  with a note. A searched stream fixes every attention's query slots (the
+  query projection would multiply three searched widths).
 
 `figs_tf.slim` rebuilds each block as these plain layers, the attention as a
 subclass of the family's own class with fewer heads of the same width:
