@@ -425,9 +425,12 @@ CAUSAL = {
 }
 
 
-def causal_lm(keras_hub, family, epsilon=1e-3, **changes):
+STREAM_EPSILON = 0.1  # RMS norms' ε, as large as the activations' mean square: unfolded, ε·n/k would show
+
+
+def causal_lm(keras_hub, family, epsilon=STREAM_EPSILON, **changes):
     """The family's CausalLM on a tiny random backbone: norm scales away from their initial value, unit-variance
-    embeddings (logits far from ties), and an ε that matters (activations ~1: ε·n/k must be folded)."""
+    embeddings (logits far from ties), and an ε that matters (ε·n/k must be folded)."""
     arguments, class_name, _, _, _ = CAUSAL[family]
     backbone_class = getattr(keras_hub.models, class_name.replace("CausalLM", "Backbone"))
     backbone = randomize_norm_scales(backbone_class(**arguments, layer_norm_epsilon=epsilon, **changes))
@@ -471,7 +474,7 @@ def test_a_causal_lm_searches_its_residual_stream_exactly(family):
     assert kept < WIDTH and slim.get_layer("token_embedding").output_dim == kept
     assert slim.output.shape[-1] == VOCABULARY
     final = "final_normalization" if family == "gemma" else "sequence_output_layernorm"
-    assert slim.get_layer(final).epsilon == pytest.approx(1e-3 * WIDTH / kept, rel=1e-12)
+    assert slim.get_layer(final).epsilon == pytest.approx(STREAM_EPSILON * WIDTH / kept, rel=1e-12)
     assert slim.get_layer(final).scale.shape == (kept,)
 
 
@@ -567,7 +570,7 @@ def test_uniform_export_of_a_causal_lm_carries_the_slim_stream(family, tmp_path)
         stock = figs_tf.uniform_keras_hub_backbone(search, backbone)
     assert any("whole residual stream" in str(w.message) for w in caught) == (family == "llama")
     assert config["hidden_dim"] == stock.hidden_dim == len(channels["token_embedding"]) == width
-    assert stock.layer_norm_epsilon == pytest.approx(1e-3 * WIDTH / width, rel=1e-12)
+    assert stock.layer_norm_epsilon == pytest.approx(STREAM_EPSILON * WIDTH / width, rel=1e-12)
     force_gates(search, channels)
     assert stock.count_params() == figs_tf.exported_network(search).cost("params")
     x = backbone_inputs(20)

@@ -158,7 +158,7 @@ def folded_rms_settings(scale, epsilon, full, kept, one_plus_scale=False):
     the norm multiplies by 1 + γ (Gemma's), which takes the factor instead.
     With every channel kept both are returned unchanged.
     """
-    if kept == full:
+    if kept in (0, full):  # 0: no channel left to normalise (a removed branch)
         return scale, epsilon
     factor = np.sqrt(full / kept).astype(scale.dtype)
     scale = (1 + scale) * factor - 1 if one_plus_scale else scale * factor
@@ -167,7 +167,7 @@ def folded_rms_settings(scale, epsilon, full, kept, one_plus_scale=False):
 
 def folded_epsilon(epsilon, full, kept):
     """ε·n/k: the ε of an RMS norm over `kept` of `full` channels (see `folded_rms_settings`)."""
-    return epsilon if kept == full else epsilon * full / kept
+    return epsilon if kept in (0, full) else epsilon * full / kept
 
 
 class RMSNormalizationHandler(PerChannel):
