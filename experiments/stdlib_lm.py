@@ -19,8 +19,8 @@ the same on every machine with the same Python.
 Per seed:
 
 1. the supernet is trained `--pretrain_steps` (Adam, constant learning rate);
-2. FiGS: `figs_tf.wrap(lm, cost="flops")` searches key/value groups, query
-   slots and MLP widths for `--search_steps` under `figs_tf.BudgetController`
+2. FiGS: `figs_tf.wrap(lm, cost="flops", exclude=KEPT_OUT)` searches
+   key/value groups, query slots and MLP widths (the residual stream kept) for `--search_steps` under `figs_tf.BudgetController`
    with a target of `--target` × the supernet's FLOPs per sequence of
    `--length` tokens (the attention products QKᵀ and AV counted over every
    pair, so FLOPs per token depend on the length); `figs_tf.slim` cuts the
@@ -168,6 +168,11 @@ def bits_per_byte(model, inputs, targets, batch=64):
     return total / count / np.log(2.0)
 
 
+# The residual stream stays out of search, as in the runs docs/results.md reports: the Dense head reads it, so
+# figs_tf would search it through the RMS norms, and with it searched every query slot is kept.
+KEPT_OUT = ("token_embedding",)
+
+
 def uniform_architecture(template, model, target, units, slots, groups):
     """One multiplier r in every block: round(r·`slots`) (≥ 1) query heads per key/value group, all `groups`
     key/value groups kept, round(r·`units`) (≥ 1) MLP units; the largest r (in steps of 1 / `units`) whose
@@ -185,7 +190,8 @@ def uniform_architecture(template, model, target, units, slots, groups):
         return widths
 
     def flops(k):
-        return figs_tf.slimming.network_from_architecture(model, architecture(k), choose_channels=False).cost("flops")
+        return figs_tf.slimming.network_from_architecture(model, architecture(k), choose_channels=False,
+                                                         exclude=KEPT_OUT).cost("flops")
 
     if flops(1) > target:
         raise ValueError(f"No uniform multiplier reaches {target:,.0f} FLOPs: one MLP unit per block costs more.")
@@ -239,13 +245,14 @@ def run_seed(args, data, seed):
     bpb = lambda model: bits_per_byte(model, data.validation_inputs, data.validation_targets)  # noqa: E731
     result["pretrained_bpb"] = bpb(lm)
 
-    search = figs_tf.wrap(lm, cost="flops", seed=seed)
+    search = figs_tf.wrap(lm, cost="flops", seed=seed, exclude=KEPT_OUT)
     supernet_flops = figs_tf.supernet_cost(search, "flops")
     target = args.target * supernet_flops
     template = figs_tf.export_architecture(search)
     uniform_arch, multiplier = uniform_architecture(template, lm, target, args.mlp, args.query_heads // args.kv_heads,
                                                     args.kv_heads)
-    uniform = figs_tf.slim(lm, architecture=uniform_arch, name="uniform")  # L1-largest channels, pretrained weights
+    # L1-largest channels, pretrained weights
+    uniform = figs_tf.slim(lm, architecture=uniform_arch, name="uniform", exclude=KEPT_OUT)
     result.update(supernet_flops=supernet_flops, target=target, multiplier=multiplier, uniform=uniform,
                   uniform_architecture=uniform_arch)
 
@@ -272,7 +279,8 @@ def run_seed(args, data, seed):
 
     lm.set_weights(pretrained)  # the supernet from step 1 trains on as many more steps
     if args.searched_widths_baseline:  # the FiGS widths, trained as the uniform model is
-        searched_widths = figs_tf.slim(lm, architecture=network.architecture(), name="searched_widths")
+        searched_widths = figs_tf.slim(lm, architecture=network.architecture(), name="searched_widths",
+                                       exclude=KEPT_OUT)
     lm.fit(after_x, after_y, batch_size=args.batch, epochs=1, verbose=0)
     result["supernet_bpb"] = bpb(lm)
     compile_for_training(uniform, args)

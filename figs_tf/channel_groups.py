@@ -42,6 +42,7 @@ class _GroupBuilder:
         self.producers = []
         self.notes = []
         self.conditions = []  # (trigger set, set, reason): `fix_if_searched`, decided once the analysis ends
+        self.fixed_notes = []  # (set, note): `note_if_fixed`, decided once the analysis ends
 
     def new_group(self, size, producer):
         self.parent.append(len(self.parent))
@@ -92,10 +93,26 @@ class _GroupBuilder:
         """
         self.conditions.append((trigger, channel_set, reason))
 
+    def note_if_fixed(self, channel_set, note):
+        """Adds `note` at the end of the analysis if `channel_set`'s groups are then kept out of search.
+
+        For a layer that would let its channels be searched but cannot keep
+        them searched itself (an RMS norm over a residual stream that is also
+        a model output): the note says what it offers and how to get it. Once
+        per group: a later note about the same channels is dropped.
+        """
+        self.fixed_notes.append((channel_set, note))
+
     def apply_conditions(self):
         for trigger, channel_set, reason in self.conditions:
             if any(not self.fixed[self.find(g)] for g in groups_in(trigger)):
                 self.fix(channel_set, reason)
+        noted = set()
+        for channel_set, note in self.fixed_notes:
+            roots = {self.find(g) for g in groups_in(channel_set)}
+            if roots and all(self.fixed[r] for r in roots) and not roots & noted:
+                noted |= roots
+                self.notes.append(note)
 
     def tie(self, set_a, set_b, where):
         """Channel i of set_a and channel i of set_b live or die together."""
@@ -357,13 +374,20 @@ def _share_channels(call, in_sets, out_sets, inner, first_use, builder):
         first_use[id(call.layer)] = (call, in_sets, out_sets, inner)
         return
     first_call, first_in, first_out, first_inner = first_use[id(call.layer)]
-    if call.signature() != first_call.signature():
+    if call.signature() != first_call.signature() and handlers_lib.handler_for(call.layer).later_use_ties(
+            call, first_call) is None:
         raise keras_graph.GraphError(
             f"Layer '{call.name}' ({type(call.layer).__name__}) is applied {call.application + 1} times with "
             f"different arguments (first {first_call.signature()}, then {call.signature()}). figs_tf shares one set "
             "of channels among the uses of a shared layer when every use is called alike (other tensors, same "
             "options); give this use its own layer.")
     where = f"{call.name} (a layer applied {call.application + 1} times)"
+    own_ties = handlers_lib.handler_for(call.layer).later_use_ties(call, first_call)
+    if own_ties is not None:  # a use of its own kind (a tied embedding's reverse=True call)
+        first_sets, these_sets = {"in": first_in, "out": first_out}, {"in": in_sets, "out": out_sets}
+        for (kind, index), (first_kind, first_index) in own_ties:
+            builder.tie(tuple(first_sets[first_kind][first_index]), tuple(these_sets[kind][index]), where)
+        return
     for first, this in list(zip(first_in, in_sets)) + list(zip(first_out, out_sets)):
         builder.tie(tuple(first), tuple(this), where)
     for label, inner_set in inner.items():

@@ -20,11 +20,15 @@ family's own block class (`SlimLlamaTransformerDecoder`,
 `SlimPhi3Decoder`, `SlimGemmaDecoderBlock`, `SlimGemma3DecoderBlock`) made from
 the slim layers, and the CausalLM's one key/value cache is shaped for the
 largest number of key/value heads (each attention layer reads its first heads:
-`PaddedCacheAttention`). The backbone's `num_query_heads` is hidden_dim // head
-width and its `head_dim` the head width, which is what the CausalLMs derive the
-cache's head width from (Llama and Phi3 the first, Mistral and Qwen3 the
-second). These backbones are for generation and evaluation in this process;
-they are not serialized (save the slim model, or its weights, instead).
+`PaddedCacheAttention`). The slim model may also be that of a wrapped
+CausalLM, whose residual stream was searched: the backbone's stream is then
+narrower (`token_embedding.output_dim`), its RMS norms folded. The backbone's
+`hidden_dim` stays the searched model's (Gemma's CausalLM scales the embedding
+by √hidden_dim), its `num_query_heads` is hidden_dim // head width and its
+`head_dim` the head width, which is what the CausalLMs derive the cache's head
+width from (Llama and Phi3 the first, Mistral and Qwen3 the second). These
+backbones are for generation and evaluation in this process; they are not
+serialized (save the slim model, or its weights, instead).
 `uniform_keras_hub_backbone` exports a search with one
 width per kind in every block as a stock backbone of the family instead,
 which saves and loads as a keras_hub preset.
@@ -176,7 +180,7 @@ def _gemma_like_blocks(original, layers, block_class, more_settings):
         attention = parts["attention"]
         reduction = getattr(block, "gate_dim_reduction", 2)  # the MLP has intermediate_dim // reduction units
         blocks.append(SlimGemmaDecoder(
-            parts, hidden_dim=block.hidden_dim, intermediate_dim=reduction * parts["ffw_gating"].kernel.shape[-1],
+            parts, hidden_dim=layers["token_embedding"].output_dim, intermediate_dim=reduction * parts["ffw_gating"].kernel.shape[-1],
             head_dim=attention.head_dim, num_query_heads=attention.num_query_heads,
             num_key_value_heads=attention.num_key_value_heads,
             query_head_dim_normalize=block.query_head_dim_normalize, use_post_ffw_norm=block.use_post_ffw_norm,
@@ -208,7 +212,8 @@ def keras_hub_backbone(slim_model, backbone):
 
     Args:
       slim_model: `figs_tf.slim` of a search model made from `backbone` (or
-        from `backbone` traced at a fixed length).
+        from `backbone` traced at a fixed length), or from the family's
+        CausalLM on `backbone` (traced likewise: its residual stream searched).
       backbone: the keras_hub backbone that was wrapped (LlamaBackbone,
         Llama3Backbone, MistralBackbone, Qwen3Backbone, Phi3Backbone,
         GemmaBackbone or Gemma3Backbone (text)): its family, block names and
@@ -216,7 +221,9 @@ def keras_hub_backbone(slim_model, backbone):
 
     Returns:
       A backbone of `backbone`'s class (a subclass holding the slim layers),
-      taking `{"token_ids", "padding_mask"}` of any length.
+      taking `{"token_ids", "padding_mask"}` of any length. Its `hidden_dim`
+      is `backbone`'s (what the CausalLM reads), its stream's width
+      `token_embedding.output_dim`.
 
     Raises:
       ValueError: a backbone family figs_tf cannot rebuild, or a slim model
@@ -239,8 +246,8 @@ def keras_hub_backbone(slim_model, backbone):
     heads = [handlers.handler_for(a).heads(a) for a in attention]  # (query heads, key/value heads, head width)
     head_width = heads[0][2]
     return _slim_backbone_class(type(backbone))(
-        embedding, blocks, layers[final_norm], padding_argument,
-        num_query_heads=embedding.output_dim // head_width,
+        embedding, blocks, layers[final_norm], padding_argument, hidden_dim=backbone.hidden_dim,
+        num_query_heads=backbone.hidden_dim // head_width,
         num_key_value_heads=max(kv_heads for _, kv_heads, _ in heads), head_dim=head_width,
         scales_embedding=type(backbone).__name__ in ("GemmaBackbone", "Gemma3Backbone"), dtype=backbone.dtype_policy,
         name=f"{backbone.name}_slim")
@@ -252,24 +259,27 @@ def _slim_backbone_class(family_class):
     class SlimBackbone(family_class):
         """A `family_class` backbone built from given layers instead of its config."""
 
-        def __init__(self, token_embedding, transformer_layers, layer_norm, padding_argument, num_query_heads,
-                     num_key_value_heads, head_dim, scales_embedding, dtype=None, **kwargs):
+        def __init__(self, token_embedding, transformer_layers, layer_norm, padding_argument, hidden_dim,
+                     num_query_heads, num_key_value_heads, head_dim, scales_embedding, dtype=None, **kwargs):
             self.token_embedding = token_embedding
             self.transformer_layers = list(transformer_layers)
             self.layer_norm = layer_norm
             token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
             padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
             x = token_embedding(token_ids)
-            if scales_embedding:  # Gemma multiplies the embedding by √hidden_dim
-                x = x * keras.ops.cast(keras.ops.sqrt(token_embedding.output_dim), x.dtype)
+            if scales_embedding:  # Gemma multiplies the embedding by √hidden_dim: the searched model's
+                x = x * keras.ops.cast(keras.ops.sqrt(hidden_dim), x.dtype)
             for block in self.transformer_layers:
                 x = block(x, **{padding_argument: padding_mask})
             Backbone.__init__(self, inputs={"token_ids": token_ids, "padding_mask": padding_mask},
                               outputs=layer_norm(x), dtype=dtype, **kwargs)
             self.vocabulary_size = token_embedding.input_dim
             self.num_layers = len(self.transformer_layers)
-            self.hidden_dim = token_embedding.output_dim
-            self.num_query_heads = num_query_heads  # hidden_dim // num_query_heads: the cache's head width
+            # the searched model's, not the slim stream's (token_embedding.output_dim): Gemma's CausalLM scales
+            # the embedding by √hidden_dim, Llama's and Phi3's take the cache's head width as
+            # hidden_dim // num_query_heads
+            self.hidden_dim = hidden_dim
+            self.num_query_heads = num_query_heads
             self.num_key_value_heads = num_key_value_heads  # the cache's: the most any layer keeps
             self.head_dim = head_dim
             self.text_only_model = True  # Gemma3CausalLM asks
@@ -299,20 +309,28 @@ def uniform_widths(search, backbone):
     the same in every block: the mean over the blocks of its exported width
     (`figs_tf.exported_network`, ⌊Σπ⌋ per group), rounded half up, at least 1;
     each block keeps that many channels of largest gate logit (the most
-    probable; ties to the lower index). Llama, Llama 3 and Phi3 configs derive
-    the head width from `hidden_dim // num_query_heads`, so for them every head
-    is kept (only the MLP width changes), with a warning when the gates close
-    heads.
+    probable; ties to the lower index). The residual stream, where the
+    search model is a CausalLM's (one group, the same in every block), keeps
+    its exported width: the config's `hidden_dim`, and `layer_norm_epsilon`
+    times n/k (every RMS norm over the stream folds it; the slim norms'
+    scales are folded by `figs_tf.slim`); its query slots are all kept. Llama,
+    Llama 3 and Phi3 configs derive the head width from `hidden_dim //
+    num_query_heads`, so for them every head and the whole stream are kept
+    (only the MLP width changes), with a warning when the gates close heads or
+    stream channels.
 
     Args:
-      search: `figs_tf.wrap` of `backbone` (traced at a fixed length).
-      backbone: the keras_hub backbone that was wrapped.
+      search: `figs_tf.wrap` of `backbone` or of the family's CausalLM on it
+        (traced at a fixed length).
+      backbone: the keras_hub backbone that was wrapped (the CausalLM's).
 
     Returns:
       (config, channels): `backbone.get_config()` with `num_key_value_heads`,
       `num_query_heads`, `intermediate_dim` (and `head_dim` where the family
-      holds it) of the uniform architecture; {width entry name ("<block>.<layer>"
-      or "<block>.<attention>/kv_groups", "/query_slots"): kept channel indices}.
+      holds it; `hidden_dim` and `layer_norm_epsilon` with the stream
+      searched) of the uniform architecture; {width entry name
+      ("<block>.<layer>", "<block>.<attention>/kv_groups", "/query_slots",
+      "token_embedding"): kept channel indices} of its searched groups.
 
     Raises:
       ValueError: a backbone family without a uniform export, or a search
@@ -325,6 +343,7 @@ def uniform_widths(search, backbone):
     """
     from figs_tf import handlers  # pylint: disable=g-import-not-at-top
     from figs_tf import wrapping  # pylint: disable=g-import-not-at-top
+    from figs_tf.handlers.per_channel import folded_epsilon  # pylint: disable=g-import-not-at-top
 
     family = _UNIFORM_FAMILIES.get(type(backbone).__name__)
     if family is None:
@@ -340,33 +359,45 @@ def uniform_widths(search, backbone):
     blocks = [block.name for block in backbone.transformer_layers]
     group_of = {name: g for g, group in enumerate(graph.groups) for name in group.producers}
     found = {(block, role): group_of.get(f"{block}.{name}") for block in blocks for role, name in roles.items()}
+    stream = group_of.get("token_embedding")  # searched when a CausalLM was wrapped
+    first = backbone.transformer_layers[0]
+    attention_layer = first._self_attention_layer if hasattr(first, "_self_attention_layer") else first.attention  # pylint: disable=protected-access
+    query_heads, kv_heads, head_width = handlers.handler_for(attention_layer).heads(attention_layer)
+    if stream is not None:  # with the stream searched, every query slot is kept (handlers.grouped_attention)
+        found = {key: g for key, g in found.items() if key[1] != "query_slots"}
     missing = [f"{block}.{roles[role]}" for (block, role), g in found.items() if g is None]
-    expected = {g for g in found.values() if g is not None}
+    expected = {g for g in found.values() if g is not None} | {stream}
     other = [graph.groups[g].producers[0] for g in range(graph.num_groups) if g not in expected]
     if missing or other:
         raise ValueError(f"The search model's groups are not {type(backbone).__name__}'s heads and MLP units "
                          f"(missing {missing[:3]}, others {other[:3]}): give figs_tf.uniform_widths the search model "
                          "of this backbone, wrapped whole.")
-    width = {}
-    for role in roles:
+    width = {"query_slots": query_heads // kv_heads}
+    for role in {role for _, role in found}:
         kept = [exported[found[(block, role)]] for block in blocks]
         width[role] = max(1, int(np.floor(np.mean(kept) + 0.5)))
-    first = backbone.transformer_layers[0]
-    attention_layer = first._self_attention_layer if hasattr(first, "_self_attention_layer") else first.attention  # pylint: disable=protected-access
-    query_heads, kv_heads, head_width = handlers.handler_for(attention_layer).heads(attention_layer)
+    if stream is not None:
+        found[(None, "stream")] = stream
+        width["stream"] = exported[stream]
     if not holds_head_width:
-        if (width["kv_groups"], width["query_slots"]) != (kv_heads, query_heads // kv_heads):
+        if (width["kv_groups"], width["query_slots"]) != (kv_heads, query_heads // kv_heads) or (
+                stream is not None and width["stream"] < backbone.hidden_dim):
             warnings.warn(f"{type(backbone).__name__}'s config derives the head width from hidden_dim // "
-                          "num_query_heads: the uniform export keeps every head and cuts only the MLP.",
-                          stacklevel=2)
+                          "num_query_heads: the uniform export keeps every head and the whole residual stream "
+                          "(hidden_dim) and cuts only the MLP.", stacklevel=2)
         width["kv_groups"], width["query_slots"] = kv_heads, query_heads // kv_heads
+        width["stream"] = backbone.hidden_dim
     channels = {}
     for (block, role), g in found.items():
         order = np.argsort(-logits[gates.group_slice(g)], kind="stable")
-        channels[f"{block}.{roles[role]}"] = np.sort(order[:width[role]]).tolist()
+        name = "token_embedding" if role == "stream" else f"{block}.{roles[role]}"
+        channels[name] = np.sort(order[:width[role]]).tolist()
     config = backbone.get_config()
     config.update(num_key_value_heads=width["kv_groups"], num_query_heads=width["kv_groups"] * width["query_slots"],
                   intermediate_dim=units_per_channel * width["mlp"])
+    if stream is not None:  # every norm reads the stream: one ε·n/k (per_channel.folded_rms_settings)
+        config.update(hidden_dim=width["stream"], layer_norm_epsilon=folded_epsilon(
+            config["layer_norm_epsilon"], backbone.hidden_dim, width["stream"]))
     if holds_head_width:
         config["head_dim"] = head_width
     return config, channels
@@ -377,16 +408,20 @@ def uniform_keras_hub_backbone(search, backbone):
 
     Made by the family's `Backbone.from_config` (one `num_query_heads`,
     `num_key_value_heads`, `intermediate_dim` for every block, the head width
-    unchanged), with the weights of `figs_tf.slim` at that architecture: it
-    computes what the search model computes with its gates forced to the
-    uniform architecture's channels. It saves and loads as any preset:
+    unchanged; a searched stream's `hidden_dim` and ε·n/k), with the weights of
+    `figs_tf.slim` at that architecture: it computes what the search model
+    computes with its gates forced to the uniform architecture's channels
+    (Gemma's embedding, scaled by √hidden_dim, is folded: the table takes
+    √n/√k, the final norm gives the tied logits back √k/√n). It saves and
+    loads as any preset:
 
         stock = figs_tf.uniform_keras_hub_backbone(search, backbone)
         stock.save_to_preset("slim_preset")
         keras_hub.models.Backbone.from_preset("slim_preset")   # the same logits
 
     Args:
-      search: `figs_tf.wrap` of `backbone` (traced at a fixed length).
+      search: `figs_tf.wrap` of `backbone`, or of the family's CausalLM on it
+        (traced at a fixed length).
       backbone: the keras_hub backbone that was wrapped (LlamaBackbone,
         Llama3Backbone, MistralBackbone, Qwen3Backbone, Phi3Backbone,
         GemmaBackbone or Gemma3Backbone).
@@ -415,7 +450,21 @@ def uniform_keras_hub_backbone(search, backbone):
     slim_model = build_slim(network, name=f"{backbone.name}_uniform")
     stock = type(backbone).from_config(config)
     _copy_slim_weights(stock, slim_model, {block.name for block in backbone.transformer_layers})
+    if stock.hidden_dim < backbone.hidden_dim and type(backbone).__name__ in ("GemmaBackbone", "Gemma3Backbone"):
+        _fold_embedding_scale(stock, backbone.hidden_dim)
     return stock
+
+
+def _fold_embedding_scale(stock, searched_width):
+    """Gemma multiplies the embedding by √hidden_dim: a stock config of the slim width k scales it by √k where the
+    searched model scaled it by √n. The table takes √n/√k; the output projection, tied to it, is given back
+    √k/√n by the final norm's 1 + scale."""
+    table = stock.token_embedding.embeddings
+    factor = np.sqrt(searched_width) / np.sqrt(stock.hidden_dim)
+    table.assign(keras.ops.convert_to_numpy(table) * factor.astype("float32"))
+    if stock.token_embedding.tie_weights:
+        final = stock.get_layer("final_normalization").scale
+        final.assign((1 + keras.ops.convert_to_numpy(final)) / factor.astype("float32") - 1)
 
 
 def _copy_slim_weights(stock, slim_model, blocks):

@@ -33,7 +33,7 @@ from figs_tf.channel_bias import ChannelBias
 from figs_tf.channel_sets import alive_positions, count as channels_alive, groups_in, num_channels
 
 
-def slim(model, architecture=None, channels=None, name=None):
+def slim(model, architecture=None, channels=None, name=None, exclude=()):
     """A plain Keras model with exactly the exported widths and inherited weights.
 
     `slim(search)(x)` equals `search(x, training=False)` to float tolerance, its
@@ -48,6 +48,9 @@ def slim(model, architecture=None, channels=None, name=None):
         when `architecture` is a path that has them; otherwise the channels whose
         kernels have the largest L1 norm are kept.
       name: name of the new model (default: "<model>_slim").
+      exclude: with `architecture`: the layers that `figs_tf.wrap(...,
+        exclude=...)` kept out of search when the architecture was found
+        (which channels are searched decides which widths it may give).
 
     Returns:
       A functional `keras.Model` without gates.
@@ -70,7 +73,7 @@ def slim(model, architecture=None, channels=None, name=None):
             architecture = export_lib.load_architecture(path)
             if channels is None:
                 channels = export_lib.load_channels(path)
-        network = network_from_architecture(model, architecture, channels)
+        network = network_from_architecture(model, architecture, channels, exclude=exclude)
     return build(network, name=name or f"{model.name}_slim")
 
 
@@ -184,13 +187,14 @@ def _named_as_call(layer, call):
     return layer
 
 
-def network_from_architecture(model, architecture, channels=None, choose_channels=True):
+def network_from_architecture(model, architecture, channels=None, choose_channels=True, exclude=()):
     """The ExportedNetwork a {layer name: width} architecture selects in a plain model.
 
     `choose_channels=False` keeps the first channels of each group (the weights
-    will be replaced anyway) instead of ranking them by kernel norm.
+    will be replaced anyway) instead of ranking them by kernel norm. `exclude`:
+    the layers kept out of search when the architecture was found (`figs_tf.wrap`).
     """
-    graph = channel_groups.analyze(model)
+    graph = channel_groups.analyze(model, exclude=exclude)
     producers = {name: (call, channel_set) for name, call, channel_set in graph.width_entries()}
     unknown = sorted(set(architecture) - set(producers))
     if unknown:

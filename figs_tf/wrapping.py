@@ -109,9 +109,9 @@ def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
     offsets = _offsets(graph.group_sizes)
     always_on = sum(graph.group_sizes)
     masked = set(graph.masked_keys)
-    first_uses = {}  # id(layer) -> (its search-model inputs, outputs) at a shared layer's first application
+    first_uses = {}  # id(layer) -> (its search-model inputs, outputs, call) at a shared layer's first application
     for call in graph.calls:
-        if call.application:
+        if call.application and graph.handler(call).later_use_ties(call, first_uses[id(call.layer)][2]) is None:
             outputs = _apply_shared_again(call, first_uses[id(call.layer)], values, gate_vector)
         else:
             args, kwargs = call.call_arguments(values)
@@ -120,8 +120,8 @@ def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
             if any(groups_in(s) for s in out_sets):
                 gating = (gate_vector, [gate_indices(s, offsets, always_on) for s in out_sets])
             outputs = keras.tree.flatten(graph.handler(call).search_call(call, args, kwargs, gating))
-            if call.shared:
-                first_uses[id(call.layer)] = ([values[k] for k in call.input_keys], outputs)
+            if call.shared and not call.application:
+                first_uses[id(call.layer)] = ([values[k] for k in call.input_keys], outputs, call)
         for index, (key, tensor) in enumerate(zip(call.output_keys, outputs)):
             if key in masked:
                 suffix = ("" if len(outputs) == 1 else f"_{index}") + (f"_use{call.application}" if call.application
@@ -142,7 +142,7 @@ def wrap(model, cost="params", strength=0.0, exclude=(), estimator="expected",
 def _apply_shared_again(call, first_use, values, gate_vector):
     """A later application of a shared layer: what ran at its first application (the layer, or its gated
     stand-in) runs again on this application's inputs, so every use holds one layer and one set of gates."""
-    first_inputs, first_outputs = first_use
+    first_inputs, first_outputs, _ = first_use
     replacements = {id(gate_vector): gate_vector}
     for first, key in zip(first_inputs, call.input_keys):
         if replacements.setdefault(id(first), values[key]) is not values[key]:

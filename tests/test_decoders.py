@@ -31,10 +31,12 @@ def gqa_flops_by_hand(tokens, query_width, kv_heads, query_heads, head_dim, outp
     return flops
 
 
-def gqa_decoder(query_heads=4, kv_heads=2, head_dim=4, mlp=24, searched_query=False, use_gate=False):
+def gqa_decoder(query_heads=4, kv_heads=2, head_dim=4, mlp=24, searched_query=False, use_gate=False,
+                stream_out=True):
     """Embedding → [RMS norm → GQA (causal) → +] → [RMS norm → gated MLP → +] → RMS norm → logits.
 
-    `searched_query`: Dense layers (widths searched) before and after the attention.
+    `searched_query`: Dense layers (widths searched) before and after the attention. `stream_out`: the final
+    norm's output is a model output too (as a backbone's), which keeps the residual stream out of search.
     """
     tokens = keras.Input((LENGTH,), dtype="int32", name="tokens")
     x = L.Embedding(VOCABULARY, WIDTH, name="embedding")(tokens)
@@ -52,7 +54,8 @@ def gqa_decoder(query_heads=4, kv_heads=2, head_dim=4, mlp=24, searched_query=Fa
     y = L.Dense(WIDTH, name="mlp_down")(L.Multiply(name="mlp_product")([gate, up]))
     x = L.Add(name="mlp_residual")([x, y])
     x = L.RMSNormalization(name="final_norm")(x)
-    return keras.Model(tokens, L.Dense(VOCABULARY, name="logits")(x), name="gqa_decoder")
+    logits = L.Dense(VOCABULARY, name="logits")(x)
+    return keras.Model(tokens, [logits, x] if stream_out else logits, name="gqa_decoder")
 
 
 def decoder_flops_by_hand(query_heads=4, kv_heads=2, head_dim=4, mlp=24, query_width=WIDTH, pre=0, gate=False):
@@ -110,8 +113,8 @@ def test_closed_group_and_slot_leave_fewer_heads_and_the_cost_by_hand():
     assert (attention.num_key_value_heads, attention.num_query_heads) == (1, 2)
     assert slim.get_layer("mlp_down").kernel.shape == (10, WIDTH)
     x = token_batch(1)
-    expected = to_numpy(search(x, training=False))
-    np.testing.assert_allclose(to_numpy(slim(x)), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    expected = to_numpy(search(x, training=False)[0])  # the logits
+    np.testing.assert_allclose(to_numpy(slim(x)[0]), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
     assert figs_tf.count(slim, "flops") == decoder_flops_by_hand(query_heads=2, kv_heads=1, mlp=10)
     assert slim.count_params() == decoder_params_by_hand(query_heads=2, kv_heads=1, mlp=10)
     # the kept heads are the original ones: group 1, slots 0 and 2 (query heads 3 and 5)
@@ -386,14 +389,180 @@ def test_uniform_export_is_a_stock_preset_with_the_search_models_logits(family, 
     np.testing.assert_array_equal(logits_of(loaded(x), loaded.token_embedding), got)
 
 
+# --- the residual stream, searched when a CausalLM (logits out) is wrapped ---
+
+def causal_lm_at_fixed_length(language_model, length=LENGTH):
+    """A keras_hub CausalLM (preprocessor=None: token ids and padding mask → logits) traced at `length` tokens, its
+    backbone too (same layers and weights)."""
+    inputs = {name: keras.Input((length,), dtype="int32", name=name) for name in language_model.input}
+    return keras.models.clone_model(language_model, input_tensors=inputs, clone_function=lambda layer: (
+        at_fixed_length(layer, length) if layer is language_model.backbone else layer))
+
+
+# family: (backbone arguments, CausalLM class name, head width, embedding tables, attention layer of block 0)
+CAUSAL = {
+    "llama": (dict(LLAMA), "LlamaCausalLM", WIDTH // 4, 2, "transformer_layer_0.self_attention"),
+    "gemma": (dict(GEMMA, num_key_value_heads=2), "GemmaCausalLM", 4, 1, "decoder_block_0.attention"),
+    "qwen3": (dict(LLAMA, head_dim=WIDTH // 4), "Qwen3CausalLM", WIDTH // 4, 1, "transformer_layer_0.self_attention"),
+    "mistral": (dict(LLAMA), "MistralCausalLM", WIDTH // 4, 2, "transformer_layer_0.self_attention"),
+}
+
+
+STREAM_EPSILON = 0.1  # RMS norms' ε, as large as the activations' mean square: unfolded, ε·n/k would show
+
+
+def causal_lm(keras_hub, family, epsilon=STREAM_EPSILON, **changes):
+    """The family's CausalLM on a tiny random backbone: norm scales away from their initial value, unit-variance
+    embeddings (logits far from ties), and an ε that matters (ε·n/k must be folded)."""
+    arguments, class_name, _, _, _ = CAUSAL[family]
+    backbone_class = getattr(keras_hub.models, class_name.replace("CausalLM", "Backbone"))
+    backbone = randomize_norm_scales(backbone_class(**arguments, layer_norm_epsilon=epsilon, **changes))
+    rng = np.random.default_rng(0)
+    for table in (backbone.token_embedding.embeddings, getattr(backbone.token_embedding, "reverse_embeddings", None)):
+        if table is not None:
+            table.assign(rng.normal(0, 1, table.shape).astype("float32"))
+    return getattr(keras_hub.models, class_name)(backbone, preprocessor=None)
+
+
+def stream_width(graph):
+    return next(group.size for group in graph.groups if "token_embedding" in group.producers)
+
+
 @pytest.mark.tensorflow_only
-def test_a_causal_lm_is_refused_with_the_way_to_its_backbone():
-    """A CausalLM applies its ReversibleEmbedding twice (tokens in, logits out, the second with reverse=True): the
-    error says to wrap the backbone."""
+@pytest.mark.parametrize("family", ["llama", "gemma", "qwen3"])
+def test_a_causal_lm_searches_its_residual_stream_exactly(family):
+    """Wrapping the CausalLM searches the residual stream as one group (embedding, every residual add, the RMS
+    norms, the projections in and out, the tied or reverse output projection); counts equal count_params and a hand
+    count; every gate on gives the CausalLM's logits; random gates: the slim model (narrower stream, norms with
+    √(n/k)·scale and ε·n/k) computes the search model's logits."""
     keras_hub = keras_hub_or_skip()
-    language_model = keras_hub.models.LlamaCausalLM(keras_hub.models.LlamaBackbone(**LLAMA), preprocessor=None)
-    with pytest.raises(figs_tf.UnsupportedLayerError, match="wrap the model without the logits instead"):
-        figs_tf.analyze(at_fixed_length(language_model))
+    keras.utils.set_random_seed(11)
+    arguments, _, head_dim, tables, attention = CAUSAL[family]
+    language_model = causal_lm(keras_hub, family)
+    model = causal_lm_at_fixed_length(language_model)
+    mlp = arguments["intermediate_dim"] // (2 if family == "gemma" else 1)
+    params, flops = backbone_counts(arguments, mlp, head_dim, tables)
+    if family == "qwen3":
+        params += arguments["num_layers"] * 2 * head_dim  # a query and a key norm per layer, over the head width
+    assert figs_tf.count(model, "params") == model.count_params() == params
+    assert figs_tf.count(model, "flops") == flops + LENGTH * WIDTH * VOCABULARY  # + the logits
+    graph = figs_tf.analyze(model)
+    assert stream_width(graph) == WIDTH
+    assert f"{attention}/query_slots" not in {p for g in graph.groups for p in g.producers}
+    assert "multiply three searched widths" in " ".join(graph.notes)
+    x = backbone_inputs(12)
+    np.testing.assert_array_equal(to_numpy(model(x)), to_numpy(language_model(x)))
+    slim, architecture = check_wrap_and_slim(model, x, seed=13)
+    kept = architecture["token_embedding"]
+    assert kept < WIDTH and slim.get_layer("token_embedding").output_dim == kept
+    assert slim.output.shape[-1] == VOCABULARY
+    final = "final_normalization" if family == "gemma" else "sequence_output_layernorm"
+    assert slim.get_layer(final).epsilon == pytest.approx(STREAM_EPSILON * WIDTH / kept, rel=1e-12)
+    assert slim.get_layer(final).scale.shape == (kept,)
+
+
+def test_a_functional_decoder_searches_its_residual_stream():
+    """keras.layers.RMSNormalization and GroupQueryAttention, logits out: the stream is one group; with it searched
+    every query slot is kept (a query projection of three searched widths), with the note."""
+    model = gqa_decoder(stream_out=False)
+    assert figs_tf.count(model, "params") == model.count_params() == decoder_params_by_hand()
+    assert figs_tf.count(model, "flops") == decoder_flops_by_hand()
+    graph = figs_tf.analyze(model)
+    sizes = {producer: group.size for group in graph.groups for producer in group.producers}
+    assert sizes["embedding"] == WIDTH and "attention/query_slots" not in sizes
+    assert "multiply three searched widths" in " ".join(graph.notes)
+    x = token_batch(3)
+    check_all_gates_on_is_the_supernet(model, x)
+    _, slim, network = check_random_gates_slim_exactly(model, x, seed=2)
+    kept = network.architecture()["embedding"]
+    assert kept < WIDTH and slim.get_layer("final_norm").scale.shape == (kept,)
+
+
+@pytest.mark.tensorflow_only
+def test_a_layer_norm_causal_lm_keeps_its_stream_out_with_the_note():
+    """GPT2CausalLM: its tied output projection is read like Llama's, but LayerNormalization (mean and variance over
+    the channels) keeps the residual stream out of search."""
+    keras_hub = keras_hub_or_skip()
+    backbone = keras_hub.models.GPT2Backbone(vocabulary_size=VOCABULARY, num_layers=1, num_heads=2, hidden_dim=8,
+                                             intermediate_dim=16, max_sequence_length=LENGTH)
+    language_model = keras_hub.models.GPT2CausalLM(backbone, preprocessor=None)
+    model = causal_lm_at_fixed_length(language_model)
+    graph = figs_tf.analyze(model)
+    assert "token_embedding" not in {p for g in graph.groups for p in g.producers}
+    assert "(LayerNormalization) mixes channels" in " ".join(graph.notes)
+    assert figs_tf.count(model, "params") == model.count_params()
+    check_wrap_and_slim(model, backbone_inputs(14), seed=15)
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("family", ["llama", "gemma"])
+def test_a_slim_causal_lm_generates_what_the_search_model_generates(family):
+    """The slim CausalLM's layers back in a backbone of the family (a narrower stream; Gemma's embedding still
+    scaled by the searched √hidden_dim): the family's CausalLM generates 16 greedy tokens (cached decoding) equal to
+    greedy decoding with the search model in inference, and its logits on them are the search model's."""
+    keras_hub = keras_hub_or_skip()
+    keras.utils.set_random_seed(16)
+    prompt, new = 5, 16
+    language_model = causal_lm(keras_hub, family)
+    search = figs_tf.wrap(causal_lm_at_fixed_length(language_model, prompt + new))
+    set_random_gates(search, 17)
+    kept = figs_tf.export_architecture(search)["token_embedding"]
+    slim_backbone = figs_tf.keras_hub_backbone(figs_tf.slim(search), language_model.backbone)
+    assert slim_backbone.token_embedding.output_dim == kept < WIDTH
+    generator = type(language_model)(backbone=slim_backbone, preprocessor=None)
+    generator.compile(sampler="greedy", jit_compile=False)
+    token_ids = np.zeros((2, prompt + new), "int32")
+    token_ids[:, :prompt] = token_batch(5, 2, prompt)
+    padding_mask = np.zeros((2, prompt + new), "int32")
+    padding_mask[:, :prompt] = 1
+    generated = to_numpy(generator.generate({"token_ids": token_ids, "padding_mask": padding_mask.astype(bool)},
+                                            stop_token_ids=None)["token_ids"])
+    expected, padding, gaps = token_ids.copy(), padding_mask.copy(), []
+    for position in range(prompt, prompt + new):  # greedy by hand: the search model's logits, whole sequence
+        logits = to_numpy(search.predict_on_batch({"token_ids": expected, "padding_mask": padding}))[:, position - 1]
+        top = np.sort(logits, axis=-1)
+        gaps.append((top[:, -1] - top[:, -2]).min())
+        expected[:, position], padding[:, position] = logits.argmax(axis=-1), 1
+    assert min(gaps) > 1e-3  # no near-tie: the tokens are not decided by rounding
+    np.testing.assert_array_equal(generated, expected)
+    want = to_numpy(search({"token_ids": expected, "padding_mask": padding}, training=False))
+    got = to_numpy(generator({"token_ids": expected, "padding_mask": padding}))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("family", ["mistral", "gemma", "llama"])
+def test_uniform_export_of_a_causal_lm_carries_the_slim_stream(family, tmp_path):
+    """A CausalLM's search exported uniformly: the stock config takes the stream's exported width as hidden_dim
+    and ε·n/k as layer_norm_epsilon (Gemma's embedding table √n/√k and its final norm √k/√n besides); Llama's
+    config derives the head width from hidden_dim, so it keeps the stream (with a warning). The family's CausalLM
+    on it gives the search model's logits with the gates forced to the exported channels, before and after a
+    preset round trip."""
+    keras_hub = keras_hub_or_skip()
+    keras.utils.set_random_seed(18)
+    language_model = causal_lm(keras_hub, family)
+    backbone = language_model.backbone
+    search = figs_tf.wrap(causal_lm_at_fixed_length(language_model))
+    set_random_gates(search, 19)
+    kept = figs_tf.export_architecture(search)["token_embedding"]
+    assert kept < WIDTH
+    width = WIDTH if family == "llama" else kept
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        config, channels = figs_tf.uniform_widths(search, backbone)
+        stock = figs_tf.uniform_keras_hub_backbone(search, backbone)
+    assert any("whole residual stream" in str(w.message) for w in caught) == (family == "llama")
+    assert config["hidden_dim"] == stock.hidden_dim == len(channels["token_embedding"]) == width
+    assert stock.layer_norm_epsilon == pytest.approx(STREAM_EPSILON * WIDTH / width, rel=1e-12)
+    force_gates(search, channels)
+    assert stock.count_params() == figs_tf.exported_network(search).cost("params")
+    x = backbone_inputs(20)
+    want = to_numpy(search(x, training=False))
+    got = to_numpy(type(language_model)(stock, preprocessor=None)(x))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    stock.save_to_preset(str(tmp_path / "preset"))
+    loaded = keras_hub.models.Backbone.from_preset(str(tmp_path / "preset"))
+    np.testing.assert_array_equal(to_numpy(type(language_model)(loaded, preprocessor=None)(x)), got)
 
 
 def test_uniform_export_refuses_a_model_that_is_no_keras_hub_backbone():

@@ -37,8 +37,8 @@ from figs_tf.handlers.indexing import GetItemHandler
 from figs_tf.handlers.merge import ConcatenateHandler, ElementwiseOpHandler, MergeHandler
 from figs_tf.handlers.keras_hub_decoders import DecoderMask, DecoderMaskHandler
 from figs_tf.handlers.per_channel import (ActivationHandler, BatchNormalizationHandler, ChannelMixing,
-                                          LayerNormalizationHandler, OperationHandler, PerChannel, SoftmaxHandler,
-                                          prelu_keeps_uniform)
+                                          LayerNormalizationHandler, OperationHandler, PerChannel,
+                                          RMSNormalizationHandler, SoftmaxHandler, prelu_keeps_uniform)
 from figs_tf.handlers.preprocessing import (ColorJitterHandler, NormalizationHandler, RandomErasingHandler,
                                             RescalingHandler, preprocessing_handlers)
 from figs_tf.handlers.recurrent import (AnyHandler, BidirectionalHandler, MaskingHandler, NotEqualHandler,
@@ -106,7 +106,7 @@ def _default_handlers():
     table[L.MultiHeadAttention] = MultiHeadAttentionHandler()
     table[L.GroupQueryAttention] = KerasGroupedQueryAttentionHandler()
     if hasattr(L, "RMSNormalization"):  # Keras >= 3.9
-        table[L.RMSNormalization] = LayerNormalizationHandler(kind="RMS normalization")
+        table[L.RMSNormalization] = RMSNormalizationHandler()
     table[keras_numpy_ops.GetItem] = GetItemHandler()
     table[keras_numpy_ops.Split] = SplitHandler()  # CSPNet's cross-stage split
     table[keras_numpy_ops.Pad] = PadHandler()  # ResNetV2's -inf padding before max-pooling
@@ -162,7 +162,7 @@ __all__ = [
     "GetItemHandler", "GroupGatedAttention", "GroupedAttentionHandler", "HeadGatedAttention",
     "KerasGroupedQueryAttentionHandler", "LayerHandler", "LayerNormalizationHandler", "MaskingHandler",
     "MergeHandler", "MultiHeadAttentionHandler", "NormalizationHandler", "NotEqualHandler", "PadHandler", "PerChannel",
-    "PermuteHandler", "RandomErasingHandler", "RecurrentHandler", "RescalingHandler", "ReshapeHandler",
+    "PermuteHandler", "RMSNormalizationHandler", "RandomErasingHandler", "RecurrentHandler", "RescalingHandler", "ReshapeHandler",
     "SeparableConvHandler", "SoftmaxHandler", "SplitHandler", "Term", "UnsupportedLayerError", "activation_name", "clone_layer",
     "equivalent_model", "find_handler", "handler_for", "register_handler", "register_lazily",
 ]

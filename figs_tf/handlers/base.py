@@ -97,12 +97,26 @@ class LayerHandler:
           in_sets: the channel set of each input (tuples of `Segment`).
           groups: the analysis' group builder: `new_group(size, producer)`,
             `tie(set_a, set_b, where)`, `fix(channel_set, reason)`,
-            `fix_if_searched(trigger_set, channel_set, reason)` (decided when the analysis ends).
+            `fix_if_searched(trigger_set, channel_set, reason)`,
+            `note_if_fixed(channel_set, note)` (both decided when the analysis ends).
 
         Returns:
           A list with the channel set of each output.
         """
         raise NotImplementedError
+
+    def later_use_ties(self, call, first_call):
+        """How a later use of a shared layer shares channels with its first use.
+
+        None (the default): every use is called alike (the same options) and
+        each input and output lives or dies with the same one of the first use;
+        the search model applies the first use's stand-in again. Otherwise a use
+        of its own kind (a tied embedding's `reverse=True` call, reading what
+        the lookup made): [(("in" or "out", index in this call), ("in" or
+        "out", index in the first call))], the sets to tie; the search model
+        and the slim model run it as its own call of the one (slim) layer.
+        """
+        return None
 
     def requires_clean_inputs(self, call):
         """True if pruned channels must read as exactly zero at this layer's input."""

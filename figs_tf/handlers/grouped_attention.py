@@ -23,7 +23,8 @@ its channels are the query's. Cost: the query and output projections cost
 query width × groups × slots × head width. The cost polynomial holds products
 of two searched widths, so the query slots are kept out of search (with a
 note) when the query's channels are searched (in a decoder they are the
-residual stream, which the normalizations keep). Multiply-adds per example: the projections at every position, QKᵀ
+residual stream, searched when a CausalLM is wrapped: its key/value groups stay
+searched, its query slots are kept). Multiply-adds per example: the projections at every position, QKᵀ
 and AV over every (query, key) pair of the stated sequence length (a causal
 mask is not subtracted, as for MultiHeadAttention), the output projection.
 

@@ -17,16 +17,16 @@ shared), as figs_tf.handlers.keras_hub does for the generic Transformer blocks:
   product; the down projection's input is cut), the activation a plain
   `Activation` layer (Llama) or `keras.ops.gelu` (Gemma, tanh-approximated);
 - the RMS norms (`LlamaLayerNorm`, Gemma's `RMSNormalization`, ...) normalise
-  over the residual stream, which therefore stays out of search, with a note.
-  An RMS norm over the k kept of n channels could be exact (the closed ones
-  zero): x·rsqrt(mean_n(x²) + ε)·γ equals x·rsqrt(mean_k(x²) + ε·n/k)·γ·√(n/k),
-  so the slim norm would take ε·n/k and γ·√(n/k) (Gemma's 1 + γ likewise);
-  folding the scale alone is not exact (ε's share of the mean grows n/k
-  times: visible for small activations). It is not searched yet: the stream
-  is a model output in a bare backbone, and a CausalLM (logits out) computes
-  them with its `ReversibleEmbedding` called with reverse=True (the tied
-  output projection), which the embedding handler refuses; a searched stream would also fix every attention's
-  query slots (the query projection would multiply three searched widths).
+  over the residual stream, searched exactly (figs_tf.handlers.per_channel.
+  RMSNormalizationHandler): x·rsqrt(mean_n(x²) + ε)·γ with n − k channels
+  zero equals x·rsqrt(mean_k(x²) + ε·n/k)·γ·√(n/k), so the slim norm takes
+  ε·n/k and γ·√(n/k) (Gemma's 1 + γ likewise); folding the scale alone is not
+  exact (ε's share of the mean grows n/k times). The stream is searched when
+  the model's outputs are not the stream: a family's CausalLM (its logits from
+  the `ReversibleEmbedding` called again with reverse=True,
+  figs_tf.handlers.embedding); in a bare backbone it is the output, kept,
+  with a note. A searched stream fixes every attention's query slots (the
+  query projection would multiply three searched widths).
 
 `figs_tf.slim` rebuilds each block as these plain layers, the attention as a
 subclass of the family's own class with fewer heads of the same width:
@@ -49,7 +49,7 @@ from figs_tf.channel_sets import Segment
 from figs_tf.handlers.base import LayerHandler, UnsupportedLayerError, clone_layer
 from figs_tf.handlers.grouped_attention import GroupedAttentionHandler
 from figs_tf.handlers.keras_hub import BlockHandler
-from figs_tf.handlers.per_channel import LayerNormalizationHandler
+from figs_tf.handlers.per_channel import RMSNormalizationHandler
 
 
 @keras.saving.register_keras_serializable(package="figs_tf")
@@ -123,19 +123,10 @@ def _refuse_cache(layer, bound, names):
                                     "without a cache or a custom attention mask (a language model's training graph).")
 
 
-class FamilyRMSNormHandler(LayerNormalizationHandler):
-    """A keras_hub family's RMS norm (`LlamaLayerNorm`, Gemma's `RMSNormalization`): keeps the residual stream.
-
-    Rebuilt from its `epsilon` (Gemma's has no config of its own).
-    """
-
-    def __init__(self):
-        super().__init__(kind="RMS normalization")
-
-    def slim(self, call, kept_in, kept_out):
-        layer = call.layer
-        rebuilt = type(layer)(epsilon=layer.epsilon, dtype=layer.dtype_policy, name=layer.name)
-        return rebuilt, layer.get_weights()
+def rebuilt_family_norm(layer, epsilon):
+    """A keras_hub family's RMS norm (`LlamaLayerNorm`, Gemma's `RMSNormalization`, ...) made afresh with `epsilon`
+    (Gemma's has no config of its own; Qwen3's omits its head_dim, None for a norm over the stream)."""
+    return type(layer)(epsilon=epsilon, dtype=layer.dtype_policy, name=layer.name)
 
 
 class LlamaDecoderHandler(BlockHandler):
@@ -514,7 +505,8 @@ def keras_hub_decoder_handlers():
     from keras_hub.src.models.phi3 import phi3_attention, phi3_decoder, phi3_layernorm  # pylint: disable=g-import-not-at-top
     from keras_hub.src.models.gemma3 import gemma3_attention, gemma3_decoder_block, gemma3_layers  # pylint: disable=g-import-not-at-top
 
-    rms = FamilyRMSNormHandler()
+    rms = RMSNormalizationHandler(rebuild=rebuilt_family_norm)
+    gemma_rms = RMSNormalizationHandler(one_plus_scale=True, rebuild=rebuilt_family_norm)  # x·(1 + scale)
     return {
         phi3_decoder.Phi3Decoder: Phi3DecoderHandler(),
         phi3_attention.Phi3Attention: Phi3AttentionHandler(),
@@ -535,9 +527,9 @@ def keras_hub_decoder_handlers():
         gemma_decoder_block.GemmaDecoderBlock: GemmaDecoderHandler(),
         gemma_attention.CachedGemmaAttention: GemmaAttentionHandler(),
         padded_cache_gemma_attention(): GemmaAttentionHandler(),
-        rms_normalization.RMSNormalization: rms,
+        rms_normalization.RMSNormalization: gemma_rms,
         gemma3_decoder_block.Gemma3DecoderBlock: Gemma3DecoderHandler(),
         gemma3_attention.CachedGemma3Attention: Gemma3AttentionHandler(),
         padded_cache_gemma3_attention(): Gemma3AttentionHandler(),
-        gemma3_layers.RMSNormalization: rms,
+        gemma3_layers.RMSNormalization: gemma_rms,
     }

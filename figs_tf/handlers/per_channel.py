@@ -148,6 +148,86 @@ class LayerNormalizationHandler(ChannelMixing):
         return out_sets
 
 
+def folded_rms_settings(scale, epsilon, full, kept, one_plus_scale=False):
+    """(scale, ε) of an RMS norm over `kept` of `full` channels that equals the norm over all of them when the
+    others are zero.
+
+    x·rsqrt(mean_n(x²) + ε)·γ, with n − k channels zero, is
+    x·rsqrt(mean_k(x²) + ε·n/k)·γ·√(n/k): the scale takes √(n/k) and ε takes
+    n/k (both; the scale alone is off wherever ε matters). `one_plus_scale`:
+    the norm multiplies by 1 + γ (Gemma's), which takes the factor instead.
+    With every channel kept both are returned unchanged.
+    """
+    if kept in (0, full):  # 0: no channel left to normalise (a removed branch)
+        return scale, epsilon
+    factor = np.sqrt(full / kept).astype(scale.dtype)
+    scale = (1 + scale) * factor - 1 if one_plus_scale else scale * factor
+    return scale, folded_epsilon(epsilon, full, kept)
+
+
+def folded_epsilon(epsilon, full, kept):
+    """ε·n/k: the ε of an RMS norm over `kept` of `full` channels (see `folded_rms_settings`)."""
+    return epsilon if kept in (0, full) else epsilon * full / kept
+
+
+class RMSNormalizationHandler(PerChannel):
+    """An RMS normalization over the channel axis (keras.layers.RMSNormalization, keras_hub's families' norms):
+    searched exactly, its channels are those of its input.
+
+    Pruned channels must read as zero (its statistic sums over every
+    channel); the slim norm, over the k kept of n channels, folds √(n/k) into
+    its scale and n/k into its ε (`folded_rms_settings`), which is exact. In a
+    decoder every norm reads the residual stream (one channel group), so one
+    ε·n/k serves them all. Where the stream is a model output (a bare
+    backbone) it stays out of search, with a note saying how to search it.
+    Normalising over other axes than the channels (keras RMSNormalization's
+    `axis`) keeps the channels out of search, as LayerNormalization does.
+
+    Args:
+      kind: how notes name it.
+      one_plus_scale: the norm multiplies by 1 + scale (Gemma's).
+      rebuild: None (a keras layer: `clone_layer` with the new `epsilon`), or
+        a function (layer, epsilon) -> a fresh layer (keras_hub's norms, some
+        of whose configs omit settings).
+    """
+
+    def __init__(self, kind="RMS normalization", one_plus_scale=False, rebuild=None):
+        # keras_hub's RMS norms have no `axis`: they normalise over the last one
+        super().__init__(zero_preserving=True,
+                         keeps_uniform=only_the_channel_axis(lambda layer: getattr(layer, "axis", -1)))
+        self.kind = kind
+        self.one_plus_scale = one_plus_scale
+        self.rebuild = rebuild
+
+    def _over_channels_only(self, call):
+        axis = getattr(call.layer, "axis", -1)
+        axes = [axis] if isinstance(axis, int) else list(axis)
+        rank = len(call.input_tensors[0].shape)
+        return [a % rank for a in axes] == [call.read_axes[0]]
+
+    def output_sets(self, call, in_sets, groups):
+        out_sets = PerChannel.output_sets(self, call, in_sets, groups)
+        if not self._over_channels_only(call):
+            groups.fix(in_sets[0], f"'{call.name}' ({self.kind}) normalises over more axes than the channels")
+        groups.note_if_fixed(in_sets[0], (
+            f"'{call.name}' ({self.kind}) could search the channels it normalises exactly (the slim norm folds "
+            "√(n/k) into its scale and n/k into its ε), but they are kept out of search (see the note above); in "
+            "a bare decoder backbone they are the residual stream, a model output: wrap the family's CausalLM "
+            "(logits out, traced at a fixed length) to search it"))
+        return out_sets
+
+    def requires_clean_inputs(self, call):
+        return True
+
+    def slim(self, call, kept_in, kept_out):
+        layer = call.layer
+        full, kept = call.input_tensors[0].shape[call.read_axes[0]], len(kept_in[0])
+        weights = [np.take(w, kept_in[0], axis=-1) for w in layer.get_weights()]  # the scale
+        weights[0], epsilon = folded_rms_settings(weights[0], layer.epsilon, full, kept, self.one_plus_scale)
+        rebuilt = clone_layer(layer, epsilon=epsilon) if self.rebuild is None else self.rebuild(layer, epsilon)
+        return rebuilt, weights
+
+
 class BatchNormalizationHandler(PerChannel):
     """BatchNormalization: per channel along its `axis` (1 after channels_first layers), but f(0) = β ≠ 0.
 
