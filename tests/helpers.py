@@ -191,6 +191,30 @@ def checkpoint_steps(phase_dir):
                   if name.startswith("step_") and name.endswith(".weights.h5") and f"{name[:17]}.json" in names)
 
 
+def checkpoint_arrays(phase_dir, step):
+    """{dataset path: array} of every array in <phase dir>/checkpoint/step_<step>.weights.h5: gate logits,
+    kernels, BatchNorm statistics, optimizer slots."""
+    return h5_arrays(os.path.join(phase_dir, "checkpoint", f"step_{step:012d}.weights.h5"))
+
+
+def h5_arrays(path):
+    """{dataset path: array} of every dataset in an HDF5 file (a Keras .weights.h5)."""
+    import h5py  # pylint: disable=g-import-not-at-top  # a Keras dependency
+    arrays = {}
+    with h5py.File(path, "r") as h5:
+        h5.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset)
+                      else None)
+    return arrays
+
+
+def differing_arrays(arrays, reference):
+    """Names of the arrays that are not bit-identical to the reference's (or missing on either side)."""
+    return sorted(name for name in set(arrays) | set(reference)
+                  if name not in arrays or name not in reference
+                  or arrays[name].dtype != reference[name].dtype or arrays[name].shape != reference[name].shape
+                  or arrays[name].tobytes() != reference[name].tobytes())
+
+
 def exported_architecture(workdir):
     """(widths, kept channels, steps) of a workdir's search/architecture.json."""
     with open(os.path.join(workdir, "search", "architecture.json")) as f:

@@ -21,7 +21,7 @@ from figs_tf import export
 from figs_tf.train import default_config, retrain, search, loop
 from figs_tf.train import workdir as workdir_lib
 
-from helpers import checkpoint_steps, exported_architecture
+from helpers import checkpoint_arrays, checkpoint_steps, differing_arrays, exported_architecture
 
 pytestmark = pytest.mark.tensorflow_only
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -39,6 +39,26 @@ def tiny_config(**changes):
     config.strength = 2e-4  # strong enough that 4 steps prune something
     config.update(changes)
     return config
+
+
+@pytest.fixture(scope="module")
+def tiny_search(tmp_path_factory):
+    """(workdir, summary) of one finished search of `tiny_config()`, shared by the tests that need such a
+    search (they copy its search/ into their own workdir before writing): the binaries seed every run
+    themselves, so this is the search each of them would run (test_same_seed_and_config_give_the_same_
+    architecture checks that a second run is the same)."""
+    workdir = tmp_path_factory.mktemp("tiny_search")
+    keras.backend.clear_session()
+    found = search.run(tiny_config(), str(workdir))
+    keras.backend.clear_session()
+    return workdir, found
+
+
+def _with_search_of(tiny_search, workdir):
+    """`workdir` holding a copy of the shared search's search/ (what `search.run(tiny_config(), workdir)`
+    writes); returns `workdir`."""
+    shutil.copytree(tiny_search[0] / "search", workdir / "search")
+    return workdir
 
 
 def _environment():
@@ -61,11 +81,14 @@ def test_the_binaries_print_only_their_results(tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         assert result.stderr == ""  # no "Variant folder ... has no dataset_info.json", no I0000 lines
         assert result.stdout.lstrip().startswith(title)
+    finished = {name: os.path.getmtime(tmp_path / "search" / name) for name in os.listdir(tmp_path / "search")}
     again = subprocess.run([sys.executable, "-m", "figs_tf.train.search", *flags], capture_output=True, text=True,
                            timeout=300, env=env)
     assert again.returncode == 0
     assert "has already finished; not touching it" in again.stderr  # a status line, through absl logging
     assert again.stderr.count("\n") == 1
+    # nothing rewritten
+    assert {name: os.path.getmtime(tmp_path / "search" / name) for name in os.listdir(tmp_path / "search")} == finished
 
 
 def test_only_the_binaries_change_tensorflow_logging():
@@ -81,9 +104,10 @@ def test_only_the_binaries_change_tensorflow_logging():
     assert result.stdout.strip() == "unset"
 
 
-def test_search_then_retrain_on_real_fashion_mnist(tmp_path):
+def test_search_then_retrain_on_real_fashion_mnist(tmp_path, tiny_search):
     config = tiny_config()
-    found = search.run(config, str(tmp_path))
+    found = tiny_search[1]
+    _with_search_of(tiny_search, tmp_path)
     assert found["steps"] == found["configured_steps"] == 4  # 512 // 128 steps, one pass
     architecture = export.load_architecture(workdir_lib.architecture_path(str(tmp_path)))
     assert architecture == found["architecture"]
@@ -140,7 +164,7 @@ def test_search_and_retrain_under_mirrored_strategy_with_mock_data(tmp_path):
 
 def _search_command(workdir):
     return [sys.executable, "-m", "figs_tf.train.search", f"--workdir={workdir}",
-            "--config.space_kwargs.widths=(8, 16, 16)", "--config.train_examples=1024",
+            "--config.space_kwargs.widths=(8, 16, 16)", "--config.train_examples=512",
             "--config.eval_examples=500", "--config.search.batch_size=32",
             "--config.search.steps_per_checkpoint=4", "--config.search.epochs=2",
             "--config.search.recalibrated_eval=False", "--config.progress=epoch"]
@@ -152,7 +176,7 @@ def test_a_killed_search_resumes_and_exports_what_the_uninterrupted_search_expor
                                env=_environment(), text=True)
     deadline = time.time() + 600
     while time.time() < deadline and process.poll() is None and len(checkpoint_steps(f"{workdir}/search")) < 2:
-        time.sleep(0.2)
+        time.sleep(0.02)
     assert process.poll() is None, "the search finished before it could be killed:\n" + process.stdout.read()
     process.send_signal(signal.SIGKILL)  # mid-AL, at whatever instant this is
     process.wait()
@@ -165,24 +189,22 @@ def test_a_killed_search_resumes_and_exports_what_the_uninterrupted_search_expor
     with open(os.path.join(workdir, "search", "summary.json")) as f:
         summary = json.load(f)
     assert summary["resumed_from_step"] >= 8
-    # 1024 // 32 = 32 steps a pass, 2 passes, checkpoints every 4 steps: 16 Keras epochs.
-    assert summary["steps"] == summary["configured_steps"] == 64
+    # 512 // 32 = 16 steps a pass, 2 passes, checkpoints every 4 steps: 8 Keras epochs.
+    assert summary["steps"] == summary["configured_steps"] == 32 > summary["resumed_from_step"]
     with open(os.path.join(workdir, "search", "history.csv")) as f:
         epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
-    assert epochs == list(range(16))  # one row per epoch: none lost, none repeated by the resume
+    assert epochs == list(range(8))  # one row per epoch: none lost, none repeated by the resume
 
-    # The same command never interrupted: the same architecture, kept channels and steps.
+    # The same command never interrupted: the same architecture, kept channels and steps, and the same
+    # final checkpoint bit for bit (gate logits, kernels, BatchNorm statistics, Adam's slots).
+    # (That a finished search's rerun changes nothing: test_the_binaries_print_only_their_results.)
     uninterrupted = subprocess.run(_search_command(str(tmp_path / "once")), capture_output=True, text=True,
                                    timeout=900, env=_environment())
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
     assert exported_architecture(workdir) == exported_architecture(tmp_path / "once")
-
-    # Finished: a third run changes nothing.
-    before = os.path.getmtime(os.path.join(workdir, "search", "summary.json"))
-    again = subprocess.run(_search_command(workdir), capture_output=True, text=True, timeout=300,
-                           env=_environment())
-    assert again.returncode == 0 and "already finished" in again.stderr
-    assert os.path.getmtime(os.path.join(workdir, "search", "summary.json")) == before
+    reference = checkpoint_arrays(tmp_path / "once" / "search", 32)
+    assert differing_arrays(checkpoint_arrays(os.path.join(workdir, "search"), 32), reference) == []
+    assert "layers/mask_layer/vars/0" in reference and len(reference) > 10, sorted(reference)
 
 
 class AtEpochStart(keras.callbacks.Callback):
@@ -410,13 +432,14 @@ def test_a_rerun_with_a_different_config_is_refused(tmp_path):
         search.run(other, str(tmp_path))
 
 
-def test_same_seed_and_config_give_the_same_architecture(tmp_path):
-    """Determinism on one machine: same seed, data order and config -> same export."""
+def test_same_seed_and_config_give_the_same_architecture(tmp_path, tiny_search):
+    """Determinism on one machine: same seed, data order and config -> same export (the shared search ran
+    earlier in this process, after whatever ran before it)."""
+    keras.backend.clear_session()
+    search.run(tiny_config(), str(tmp_path / "second"))
     documents = []
-    for run in ("first", "second"):
-        keras.backend.clear_session()
-        search.run(tiny_config(), str(tmp_path / run))
-        with open(workdir_lib.architecture_path(str(tmp_path / run))) as f:
+    for workdir in (tiny_search[0], tmp_path / "second"):
+        with open(workdir_lib.architecture_path(str(workdir))) as f:
             documents.append(json.load(f))
     assert documents[0]["widths"] == documents[1]["widths"]
     assert documents[0]["channels"] == documents[1]["channels"]  # the same channels, not just counts
@@ -446,15 +469,13 @@ def _recovery_config(init, teacher):
     return config
 
 
-def test_retraining_can_start_from_the_search_weights_and_distil_from_the_search_model(tmp_path):
+def test_retraining_can_start_from_the_search_weights_and_distil_from_the_search_model(tmp_path, tiny_search):
     """Each `retrain.init` / `retrain.teacher` mode for a few steps: what it starts from and what it fits."""
-    search.run(tiny_config(), str(tmp_path / "search_run"))
-    search_model = figs_tf.load_model(os.path.join(tmp_path, "search_run", "search", "search_model.keras"))
+    search_model = figs_tf.load_model(os.path.join(tiny_search[0], "search", "search_model.keras"))
     inherited = [w.copy() for w in figs_tf.slim(search_model).get_weights()]
     for init, teacher in (("scratch", ""), ("inherited", ""), ("inherited", "search"), ("scratch", "search")):
         keras.backend.clear_session()
-        workdir = tmp_path / f"{init}_{teacher or 'none'}"
-        shutil.copytree(tmp_path / "search_run" / "search", workdir / "search")
+        workdir = _with_search_of(tiny_search, tmp_path / f"{init}_{teacher or 'none'}")
         seen = {}
 
         def record(model, epoch, seen=seen):
@@ -475,11 +496,11 @@ def test_retraining_can_start_from_the_search_weights_and_distil_from_the_search
         assert type(saved).__name__ == "Functional" and saved.count_params() == summary["exported"]["params"]
 
 
-def test_a_resumed_recovery_is_the_uninterrupted_one(tmp_path):
+def test_a_resumed_recovery_is_the_uninterrupted_one(tmp_path, tiny_search):
     """Bit for bit with inherited weights and distillation: the teacher is rebuilt from the same file."""
     config = _recovery_config("inherited", "search")
-    search.run(tiny_config(), str(tmp_path / "once"))
-    shutil.copytree(tmp_path / "once" / "search", tmp_path / "resumed" / "search")
+    for run in ("once", "resumed"):
+        _with_search_of(tiny_search, tmp_path / run)
     retrained_once, retrained = _once_and_resumed(retrain.run, config, tmp_path, preempt_at=2)
     assert retrained["resumed_from_step"] == 6 and retrained["steps"] == retrained_once["steps"] == 9
     models = [keras.saving.load_model(os.path.join(tmp_path, run, "retrain", "model.keras")) for run in ("once", "resumed")]

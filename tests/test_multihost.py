@@ -30,10 +30,9 @@ import time
 import numpy as np
 import pytest
 
-from helpers import checkpoint_steps, exported_architecture
+from helpers import checkpoint_arrays, checkpoint_steps, differing_arrays, exported_architecture, h5_arrays
 
 pytest.importorskip("jax")
-h5py = pytest.importorskip("h5py")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -51,12 +50,32 @@ RUN_SECONDS = 1200  # bounds one launch on a loaded 2-core machine; an idle one 
 PEER_TIMEOUT = 20
 EXIT_MARGIN = 15
 JAX_STOPS_THEM = "Terminating process because the JAX distributed service detected fatal errors"
+# XLA programs compiled by one launch, reused by the later launches of this module (a dict: set once
+# per module by `_compilation_cache`). Every launch builds the same programs (weight initializers, train
+# and eval steps); compiling them is most of a launch's CPU time on this backend (the search with these
+# flags in one process: 58 s of CPU with an empty cache, 17 s with the filled one, its final checkpoint
+# byte-identical). XLA compiles a program to the same executable every time, so reuse changes no
+# result: the bit-for-bit checks below compare the same arithmetic.
+_CACHE = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compilation_cache(tmp_path_factory):
+    """JAX's persistent compilation cache in a directory of this module's own (empty at its start, so
+    a test run alone compiles what it needs). Only process 0 writes entries; a size limit makes JAX
+    lock the directory, so a process never reads an entry while another writes it."""
+    _CACHE["dir"] = str(tmp_path_factory.mktemp("jax_compilation_cache"))
+    yield
+    _CACHE.clear()
 
 
 def _environment():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHON=sys.executable,
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("KERAS_BACKEND", None)  # local.sh --processes 2 chooses JAX itself
+    if "dir" in _CACHE:
+        env.update(JAX_COMPILATION_CACHE_DIR=_CACHE["dir"], JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1", JAX_COMPILATION_CACHE_MAX_SIZE=str(2**30))
     return env
 
 
@@ -119,27 +138,6 @@ def _wait_until_ended(pgid, seconds=60):
 def _summary(workdir, phase):
     with open(os.path.join(workdir, phase, "summary.json")) as f:
         return json.load(f)
-
-
-def _arrays(path):
-    """{dataset path: array} of every dataset in an HDF5 file (a Keras .weights.h5)."""
-    arrays = {}
-    with h5py.File(path, "r") as h5:
-        h5.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset)
-                      else None)
-    return arrays
-
-
-def _final_checkpoint(workdir, phase, step):
-    return _arrays(os.path.join(workdir, phase, "checkpoint", f"step_{step:012d}.weights.h5"))
-
-
-def _differences(arrays, reference):
-    """Names of the arrays that are not bit-identical to the reference's (or missing on either side)."""
-    return sorted(name for name in set(arrays) | set(reference)
-                  if name not in arrays or name not in reference
-                  or arrays[name].dtype != reference[name].dtype or arrays[name].shape != reference[name].shape
-                  or arrays[name].tobytes() != reference[name].tobytes())
 
 
 def _lose_one_mid_phase(workdir, phase, lost, command):
@@ -285,9 +283,9 @@ def test_the_writer_killed_mid_search_resumes_to_the_uninterrupted_weights(two_p
         assert [int(row["epoch"]) for row in csv.DictReader(f)] == list(range(SEARCH_STEPS // 4))
     assert exported_architecture(run["workdir"]) == exported_architecture(two_processes[0])
     # Every array of the final checkpoint: the gate logits, kernels, BatchNorm statistics, Adam's slots.
-    resumed = _final_checkpoint(run["workdir"], "search", SEARCH_STEPS)
-    reference = _final_checkpoint(two_processes[0], "search", SEARCH_STEPS)
-    assert _differences(resumed, reference) == []
+    resumed = checkpoint_arrays(run["workdir"] / "search", SEARCH_STEPS)
+    reference = checkpoint_arrays(two_processes[0] / "search", SEARCH_STEPS)
+    assert differing_arrays(resumed, reference) == []
     # what was compared: the gate logits (one per channel of the widths 8, 16, 16) and the 3 conv kernels
     assert reference["layers/mask_layer/vars/0"].shape == (8 + 16 + 16,), sorted(reference)
     assert len([name for name in reference if name.startswith("layers/conv2d")]) == 3, sorted(reference)
@@ -324,16 +322,16 @@ def test_a_peer_lost_mid_retraining_stops_the_writer_and_the_rerun_ends_at_the_s
     summary = _summary(run["workdir"], "retrain")
     assert summary["resumed_from_step"] == run["steps"][-1]
     assert summary["steps"] == RETRAIN_STEPS
-    resumed = _final_checkpoint(run["workdir"], "retrain", RETRAIN_STEPS)
-    reference = _final_checkpoint(two_processes[0], "retrain", RETRAIN_STEPS)
-    assert _differences(resumed, reference) == [] and len(reference) > 10
+    resumed = checkpoint_arrays(run["workdir"] / "retrain", RETRAIN_STEPS)
+    reference = checkpoint_arrays(two_processes[0] / "retrain", RETRAIN_STEPS)
+    assert differing_arrays(resumed, reference) == [] and len(reference) > 10
     print(f"process 0 stopped {run['seconds']:.1f} s after process 1 froze; {len(reference)} arrays bit-identical")
     # and the saved model (model.keras holds model.weights.h5)
     models = []
     for name, workdir in (("resumed", run["workdir"]), ("reference", two_processes[0])):
         shutil.unpack_archive(workdir / "retrain" / "model.keras", tmp_path / name, "zip")
-        models.append(_arrays(tmp_path / name / "model.weights.h5"))
-    assert _differences(*models) == []
+        models.append(h5_arrays(tmp_path / name / "model.weights.h5"))
+    assert differing_arrays(*models) == []
 
 
 def test_the_binaries_on_the_jax_backend_in_one_process_over_its_local_devices(tmp_path):
