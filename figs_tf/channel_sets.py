@@ -27,6 +27,14 @@ class Segment:
     size: int
     repeat: int = 1
 
+    def __post_init__(self):
+        if self.size is None:
+            # an axis of unknown static length (a mask's key positions at a variable sequence length): never
+            # pruned, its channels count as none; liveness treats fixed channels as alive (figs_tf.cost)
+            if self.group is not None:
+                raise ValueError("A searched channel group needs a known width.")
+            object.__setattr__(self, "size", 0)
+
     @property
     def channels(self):
         return self.size * self.repeat

@@ -125,8 +125,9 @@ def _refuse_cache(layer, bound, names):
 
 def rebuilt_family_norm(layer, epsilon):
     """A keras_hub family's RMS norm (`LlamaLayerNorm`, Gemma's `RMSNormalization`, ...) made afresh with `epsilon`
-    (Gemma's has no config of its own; Qwen3's omits its head_dim, None for a norm over the stream)."""
-    return type(layer)(epsilon=epsilon, dtype=layer.dtype_policy, name=layer.name)
+    (Gemma's has no config of its own; Qwen3's omits its head_dim, None for a norm over the stream). The dtype
+    policy goes by name, so that the automatic config of a norm without get_config (T5's) serializes."""
+    return type(layer)(epsilon=epsilon, dtype=layer.dtype_policy.name, name=layer.name)
 
 
 class LlamaDecoderHandler(BlockHandler):

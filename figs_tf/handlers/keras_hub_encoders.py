@@ -53,7 +53,8 @@ from keras import ops
 from figs_tf.channel_sets import Segment, groups_in
 from figs_tf.handlers.base import LayerHandler, Term, UnsupportedLayerError, clone_layer, to_numpy
 from figs_tf.handlers.keras_hub import BlockHandler, _second_use
-from figs_tf.handlers.keras_hub_decoders import DecoderMaskHandler, FamilyRMSNormHandler, untrack_sublayer
+from figs_tf.handlers.keras_hub_decoders import DecoderMaskHandler, rebuilt_family_norm, untrack_sublayer
+from figs_tf.handlers.per_channel import RMSNormalizationHandler
 from figs_tf.wrapper_layer import WrapperLayer, take_gates
 
 
@@ -434,15 +435,6 @@ class T5AttentionTensors(WrapperLayer):
         return tensors_only(self.wrapped_layer(*args, **kwargs))
 
 
-class T5LayerNormHandler(FamilyRMSNormHandler):
-    """keras_hub's `T5LayerNorm`: keeps the residual stream; rebuilt with its dtype policy's name, so that its
-    automatic config (it has no get_config) serializes."""
-
-    def slim(self, call, kept_in, kept_out):
-        layer = call.layer
-        return type(layer)(epsilon=layer.epsilon, dtype=layer.dtype_policy.name, name=layer.name), layer.get_weights()
-
-
 class T5TransformerLayerHandler(BlockHandler):
     """keras_hub's `T5TransformerLayer`: T5LayerNorm → self-attention → +, (decoder: T5LayerNorm →
     cross-attention → +), T5LayerNorm → (gated) MLP → +; returns the position bias with the output."""
@@ -608,7 +600,7 @@ def keras_hub_encoder_handlers():
         t5_transformer_layer.T5TransformerLayer: T5TransformerLayerHandler(),
         t5_multi_head_attention.T5MultiHeadAttention: T5MultiHeadAttentionHandler(),
         tensor_outputs_t5_attention(): T5MultiHeadAttentionHandler(),
-        t5_layer_norm.T5LayerNorm: T5LayerNormHandler(),
+        t5_layer_norm.T5LayerNorm: RMSNormalizationHandler(rebuild=rebuilt_family_norm),
         T5CausalMask: DecoderMaskHandler(),
     }
 
