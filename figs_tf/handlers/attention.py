@@ -52,7 +52,22 @@ def attention_arguments(call):
             if isinstance(value, tuple) and value in positions}
 
 
-class MultiHeadAttentionHandler(LayerHandler):
+class HeadGatedAttentionHandler(LayerHandler):
+    """An attention layer with one gate per head (`"<layer>/heads"`), which it applies inside its call: it reads
+    clean inputs and its outputs need no gate of their own (the heads' gates act before its output projection)."""
+
+    def inner_sets(self, call, in_sets, groups):
+        heads = call.layer.num_heads
+        return [("heads", (Segment(groups.new_group(heads, f"{call.name}/heads"), heads),))]
+
+    def requires_clean_inputs(self, call):
+        return True
+
+    def output_dirty(self, call, in_dirty):
+        return True
+
+
+class MultiHeadAttentionHandler(HeadGatedAttentionHandler):
     """keras.layers.MultiHeadAttention: heads are an inner channel group; the output is a new group."""
 
     mixes_channels = True
@@ -85,17 +100,10 @@ class MultiHeadAttentionHandler(LayerHandler):
         return outputs
 
     def inner_sets(self, call, in_sets, groups):
-        heads = call.layer.num_heads
-        heads_set = (Segment(groups.new_group(heads, f"{call.name}/heads"), heads),)
+        inner = super().inner_sets(call, in_sets, groups)
         if len(call.output_tensors) > 1:
-            groups.fix(heads_set, f"'{call.name}' returns its attention scores, which have a heads axis")
-        return [("heads", heads_set)]
-
-    def requires_clean_inputs(self, call):
-        return True
-
-    def output_dirty(self, call, in_dirty):
-        return True
+            groups.fix(inner[0][1], f"'{call.name}' returns its attention scores, which have a heads axis")
+        return inner
 
     def _shapes(self, call):
         bound = attention_arguments(call)

@@ -51,6 +51,7 @@ import numpy as np
 from keras import ops
 
 from figs_tf.channel_sets import Segment, groups_in
+from figs_tf.handlers.attention import HeadGatedAttentionHandler
 from figs_tf.handlers.base import LayerHandler, Term, UnsupportedLayerError, clone_layer, to_numpy
 from figs_tf.handlers.keras_hub import BlockHandler, _second_use
 from figs_tf.handlers.keras_hub_decoders import DecoderMaskHandler, rebuilt_family_norm, untrack_sublayer
@@ -193,7 +194,7 @@ class DisentangledAttentionEncoderHandler(BlockHandler):
         return layer._feedforward_layer_norm(layer._feedforward_dropout(y) + x)  # pylint: disable=protected-access
 
 
-class DisentangledSelfAttentionHandler(LayerHandler):
+class DisentangledSelfAttentionHandler(HeadGatedAttentionHandler):
     """keras_hub DeBERTaV3's `DisentangledSelfAttention`: heads an inner channel group, the output a new group.
 
     Its query and key kernels also project the relative embeddings, whose
@@ -219,16 +220,6 @@ class DisentangledSelfAttentionHandler(LayerHandler):
             groups.fix(in_sets[positions["attention_mask"]], f"'{call.name}' reads them as an attention mask")
         width = call.output_tensors[0].shape[-1]
         return [(Segment(groups.new_group(width, call.name), width),)]
-
-    def inner_sets(self, call, in_sets, groups):
-        heads = call.layer.num_heads
-        return [("heads", (Segment(groups.new_group(heads, f"{call.name}/heads"), heads),))]
-
-    def requires_clean_inputs(self, call):
-        return True
-
-    def output_dirty(self, call, in_dirty):
-        return True
 
     def param_terms(self, call, in_sets, out_sets):
         width = call.layer.attn_head_size

@@ -53,7 +53,8 @@ from keras import ops
 from keras_hub.src.models.swin_transformer import swin_transformer_layers as swin
 
 from figs_tf.channel_sets import Segment
-from figs_tf.handlers.base import LayerHandler, Term, UnsupportedLayerError, to_numpy
+from figs_tf.handlers.attention import HeadGatedAttentionHandler
+from figs_tf.handlers.base import Term, UnsupportedLayerError, to_numpy
 from figs_tf.handlers.keras_hub import BlockHandler, _no_keras_mask, _second_use
 from figs_tf.handlers.per_channel import PerChannel
 from figs_tf.wrapper_layer import WrapperLayer, take_gates
@@ -233,7 +234,7 @@ class SwinWindowAttention(swin.WindowAttention):
         return config
 
 
-class WindowAttentionHandler(LayerHandler):
+class WindowAttentionHandler(HeadGatedAttentionHandler):
     """A Swin block's WindowAttention (called through `WindowedAttention`): heads are an inner channel group,
     the projection's output a new group."""
 
@@ -256,16 +257,6 @@ class WindowAttentionHandler(LayerHandler):
         self.geometry(call)
         width = call.output_tensors[0].shape[-1]
         return [(Segment(groups.new_group(width, call.name), width),)]
-
-    def inner_sets(self, call, in_sets, groups):
-        heads = call.layer.num_heads
-        return [("heads", (Segment(groups.new_group(heads, f"{call.name}/heads"), heads),))]
-
-    def requires_clean_inputs(self, call):
-        return True
-
-    def output_dirty(self, call, in_dirty):
-        return True
 
     def param_terms(self, call, in_sets, out_sets):
         layer = call.layer
